@@ -1,0 +1,33 @@
+# Every command a developer or CI runs. `make run` and `make test` work on a fresh machine.
+DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/geotrack
+export DATABASE_URL
+CARGO ?= cargo
+
+.PHONY: run test db lint fmt build release bench-ingest
+
+## Start the service on http://127.0.0.1:8080 against the local PostgreSQL (installs PostGIS if needed).
+run: db release
+	./target/release/geotrack migrate
+	./target/release/geotrack serve
+
+## The whole suite: formatting, lints, unit and integration tests (real PostGIS, real sockets).
+test: db lint
+	bash scripts/drop-test-dbs.sh
+	$(CARGO) test --workspace --all-targets
+
+## Make sure PostgreSQL has PostGIS (apt-get installs it when missing) and the database exists.
+db:
+	bash scripts/ensure-postgis.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release

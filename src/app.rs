@@ -1,0 +1,196 @@
+//! Start-up and shutdown as functions a test can call: [`Application::build`] connects,
+//! migrates (if configured), starts the ingest pipeline and binds the listener (port 0 gives a
+//! free port); [`Application::run_until`] serves until the given future resolves, then stops
+//! accepting, lets in-flight requests finish, flushes every queued batch and returns.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::http_metrics::{self, HttpMetrics};
+use crate::state::AppState;
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A built service, bound to its address, not yet serving.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    router: Router,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        if config.db_max_connections as usize <= config.ingest.shards {
+            return Err(StartError::Config(format!(
+                "db_max_connections ({}) must be larger than ingest.shards ({}): each shard writer keeps a connection",
+                config.db_max_connections, config.ingest.shards
+            )));
+        }
+        if config.migrate_on_start {
+            crate::db::migrate(&config.database_url).await?;
+        }
+        let pool = crate::db::pool(&config.database_url, config.db_max_connections)?;
+        let mut registry = Registry::default();
+        let ingest_metrics = tracker::metrics::IngestMetrics::register(&mut registry);
+        let http_metrics = HttpMetrics::register(&mut registry);
+        let tasks = TaskTracker::new();
+        let pipeline = tracker::Pipeline::start(&pool, config.ingest.pipeline(), ingest_metrics, &tasks);
+        let state = AppState {
+            pool,
+            pipeline,
+            limits: config.ingest.limits(),
+            ingest: Arc::new(config.ingest.clone()),
+            registry: Arc::new(registry),
+            tasks,
+        };
+        let router = router(
+            state.clone(),
+            http_metrics,
+            Duration::from_secs(config.request_timeout_s),
+        );
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        Ok(Self {
+            listener,
+            state,
+            router,
+            shutdown_timeout: Duration::from_secs(config.shutdown_timeout_s),
+        })
+    }
+
+    /// The address actually bound (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains: no new connections, in-flight requests
+    /// finish (up to the shutdown timeout), queued fixes are committed, tasks are awaited.
+    pub async fn run_until<F>(self, shutdown: F) -> Result<(), StartError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Self {
+            listener,
+            state,
+            router,
+            shutdown_timeout,
+        } = self;
+        let stop = CancellationToken::new();
+        let trigger = stop.clone();
+        let pipeline = state.pipeline.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            // Requests still in flight must not wait out a batch linger: commit at once.
+            pipeline.flush_now();
+            trigger.cancel();
+        });
+        let serve = axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned());
+        tokio::select! {
+            result = serve.into_future() => result.map_err(StartError::Serve)?,
+            () = async { stop.cancelled().await; tokio::time::sleep(shutdown_timeout).await } => {
+                tracing::warn!(?shutdown_timeout, "connections still open after the shutdown timeout; closing them");
+            }
+        }
+        tracing::info!(
+            queued = state.pipeline.queued(),
+            "stopped accepting requests; flushing queued fixes"
+        );
+        state.pipeline.close();
+        state.tasks.close();
+        state.tasks.wait().await;
+        state.pool.close().await;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// The routes with the middleware every request goes through.
+fn router(state: AppState, metrics: HttpMetrics, request_timeout: Duration) -> Router {
+    crate::routes::router(state)
+        .route_layer(middleware::from_fn_with_state(metrics, http_metrics::track))
+        .layer(CompressionLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(|_| panic_response()))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+fn panic_response() -> Response {
+    ApiError::internal(&"a request handler panicked").into_response()
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(%e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(%e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

@@ -1,0 +1,45 @@
+//! The command line: global flags (the last configuration layer) and subcommands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Overrides;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "geotrack",
+    version,
+    about = "Real-time geo-tracking, geofencing and vector tiles on PostGIS"
+)]
+pub struct Cli {
+    /// Configuration file (default: ./geotrack.toml when present).
+    #[arg(long, global = true, env = "GEOTRACK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, global = true)]
+    pub bind: Option<SocketAddr>,
+    /// PostgreSQL URL (default `postgres://postgres@127.0.0.1:5432/geotrack`).
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service.
+    Serve,
+    /// Create the database if needed and apply pending migrations (idempotent).
+    Migrate,
+}
+
+impl Cli {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            bind: self.bind,
+            database_url: self.database_url.clone(),
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Configuration: built-in defaults < `geotrack.toml` (or `--config FILE`) < environment
+//! (`DATABASE_URL`, then `GEOTRACK_*`, nested keys with `__`, e.g. `GEOTRACK_INGEST__SHARDS=8`)
+//! < command-line flags. Unknown keys are errors, so a typo never silently does nothing.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything the server can be configured with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// PostgreSQL (with PostGIS) connection string.
+    pub database_url: String,
+    /// Connections in the pool; each ingest shard keeps one for its writer.
+    pub db_max_connections: u32,
+    /// Apply pending migrations when `serve` starts.
+    pub migrate_on_start: bool,
+    /// Longest time a request may take before it is answered 408.
+    pub request_timeout_s: u64,
+    /// After a shutdown signal, longest wait for open connections before closing them.
+    pub shutdown_timeout_s: u64,
+    pub ingest: IngestConfig,
+}
+
+/// Ingest limits and the sizing of the write pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Writer shards. Keep it fixed for a database: the shard is stored with every fix.
+    pub shards: usize,
+    /// Fixes each shard may hold waiting or in flight.
+    pub queue_capacity: usize,
+    /// How long a request waits for queue room before a 503.
+    pub enqueue_wait_ms: u64,
+    /// Largest batch a writer commits at once.
+    pub batch_max_fixes: usize,
+    /// How long a writer waits for more fixes before committing a partial batch.
+    pub batch_linger_ms: u64,
+    /// Most fixes in one request to `POST /api/v1/positions`.
+    pub max_request_fixes: usize,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// How far ahead of the server clock a fix time may be.
+    pub max_future_s: u64,
+    /// How old a fix may be.
+    pub max_age_days: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "postgres://postgres@127.0.0.1:5432/geotrack".into(),
+            db_max_connections: 16,
+            migrate_on_start: true,
+            request_timeout_s: 30,
+            shutdown_timeout_s: 30,
+            ingest: IngestConfig::default(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        let pipeline = tracker::PipelineConfig::default();
+        let limits = tracker::Limits::default();
+        Self {
+            shards: pipeline.shards,
+            queue_capacity: pipeline.queue_capacity,
+            enqueue_wait_ms: duration_ms(pipeline.enqueue_wait),
+            batch_max_fixes: pipeline.batch_max_fixes,
+            batch_linger_ms: duration_ms(pipeline.batch_linger),
+            max_request_fixes: 10_000,
+            max_body_bytes: 32 * 1024 * 1024,
+            max_future_s: limits.max_future.num_seconds().unsigned_abs(),
+            max_age_days: limits.max_age.num_days().unsigned_abs(),
+        }
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl IngestConfig {
+    pub fn pipeline(&self) -> tracker::PipelineConfig {
+        tracker::PipelineConfig {
+            shards: self.shards.max(1),
+            queue_capacity: self.queue_capacity.max(1),
+            enqueue_wait: Duration::from_millis(self.enqueue_wait_ms),
+            batch_max_fixes: self.batch_max_fixes.max(1),
+            batch_linger: Duration::from_millis(self.batch_linger_ms),
+        }
+    }
+
+    pub fn limits(&self) -> tracker::Limits {
+        let seconds = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
+        tracker::Limits {
+            max_future: seconds(self.max_future_s),
+            max_age: seconds(self.max_age_days.saturating_mul(86_400)),
+        }
+    }
+}
+
+/// Values given on the command line; they win over everything else.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    /// Loads the layers. `file` must exist when given; otherwise `geotrack.toml` is read if present.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, Box<figment::Error>> {
+        Self::figment(file, overrides).extract().map_err(Box::new)
+    }
+
+    fn figment(file: Option<&Path>, overrides: &Overrides) -> Figment {
+        let toml = match file {
+            Some(path) => Toml::file_exact(path),
+            None => Toml::file("geotrack.toml"),
+        };
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(toml)
+            .merge(Env::raw().only(&["DATABASE_URL"]))
+            .merge(Env::prefixed("GEOTRACK_").ignore(&["CONFIG", "LOG"]).split("__"))
+            .merge(Serialized::defaults(overrides))
+    }
+}
+
+#[cfg(test)]
+// `Jail::expect_with` closures must return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn layers_apply_in_order() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "geotrack.toml",
+                "bind = \"127.0.0.1:9000\"\n[ingest]\nshards = 2\nmax_request_fixes = 7\n",
+            )?;
+            jail.set_env("GEOTRACK_INGEST__SHARDS", "3");
+            jail.set_env("DATABASE_URL", "postgres://env/db");
+            let config = Config::load(None, &Overrides::default()).map_err(|e| *e)?;
+            assert_eq!(config.bind.port(), 9000);
+            assert_eq!(config.ingest.shards, 3, "environment beats the file");
+            assert_eq!(config.ingest.max_request_fixes, 7, "file beats defaults");
+            assert_eq!(config.database_url, "postgres://env/db");
+
+            jail.set_env("GEOTRACK_DATABASE_URL", "postgres://prefixed/db");
+            let overrides = Overrides {
+                bind: Some("127.0.0.1:9100".parse().expect("addr")),
+                database_url: None,
+            };
+            let config = Config::load(None, &overrides).map_err(|e| *e)?;
+            assert_eq!(config.bind.port(), 9100, "flags beat everything");
+            assert_eq!(config.database_url, "postgres://prefixed/db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn typos_and_missing_files_are_errors() {
+        Jail::expect_with(|jail| {
+            jail.set_env("GEOTRACK_INGEST__SHARSD", "3");
+            let err = Config::load(None, &Overrides::default()).expect_err("unknown key");
+            assert!(err.to_string().contains("sharsd"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|_| {
+            let err =
+                Config::load(Some(Path::new("nope.toml")), &Overrides::default()).expect_err("missing file");
+            assert!(err.to_string().contains("nope.toml"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,51 @@
+//! The database: connection pool, migrations (embedded from `migrations/`) and readiness.
+
+use std::time::Duration;
+
+use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres};
+
+/// The migrations in `migrations/`, compiled into the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// A pool that connects on first use, so the server starts (and reports not ready) while the
+/// database is down.
+pub fn pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(url)
+}
+
+/// Creates the database if it does not exist, then applies pending migrations (idempotent).
+pub async fn migrate(url: &str) -> Result<(), sqlx::Error> {
+    if !Postgres::database_exists(url).await? {
+        tracing::info!("creating database");
+        Postgres::create_database(url).await?;
+    }
+    let pool = pool(url, 2)?;
+    MIGRATOR.run(&pool).await?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Ok when the database answers within two seconds and every embedded migration is applied.
+pub async fn readiness(pool: &PgPool) -> Result<(), String> {
+    let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let check =
+        sqlx::query_scalar::<_, Option<i64>>("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool);
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Err(_) => Err("the database did not answer within 2 s".into()),
+        Ok(Err(sqlx::Error::Database(e))) if e.code().as_deref() == Some("42P01") => {
+            Err("the database has no migrations applied; run `geotrack migrate`".into())
+        }
+        Ok(Err(e)) => Err(format!("the database is not reachable: {e}")),
+        Ok(Ok(applied)) if applied.unwrap_or(0) < latest => Err(format!(
+            "migration {latest} is not applied (the database is at {}); run `geotrack migrate`",
+            applied.unwrap_or(0)
+        )),
+        Ok(Ok(_)) => Ok(()),
+    }
+}

@@ -1,0 +1,15 @@
+//! geotrack, the service: configuration, HTTP routes and start-up around the domain crates
+//! (`tracker` for ingest, `fences` for geofencing, `tiles` for vector tiles). `main.rs` only
+//! parses the command line and calls into here, so tests run the real application.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+mod http_metrics;
+mod routes;
+pub mod state;
+
+pub use app::Application;
+pub use config::Config;

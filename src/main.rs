@@ -1,0 +1,44 @@
+//! The `geotrack` binary: parses the command line, sets up logging and runs a subcommand.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use geotrack::cli::{Cli, Command};
+use geotrack::{Application, Config};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_env("GEOTRACK_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let config =
+        Config::load(cli.config.as_deref(), &cli.overrides()).map_err(|e| format!("configuration: {e}"))?;
+    match cli.command {
+        Command::Migrate => {
+            geotrack::db::migrate(&config.database_url)
+                .await
+                .map_err(|e| format!("migrate: {e}"))?;
+            tracing::info!("database is migrated");
+            Ok(())
+        }
+        Command::Serve => {
+            let app = Application::build(config).await.map_err(|e| e.to_string())?;
+            tracing::info!("geotrack listening on http://{}", app.local_addr());
+            app.run_until(geotrack::app::shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
+}

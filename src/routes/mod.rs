@@ -1,0 +1,41 @@
+//! The HTTP surface: one module per group of routes, assembled by [`router`].
+
+mod devices;
+mod ops;
+mod positions;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Every route of the service, without middleware (see `app::router`).
+pub fn router(state: AppState) -> Router {
+    let max_body = state.ingest.max_body_bytes;
+    Router::new()
+        .route(
+            "/api/v1/positions",
+            post(positions::post).layer(DefaultBodyLimit::max(max_body)),
+        )
+        .route("/api/v1/devices/{id}", get(devices::get_one))
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no_route", "no such endpoint; see the README for the API")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+}

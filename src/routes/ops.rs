@@ -1,0 +1,37 @@
+//! Operations endpoints: liveness, readiness and Prometheus metrics.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `GET /health`: 200 while the process serves requests.
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /ready`: 200 only when the database answers and every migration is applied.
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    crate::db::readiness(&state.pool)
+        .await
+        .map(|()| Json(json!({"status": "ready"})))
+        .map_err(|reason| ApiError::unavailable("not_ready", reason, 5))
+}
+
+/// `GET /metrics`: Prometheus / OpenMetrics text.
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let mut text = String::with_capacity(8 * 1024);
+    prometheus_client::encoding::text::encode(&mut text, &state.registry)
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    ))
+}

@@ -1,0 +1,120 @@
+//! `POST /api/v1/positions`: the generic JSON ingest API for programs (device apps have their
+//! own endpoints, which answer as the apps need). Replies 202 with the accepted count and a
+//! per-fix rejection report, only once every accepted fix is committed.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde_json::{Value, json};
+use tracker::decode::{self, BodyFormat, DecodeError};
+use tracker::metrics::{ProtocolLabel, RejectLabels};
+use tracker::{Rejection, SubmitError};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const PROTOCOL: &str = "json";
+
+pub async fn post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let format = body_format(&headers)?;
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "unreadable_body"
+        };
+        ApiError::new(status, code, rejection.body_text())
+    })?;
+    let records = decode::positions(&body, format, state.ingest.max_request_fixes).map_err(|e| match e {
+        DecodeError::TooManyFixes { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_fixes", e.to_string())
+        }
+        DecodeError::Malformed(_) => ApiError::bad_request("malformed_body", e.to_string()),
+        DecodeError::Unsupported(_) => ApiError::bad_request("unsupported_body", e.to_string()),
+    })?;
+
+    let received_at = chrono::Utc::now();
+    let mut fixes = Vec::with_capacity(records.len());
+    let mut positions = Vec::with_capacity(records.len());
+    let mut rejected: Vec<(usize, Rejection)> = Vec::new();
+    for (index, record) in records.into_iter().enumerate() {
+        match record.and_then(|raw| raw.validate(received_at, &state.limits)) {
+            Ok(fix) => {
+                positions.push(index);
+                fixes.push(fix);
+            }
+            Err(rejection) => rejected.push((index, rejection)),
+        }
+    }
+
+    let submitted = state.pipeline.submit(fixes).await.map_err(|e| match e {
+        SubmitError::QueueFull { retry_after } => ApiError::unavailable(
+            "queue_full",
+            "the ingest queue is full; nothing was stored, retry later",
+            retry_after.as_secs(),
+        ),
+        SubmitError::Unavailable(_) => ApiError::unavailable(
+            "database_unavailable",
+            "the database cannot store fixes right now; nothing was acknowledged, retry later",
+            5,
+        ),
+        SubmitError::ShuttingDown => ApiError::unavailable("shutting_down", "the server is shutting down", 5),
+    })?;
+    rejected.extend(submitted.rejected.into_iter().map(|(i, r)| (positions[i], r)));
+    rejected.sort_by_key(|(index, _)| *index);
+
+    let metrics = state.pipeline.metrics();
+    metrics
+        .accepted
+        .get_or_create(&ProtocolLabel { protocol: PROTOCOL })
+        .inc_by(submitted.accepted as u64);
+    for (_, rejection) in &rejected {
+        metrics
+            .rejected
+            .get_or_create(&RejectLabels {
+                protocol: PROTOCOL,
+                reason: rejection.code,
+            })
+            .inc();
+    }
+    let rejected: Vec<Value> = rejected
+        .into_iter()
+        .map(|(index, r)| json!({"index": index, "code": r.code, "reason": r.message}))
+        .collect();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"accepted": submitted.accepted, "rejected": rejected})),
+    ))
+}
+
+fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" | "application/geo+json" => Ok(BodyFormat::Json),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(BodyFormat::Ndjson),
+        _ => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_content_type",
+            format!(
+                "Content-Type {content_type:?} is not accepted; send application/json, \
+                 application/geo+json or application/x-ndjson"
+            ),
+        )),
+    }
+}

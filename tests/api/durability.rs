@@ -1,0 +1,190 @@
+//! "Acknowledged means durable": acks only after commit, one poisonous fix never fails the
+//! others, shutdown flushes queued fixes, full queues and a lost database answer 503.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+use crate::helpers::{admin_exec, fix, json_with_status, spawn_app, spawn_with};
+
+#[tokio::test]
+async fn every_acknowledged_fix_is_in_the_table_when_the_reply_arrives() {
+    let app = spawn_app().await;
+    let mut requests = Vec::new();
+    for client in 0..16 {
+        let app_client = app.client.clone();
+        let url = app.url("/api/v1/positions");
+        let db = app.db.clone();
+        requests.push(tokio::spawn(async move {
+            for round in 0..10 {
+                let device = format!("ack-{client}-{round}");
+                let batch: Vec<Value> = (0..20).map(|i| fix(&device, i, 1.0, 1.0)).collect();
+                let reply = app_client.post(&url).json(&batch).send().await.expect("sent");
+                assert_eq!(reply.status(), 202);
+                // Looked at right after the reply: it must already be committed.
+                let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM positions WHERE device = $1")
+                    .bind(&device)
+                    .fetch_one(&db)
+                    .await
+                    .expect("count");
+                assert_eq!(stored, 20, "{device}");
+            }
+        }));
+    }
+    for request in requests {
+        request.await.expect("client task");
+    }
+    assert_eq!(app.stored().await, 16 * 10 * 20);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_poisonous_fix_is_isolated_and_the_rest_of_the_batch_is_stored() {
+    let app = spawn_app().await;
+    // A rule only the database knows: the validation in front of it cannot catch this fix.
+    sqlx::query("ALTER TABLE positions ADD CONSTRAINT no_poison CHECK (device <> 'poison')")
+        .execute(&app.db)
+        .await
+        .expect("constraint");
+    let mut batch: Vec<Value> = (0..9).map(|i| fix(&format!("ok-{i}"), 1, 1.0, 1.0)).collect();
+    batch.insert(6, fix("poison", 1, 1.0, 1.0));
+    let reply = json_with_status(app.post_json(&json!(batch)).await, 202).await;
+    assert_eq!(reply["accepted"], 9);
+    let rejected = reply["rejected"].as_array().expect("rejected");
+    assert_eq!(rejected.len(), 1, "{reply}");
+    assert_eq!(rejected[0]["index"], 6);
+    assert_eq!(rejected[0]["code"], "refused_by_database");
+    assert!(
+        rejected[0]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("no_poison")
+    );
+    assert_eq!(app.stored().await, 9);
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM devices_latest")
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(live, 9, "the poisonous fix moved no live position either");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_commits_queued_fixes_before_the_server_exits() {
+    // Writers wait up to a minute for fuller batches: only shutdown's flush can commit them.
+    let mut app = spawn_with(|c| {
+        c.ingest.batch_linger_ms = 60_000;
+        c.ingest.batch_max_fixes = 1_000_000;
+    })
+    .await;
+    let mut requests = Vec::new();
+    for i in 0..8 {
+        let request =
+            app.client
+                .post(app.url("/api/v1/positions"))
+                .json(&fix(&format!("sd-{i}"), 1, 1.0, 1.0));
+        requests.push(tokio::spawn(request.send()));
+    }
+    let waiting = Instant::now();
+    while app.state.pipeline.queued() < 8 {
+        assert!(waiting.elapsed() < Duration::from_secs(10), "fixes never queued");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        app.stored().await,
+        0,
+        "nothing is committed before the linger ends"
+    );
+
+    let started = Instant::now();
+    app.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown waited for the linger"
+    );
+    for request in requests {
+        let response = request
+            .await
+            .expect("task")
+            .expect("the in-flight request was answered");
+        assert_eq!(response.status(), 202);
+    }
+    assert_eq!(app.stored().await, 8);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_with_retry_after_and_stores_nothing_of_that_request() {
+    let app = spawn_with(|c| {
+        c.ingest.shards = 1;
+        c.ingest.queue_capacity = 5;
+        c.ingest.enqueue_wait_ms = 200;
+    })
+    .await;
+    // Hold the writer inside its transaction by locking the table it inserts into.
+    let mut blocker = sqlx::PgConnection::connect(&app.db_url)
+        .await
+        .expect("blocker connection");
+    let mut lock = blocker.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE positions IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+
+    let batch: Vec<Value> = (0..5).map(|i| fix("full", i, 1.0, 1.0)).collect();
+    let first = tokio::spawn(app.client.post(app.url("/api/v1/positions")).json(&batch).send());
+    let waiting = Instant::now();
+    while app.state.pipeline.queued() < 5 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(10),
+            "first batch never queued"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let refused = app.post_json(&fix("full", 30, 1.0, 1.0)).await;
+    assert_eq!(refused.status(), 503);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!(retry_after >= 1);
+    assert_eq!(
+        json_with_status(refused, 503).await["error"]["code"],
+        "queue_full"
+    );
+
+    lock.rollback().await.expect("unlock");
+    let first = first.await.expect("task").expect("answered");
+    assert_eq!(json_with_status(first, 202).await["accepted"], 5);
+    assert_eq!(app.stored().await, 5, "the refused fix was not stored");
+    assert_eq!(app.state.pipeline.metrics().queue_full.get(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn when_the_database_is_gone_ingest_answers_503_and_ready_turns_false() {
+    let app = spawn_app().await;
+    json_with_status(app.post_json(&fix("before", 1, 1.0, 1.0)).await, 202).await;
+    assert_eq!(app.get("/ready").await.status(), 200);
+
+    admin_exec(&format!("DROP DATABASE \"{}\" WITH (FORCE)", app.db_name)).await;
+
+    let reply = app.post_json(&fix("after", 1, 1.0, 1.0)).await;
+    assert_eq!(reply.status(), 503);
+    assert!(reply.headers().contains_key("retry-after"));
+    assert_eq!(
+        json_with_status(reply, 503).await["error"]["code"],
+        "database_unavailable"
+    );
+    let ready = json_with_status(app.get("/ready").await, 503).await;
+    assert_eq!(ready["error"]["code"], "not_ready");
+    assert_eq!(
+        app.get("/health").await.status(),
+        200,
+        "the process itself is fine"
+    );
+    app.stop().await;
+}

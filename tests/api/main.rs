@@ -1,0 +1,8 @@
+//! Integration tests: the real application on a real socket against a fresh PostGIS database
+//! per test (see `helpers`). One test binary, so the suite links once.
+
+mod devices;
+mod durability;
+mod helpers;
+mod ingest;
+mod ops;

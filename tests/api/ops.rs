@@ -1,0 +1,80 @@
+//! Operations endpoints and the JSON shape of routing errors.
+
+use crate::helpers::{fix, json_with_status, spawn_app, spawn_with};
+
+#[tokio::test]
+async fn health_ready_and_metrics() {
+    let app = spawn_app().await;
+    assert_eq!(
+        json_with_status(app.get("/health").await, 200).await["status"],
+        "ok"
+    );
+    assert_eq!(
+        json_with_status(app.get("/ready").await, 200).await["status"],
+        "ready"
+    );
+
+    json_with_status(
+        app.post_json(&serde_json::json!([
+            fix("m", 1, 1.0, 1.0),
+            fix("m", 1, 1.0, 95.0)
+        ]))
+        .await,
+        202,
+    )
+    .await;
+    let metrics = app.get("/metrics").await;
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.expect("text");
+    for expected in [
+        "geotrack_ingest_fixes_accepted_total{protocol=\"json\"} 1",
+        "geotrack_ingest_fixes_rejected_total{protocol=\"json\",reason=\"invalid_lat\"} 1",
+        "geotrack_ingest_fixes_stored_total 1",
+        "geotrack_ingest_queue_depth{shard=\"0\"} 0",
+        "geotrack_ingest_batch_fixes_count 1",
+        "geotrack_ingest_commit_seconds_bucket",
+        "geotrack_http_requests_total{method=\"POST\",route=\"/api/v1/positions\",status=\"202\"} 1",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in:\n{text}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn ready_is_false_until_migrations_are_applied() {
+    let app = spawn_with(|c| c.migrate_on_start = false).await;
+    let reply = json_with_status(app.get("/ready").await, 503).await;
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("geotrack migrate"),
+        "{reply}"
+    );
+    geotrack::db::migrate(&app.db_url).await.expect("migrate");
+    geotrack::db::migrate(&app.db_url)
+        .await
+        .expect("migrating twice is a no-op");
+    assert_eq!(app.get("/ready").await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_json_errors() {
+    let app = spawn_app().await;
+    assert_eq!(
+        json_with_status(app.get("/nope").await, 404).await["error"]["code"],
+        "no_route"
+    );
+    let reply = app
+        .client
+        .delete(app.url("/api/v1/positions"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        json_with_status(reply, 405).await["error"]["code"],
+        "method_not_allowed"
+    );
+    app.stop().await;
+}

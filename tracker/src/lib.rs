@@ -1,0 +1,16 @@
+//! Ingest for geotrack: turns what devices and programs post into validated [`Fix`] values,
+//! writes them durably into PostGIS through a sharded batch writer, and reads live positions.
+//!
+//! Nothing here knows HTTP: the binary's handlers call [`decode`] to parse a body, hand the
+//! accepted fixes to a [`Pipeline`], and answer only once the pipeline says they are committed.
+
+pub mod decode;
+pub mod fix;
+pub mod latest;
+pub mod metrics;
+pub mod pipeline;
+pub mod shard;
+mod writer;
+
+pub use fix::{Fix, Limits, Rejection};
+pub use pipeline::{Pipeline, PipelineConfig, SubmitError, Submitted};

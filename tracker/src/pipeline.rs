@@ -1,0 +1,375 @@
+//! The sharded ingest pipeline: "acknowledged" means "committed".
+//!
+//! Fixes are routed to a shard by device ([`crate::shard`]), so each device's fixes are written
+//! (and later evaluated) in order by exactly one writer task. Each shard has a bounded queue,
+//! counted in fixes by a semaphore: a request waits up to `enqueue_wait` for room, then is
+//! refused ([`SubmitError::QueueFull`]), so memory stays bounded under any load. A writer takes
+//! whatever is queued (lingering a few ms for more, up to `batch_max_fixes`), writes it in one
+//! transaction and only then answers the requests in it. A batch that fails because of its
+//! data is split in halves until the fix responsible is isolated and rejected alone.
+//! Shutdown has two steps: [`Pipeline::flush_now`] (at the signal) makes writers commit at once
+//! instead of lingering, while requests already in flight can still queue; [`Pipeline::close`]
+//! (once no request is left) stops intake, and the writers flush everything queued and exit.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::fix::{Fix, Rejection};
+use crate::metrics::{ErrorKindLabel, IngestMetrics, ShardLabel};
+use crate::shard::shard_of;
+use crate::writer::{ShardWriter, is_data_error};
+
+/// Sizing of the pipeline. The shard count must stay fixed for a database: it is stored with
+/// every fix and defines evaluation order.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub shards: usize,
+    /// Fixes each shard may hold queued or in flight.
+    pub queue_capacity: usize,
+    /// How long a request waits for queue room before it is refused.
+    pub enqueue_wait: Duration,
+    /// A writer stops adding requests to a batch at this many fixes.
+    pub batch_max_fixes: usize,
+    /// How long a writer waits for more requests before writing a batch that is not full.
+    pub batch_linger: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            shards: 4,
+            queue_capacity: 50_000,
+            enqueue_wait: Duration::from_secs(2),
+            batch_max_fixes: 5_000,
+            batch_linger: Duration::from_millis(2),
+        }
+    }
+}
+
+/// What happened to a submitted set of fixes, once durable.
+#[derive(Debug, Default, PartialEq)]
+pub struct Submitted {
+    /// Fixes now in history (stored by this request or already there).
+    pub accepted: usize,
+    /// Fixes the database refused, by their index in the submitted vector.
+    pub rejected: Vec<(usize, Rejection)>,
+}
+
+/// Why fixes could not be made durable now. Nothing was acknowledged; the sender should retry.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubmitError {
+    #[error("ingest queue is full; retry in {retry_after:?}")]
+    QueueFull { retry_after: Duration },
+    #[error("the database cannot store fixes right now: {0}")]
+    Unavailable(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// Handle to the pipeline; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shards: Vec<ShardQueue>,
+    config: PipelineConfig,
+    metrics: IngestMetrics,
+    closing: CancellationToken,
+    /// Cancelled by `flush_now` or by `closing`: writers stop lingering.
+    flushing: CancellationToken,
+}
+
+#[derive(Debug)]
+struct ShardQueue {
+    jobs: mpsc::Sender<Job>,
+    room: Arc<Semaphore>,
+    depth: prometheus_client::metrics::gauge::Gauge,
+}
+
+/// Fixes of one request for one shard, and where to send the outcome.
+#[derive(Debug)]
+struct Job {
+    fixes: Vec<(usize, Fix)>,
+    reply: oneshot::Sender<JobOutcome>,
+    _room: OwnedSemaphorePermit,
+}
+
+type JobOutcome = Result<Vec<(usize, Rejection)>, String>;
+
+impl Pipeline {
+    /// Starts one writer task per shard on `tasks`.
+    pub fn start(pool: &PgPool, config: PipelineConfig, metrics: IngestMetrics, tasks: &TaskTracker) -> Self {
+        let shard_count = config.shards.max(1);
+        let capacity = config.queue_capacity.max(1);
+        let closing = CancellationToken::new();
+        let flushing = closing.child_token();
+        let shards = (0..shard_count)
+            .map(|shard| {
+                // Every job holds at least one fix and one permit, so the channel never fills first.
+                let (tx, rx) = mpsc::channel(capacity);
+                let depth = metrics
+                    .queue_depth
+                    .get_or_create(&ShardLabel {
+                        shard: shard.to_string(),
+                    })
+                    .clone();
+                let writer = Writer {
+                    db: ShardWriter::new(shard, pool.clone()),
+                    jobs: rx,
+                    config: config.clone(),
+                    metrics: metrics.clone(),
+                    depth: depth.clone(),
+                    closing: closing.clone(),
+                    flushing: flushing.clone(),
+                };
+                tasks.spawn(writer.run());
+                ShardQueue {
+                    jobs: tx,
+                    room: Arc::new(Semaphore::new(capacity)),
+                    depth,
+                }
+            })
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                shards,
+                config,
+                metrics,
+                closing,
+                flushing,
+            }),
+        }
+    }
+
+    /// The metrics this pipeline reports to.
+    pub fn metrics(&self) -> &IngestMetrics {
+        &self.inner.metrics
+    }
+
+    /// Fixes queued or being written, over all shards.
+    pub fn queued(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| usize::try_from(s.depth.get()).unwrap_or(0))
+            .sum()
+    }
+
+    /// Writers stop waiting for fuller batches and commit what they have (first shutdown step).
+    pub fn flush_now(&self) {
+        self.inner.flushing.cancel();
+    }
+
+    /// Stops intake; writers flush what is queued and exit (await them on the task tracker).
+    pub fn close(&self) {
+        self.inner.closing.cancel();
+    }
+
+    /// Queues `fixes` and returns once every one of them is committed or refused.
+    /// Either all fixes are queued or none is.
+    pub async fn submit(&self, fixes: Vec<Fix>) -> Result<Submitted, SubmitError> {
+        if fixes.is_empty() {
+            return Ok(Submitted::default());
+        }
+        if self.inner.closing.is_cancelled() {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let total = fixes.len();
+        let shards = &self.inner.shards;
+        let mut per_shard: Vec<Vec<(usize, Fix)>> = shards.iter().map(|_| Vec::new()).collect();
+        for (index, fix) in fixes.into_iter().enumerate() {
+            per_shard[shard_of(&fix.device, shards.len())].push((index, fix));
+        }
+
+        let permits = self.reserve_room(&per_shard).await?;
+        let mut replies = Vec::new();
+        for ((queue, fixes), room) in shards.iter().zip(per_shard).zip(permits) {
+            let Some(room) = room else { continue };
+            let (reply, outcome) = oneshot::channel();
+            queue.depth.inc_by(fixes.len() as i64);
+            queue
+                .jobs
+                .try_send(Job {
+                    fixes,
+                    reply,
+                    _room: room,
+                })
+                .map_err(|_| SubmitError::ShuttingDown)?;
+            replies.push(outcome);
+        }
+
+        let mut rejected = Vec::new();
+        for outcome in replies {
+            match outcome.await {
+                Ok(Ok(mut refused)) => rejected.append(&mut refused),
+                Ok(Err(reason)) => return Err(SubmitError::Unavailable(reason)),
+                Err(_) => return Err(SubmitError::ShuttingDown),
+            }
+        }
+        rejected.sort_by_key(|(index, _)| *index);
+        Ok(Submitted {
+            accepted: total - rejected.len(),
+            rejected,
+        })
+    }
+
+    /// Takes queue room for every shard involved, within `enqueue_wait` overall, or none at all.
+    async fn reserve_room(
+        &self,
+        per_shard: &[Vec<(usize, Fix)>],
+    ) -> Result<Vec<Option<OwnedSemaphorePermit>>, SubmitError> {
+        let config = &self.inner.config;
+        let deadline = tokio::time::Instant::now() + config.enqueue_wait;
+        let mut permits = Vec::with_capacity(per_shard.len());
+        for (queue, fixes) in self.inner.shards.iter().zip(per_shard) {
+            if fixes.is_empty() {
+                permits.push(None);
+                continue;
+            }
+            // A request larger than the whole queue takes all of it rather than waiting forever.
+            let wanted = u32::try_from(fixes.len().min(config.queue_capacity.max(1))).unwrap_or(u32::MAX);
+            match tokio::time::timeout_at(deadline, queue.room.clone().acquire_many_owned(wanted)).await {
+                Ok(Ok(permit)) => permits.push(Some(permit)),
+                Ok(Err(_)) => return Err(SubmitError::ShuttingDown),
+                Err(_) => {
+                    self.inner.metrics.queue_full.inc();
+                    return Err(SubmitError::QueueFull {
+                        retry_after: config.enqueue_wait.max(Duration::from_secs(1)),
+                    });
+                }
+            }
+        }
+        Ok(permits)
+    }
+}
+
+/// The task that owns one shard's queue and database writer.
+struct Writer {
+    db: ShardWriter,
+    jobs: mpsc::Receiver<Job>,
+    config: PipelineConfig,
+    metrics: IngestMetrics,
+    depth: prometheus_client::metrics::gauge::Gauge,
+    closing: CancellationToken,
+    flushing: CancellationToken,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        loop {
+            let first = tokio::select! {
+                job = self.jobs.recv() => job,
+                () = self.closing.cancelled() => {
+                    // Refuse new jobs but keep the ones already queued: they get written below.
+                    self.jobs.close();
+                    self.jobs.recv().await
+                }
+            };
+            let Some(first) = first else { break };
+            let batch = self.gather(first).await;
+            self.write(batch).await;
+        }
+        tracing::debug!("ingest writer flushed and stopped");
+    }
+
+    /// Adds queued jobs to `first` until the batch is full or the linger time is over.
+    async fn gather(&mut self, first: Job) -> Vec<Job> {
+        let mut size = first.fixes.len();
+        let mut batch = vec![first];
+        let linger_until = tokio::time::Instant::now() + self.config.batch_linger;
+        while size < self.config.batch_max_fixes {
+            let next = match self.jobs.try_recv() {
+                Ok(job) => Some(job),
+                Err(_) if self.flushing.is_cancelled() => None,
+                Err(_) => tokio::select! {
+                    job = tokio::time::timeout_at(linger_until, self.jobs.recv()) => job.ok().flatten(),
+                    () = self.flushing.cancelled() => None,
+                },
+            };
+            let Some(job) = next else { break };
+            size += job.fixes.len();
+            batch.push(job);
+        }
+        batch
+    }
+
+    /// Writes a batch, isolating fixes the database refuses, and answers every job in it.
+    async fn write(&mut self, jobs: Vec<Job>) {
+        // (job, position in job) of every fix, in queue order.
+        let entries: Vec<(usize, usize)> = jobs
+            .iter()
+            .enumerate()
+            .flat_map(|(j, job)| (0..job.fixes.len()).map(move |i| (j, i)))
+            .collect();
+        let mut refused: Vec<Vec<(usize, Rejection)>> = jobs.iter().map(|_| Vec::new()).collect();
+        let mut failed: Vec<Option<String>> = jobs.iter().map(|_| None).collect();
+        let mut pending: Vec<std::ops::Range<usize>> = Vec::with_capacity(8);
+        pending.push(0..entries.len());
+        while let Some(range) = pending.pop() {
+            let chunk = &entries[range.clone()];
+            let fixes: Vec<&Fix> = chunk.iter().map(|&(j, i)| &jobs[j].fixes[i].1).collect();
+            let started = Instant::now();
+            let mut result = self.db.write(&fixes).await;
+            if result.as_ref().is_err_and(|e| !is_data_error(e)) {
+                // Once more on a fresh connection: the kept one may have died with a restart.
+                result = self.db.write(&fixes).await;
+            }
+            match result {
+                Ok(stored) => {
+                    self.metrics
+                        .commit_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    self.metrics.batch_fixes.observe(fixes.len() as f64);
+                    self.metrics.stored.inc_by(stored);
+                    self.metrics.duplicates.inc_by(fixes.len() as u64 - stored);
+                }
+                Err(error) if is_data_error(&error) => {
+                    self.count_error("data");
+                    if let [(j, i)] = chunk {
+                        let (index, fix) = &jobs[*j].fixes[*i];
+                        tracing::warn!(device = %fix.device, ts = %fix.ts, %error, "database refused a fix");
+                        refused[*j].push((
+                            *index,
+                            Rejection::new(
+                                "refused_by_database",
+                                format!("the database refused this fix: {error}"),
+                            ),
+                        ));
+                    } else {
+                        let middle = range.start + range.len() / 2;
+                        pending.push(middle..range.end);
+                        pending.push(range.start..middle);
+                    }
+                }
+                Err(error) => {
+                    self.count_error("transient");
+                    tracing::error!(%error, fixes = chunk.len(), "batch write failed; the senders will retry");
+                    for &(j, _) in chunk {
+                        failed[j].get_or_insert_with(|| error.to_string());
+                    }
+                }
+            }
+        }
+        for ((job, refused), failed) in jobs.into_iter().zip(refused).zip(failed) {
+            self.depth.dec_by(job.fixes.len() as i64);
+            let outcome = failed.map_or(Ok(refused), Err);
+            // The sender may have gone away; its fixes are stored all the same.
+            let _ = job.reply.send(outcome);
+        }
+    }
+
+    fn count_error(&self, kind: &'static str) {
+        self.metrics
+            .write_errors
+            .get_or_create(&ErrorKindLabel { kind })
+            .inc();
+    }
+}
