@@ -33,6 +33,8 @@ pub enum Command {
     Serve,
     /// Create the database if needed and apply pending migrations (idempotent).
     Migrate,
+    /// Measure ingest throughput of a running server against a raw COPY of the same rows.
+    BenchIngest(crate::bench_ingest::BenchIngestArgs),
 }
 
 impl Cli {

@@ -3,6 +3,7 @@
 //! parses the command line and calls into here, so tests run the real application.
 
 pub mod app;
+pub mod bench_ingest;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -33,6 +33,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             tracing::info!("database is migrated");
             Ok(())
         }
+        Command::BenchIngest(args) => geotrack::bench_ingest::run(&args, &config.database_url).await,
         Command::Serve => {
             let app = Application::build(config).await.map_err(|e| e.to_string())?;
             tracing::info!("geotrack listening on http://{}", app.local_addr());
