@@ -13,7 +13,11 @@ run: db release
 ## The whole suite: formatting, lints, unit and integration tests (real PostGIS, real sockets).
 test: db lint
 	bash scripts/drop-test-dbs.sh
-	$(CARGO) test --workspace --all-targets
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --all-targets --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --all-targets --no-fail-fast; \
+	fi
 
 ## Make sure PostgreSQL has PostGIS (apt-get installs it when missing) and the database exists.
 db:
