@@ -22,6 +22,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::Tokens;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http_metrics::{self, HttpMetrics};
@@ -60,6 +61,12 @@ impl Application {
                 config.db_max_connections, config.ingest.shards
             )));
         }
+        let tokens = check_access(&config)?;
+        let osmand_speed_unit = config
+            .ingest
+            .osmand_speed_unit
+            .parse()
+            .map_err(|e| StartError::Config(format!("ingest.osmand_speed_unit: {e}")))?;
         if config.migrate_on_start {
             crate::db::migrate(&config.database_url).await?;
         }
@@ -75,6 +82,8 @@ impl Application {
             limits: config.ingest.limits(),
             ingest: Arc::new(config.ingest.clone()),
             registry: Arc::new(registry),
+            tokens: Arc::new(tokens),
+            osmand_speed_unit,
             tasks,
         };
         let router = router(
@@ -148,6 +157,28 @@ impl Application {
     }
 }
 
+/// Loads the tokens and refuses an open server on a non-loopback address unless `insecure`.
+fn check_access(config: &Config) -> Result<Tokens, StartError> {
+    let entries = config.tokens.entries().map_err(StartError::Config)?;
+    let tokens = Tokens::from_config(&entries).map_err(StartError::Config)?;
+    if tokens.is_open() {
+        if !config.bind.ip().is_loopback() && !config.insecure {
+            return Err(StartError::Config(format!(
+                "no tokens are configured, so {} would be open to anyone; configure tokens \
+                 (GEOTRACK_TOKENS) or pass --insecure",
+                config.bind
+            )));
+        }
+        tracing::warn!(
+            "NO TOKENS CONFIGURED: anyone who can reach {} can read and write everything",
+            config.bind
+        );
+    } else {
+        tracing::info!(tokens = entries.len(), "token authentication on");
+    }
+    Ok(tokens)
+}
+
 /// The routes with the middleware every request goes through.
 fn router(state: AppState, metrics: HttpMetrics, request_timeout: Duration) -> Router {
     crate::routes::router(state)
@@ -159,8 +190,18 @@ fn router(state: AppState, metrics: HttpMetrics, request_timeout: Duration) -> R
         ))
         .layer(CatchPanicLayer::custom(|_| panic_response()))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// The log span of a request: method and path only, never the query (it may carry a token).
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), id)
 }
 
 fn panic_response() -> Response {

@@ -23,6 +23,9 @@ pub struct Cli {
     /// PostgreSQL URL (default `postgres://postgres@127.0.0.1:5432/geotrack`).
     #[arg(long, global = true)]
     pub database_url: Option<String>,
+    /// Allow listening on a non-loopback address with no tokens configured (open access).
+    #[arg(long, global = true)]
+    pub insecure: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -33,6 +36,9 @@ pub enum Command {
     Serve,
     /// Create the database if needed and apply pending migrations (idempotent).
     Migrate,
+    /// Load data from files.
+    #[command(subcommand)]
+    Import(Import),
     /// Measure ingest throughput of a running server against a raw COPY of the same rows.
     BenchIngest(crate::bench_ingest::BenchIngestArgs),
 }
@@ -42,6 +48,19 @@ impl Cli {
         Overrides {
             bind: self.bind,
             database_url: self.database_url.clone(),
+            insecure: self.insecure,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Import {
+    /// Load the track points of a GPX file as the history of one device (de-duplicated).
+    Gpx {
+        /// The GPX file.
+        file: PathBuf,
+        /// Device id to store the points under.
+        #[arg(long)]
+        device: String,
+    },
 }

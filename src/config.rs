@@ -10,6 +10,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::TokensSetting;
+
 /// Everything the server can be configured with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -26,7 +28,16 @@ pub struct Config {
     pub request_timeout_s: u64,
     /// After a shutdown signal, longest wait for open connections before closing them.
     pub shutdown_timeout_s: u64,
+    /// Bearer tokens (see `auth`); none configured means open access, loopback only.
+    #[serde(skip_serializing_if = "crate::config::tokens_unset")]
+    pub tokens: TokensSetting,
+    /// Allow a non-loopback bind with no tokens configured.
+    pub insecure: bool,
     pub ingest: IngestConfig,
+}
+
+fn tokens_unset(tokens: &TokensSetting) -> bool {
+    matches!(tokens, TokensSetting::None)
 }
 
 /// Ingest limits and the sizing of the write pipeline.
@@ -51,6 +62,9 @@ pub struct IngestConfig {
     pub max_future_s: u64,
     /// How old a fix may be.
     pub max_age_days: u64,
+    /// Unit of `speed` in OsmAnd-protocol requests: `knots` (Traccar Client, the protocol's
+    /// default), `mps` (the OsmAnd app), `kmh` or `mph`. `?speed_unit=` overrides it per URL.
+    pub osmand_speed_unit: String,
 }
 
 impl Default for Config {
@@ -62,6 +76,8 @@ impl Default for Config {
             migrate_on_start: true,
             request_timeout_s: 30,
             shutdown_timeout_s: 30,
+            tokens: TokensSetting::None,
+            insecure: false,
             ingest: IngestConfig::default(),
         }
     }
@@ -81,6 +97,7 @@ impl Default for IngestConfig {
             max_body_bytes: 32 * 1024 * 1024,
             max_future_s: limits.max_future.num_seconds().unsigned_abs(),
             max_age_days: limits.max_age.num_days().unsigned_abs(),
+            osmand_speed_unit: "knots".into(),
         }
     }
 }
@@ -116,6 +133,8 @@ pub struct Overrides {
     pub bind: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
 }
 
 impl Config {
@@ -162,11 +181,34 @@ mod tests {
             jail.set_env("GEOTRACK_DATABASE_URL", "postgres://prefixed/db");
             let overrides = Overrides {
                 bind: Some("127.0.0.1:9100".parse().expect("addr")),
-                database_url: None,
+                ..Overrides::default()
             };
             let config = Config::load(None, &overrides).map_err(|e| *e)?;
             assert_eq!(config.bind.port(), 9100, "flags beat everything");
             assert_eq!(config.database_url, "postgres://prefixed/db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tokens_come_from_a_table_list_or_the_compact_variable() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "geotrack.toml",
+                "[[tokens]]\ntoken = \"file-token-1\"\nscopes = [\"read\"]\ndevices = [\"a*\"]\n",
+            )?;
+            let config = Config::load(None, &Overrides::default()).map_err(|e| *e)?;
+            let entries = config.tokens.entries().expect("entries");
+            assert_eq!(entries.len(), 1);
+            assert_eq!(entries[0].devices, vec!["a*".to_owned()]);
+
+            jail.set_env("GEOTRACK_TOKENS", "env-token-1=admin;env-token-2=ingest@dev-1");
+            let config = Config::load(None, &Overrides::default()).map_err(|e| *e)?;
+            assert_eq!(
+                config.tokens.entries().expect("entries").len(),
+                2,
+                "environment wins"
+            );
             Ok(())
         });
     }

@@ -3,12 +3,14 @@
 //! parses the command line and calls into here, so tests run the real application.
 
 pub mod app;
+pub mod auth;
 pub mod bench_ingest;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
 mod http_metrics;
+pub mod import;
 mod routes;
 pub mod state;
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use geotrack::cli::{Cli, Command};
+use geotrack::cli::{Cli, Command, Import};
 use geotrack::{Application, Config};
 use tracing_subscriber::EnvFilter;
 
@@ -31,6 +31,18 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("migrate: {e}"))?;
             tracing::info!("database is migrated");
+            Ok(())
+        }
+        Command::Import(Import::Gpx { file, device }) => {
+            let summary = geotrack::import::gpx(&config, &file, &device).await?;
+            println!(
+                "{}: {} points, {} stored, {} already stored, {} skipped",
+                file.display(),
+                summary.points,
+                summary.stored,
+                summary.duplicates,
+                summary.rejected
+            );
             Ok(())
         }
         Command::BenchIngest(args) => geotrack::bench_ingest::run(&args, &config.database_url).await,

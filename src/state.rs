@@ -6,6 +6,7 @@ use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Tokens;
 use crate::config::IngestConfig;
 
 #[derive(Debug, Clone)]
@@ -15,6 +16,9 @@ pub struct AppState {
     pub limits: tracker::Limits,
     pub ingest: Arc<IngestConfig>,
     pub registry: Arc<Registry>,
+    pub tokens: Arc<Tokens>,
+    /// Unit of `speed` on `/osmand` when the request does not say (`?speed_unit=`).
+    pub osmand_speed_unit: tracker::protocols::osmand::SpeedUnit,
     /// Long-lived tasks (shard writers, later WebSocket sessions); awaited at shutdown,
     /// because axum's graceful shutdown only waits for HTTP requests.
     pub tasks: TaskTracker,

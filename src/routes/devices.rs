@@ -1,25 +1,232 @@
-//! Device read routes. For now only the live position of one device, so ingestion can be
-//! observed; the full read API (lists, tracks, exports) builds on this module.
+//! Device read routes: the live fleet (paged, bbox-filtered), one device, its track export,
+//! and erasing a device. Every route checks the token's scope and device limit.
 
 use axum::Json;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use serde_json::Value;
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracker::export::TrackFormat;
+use tracker::latest::ListQuery;
 
+use crate::auth::{ApiAuth, Scope};
 use crate::error::ApiError;
 use crate::state::AppState;
+
+const DEFAULT_PAGE: i64 = 1_000;
+const MAX_PAGE: i64 = 10_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    bbox: Option<String>,
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+/// `GET /api/v1/devices?bbox=&limit=&after=`: live positions as a FeatureCollection with a
+/// `next` link while more devices follow.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiAuth(principal): ApiAuth,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Read)?;
+    let Query(params) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let bbox = params.bbox.as_deref().map(parse_bbox).transpose()?;
+    let query = ListQuery {
+        after: params.after.clone(),
+        limit: limit + 1,
+        bbox,
+        devices: principal.device_filter(),
+    };
+    let mut positions = tracker::latest::list(&state.pool, &query).await?;
+    let more = positions.len() as i64 > limit;
+    positions.truncate(usize::try_from(limit).unwrap_or(0));
+    let mut collection = json!({
+        "type": "FeatureCollection",
+        "features": positions.iter().map(tracker::latest::LatestPosition::to_feature).collect::<Vec<_>>(),
+    });
+    if let (true, Some(last)) = (more, positions.last()) {
+        let mut next = form_urlencoded::Serializer::new(String::new());
+        next.append_pair("after", &last.device)
+            .append_pair("limit", &limit.to_string());
+        if let Some(bbox) = &params.bbox {
+            next.append_pair("bbox", bbox);
+        }
+        collection["next"] = json!(format!("/api/v1/devices?{}", next.finish()));
+    }
+    Ok(Json(collection))
+}
+
+fn parse_bbox(text: &str) -> Result<[f64; 4], ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_bbox",
+            format!("bbox {text:?} must be minLon,minLat,maxLon,maxLat in degrees"),
+        )
+    };
+    let values: Vec<f64> = text
+        .split(',')
+        .map(|v| v.trim().parse::<f64>().map_err(|_| invalid()))
+        .collect::<Result<_, _>>()?;
+    let [min_lon, min_lat, max_lon, max_lat] = <[f64; 4]>::try_from(values).map_err(|_| invalid())?;
+    let lon_ok = |v: f64| (-180.0..=180.0).contains(&v);
+    let lat_ok = |v: f64| (-90.0..=90.0).contains(&v);
+    if !(lon_ok(min_lon) && lon_ok(max_lon) && lat_ok(min_lat) && lat_ok(max_lat) && min_lat <= max_lat) {
+        return Err(invalid());
+    }
+    Ok([min_lon, min_lat, max_lon, max_lat])
+}
 
 /// `GET /api/v1/devices/{id}`: the latest position as a GeoJSON Feature.
 pub async fn get_one(
     State(state): State<AppState>,
+    ApiAuth(principal): ApiAuth,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Path(id) = id.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    principal.require(Scope::Read)?;
+    let id = device_id(id)?;
+    principal.require_device(&id)?;
     let latest = tracker::latest::get(&state.pool, &id).await?;
-    latest.map(|position| Json(position.to_feature())).ok_or_else(|| {
-        ApiError::not_found(
-            "device_not_found",
-            format!("no position was ever stored for device {id:?}"),
+    latest
+        .map(|position| Json(position.to_feature()))
+        .ok_or_else(|| unknown_device(&id))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackParams {
+    from: Option<String>,
+    to: Option<String>,
+    format: Option<String>,
+}
+
+/// `GET /api/v1/devices/{id}/track?from=&to=&format=geojson|gpx|csv`: the history in
+/// `[from, to)` (default: the last 24 hours), streamed.
+pub async fn track(
+    State(state): State<AppState>,
+    ApiAuth(principal): ApiAuth,
+    id: Result<Path<String>, PathRejection>,
+    params: Result<Query<TrackParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Read)?;
+    let id = device_id(id)?;
+    principal.require_device(&id)?;
+    let Query(params) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let format = match params.format.as_deref() {
+        None => TrackFormat::GeoJson,
+        Some(text) => TrackFormat::parse(text).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_format",
+                format!("format {text:?} is not one of geojson, gpx, csv"),
+            )
+        })?,
+    };
+    let to = params
+        .to
+        .as_deref()
+        .map(|t| parse_time("to", t))
+        .transpose()?
+        .unwrap_or_else(Utc::now);
+    let from = params
+        .from
+        .as_deref()
+        .map(|t| parse_time("from", t))
+        .transpose()?
+        .unwrap_or(to - Duration::hours(24));
+    if from >= to {
+        return Err(ApiError::bad_request(
+            "invalid_range",
+            "`from` must be before `to`",
+        ));
+    }
+    if tracker::latest::get(&state.pool, &id).await?.is_none() {
+        return Err(unknown_device(&id));
+    }
+    let body = Body::from_stream(tracker::export::stream(
+        state.pool.clone(),
+        &state.tasks,
+        id.clone(),
+        from,
+        to,
+        format,
+    ));
+    let file_name: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{file_name}.{}\"", format.extension()),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    let parsed = match text.parse::<serde_json::Number>() {
+        Ok(number) => tracker::decode::time::from_epoch_number(&number),
+        Err(_) => tracker::decode::time::from_rfc3339(text),
+    };
+    parsed.map_err(|_| {
+        ApiError::bad_request(
+            "invalid_time",
+            format!("`{name}` {text:?} must be RFC 3339 or epoch seconds/milliseconds"),
         )
     })
+}
+
+/// `DELETE /api/v1/devices/{id}` (admin): erases the device's history and live position.
+pub async fn erase(
+    State(state): State<AppState>,
+    ApiAuth(principal): ApiAuth,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Admin)?;
+    let id = device_id(id)?;
+    let erased = tracker::latest::erase(&state.pool, &id).await?;
+    if !erased.device_known {
+        return Err(unknown_device(&id));
+    }
+    tracing::info!(device = %id, positions = erased.positions, "device erased");
+    Ok((
+        StatusCode::OK,
+        Json(json!({"device": id, "erased_positions": erased.positions})),
+    )
+        .into_response())
+}
+
+fn device_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    id.map(|Path(id)| id)
+        .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
+}
+
+fn unknown_device(id: &str) -> ApiError {
+    ApiError::not_found(
+        "device_not_found",
+        format!("no position was ever stored for device {id:?}"),
+    )
 }

@@ -1,12 +1,14 @@
 //! The HTTP surface: one module per group of routes, assembled by [`router`].
 
+mod device_apps;
 mod devices;
+mod ingest;
 mod ops;
 mod positions;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -19,7 +21,25 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/positions",
             post(positions::post).layer(DefaultBodyLimit::max(max_body)),
         )
-        .route("/api/v1/devices/{id}", get(devices::get_one))
+        .route("/api/v1/devices", get(devices::list))
+        .route(
+            "/api/v1/devices/{id}",
+            get(devices::get_one).delete(devices::erase),
+        )
+        .route("/api/v1/devices/{id}/track", get(devices::track))
+        .route(
+            "/osmand",
+            any(device_apps::osmand).layer(DefaultBodyLimit::max(max_body)),
+        )
+        .route("/", any(device_apps::root))
+        .route(
+            "/owntracks",
+            post(device_apps::owntracks).layer(DefaultBodyLimit::max(max_body)),
+        )
+        .route(
+            "/overland",
+            post(device_apps::overland).layer(DefaultBodyLimit::max(max_body)),
+        )
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))

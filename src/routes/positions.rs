@@ -9,19 +9,21 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
 use tracker::decode::{self, BodyFormat, DecodeError};
-use tracker::metrics::{ProtocolLabel, RejectLabels};
-use tracker::{Rejection, SubmitError};
 
+use crate::auth::{ApiAuth, Scope};
 use crate::error::ApiError;
+use crate::routes::ingest;
 use crate::state::AppState;
 
 const PROTOCOL: &str = "json";
 
 pub async fn post(
     State(state): State<AppState>,
+    ApiAuth(principal): ApiAuth,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    principal.require(Scope::Ingest)?;
     let format = body_format(&headers)?;
     let body = body.map_err(|rejection| {
         let status = rejection.status();
@@ -40,57 +42,15 @@ pub async fn post(
         DecodeError::Unsupported(_) => ApiError::bad_request("unsupported_body", e.to_string()),
     })?;
 
-    let received_at = chrono::Utc::now();
-    let mut fixes = Vec::with_capacity(records.len());
-    let mut positions = Vec::with_capacity(records.len());
-    let mut rejected: Vec<(usize, Rejection)> = Vec::new();
-    for (index, record) in records.into_iter().enumerate() {
-        match record.and_then(|raw| raw.validate(received_at, &state.limits)) {
-            Ok(fix) => {
-                positions.push(index);
-                fixes.push(fix);
-            }
-            Err(rejection) => rejected.push((index, rejection)),
-        }
-    }
-
-    let submitted = state.pipeline.submit(fixes).await.map_err(|e| match e {
-        SubmitError::QueueFull { retry_after } => ApiError::unavailable(
-            "queue_full",
-            "the ingest queue is full; nothing was stored, retry later",
-            retry_after.as_secs(),
-        ),
-        SubmitError::Unavailable(_) => ApiError::unavailable(
-            "database_unavailable",
-            "the database cannot store fixes right now; nothing was acknowledged, retry later",
-            5,
-        ),
-        SubmitError::ShuttingDown => ApiError::unavailable("shutting_down", "the server is shutting down", 5),
-    })?;
-    rejected.extend(submitted.rejected.into_iter().map(|(i, r)| (positions[i], r)));
-    rejected.sort_by_key(|(index, _)| *index);
-
-    let metrics = state.pipeline.metrics();
-    metrics
-        .accepted
-        .get_or_create(&ProtocolLabel { protocol: PROTOCOL })
-        .inc_by(submitted.accepted as u64);
-    for (_, rejection) in &rejected {
-        metrics
-            .rejected
-            .get_or_create(&RejectLabels {
-                protocol: PROTOCOL,
-                reason: rejection.code,
-            })
-            .inc();
-    }
-    let rejected: Vec<Value> = rejected
+    let outcome = ingest::store(&state, &principal, PROTOCOL, records).await?;
+    let rejected: Vec<Value> = outcome
+        .rejected
         .into_iter()
         .map(|(index, r)| json!({"index": index, "code": r.code, "reason": r.message}))
         .collect();
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"accepted": submitted.accepted, "rejected": rejected})),
+        Json(json!({"accepted": outcome.accepted, "rejected": rejected})),
     ))
 }
 

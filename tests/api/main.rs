@@ -1,8 +1,11 @@
 //! Integration tests: the real application on a real socket against a fresh PostGIS database
 //! per test (see `helpers`). One test binary, so the suite links once.
 
+mod auth;
+mod device_apps;
 mod devices;
 mod durability;
 mod helpers;
+mod import;
 mod ingest;
 mod ops;

@@ -53,3 +53,79 @@ pub async fn get(pool: &PgPool, device: &str) -> Result<Option<LatestPosition>, 
     .fetch_optional(pool)
     .await
 }
+
+/// A page of the device list.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Only devices whose id sorts after this one (the previous page's last id).
+    pub after: Option<String>,
+    /// Page size.
+    pub limit: i64,
+    /// `[min_lon, min_lat, max_lon, max_lat]`; `min_lon > max_lon` crosses the antimeridian.
+    pub bbox: Option<[f64; 4]>,
+    /// Exact ids and `LIKE` patterns a token is limited to; `None` for all devices.
+    pub devices: Option<(Vec<String>, Vec<String>)>,
+}
+
+/// Live positions in device-id order (keyset paging: stable while devices report).
+pub async fn list(pool: &PgPool, query: &ListQuery) -> Result<Vec<LatestPosition>, sqlx::Error> {
+    let [min_lon, min_lat, max_lon, max_lat] = query.bbox.map_or([None; 4], |b| b.map(Some));
+    let (exact, patterns) = query.devices.clone().unzip();
+    sqlx::query_as(
+        "SELECT device, ts, ST_X(geom) AS lon, ST_Y(geom) AS lat, speed_mps, heading_deg,
+                accuracy_m, altitude_m, battery, attrs, received_at
+         FROM devices_latest
+         WHERE ($1::text IS NULL OR device > $1)
+           AND ($2::float8 IS NULL OR CASE
+                WHEN $2 <= $4 THEN geom && ST_MakeEnvelope($2, $3, $4, $5, 4326)
+                ELSE geom && ST_MakeEnvelope($2, $3, 180, $5, 4326)
+                  OR geom && ST_MakeEnvelope(-180, $3, $4, $5, 4326) END)
+           AND ($6::text[] IS NULL OR device = ANY($6) OR device LIKE ANY($7))
+         ORDER BY device
+         LIMIT $8",
+    )
+    .bind(query.after.as_deref())
+    .bind(min_lon)
+    .bind(min_lat)
+    .bind(max_lon)
+    .bind(max_lat)
+    .bind(exact)
+    .bind(patterns)
+    .bind(query.limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// What erasing a device removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Erased {
+    pub positions: u64,
+    pub device_known: bool,
+}
+
+/// Removes everything stored about `device` (history, live position, registration) in one
+/// transaction: the right to be forgotten. Tables added later that hold per-device data
+/// (fence state, alerts) must be erased here too.
+pub async fn erase(pool: &PgPool, device: &str) -> Result<Erased, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let positions = sqlx::query("DELETE FROM positions WHERE device = $1")
+        .bind(device)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let latest = sqlx::query("DELETE FROM devices_latest WHERE device = $1")
+        .bind(device)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let registered = sqlx::query("DELETE FROM devices WHERE id = $1")
+        .bind(device)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(Erased {
+        positions,
+        device_known: positions + latest + registered > 0,
+    })
+}

@@ -5,10 +5,13 @@
 //! accepted fixes to a [`Pipeline`], and answer only once the pipeline says they are committed.
 
 pub mod decode;
+pub mod export;
 pub mod fix;
+pub mod gpx;
 pub mod latest;
 pub mod metrics;
 pub mod pipeline;
+pub mod protocols;
 pub mod shard;
 mod writer;
 

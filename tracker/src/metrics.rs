@@ -37,6 +37,8 @@ pub struct IngestMetrics {
     pub accepted: Family<ProtocolLabel, Counter>,
     /// Fixes refused, by protocol and reason code.
     pub rejected: Family<RejectLabels, Counter>,
+    /// Device messages understood but not positions (heartbeats, OwnTracks cards...), by reason.
+    pub ignored: Family<RejectLabels, Counter>,
     /// Fixes newly written to history.
     pub stored: Counter,
     /// Fixes that were already in history (same device and time).
@@ -59,6 +61,7 @@ impl IngestMetrics {
         let metrics = Self {
             accepted: Family::default(),
             rejected: Family::default(),
+            ignored: Family::default(),
             stored: Counter::default(),
             duplicates: Counter::default(),
             queue_depth: Family::default(),
@@ -77,6 +80,11 @@ impl IngestMetrics {
             "fixes_rejected",
             "Fixes refused, by reason",
             metrics.rejected.clone(),
+        );
+        registry.register(
+            "messages_ignored",
+            "Device messages that are not positions, by reason",
+            metrics.ignored.clone(),
         );
         registry.register(
             "fixes_stored",

@@ -1,0 +1,272 @@
+//! Endpoints for device apps, answering exactly as each app needs (`PROTOCOLS.md`): success
+//! for every message processed (stored, duplicate, not a position, or unusable), because apps
+//! retry anything else forever and block their queue behind it. Unusable messages are counted
+//! (`geotrack_ingest_fixes_rejected_total{protocol,reason}`) and logged; messages that are not
+//! positions are counted as ignored. Only authentication (401/403) and "cannot be made durable
+//! now" (503 + Retry-After, so the app retries) are failures.
+//!
+//! - `/osmand` (any method) and `/` (POST, or GET with `id`/`deviceid`): OsmAnd protocol from the
+//!   query string or a form body, Traccar Client 9.x JSON; `?speed_unit=` overrides the
+//!   configured unit of `speed`. Reply: 200, empty body.
+//! - `/owntracks`: OwnTracks HTTP mode. Reply: 200 `[]`.
+//! - `/overland`: Overland batches; `?device=` names the device when the app's Device ID is
+//!   empty. Reply: 200 `{"result":"ok"}`, or `{"error": ...}` when the batch can never be stored.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::json;
+use tracker::decode::Records;
+use tracker::metrics::RejectLabels;
+use tracker::protocols::{Message, osmand, overland, owntracks};
+
+use crate::auth::{DeviceAuth, Principal, Scope};
+use crate::error::ApiError;
+use crate::routes::ingest;
+use crate::state::AppState;
+
+/// Query parameters that configure geotrack itself, not part of any protocol.
+const OWN_PARAMS: [&str; 2] = ["token", "speed_unit"];
+
+/// `/osmand`: the OsmAnd protocol and Traccar Client, any method.
+pub async fn osmand(
+    State(state): State<AppState>,
+    DeviceAuth(principal): DeviceAuth,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Ingest)?;
+    let query = query_pairs(uri.query());
+    let message = match osmand_speed_unit(&state, &query) {
+        Err(detail) => Message::Unusable {
+            reason: "invalid_speed_unit",
+            detail,
+        },
+        Ok(unit) => decode_osmand(&query, &headers, &body, unit),
+    };
+    handle(&state, &principal, "osmand", message).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `/`: OsmAnd-protocol requests sent to the bare server URL (Traccar Client appends `/`);
+/// a GET without `id`/`deviceid` is not a device and gets the usual 404.
+pub async fn root(
+    state: State<AppState>,
+    auth: Result<DeviceAuth, crate::auth::AuthError>,
+    uri: OriginalUri,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let names_a_device = query_pairs(uri.query())
+        .iter()
+        .any(|(k, _)| k == "id" || k == "deviceid");
+    if method == axum::http::Method::GET && !names_a_device {
+        return Err(ApiError::not_found(
+            "no_route",
+            "no such endpoint; see the README for the API",
+        ));
+    }
+    osmand(state, auth?, uri, headers, body).await
+}
+
+fn osmand_speed_unit(state: &AppState, query: &[(String, String)]) -> Result<osmand::SpeedUnit, String> {
+    match query.iter().rev().find(|(k, _)| k == "speed_unit") {
+        Some((_, unit)) => unit.parse(),
+        None => Ok(state.osmand_speed_unit),
+    }
+}
+
+/// Traccar's rule: protocol parameters in the query string win; otherwise the body is the
+/// Traccar Client 9.x JSON (by content type) or a form.
+fn decode_osmand(
+    query: &[(String, String)],
+    headers: &HeaderMap,
+    body: &[u8],
+    unit: osmand::SpeedUnit,
+) -> Message {
+    let now = chrono::Utc::now();
+    let protocol_params: Vec<(String, String)> = query
+        .iter()
+        .filter(|(k, _)| !OWN_PARAMS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    if !protocol_params.is_empty() {
+        return osmand::decode_params(&protocol_params, unit, now);
+    }
+    if content_type(headers).starts_with("application/json") {
+        return match serde_json::from_slice(body) {
+            Ok(json) => osmand::decode_json(&json, now),
+            Err(e) => Message::Unusable {
+                reason: "malformed_body",
+                detail: format!("the JSON body does not parse: {e}"),
+            },
+        };
+    }
+    let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    if form.is_empty() {
+        return Message::Ignored { reason: "empty_body" };
+    }
+    osmand::decode_params(&form, unit, now)
+}
+
+/// `/owntracks`: OwnTracks HTTP mode.
+pub async fn owntracks(
+    State(state): State<AppState>,
+    DeviceAuth(principal): DeviceAuth,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Ingest)?;
+    let query = query_pairs(uri.query());
+    let param = |name: &str| {
+        query
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let header_value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let identity = owntracks::Identity {
+        user: header_value("x-limit-u").or_else(|| param("u")),
+        device: header_value("x-limit-d").or_else(|| param("d")),
+        basic_user: basic_user(&headers),
+    };
+    handle(
+        &state,
+        &principal,
+        "owntracks",
+        owntracks::decode(&body, &identity),
+    )
+    .await?;
+    Ok(Json(json!([])).into_response())
+}
+
+/// The user name of HTTP Basic credentials (OwnTracks' user).
+fn basic_user(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (kind, encoded) = value.split_once(' ')?;
+    if !kind.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let user = text.split_once(':').map_or(text.as_str(), |(user, _)| user);
+    Some(user.to_owned()).filter(|u| !u.is_empty())
+}
+
+/// `/overland`: Overland batches.
+pub async fn overland(
+    State(state): State<AppState>,
+    DeviceAuth(principal): DeviceAuth,
+    OriginalUri(uri): OriginalUri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Ingest)?;
+    let query = query_pairs(uri.query());
+    let fallback = query
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "device")
+        .map(|(_, v)| v.as_str());
+    let batch = match overland::decode(&body, fallback) {
+        Ok(batch) => batch,
+        Err(detail) => {
+            count_unusable(&state, "overland", "malformed_body", &detail);
+            return Ok(overland_error(&format!(
+                "geotrack cannot read this batch: {detail}"
+            )));
+        }
+    };
+    if batch.skipped > 0 {
+        count_ignored(&state, "overland", "not_a_fix", batch.skipped as u64);
+    }
+    let without_device = batch
+        .fixes
+        .iter()
+        .filter(|f| f.as_ref().is_err_and(|r| r.code == "missing_device"))
+        .count();
+    if without_device > 0 && without_device == batch.fixes.len() {
+        // device_id is baked into each record: only the URL can fix it, so keep the points queued.
+        count_unusable(
+            &state,
+            "overland",
+            "missing_device",
+            "Overland batch without a device id",
+        );
+        return Ok(overland_error(
+            "no device id: set Device ID in Overland's settings or add ?device=NAME to the receiver URL",
+        ));
+    }
+    store(&state, &principal, "overland", batch.fixes).await?;
+    Ok(Json(json!({"result": "ok"})).into_response())
+}
+
+fn overland_error(message: &str) -> Response {
+    Json(json!({"error": message})).into_response()
+}
+
+/// Stores, ignores or counts a decoded message.
+async fn handle(
+    state: &AppState,
+    principal: &Principal,
+    protocol: &'static str,
+    message: Message,
+) -> Result<(), ApiError> {
+    match message {
+        Message::Fixes(fixes) => store(state, principal, protocol, fixes.into_iter().map(Ok).collect()).await,
+        Message::Ignored { reason } => {
+            count_ignored(state, protocol, reason, 1);
+            Ok(())
+        }
+        Message::Unusable { reason, detail } => {
+            count_unusable(state, protocol, reason, &detail);
+            Ok(())
+        }
+    }
+}
+
+async fn store(
+    state: &AppState,
+    principal: &Principal,
+    protocol: &'static str,
+    records: Records,
+) -> Result<(), ApiError> {
+    let outcome = ingest::store(state, principal, protocol, records).await?;
+    for (index, rejection) in outcome.rejected {
+        tracing::warn!(protocol, index, code = rejection.code, reason = %rejection.message, "unusable fix from a device app");
+    }
+    Ok(())
+}
+
+fn count_ignored(state: &AppState, protocol: &'static str, reason: &'static str, n: u64) {
+    let labels = RejectLabels { protocol, reason };
+    state.pipeline.metrics().ignored.get_or_create(&labels).inc_by(n);
+}
+
+fn count_unusable(state: &AppState, protocol: &'static str, reason: &'static str, detail: &str) {
+    tracing::warn!(protocol, reason, detail, "unusable message from a device app");
+    let labels = RejectLabels { protocol, reason };
+    state.pipeline.metrics().rejected.get_or_create(&labels).inc();
+}
+
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}

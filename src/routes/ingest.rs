@@ -1,0 +1,80 @@
+//! The ingest step every position endpoint shares: validate each decoded record, check the
+//! token may write each device, hand the good fixes to the pipeline, wait until they are
+//! committed, and count accepted and rejected fixes per protocol.
+
+use tracker::decode::Records;
+use tracker::metrics::{ProtocolLabel, RejectLabels};
+use tracker::{Rejection, SubmitError};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// What happened to the records of one request, once the accepted ones are durable.
+#[derive(Debug)]
+pub struct Outcome {
+    pub accepted: usize,
+    /// Refused records by their index in the request, in index order.
+    pub rejected: Vec<(usize, Rejection)>,
+}
+
+/// Validates and stores `records`. Errors are whole-request failures: 403 when the token may
+/// not write one of the devices (nothing stored), 503 when the fixes cannot be made durable now.
+pub async fn store(
+    state: &AppState,
+    principal: &Principal,
+    protocol: &'static str,
+    records: Records,
+) -> Result<Outcome, ApiError> {
+    let received_at = chrono::Utc::now();
+    let mut fixes = Vec::with_capacity(records.len());
+    let mut positions = Vec::with_capacity(records.len());
+    let mut rejected: Vec<(usize, Rejection)> = Vec::new();
+    for (index, record) in records.into_iter().enumerate() {
+        match record.and_then(|raw| raw.validate(received_at, &state.limits)) {
+            Ok(fix) => {
+                positions.push(index);
+                fixes.push(fix);
+            }
+            Err(rejection) => rejected.push((index, rejection)),
+        }
+    }
+    if let Some(fix) = fixes.iter().find(|fix| !principal.allows_device(&fix.device)) {
+        principal.require_device(&fix.device)?;
+    }
+
+    let submitted = state.pipeline.submit(fixes).await.map_err(|e| match e {
+        SubmitError::QueueFull { retry_after } => ApiError::unavailable(
+            "queue_full",
+            "the ingest queue is full; nothing was stored, retry later",
+            retry_after.as_secs(),
+        ),
+        SubmitError::Unavailable(_) => ApiError::unavailable(
+            "database_unavailable",
+            "the database cannot store fixes right now; nothing was acknowledged, retry later",
+            5,
+        ),
+        SubmitError::ShuttingDown => ApiError::unavailable("shutting_down", "the server is shutting down", 5),
+    })?;
+    rejected.extend(submitted.rejected.into_iter().map(|(i, r)| (positions[i], r)));
+    rejected.sort_by_key(|(index, _)| *index);
+
+    let metrics = state.pipeline.metrics();
+    metrics
+        .accepted
+        .get_or_create(&ProtocolLabel { protocol })
+        .inc_by(submitted.accepted as u64);
+    for (_, rejection) in &rejected {
+        metrics
+            .rejected
+            .get_or_create(&RejectLabels {
+                protocol,
+                reason: rejection.code,
+            })
+            .inc();
+    }
+    Ok(Outcome {
+        accepted: submitted.accepted,
+        rejected,
+    })
+}
