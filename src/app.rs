@@ -83,6 +83,7 @@ impl Application {
             ingest: Arc::new(config.ingest.clone()),
             registry: Arc::new(registry),
             tokens: Arc::new(tokens),
+            limiters: crate::limits::Limiters::new(&config.limits),
             osmand_speed_unit,
             tasks,
         };

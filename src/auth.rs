@@ -9,7 +9,7 @@
 //! and browsers cannot always set headers.
 
 use std::collections::HashMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -106,6 +106,8 @@ fn parse_compact(entry: &str) -> Result<TokenConfig, String> {
 /// Who is calling: the scopes and devices of the token presented (or everything, when open).
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// Names the token in rate limits (a digest prefix, never the token); `None` when open.
+    key: Option<String>,
     scopes: Vec<Scope>,
     devices: DeviceLimit,
 }
@@ -125,6 +127,7 @@ impl DeviceLimit {
 impl Principal {
     fn open() -> Self {
         Self {
+            key: None,
             scopes: vec![Scope::Admin],
             devices: DeviceLimit::default(),
         }
@@ -209,13 +212,16 @@ impl Tokens {
                     .map(|p| p.trim_end_matches('*').to_owned())
                     .collect(),
             };
-            entries.push((
-                digest,
-                Principal {
-                    scopes: config.scopes.clone(),
-                    devices,
-                },
-            ));
+            let key = digest.iter().take(8).fold(String::new(), |mut hex, b| {
+                let _ = write!(hex, "{b:02x}");
+                hex
+            });
+            let principal = Principal {
+                key: Some(key),
+                scopes: config.scopes.clone(),
+                devices,
+            };
+            entries.push((digest, principal));
         }
         Ok(Self { entries })
     }
@@ -252,6 +258,8 @@ pub enum AuthError {
     Missing,
     Invalid,
     Forbidden(String),
+    /// The token made too many requests; retry after the given seconds.
+    RateLimited(u64),
 }
 
 impl From<AuthError> for ApiError {
@@ -266,13 +274,17 @@ impl From<AuthError> for ApiError {
                 ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the token is not valid")
             }
             AuthError::Forbidden(message) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
+            AuthError::RateLimited(retry_after_s) => ApiError::too_many_requests(
+                "this token is making requests faster than its rate limit",
+                retry_after_s,
+            ),
         }
     }
 }
 
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
-        let unauthorized = !matches!(self, AuthError::Forbidden(_));
+        let unauthorized = matches!(self, AuthError::Missing | AuthError::Invalid);
         let mut response = ApiError::from(self).into_response();
         if unauthorized {
             response.headers_mut().insert(
@@ -284,12 +296,21 @@ impl IntoResponse for AuthError {
     }
 }
 
-fn resolve(tokens: &Tokens, presented: Option<String>) -> Result<Principal, AuthError> {
-    if tokens.is_open() {
+/// The principal of the presented token, charged one request against its rate limit.
+fn resolve(state: &AppState, presented: Option<String>) -> Result<Principal, AuthError> {
+    if state.tokens.is_open() {
         return Ok(Principal::open());
     }
     let presented = presented.ok_or(AuthError::Missing)?;
-    tokens.lookup(&presented).ok_or(AuthError::Invalid)
+    let principal = state.tokens.lookup(&presented).ok_or(AuthError::Invalid)?;
+    if let Some(key) = &principal.key {
+        state
+            .limiters
+            .tokens
+            .try_take(key, 1.0)
+            .map_err(|wait| AuthError::RateLimited(wait.as_secs().max(1)))?;
+    }
+    Ok(principal)
 }
 
 fn bearer(parts: &Parts) -> Option<String> {
@@ -329,7 +350,7 @@ impl FromRequestParts<AppState> for ApiAuth {
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        resolve(&state.tokens, bearer(parts)).map(Self)
+        resolve(state, bearer(parts)).map(Self)
     }
 }
 
@@ -338,13 +359,17 @@ impl FromRequestParts<AppState> for ApiAuth {
 pub struct DeviceAuth(pub Principal);
 
 impl FromRequestParts<AppState> for DeviceAuth {
-    type Rejection = AuthError;
+    type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let presented = bearer(parts)
             .or_else(|| basic(parts))
             .or_else(|| query_token(parts));
-        resolve(&state.tokens, presented).map(Self)
+        resolve(state, presented).map(Self).map_err(|error| match error {
+            // Apps retry 5xx but may drop data on 4xx: an over-eager token is asked to wait.
+            AuthError::RateLimited(_) => ApiError::from(error).for_device_app().into_response(),
+            other => other.into_response(),
+        })
     }
 }
 

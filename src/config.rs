@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::TokensSetting;
+use crate::limits::LimitsConfig;
 
 /// Everything the server can be configured with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,6 +35,7 @@ pub struct Config {
     /// Allow a non-loopback bind with no tokens configured.
     pub insecure: bool,
     pub ingest: IngestConfig,
+    pub limits: LimitsConfig,
 }
 
 fn tokens_unset(tokens: &TokensSetting) -> bool {
@@ -79,6 +81,7 @@ impl Default for Config {
             tokens: TokensSetting::None,
             insecure: false,
             ingest: IngestConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }

@@ -41,6 +41,14 @@ impl ApiError {
         }
     }
 
+    /// 429 with a `Retry-After` header.
+    pub fn too_many_requests(message: impl Into<String>, retry_after_s: u64) -> Self {
+        Self {
+            retry_after_s: Some(retry_after_s.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+        }
+    }
+
     /// A failure that is our fault: logged with its cause, reported without it.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(%cause, "request failed");
@@ -49,6 +57,20 @@ impl ApiError {
             "internal",
             "internal error; see the server log",
         )
+    }
+
+    /// Device apps drop a message on some 4xx answers (OwnTracks for iOS) and retry 5xx, so a
+    /// rate-limited device is told 503 with the same `Retry-After`.
+    #[must_use]
+    pub fn for_device_app(self) -> Self {
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                ..self
+            }
+        } else {
+            self
+        }
     }
 
     pub fn status(&self) -> StatusCode {

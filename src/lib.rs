@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 mod http_metrics;
 pub mod import;
+pub mod limits;
 mod routes;
 pub mod state;
 

@@ -8,6 +8,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Tokens;
 use crate::config::IngestConfig;
+use crate::limits::Limiters;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -17,6 +18,7 @@ pub struct AppState {
     pub ingest: Arc<IngestConfig>,
     pub registry: Arc<Registry>,
     pub tokens: Arc<Tokens>,
+    pub limiters: Limiters,
     /// Unit of `speed` on `/osmand` when the request does not say (`?speed_unit=`).
     pub osmand_speed_unit: tracker::protocols::osmand::SpeedUnit,
     /// Long-lived tasks (shard writers, later WebSocket sessions); awaited at shutdown,

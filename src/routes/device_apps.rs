@@ -56,7 +56,7 @@ pub async fn osmand(
 /// a GET without `id`/`deviceid` is not a device and gets the usual 404.
 pub async fn root(
     state: State<AppState>,
-    auth: Result<DeviceAuth, crate::auth::AuthError>,
+    auth: Result<DeviceAuth, Response>,
     uri: OriginalUri,
     method: axum::http::Method,
     headers: HeaderMap,
@@ -71,7 +71,10 @@ pub async fn root(
             "no such endpoint; see the README for the API",
         ));
     }
-    osmand(state, auth?, uri, headers, body).await
+    match auth {
+        Ok(auth) => osmand(state, auth, uri, headers, body).await,
+        Err(refused) => Ok(refused),
+    }
 }
 
 fn osmand_speed_unit(state: &AppState, query: &[(String, String)]) -> Result<osmand::SpeedUnit, String> {
@@ -239,7 +242,9 @@ async fn store(
     protocol: &'static str,
     records: Records,
 ) -> Result<(), ApiError> {
-    let outcome = ingest::store(state, principal, protocol, records).await?;
+    let outcome = ingest::store(state, principal, protocol, records)
+        .await
+        .map_err(ApiError::for_device_app)?;
     for (index, rejection) in outcome.rejected {
         tracing::warn!(protocol, index, code = rejection.code, reason = %rejection.message, "unusable fix from a device app");
     }

@@ -2,6 +2,10 @@
 //! token may write each device, hand the good fixes to the pipeline, wait until they are
 //! committed, and count accepted and rejected fixes per protocol.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tracker::Fix;
 use tracker::decode::Records;
 use tracker::metrics::{ProtocolLabel, RejectLabels};
 use tracker::{Rejection, SubmitError};
@@ -9,6 +13,53 @@ use tracker::{Rejection, SubmitError};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// Charges each device for its fixes in this request; the fixes of a device over its limit are
+/// rejected (`rate_limited`). When that leaves nothing to store, the request is refused with
+/// 429 and the time after which the first device has room again.
+fn apply_device_limits(
+    state: &AppState,
+    fixes: Vec<Fix>,
+    positions: Vec<usize>,
+    rejected: &mut Vec<(usize, Rejection)>,
+) -> Result<(Vec<Fix>, Vec<usize>), ApiError> {
+    let mut per_device: HashMap<&str, usize> = HashMap::new();
+    for fix in &fixes {
+        *per_device.entry(fix.device.as_str()).or_default() += 1;
+    }
+    let mut limited: HashMap<String, Duration> = HashMap::new();
+    for (device, count) in per_device {
+        if let Err(wait) = state.limiters.devices.try_take(device, count as f64) {
+            limited.insert(device.to_owned(), wait);
+        }
+    }
+    if limited.is_empty() {
+        return Ok((fixes, positions));
+    }
+    let had_fixes = !fixes.is_empty();
+    let mut kept = (Vec::with_capacity(fixes.len()), Vec::with_capacity(fixes.len()));
+    for (fix, index) in fixes.into_iter().zip(positions) {
+        if let Some(wait) = limited.get(&fix.device) {
+            let message = format!(
+                "device {:?} is over its rate limit; retry in {} s",
+                fix.device,
+                wait.as_secs().max(1)
+            );
+            rejected.push((index, Rejection::new("rate_limited", message)));
+        } else {
+            kept.0.push(fix);
+            kept.1.push(index);
+        }
+    }
+    if had_fixes && kept.0.is_empty() {
+        let wait = limited.values().min().copied().unwrap_or_default();
+        return Err(ApiError::too_many_requests(
+            "every device of this request is over its rate limit; nothing was stored",
+            wait.as_secs().max(1),
+        ));
+    }
+    Ok(kept)
+}
 
 /// What happened to the records of one request, once the accepted ones are durable.
 #[derive(Debug)]
@@ -42,6 +93,7 @@ pub async fn store(
     if let Some(fix) = fixes.iter().find(|fix| !principal.allows_device(&fix.device)) {
         principal.require_device(&fix.device)?;
     }
+    let (fixes, positions) = apply_device_limits(state, fixes, positions, &mut rejected)?;
 
     let submitted = state.pipeline.submit(fixes).await.map_err(|e| match e {
         SubmitError::QueueFull { retry_after } => ApiError::unavailable(

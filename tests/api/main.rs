@@ -8,4 +8,5 @@ mod durability;
 mod helpers;
 mod import;
 mod ingest;
+mod limits;
 mod ops;

@@ -1,0 +1,142 @@
+//! Rate limits: token buckets per API token (requests) and per device (fixes), so one client or
+//! one flooding device cannot starve the others. Buckets live in a cache bounded in entries
+//! that forgets idle ones, so memory stays bounded however many devices appear.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Rates and bursts; a rate of 0 turns that limit off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Requests per second each token may make on average.
+    pub token_requests_per_s: f64,
+    /// Requests a token may make at once.
+    pub token_burst: f64,
+    /// Fixes per second each device may send on average.
+    pub device_fixes_per_s: f64,
+    /// Fixes a device may send at once (an app uploading its buffer after a tunnel).
+    pub device_burst: f64,
+    /// Most buckets kept; idle ones are dropped first.
+    pub max_tracked: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            token_requests_per_s: 1_000.0,
+            token_burst: 2_000.0,
+            device_fixes_per_s: 20.0,
+            device_burst: 10_000.0,
+            max_tracked: 1_000_000,
+        }
+    }
+}
+
+/// One family of token buckets (per token, or per device).
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: moka::sync::Cache<String, Arc<Mutex<Bucket>>>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl RateLimiter {
+    pub fn new(rate_per_s: f64, burst: f64, max_tracked: u64) -> Self {
+        // A bucket idle long enough to refill completely holds no state worth keeping.
+        let refill = if rate_per_s > 0.0 { burst / rate_per_s } else { 1.0 };
+        Self {
+            rate: rate_per_s,
+            burst: burst.max(1.0),
+            buckets: moka::sync::Cache::builder()
+                .max_capacity(max_tracked)
+                .time_to_idle(Duration::from_secs_f64(refill.clamp(1.0, 86_400.0)))
+                .build(),
+        }
+    }
+
+    /// Takes `n` units for `key`, or says how long until they would be there.
+    pub fn try_take(&self, key: &str, n: f64) -> Result<(), Duration> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let bucket = self.buckets.get_with_by_ref(key, || {
+            Arc::new(Mutex::new(Bucket {
+                tokens: self.burst,
+                updated: Instant::now(),
+            }))
+        });
+        let mut bucket = bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let refilled = bucket.tokens + now.duration_since(bucket.updated).as_secs_f64() * self.rate;
+        bucket.tokens = refilled.min(self.burst);
+        bucket.updated = now;
+        let wanted = n.min(self.burst);
+        if bucket.tokens >= wanted {
+            bucket.tokens -= wanted;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((wanted - bucket.tokens) / self.rate))
+        }
+    }
+}
+
+/// The limiters of the service.
+#[derive(Debug, Clone)]
+pub struct Limiters {
+    pub tokens: RateLimiter,
+    pub devices: RateLimiter,
+}
+
+impl Limiters {
+    pub fn new(config: &LimitsConfig) -> Self {
+        Self {
+            tokens: RateLimiter::new(
+                config.token_requests_per_s,
+                config.token_burst,
+                config.max_tracked,
+            ),
+            devices: RateLimiter::new(config.device_fixes_per_s, config.device_burst, config.max_tracked),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_says_when_to_retry() {
+        let limiter = RateLimiter::new(2.0, 3.0, 100);
+        assert!(limiter.try_take("a", 3.0).is_ok());
+        let wait = limiter.try_take("a", 1.0).expect_err("empty");
+        assert!(
+            wait > Duration::from_millis(400) && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
+        assert!(limiter.try_take("b", 1.0).is_ok(), "buckets are per key");
+    }
+
+    #[test]
+    fn a_request_larger_than_the_burst_needs_a_full_bucket_not_forever() {
+        let limiter = RateLimiter::new(1.0, 5.0, 100);
+        assert!(limiter.try_take("a", 50.0).is_ok());
+        assert!(limiter.try_take("a", 1.0).is_err());
+    }
+
+    #[test]
+    fn a_zero_rate_is_no_limit() {
+        let limiter = RateLimiter::new(0.0, 0.0, 100);
+        for _ in 0..1000 {
+            assert!(limiter.try_take("a", 10.0).is_ok());
+        }
+    }
+}
