@@ -14,15 +14,16 @@ run: db release
 test: db lint
 	bash scripts/drop-test-dbs.sh
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --workspace --all-targets --no-fail-fast; \
+		$(CARGO) nextest run --workspace --lib --bins --tests --no-fail-fast; \
 	else \
-		$(CARGO) test --workspace --all-targets --no-fail-fast; \
+		$(CARGO) test --workspace --lib --bins --tests --no-fail-fast; \
 	fi
 
 ## Make sure PostgreSQL has PostGIS (apt-get installs it when missing) and the database exists.
 db:
 	bash scripts/ensure-postgis.sh
 
+## Benches are compiled (clippy --all-targets) but run only on demand: `cargo bench -p fences`.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -84,9 +85,18 @@ impl Application {
             registry: Arc::new(registry),
             tokens: Arc::new(tokens),
             limiters: crate::limits::Limiters::new(&config.limits),
+            fences: Arc::new(std::sync::RwLock::new(
+                fences::FenceIndex::new(fences::IndexConfig::default())
+                    .map_err(|e| StartError::Config(e.to_string()))?,
+            )),
+            fences_loaded: Arc::new(AtomicBool::new(false)),
+            fence_limits: config.fences.limits(),
+            fence_writes: Arc::new(tokio::sync::Mutex::new(())),
+            shutdown: CancellationToken::new(),
             osmand_speed_unit,
             tasks,
         };
+        state.tasks.spawn(load_fences(state.clone()));
         let router = router(
             state.clone(),
             http_metrics,
@@ -132,8 +142,10 @@ impl Application {
         let stop = CancellationToken::new();
         let trigger = stop.clone();
         let pipeline = state.pipeline.clone();
+        let stopping = state.shutdown.clone();
         tokio::spawn(async move {
             shutdown.await;
+            stopping.cancel();
             // Requests still in flight must not wait out a batch linger: commit at once.
             pipeline.flush_now();
             trigger.cancel();
@@ -155,6 +167,30 @@ impl Application {
         state.pool.close().await;
         tracing::info!("shutdown complete");
         Ok(())
+    }
+}
+
+/// Builds the fence index from the database, retrying every 2 s while the database is down
+/// or not migrated; `/ready` stays false until it is done.
+async fn load_fences(state: AppState) {
+    loop {
+        match crate::fence_store::load(&state.pool, &state.fence_limits).await {
+            Ok(index) => {
+                let count = index.len();
+                *state
+                    .fences
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = index;
+                state.fences_loaded.store(true, Ordering::Release);
+                tracing::info!(fences = count, "fence index loaded");
+                return;
+            }
+            Err(error) => tracing::warn!(%error, "fence index not loaded yet; retrying in 2 s"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            () = state.shutdown.cancelled() => return,
+        }
     }
 }
 

@@ -36,6 +36,37 @@ pub struct Config {
     pub insecure: bool,
     pub ingest: IngestConfig,
     pub limits: LimitsConfig,
+    pub fences: FencesConfig,
+}
+
+/// Limits on fence definitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FencesConfig {
+    /// Most positions in one fence (a detailed country border has tens of thousands).
+    pub max_vertices: usize,
+    /// Largest circle radius or corridor half-width, in metres.
+    pub max_radius_m: f64,
+}
+
+impl Default for FencesConfig {
+    fn default() -> Self {
+        let limits = fences::FenceLimits::default();
+        Self {
+            max_vertices: limits.max_vertices,
+            max_radius_m: limits.max_radius_m,
+        }
+    }
+}
+
+impl FencesConfig {
+    pub fn limits(&self) -> fences::FenceLimits {
+        fences::FenceLimits {
+            max_vertices: self.max_vertices,
+            max_radius_m: self.max_radius_m,
+            ..fences::FenceLimits::default()
+        }
+    }
 }
 
 fn tokens_unset(tokens: &TokensSetting) -> bool {
@@ -82,6 +113,7 @@ impl Default for Config {
             insecure: false,
             ingest: IngestConfig::default(),
             limits: LimitsConfig::default(),
+            fences: FencesConfig::default(),
         }
     }
 }

@@ -13,6 +13,8 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after_s: Option<u64>,
+    /// An extra top-level field beside `error`, e.g. the per-item report of a failed import.
+    detail: Option<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -22,6 +24,16 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_s: None,
+            detail: None,
+        }
+    }
+
+    /// Adds `key: value` beside `error` in the body.
+    #[must_use]
+    pub fn with_detail(self, key: &'static str, value: serde_json::Value) -> Self {
+        Self {
+            detail: Some((key, value)),
+            ..self
         }
     }
 
@@ -96,7 +108,11 @@ impl From<sqlx::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut body = json!({"error": {"code": self.code, "message": self.message}});
+        if let Some((key, value)) = self.detail {
+            body[key] = value;
+        }
+        let body = Json(body);
         let mut response = (self.status, body).into_response();
         if let Some(seconds) = self.retry_after_s {
             response

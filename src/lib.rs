@@ -9,6 +9,8 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod fence_feature;
+pub mod fence_store;
 mod http_metrics;
 pub mod import;
 pub mod limits;

@@ -1,13 +1,18 @@
 //! `AppState`: what every handler shares. Cheap to clone (handles and `Arc`s only).
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use fences::FenceLimits;
 
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Tokens;
 use crate::config::IngestConfig;
+use crate::fence_store::SharedIndex;
 use crate::limits::Limiters;
 
 #[derive(Debug, Clone)]
@@ -19,9 +24,18 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub tokens: Arc<Tokens>,
     pub limiters: Limiters,
+    /// The fence index every lookup uses; see `fence_store`.
+    pub fences: SharedIndex,
+    /// False until the index has been loaded from the database (then `/ready` turns true).
+    pub fences_loaded: Arc<AtomicBool>,
+    pub fence_limits: FenceLimits,
+    /// Serialises fence writes so the index changes in the database's commit order.
+    pub fence_writes: Arc<tokio::sync::Mutex<()>>,
     /// Unit of `speed` on `/osmand` when the request does not say (`?speed_unit=`).
     pub osmand_speed_unit: tracker::protocols::osmand::SpeedUnit,
     /// Long-lived tasks (shard writers, later WebSocket sessions); awaited at shutdown,
     /// because axum's graceful shutdown only waits for HTTP requests.
     pub tasks: TaskTracker,
+    /// Cancelled when shutdown begins: background loops stop.
+    pub shutdown: CancellationToken,
 }

@@ -1,2 +1,21 @@
-//! The geofence engine (pure Rust: fence geometry, H3 cell index, exact tests, crossing state
-//! machine). Being built; the crate exists so the workspace layout is fixed from the start.
+//! Pure geofence engine for geotrack: the fence model and its validation
+//! ([`fence`]), antimeridian and pole normalisation ([`normalize`]), exact
+//! point-in-fence tests and metric distances ([`exact`]), an H3 cell index that
+//! answers "which fences contain this point" without testing every fence
+//! ([`index`]), and the per-(device, fence) enter/exit/dwell/overspeed state
+//! machine ([`state`]). No I/O: callers persist [`FenceState`] values and feed
+//! fixes in.
+
+pub mod error;
+pub mod exact;
+pub mod fence;
+pub mod geodesy;
+pub mod index;
+pub mod normalize;
+pub mod state;
+
+pub use error::FenceError;
+pub use exact::PreparedFence;
+pub use fence::{AppliesTo, Fence, FenceKind, FenceLimits, Position};
+pub use index::{Candidate, FenceIndex, Hit, IndexConfig, IndexStats};
+pub use state::{FenceState, Fix, StateConfig, Status, Transition, TransitionKind, dwell_due_at, step, tick};

@@ -70,7 +70,7 @@ pub async fn list(
     Ok(Json(collection))
 }
 
-fn parse_bbox(text: &str) -> Result<[f64; 4], ApiError> {
+pub fn parse_bbox(text: &str) -> Result<[f64; 4], ApiError> {
     let invalid = || {
         ApiError::bad_request(
             "invalid_bbox",

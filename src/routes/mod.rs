@@ -2,6 +2,7 @@
 
 mod device_apps;
 mod devices;
+mod fences;
 mod ingest;
 mod ops;
 mod positions;
@@ -40,6 +41,16 @@ pub fn router(state: AppState) -> Router {
             "/overland",
             post(device_apps::overland).layer(DefaultBodyLimit::max(max_body)),
         )
+        .route("/api/v1/fences", get(fences::list).post(fences::create))
+        .route(
+            "/api/v1/fences/import",
+            post(fences::import).layer(DefaultBodyLimit::max(max_body)),
+        )
+        .route(
+            "/api/v1/fences/{id}",
+            get(fences::get_one).put(fences::put).delete(fences::delete),
+        )
+        .route("/api/v1/fences/{id}/devices", get(fences::devices_inside))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))

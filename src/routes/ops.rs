@@ -18,7 +18,13 @@ pub async fn health() -> Json<Value> {
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     crate::db::readiness(&state.pool)
         .await
-        .map(|()| Json(json!({"status": "ready"})))
+        .and_then(|()| {
+            if state.fences_loaded.load(std::sync::atomic::Ordering::Acquire) {
+                Ok(Json(json!({"status": "ready"})))
+            } else {
+                Err("the fence index is still loading".to_owned())
+            }
+        })
         .map_err(|reason| ApiError::unavailable("not_ready", reason, 5))
 }
 

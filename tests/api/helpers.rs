@@ -57,6 +57,7 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     tweak(&mut config);
     let db_url = config.database_url.clone();
 
+    let wait_until_ready = config.migrate_on_start;
     let app = Application::build(config).await.expect("the application starts");
     let addr = app.local_addr();
     let state = app.state().clone();
@@ -64,6 +65,17 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let server = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
     }));
+    if wait_until_ready {
+        // Tests start from a ready service: the fence index has been loaded.
+        let started = std::time::Instant::now();
+        while !state.fences_loaded.load(std::sync::atomic::Ordering::Acquire) {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "fence index never loaded"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
     TestApp {
         addr,
         client: reqwest::Client::new(),

@@ -5,6 +5,7 @@ mod auth;
 mod device_apps;
 mod devices;
 mod durability;
+mod fences;
 mod helpers;
 mod import;
 mod ingest;

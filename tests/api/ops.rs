@@ -55,7 +55,15 @@ async fn ready_is_false_until_migrations_are_applied() {
     geotrack::db::migrate(&app.db_url)
         .await
         .expect("migrating twice is a no-op");
-    assert_eq!(app.get("/ready").await.status(), 200);
+    // The fence index loader retries every 2 s; ready once it has loaded.
+    let started = std::time::Instant::now();
+    while app.get("/ready").await.status() != 200 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "never became ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     app.stop().await;
 }
 

@@ -1,0 +1,199 @@
+//! Point lookup throughput of `FenceIndex` against a naive baseline (an rstar
+//! R-tree of fence bounding boxes plus an exact test of every bbox hit), over
+//! the Natural Earth countries plus random circles and corridors (10,000 fences).
+//! Point classes: inside some fence's bbox, within 100 m of a boundary,
+//! anywhere, and inside a country's bbox (expensive exact tests).
+//! Index build time and approximate memory are printed once.
+
+#![allow(clippy::many_single_char_names, clippy::similar_names)] // geometry generators: x, y, a, b, t
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use fences::{Fence, FenceIndex, FenceKind, FenceLimits, IndexConfig, PreparedFence, geodesy};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use rstar::{RTree, primitives::GeomWithData, primitives::Rectangle};
+
+const FENCES: usize = 10_000;
+const POINTS: usize = 10_000;
+
+fn random_small_fence(rng: &mut StdRng, id: usize) -> PreparedFence {
+    let (x, y) = (rng.random_range(-180.0..180.0), rng.random_range(-60.0..70.0));
+    let kind = if rng.random_bool(0.5) {
+        FenceKind::Circle {
+            centre: [x, y],
+            radius_m: 10f64.powf(rng.random_range(1.7..3.7)),
+        }
+    } else {
+        let mut line = vec![[x, y]];
+        for _ in 0..rng.random_range(1..5) {
+            let [lx, ly] = line[line.len() - 1];
+            line.push([lx + rng.random_range(-0.1..0.1), ly + rng.random_range(-0.1..0.1)]);
+        }
+        FenceKind::Corridor {
+            line,
+            buffer_m: rng.random_range(20.0..200.0),
+        }
+    };
+    PreparedFence::new(Fence::new(format!("r{id}"), "", kind), &FenceLimits::default())
+        .expect("valid random fence")
+}
+
+/// A point within 100 m of the fence's boundary.
+fn near_boundary(rng: &mut StdRng, f: &PreparedFence) -> (f64, f64) {
+    let off = rng.random_range(-100.0..100.0);
+    let p = match &f.fence().kind {
+        FenceKind::Circle { centre, radius_m } => geodesy::destination(
+            geo::coord! { x: centre[0], y: centre[1] },
+            rng.random_range(0.0..360.0),
+            radius_m + off,
+        ),
+        FenceKind::Corridor { line, buffer_m } => {
+            let i = rng.random_range(0..line.len() - 1);
+            let (a, b) = (
+                geo::coord! { x: line[i][0], y: line[i][1] },
+                geo::coord! { x: line[i + 1][0], y: line[i + 1][1] },
+            );
+            let p = geodesy::interpolate(a, b, rng.random());
+            let side = if rng.random_bool(0.5) { 90.0 } else { -90.0 };
+            geodesy::destination(p, geodesy::bearing(a, b) + side, buffer_m + off)
+        }
+        _ => {
+            let ring = &f.area_polygon().0[rng.random_range(0..f.area_polygon().0.len())];
+            let c = &ring.exterior().0;
+            let i = rng.random_range(0..c.len() - 1);
+            let t: f64 = rng.random();
+            let p =
+                geo::coord! { x: c[i].x + t * (c[i + 1].x - c[i].x), y: c[i].y + t * (c[i + 1].y - c[i].y) };
+            geodesy::destination(p, rng.random_range(0.0..360.0), off.abs())
+        }
+    };
+    (geodesy::normalize_lon(p.x), p.y.clamp(-90.0, 90.0))
+}
+
+fn points(rng: &mut StdRng, fences: &[PreparedFence], countries: usize, class: &str) -> Vec<(f64, f64)> {
+    (0..POINTS)
+        .map(|_| {
+            let pick = if class == "country_bbox" {
+                countries
+            } else {
+                fences.len()
+            };
+            let f = &fences[rng.random_range(0..pick)];
+            match class {
+                "in_bbox" | "country_bbox" => {
+                    let b = f.bboxes()[rng.random_range(0..f.bboxes().len())];
+                    (
+                        rng.random_range(b.min().x..=b.max().x),
+                        rng.random_range(b.min().y..=b.max().y),
+                    )
+                }
+                "near_boundary" => near_boundary(rng, f),
+                _ => (
+                    rng.random_range(-180.0..180.0),
+                    rng.random_range(-1.0f64..1.0).asin().to_degrees(),
+                ),
+            }
+        })
+        .collect()
+}
+
+type BboxTree = RTree<GeomWithData<Rectangle<[f64; 2]>, usize>>;
+
+fn baseline(tree: &BboxTree, fences: &[PreparedFence], lon: f64, lat: f64) -> usize {
+    // A fence has one box per part (corridor capsules overlap): count each fence once.
+    let mut hits: Vec<usize> = tree
+        .locate_all_at_point(&[lon, lat])
+        .map(|g| g.data)
+        .filter(|&i| fences[i].contains(lon, lat))
+        .collect();
+    hits.sort_unstable();
+    hits.dedup();
+    hits.len()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut rng = StdRng::seed_from_u64(42);
+    let mut fences = common::countries();
+    let countries = fences.len();
+    while fences.len() < FENCES {
+        let id = fences.len();
+        fences.push(random_small_fence(&mut rng, id));
+    }
+    let t = Instant::now();
+    let mut index = FenceIndex::new(IndexConfig::default()).expect("config");
+    for f in &fences {
+        index.insert(f.clone()).expect("insert");
+    }
+    let build = t.elapsed();
+    let stats = index.stats();
+    eprintln!(
+        "index: {} fences ({countries} countries), built in {build:.2?} ({:.0} µs/fence); {} cells, {} interior + {} boundary entries, {} boundary edge refs, ~{:.1} MiB; cells/res {:?}",
+        stats.fences,
+        build.as_secs_f64() * 1e6 / stats.fences as f64,
+        stats.cells,
+        stats.interior_entries,
+        stats.boundary_entries,
+        stats.boundary_edges,
+        stats.approx_bytes as f64 / (1024.0 * 1024.0),
+        stats.cells_per_resolution,
+    );
+    let t = Instant::now();
+    let tree: BboxTree = RTree::bulk_load(
+        fences
+            .iter()
+            .enumerate()
+            .flat_map(|(i, f)| {
+                f.bboxes().iter().map(move |b| {
+                    GeomWithData::new(
+                        Rectangle::from_corners([b.min().x, b.min().y], [b.max().x, b.max().y]),
+                        i,
+                    )
+                })
+            })
+            .collect(),
+    );
+    eprintln!("baseline R-tree built in {:.2?}", t.elapsed());
+
+    // The first three classes are the mix asked for (40% / 20% / 40%);
+    // `country_bbox` isolates points where exact tests are expensive.
+    for class in ["in_bbox", "near_boundary", "anywhere", "country_bbox"] {
+        let pts = points(&mut rng, &fences, countries, class);
+        let mut hits = 0;
+        for &(lon, lat) in &pts {
+            let a = index.contains(lon, lat).expect("valid point").len();
+            assert_eq!(
+                a,
+                baseline(&tree, &fences, lon, lat),
+                "index and baseline disagree at ({lon}, {lat})"
+            );
+            hits += a;
+        }
+        eprintln!("{class}: {hits} hits over {POINTS} points");
+        let mut group = c.benchmark_group(format!("lookup/{class}"));
+        group.throughput(Throughput::Elements(POINTS as u64));
+        group.sample_size(20);
+        group.bench_function("h3_index", |b| {
+            b.iter(|| {
+                pts.iter()
+                    .map(|&(x, y)| index.contains(black_box(x), black_box(y)).map_or(0, |v| v.len()))
+                    .sum::<usize>()
+            });
+        });
+        group.bench_function("rtree_bbox_exact", |b| {
+            b.iter(|| {
+                pts.iter()
+                    .map(|&(x, y)| baseline(&tree, &fences, black_box(x), black_box(y)))
+                    .sum::<usize>()
+            });
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
