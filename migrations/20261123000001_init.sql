@@ -52,6 +52,5 @@ CREATE TABLE devices_latest (
     altitude_m  double precision,
     battery     double precision,
     attrs       jsonb,
-    received_at timestamptz      NOT NULL,
-    seq         bigint           NOT NULL
+    received_at timestamptz      NOT NULL
 ) WITH (fillfactor = 70);

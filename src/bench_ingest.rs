@@ -49,9 +49,12 @@ pub async fn run(args: &BenchIngestArgs, database_url: &str) -> Result<(), Strin
     let copy_file = write_copy_file(&rows, run_id)?;
     drop(rows);
 
+    // Each phase starts from a clean checkpoint, so neither pays for the other's dirty pages.
+    checkpoint(database_url).await?;
     let cpu_before = cpu_seconds(args.server_pid);
     let http = post_all(args, bodies).await?;
     let cpu_after = cpu_seconds(args.server_pid);
+    checkpoint(database_url).await?;
     let copy = copy_baseline(database_url, &copy_file, run_id).await?;
     let _ = std::fs::remove_file(&copy_file);
 
@@ -268,6 +271,17 @@ async fn copy_baseline(database_url: &str, file: &std::path::Path, run_id: i64) 
         return Err(format!("psql COPY failed: {status}"));
     }
     Ok(elapsed)
+}
+
+async fn checkpoint(database_url: &str) -> Result<(), String> {
+    let mut conn = PgConnection::connect(database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::raw_sql("CHECKPOINT")
+        .execute(&mut conn)
+        .await
+        .map_err(|e| format!("CHECKPOINT: {e}"))?;
+    Ok(())
 }
 
 #[derive(Clone, Copy)]

@@ -2,9 +2,9 @@
 //!
 //! The batch is COPYed into a temporary staging table (created once per connection, emptied at
 //! every commit), then one statement inserts it into `positions` (duplicates of (device, ts) are
-//! skipped), registers new devices, and moves `devices_latest` to the newest *inserted* fix of
-//! each device when it is newer than the stored one. Upserting from the inserted rows only keeps
-//! the live position consistent with history: a duplicate never moves it, a late fix neither.
+//! skipped), moves `devices_latest` to each device's newest fix of the batch when it is newer
+//! than the stored one (a duplicate never moves it, a late fix neither), and registers devices
+//! seen for the first time.
 
 use std::fmt::Write as _;
 
@@ -25,6 +25,13 @@ const COPY_STAGING: &str = "COPY ingest_staging (ord, device, ts, lon, lat, spee
     accuracy_m, altitude_m, battery, attrs, received_at) FROM STDIN";
 
 /// $1: the shard. Returns how many fixes were new to history.
+///
+/// `devices_latest` is upserted from the staging rows, not from the inserted ones: it always
+/// holds the newest history row of its device, so a duplicate of any stored (device, ts) is
+/// never newer than it and the `WHERE` leaves it alone, and within a batch the first of two
+/// equal (device, ts) wins in both tables (`ord`). That saves carrying every inserted row
+/// (geometry, attrs) through `RETURNING`. Only a device whose live row was just created can be
+/// new, so only those are registered in `devices`.
 const MERGE_STAGING: &str = "
 WITH inserted AS (
     INSERT INTO positions (device, ts, geom, speed_mps, heading_deg, accuracy_m, altitude_m,
@@ -34,24 +41,23 @@ WITH inserted AS (
     FROM ingest_staging
     ORDER BY ord
     ON CONFLICT (device, ts) DO NOTHING
-    RETURNING device, ts, geom, speed_mps, heading_deg, accuracy_m, altitude_m, battery, attrs,
-              received_at, seq
-), newest AS (
-    SELECT DISTINCT ON (device) * FROM inserted ORDER BY device, ts DESC
-), new_devices AS (
-    INSERT INTO devices (id) SELECT device FROM newest ON CONFLICT (id) DO NOTHING
+    RETURNING 1
 ), latest AS (
     INSERT INTO devices_latest (device, ts, geom, speed_mps, heading_deg, accuracy_m, altitude_m,
-                                battery, attrs, received_at, seq)
-    SELECT device, ts, geom, speed_mps, heading_deg, accuracy_m, altitude_m, battery, attrs,
-           received_at, seq
-    FROM newest
+                                battery, attrs, received_at)
+    SELECT DISTINCT ON (device) device, ts, ST_SetSRID(ST_MakePoint(lon, lat), 4326), speed_mps,
+           heading_deg, accuracy_m, altitude_m, battery, attrs, received_at
+    FROM ingest_staging
+    ORDER BY device, ts DESC, ord
     ON CONFLICT (device) DO UPDATE SET
         ts = EXCLUDED.ts, geom = EXCLUDED.geom, speed_mps = EXCLUDED.speed_mps,
         heading_deg = EXCLUDED.heading_deg, accuracy_m = EXCLUDED.accuracy_m,
         altitude_m = EXCLUDED.altitude_m, battery = EXCLUDED.battery, attrs = EXCLUDED.attrs,
-        received_at = EXCLUDED.received_at, seq = EXCLUDED.seq
+        received_at = EXCLUDED.received_at
     WHERE devices_latest.ts < EXCLUDED.ts
+    RETURNING device, xmax = 0 AS created
+), new_devices AS (
+    INSERT INTO devices (id) SELECT device FROM latest WHERE created ON CONFLICT (id) DO NOTHING
 )
 SELECT count(*) FROM inserted";
 
