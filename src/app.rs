@@ -77,6 +77,8 @@ impl Application {
         let http_metrics = HttpMetrics::register(&mut registry);
         let tasks = TaskTracker::new();
         let pipeline = tracker::Pipeline::start(&pool, config.ingest.pipeline(), ingest_metrics, &tasks);
+        let empty_index = fences::FenceIndex::new(fences::IndexConfig::default())
+            .map_err(|e| StartError::Config(e.to_string()))?;
         let state = AppState {
             pool,
             pipeline,
@@ -85,10 +87,7 @@ impl Application {
             registry: Arc::new(registry),
             tokens: Arc::new(tokens),
             limiters: crate::limits::Limiters::new(&config.limits),
-            fences: Arc::new(std::sync::RwLock::new(
-                fences::FenceIndex::new(fences::IndexConfig::default())
-                    .map_err(|e| StartError::Config(e.to_string()))?,
-            )),
+            fences: crate::fence_store::SharedIndex::new(empty_index),
             fences_loaded: Arc::new(AtomicBool::new(false)),
             fence_limits: config.fences.limits(),
             fence_writes: Arc::new(tokio::sync::Mutex::new(())),
@@ -177,10 +176,7 @@ async fn load_fences(state: AppState) {
         match crate::fence_store::load(&state.pool, &state.fence_limits).await {
             Ok(index) => {
                 let count = index.len();
-                *state
-                    .fences
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = index;
+                *state.fences.write() = index;
                 state.fences_loaded.store(true, Ordering::Release);
                 tracing::info!(fences = count, "fence index loaded");
                 return;

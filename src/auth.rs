@@ -13,7 +13,7 @@ use std::fmt::{self, Write as _};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -322,7 +322,13 @@ fn bearer(parts: &Parts) -> Option<String> {
 
 /// HTTP Basic: the password is the token; with an empty password, the user name is.
 fn basic(parts: &Parts) -> Option<String> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (user, password) = basic_credentials(&parts.headers)?;
+    Some(if password.is_empty() { user } else { password })
+}
+
+/// The user name and password of an `Authorization: Basic` header.
+pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (kind, encoded) = value.split_once(' ')?;
     if !kind.eq_ignore_ascii_case("basic") {
         return None;
@@ -332,7 +338,7 @@ fn basic(parts: &Parts) -> Option<String> {
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':').unwrap_or((&text, ""));
-    Some(if password.is_empty() { user } else { password }.to_owned())
+    Some((user.to_owned(), password.to_owned()))
 }
 
 fn query_token(parts: &Parts) -> Option<String> {

@@ -2,7 +2,7 @@
 //! Writes go to the database first; the index is changed only after the commit, so it never
 //! holds a fence the database does not. At start-up the index is rebuilt from the table.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use fences::{Fence, FenceIndex, FenceKind, FenceLimits, IndexConfig, PreparedFence};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -10,7 +10,24 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::fence_feature::{area_wkt, kind_name};
 
 /// The shared in-memory index. Locked only for short, synchronous work (never across `.await`).
-pub type SharedIndex = Arc<RwLock<FenceIndex>>;
+#[derive(Debug, Clone)]
+pub struct SharedIndex(Arc<RwLock<FenceIndex>>);
+
+impl SharedIndex {
+    pub fn new(index: FenceIndex) -> Self {
+        Self(Arc::new(RwLock::new(index)))
+    }
+
+    /// A poisoned lock only says a panic happened while it was held; every index operation
+    /// leaves the index whole, so it is used as it is.
+    pub fn read(&self) -> RwLockReadGuard<'_, FenceIndex> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, FenceIndex> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// Loads every stored fence into a new index.
 pub async fn load(pool: &PgPool, limits: &FenceLimits) -> Result<FenceIndex, String> {

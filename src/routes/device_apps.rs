@@ -17,7 +17,6 @@ use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use serde_json::json;
 use tracker::decode::Records;
 use tracker::metrics::RejectLabels;
@@ -152,17 +151,9 @@ pub async fn owntracks(
 
 /// The user name of HTTP Basic credentials (OwnTracks' user).
 fn basic_user(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (kind, encoded) = value.split_once(' ')?;
-    if !kind.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let user = text.split_once(':').map_or(text.as_str(), |(user, _)| user);
-    Some(user.to_owned()).filter(|u| !u.is_empty())
+    crate::auth::basic_credentials(headers)
+        .map(|(user, _)| user)
+        .filter(|u| !u.is_empty())
 }
 
 /// `/overland`: Overland batches.

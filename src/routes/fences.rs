@@ -44,10 +44,7 @@ pub async fn list(
         ),
         None => None,
     };
-    let index = state
-        .fences
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let index = state.fences.read();
     let mut features: Vec<(&str, Value)> = index
         .fences()
         .filter(|f| wanted.as_ref().is_none_or(|ids| ids.contains(f.id())))
@@ -66,10 +63,7 @@ pub async fn get_one(
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
     let id = fence_id(id)?;
-    let index = state
-        .fences
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let index = state.fences.read();
     index
         .get(&id)
         .map(|f| Json(to_feature(f.fence())))
@@ -87,13 +81,7 @@ pub async fn create(
     let _writing = state.fence_writes.lock().await;
     let generated = fence_store::next_id(&state.pool).await?;
     let fence = prepare(&state, read_feature(&feature, || generated))?;
-    if state
-        .fences
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(fence.id())
-        .is_some()
-    {
+    if state.fences.read().get(fence.id()).is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "fence_exists",
@@ -132,12 +120,7 @@ pub async fn put(
     }
     let _writing = state.fence_writes.lock().await;
     let fence = prepare(&state, read_feature(&feature, || id.clone()))?;
-    let existed = state
-        .fences
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&id)
-        .is_some();
+    let existed = state.fences.read().get(&id).is_some();
     let feature = write(&state, vec![fence]).await?.remove(0);
     let status = if existed {
         StatusCode::OK
@@ -159,11 +142,7 @@ pub async fn delete(
     if !fence_store::delete(&state.pool, &id).await? {
         return Err(unknown_fence(&id));
     }
-    state
-        .fences
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(&id);
+    state.fences.write().remove(&id);
     tracing::info!(fence = %id, "fence deleted");
     Ok(Json(json!({"deleted": id})))
 }
@@ -228,10 +207,7 @@ pub async fn devices_inside(
     principal.require(Scope::Read)?;
     let id = fence_id(id)?;
     let (fence, boxes) = {
-        let index = state
-            .fences
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let index = state.fences.read();
         let fence = index.get(&id).ok_or_else(|| unknown_fence(&id))?.clone();
         let boxes: Vec<[f64; 4]> = fence
             .bboxes()
@@ -282,10 +258,7 @@ async fn write(state: &AppState, fences: Vec<PreparedFence>) -> Result<Vec<Value
     }
     tx.commit().await?;
     let features = fences.iter().map(|f| to_feature(f.fence())).collect();
-    let mut index = state
-        .fences
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut index = state.fences.write();
     for fence in fences {
         let id = fence.id().to_owned();
         if let Err(error) = index.replace(fence) {

@@ -370,7 +370,7 @@ async fn the_index_is_rebuilt_from_the_database_after_a_restart() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let (inside, outside) = {
-        let index = state.fences.read().expect("index");
+        let index = state.fences.read();
         let inside: Vec<String> = index
             .contains(5.001, 5.001)
             .expect("lookup")
