@@ -31,6 +31,10 @@ use crate::state::AppState;
 const OWN_PARAMS: [&str; 2] = ["token", "speed_unit"];
 
 /// `/osmand`: the OsmAnd protocol and Traccar Client, any method.
+#[utoipa::path(method(get, post, put), path = "/osmand", tag = "device apps", security(("bearer" = []), ("token" = [])),
+    params(("speed_unit" = Option<String>, Query, description = "Unit of `speed`: knots (default), mps, kmh, mph")),
+    responses((status = 200, description = "Processed (stored, duplicate, ignored or unusable)"), (status = 401, description = "No or unknown token"),
+        (status = 403, description = "Token lacks ingest or the device"), (status = 503, description = "Not durable now; retry after Retry-After")))]
 pub async fn osmand(
     State(state): State<AppState>,
     DeviceAuth(principal): DeviceAuth,
@@ -53,6 +57,10 @@ pub async fn osmand(
 
 /// `/`: OsmAnd-protocol requests sent to the bare server URL (Traccar Client appends `/`);
 /// a GET without `id`/`deviceid` is not a device and gets the usual 404.
+#[utoipa::path(method(get, post), path = "/", tag = "device apps", security(("bearer" = []), ("token" = [])),
+    description = "OsmAnd protocol at the bare server URL: any POST, or a GET with `id`/`deviceid`",
+    responses((status = 200, description = "Processed (stored, duplicate, ignored or unusable)"), (status = 401, description = "No or unknown token"),
+        (status = 403, description = "Token lacks ingest or the device"), (status = 503, description = "Not durable now; retry after Retry-After")))]
 pub async fn root(
     state: State<AppState>,
     auth: Result<DeviceAuth, Response>,
@@ -117,6 +125,9 @@ fn decode_osmand(
 }
 
 /// `/owntracks`: OwnTracks HTTP mode.
+#[utoipa::path(post, path = "/owntracks", tag = "device apps", security(("basic" = []), ("token" = [])),
+    responses((status = 200, description = "Processed; body `[]`"), (status = 401, description = "No or unknown token"),
+        (status = 403, description = "Token lacks ingest or the device"), (status = 503, description = "Not durable now; retry after Retry-After")))]
 pub async fn owntracks(
     State(state): State<AppState>,
     DeviceAuth(principal): DeviceAuth,
@@ -157,6 +168,10 @@ fn basic_user(headers: &HeaderMap) -> Option<String> {
 }
 
 /// `/overland`: Overland batches.
+#[utoipa::path(post, path = "/overland", tag = "device apps", security(("bearer" = []), ("token" = [])),
+    params(("device" = Option<String>, Query, description = "Device id when the app's Device ID is empty")),
+    responses((status = 200, description = "Processed; body {\"result\":\"ok\"} or {\"error\": ...}"), (status = 401, description = "No or unknown token"),
+        (status = 403, description = "Token lacks ingest or the device"), (status = 503, description = "Not durable now; retry after Retry-After")))]
 pub async fn overland(
     State(state): State<AppState>,
     DeviceAuth(principal): DeviceAuth,

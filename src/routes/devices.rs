@@ -30,6 +30,12 @@ pub struct ListParams {
 
 /// `GET /api/v1/devices?bbox=&limit=&after=`: live positions as a FeatureCollection with a
 /// `next` link while more devices follow.
+#[utoipa::path(get, path = "/api/v1/devices", tag = "read", security(("bearer" = [])),
+    params(("bbox" = Option<String>, Query, description = "minLon,minLat,maxLon,maxLat"),
+        ("limit" = Option<i64>, Query, description = "Page size, 1 to 10000 (default 1000)"),
+        ("after" = Option<String>, Query, description = "Last device id of the previous page")),
+    responses((status = 200, description = "FeatureCollection of live positions, with `next` while more follow"),
+        (status = 400, description = "Bad bbox or limit")))]
 pub async fn list(
     State(state): State<AppState>,
     ApiAuth(principal): ApiAuth,
@@ -91,6 +97,8 @@ pub fn parse_bbox(text: &str) -> Result<[f64; 4], ApiError> {
 }
 
 /// `GET /api/v1/devices/{id}`: the latest position as a GeoJSON Feature.
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "read", security(("bearer" = [])), params(("id" = String, Path, description = "Device id")),
+    responses((status = 200, description = "The live position as a GeoJSON Feature"), (status = 404, description = "Never reported")))]
 pub async fn get_one(
     State(state): State<AppState>,
     ApiAuth(principal): ApiAuth,
@@ -115,6 +123,12 @@ pub struct TrackParams {
 
 /// `GET /api/v1/devices/{id}/track?from=&to=&format=geojson|gpx|csv`: the history in
 /// `[from, to)` (default: the last 24 hours), streamed.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/track", tag = "read", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Device id"), ("from" = Option<String>, Query, description = "RFC 3339 or epoch (default: 24 h before `to`)"),
+        ("to" = Option<String>, Query, description = "RFC 3339 or epoch, exclusive (default: now)"),
+        ("format" = Option<String>, Query, description = "geojson (default), gpx or csv")),
+    responses((status = 200, description = "The history, streamed"), (status = 400, description = "Bad time range or format"),
+        (status = 404, description = "Never reported")))]
 pub async fn track(
     State(state): State<AppState>,
     ApiAuth(principal): ApiAuth,
@@ -200,6 +214,8 @@ fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
 }
 
 /// `DELETE /api/v1/devices/{id}` (admin): erases the device's history and live position.
+#[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "admin", security(("bearer" = [])), params(("id" = String, Path, description = "Device id")),
+    responses((status = 200, description = "History and live position erased"), (status = 404, description = "Unknown device")))]
 pub async fn erase(
     State(state): State<AppState>,
     ApiAuth(principal): ApiAuth,

@@ -28,6 +28,9 @@ pub struct ListParams {
 }
 
 /// `GET /api/v1/fences?bbox=`: every fence (or those whose area meets the bbox), by id.
+#[utoipa::path(get, path = "/api/v1/fences", tag = "fences", security(("bearer" = [])),
+    params(("bbox" = Option<String>, Query, description = "minLon,minLat,maxLon,maxLat")),
+    responses((status = 200, description = "FeatureCollection of fences")))]
 pub async fn list(
     State(state): State<AppState>,
     ApiAuth(principal): ApiAuth,
@@ -56,6 +59,8 @@ pub async fn list(
 }
 
 /// `GET /api/v1/fences/{id}`.
+#[utoipa::path(get, path = "/api/v1/fences/{id}", tag = "fences", security(("bearer" = [])), params(("id" = String, Path, description = "Fence id")),
+    responses((status = 200, description = "The fence as a Feature"), (status = 404, description = "Unknown fence")))]
 pub async fn get_one(
     State(state): State<AppState>,
     ApiAuth(principal): ApiAuth,
@@ -71,6 +76,9 @@ pub async fn get_one(
 }
 
 /// `POST /api/v1/fences`: creates a fence from a Feature (409 if its id exists).
+#[utoipa::path(post, path = "/api/v1/fences", tag = "fences", security(("bearer" = [])),
+    request_body(content = serde_json::Value, description = "A GeoJSON Feature", content_type = "application/json"),
+    responses((status = 201, description = "Created"), (status = 400, description = "Invalid fence"), (status = 409, description = "The id exists")))]
 pub async fn create(
     State(state): State<AppState>,
     ApiAuth(principal): ApiAuth,
@@ -96,6 +104,9 @@ pub async fn create(
 }
 
 /// `PUT /api/v1/fences/{id}`: creates or replaces the fence with that id.
+#[utoipa::path(put, path = "/api/v1/fences/{id}", tag = "fences", security(("bearer" = [])), params(("id" = String, Path, description = "Fence id")),
+    request_body(content = serde_json::Value, description = "A GeoJSON Feature", content_type = "application/json"),
+    responses((status = 200, description = "Replaced"), (status = 201, description = "Created"), (status = 400, description = "Invalid fence")))]
 pub async fn put(
     State(state): State<AppState>,
     ApiAuth(principal): ApiAuth,
@@ -131,6 +142,8 @@ pub async fn put(
 }
 
 /// `DELETE /api/v1/fences/{id}`.
+#[utoipa::path(delete, path = "/api/v1/fences/{id}", tag = "fences", security(("bearer" = [])), params(("id" = String, Path, description = "Fence id")),
+    responses((status = 200, description = "Deleted"), (status = 404, description = "Unknown fence")))]
 pub async fn delete(
     State(state): State<AppState>,
     ApiAuth(principal): ApiAuth,
@@ -149,6 +162,9 @@ pub async fn delete(
 
 /// `POST /api/v1/fences/import`: a FeatureCollection, all or nothing. Invalid features are
 /// reported by index with the reason, and then nothing is stored.
+#[utoipa::path(post, path = "/api/v1/fences/import", tag = "fences", security(("bearer" = [])),
+    request_body(content = serde_json::Value, description = "A GeoJSON FeatureCollection", content_type = "application/json"),
+    responses((status = 200, description = "All imported: {imported}"), (status = 400, description = "Nothing imported: {error, invalid: [{index, id, reason}]}")))]
 pub async fn import(
     State(state): State<AppState>,
     ApiAuth(principal): ApiAuth,
@@ -199,6 +215,8 @@ pub async fn import(
 }
 
 /// `GET /api/v1/fences/{id}/devices`: live positions of the devices inside the fence now.
+#[utoipa::path(get, path = "/api/v1/fences/{id}/devices", tag = "fences", security(("bearer" = [])), params(("id" = String, Path, description = "Fence id")),
+    responses((status = 200, description = "FeatureCollection of the live positions inside"), (status = 404, description = "Unknown fence")))]
 pub async fn devices_inside(
     State(state): State<AppState>,
     ApiAuth(principal): ApiAuth,

@@ -7,56 +7,76 @@ mod ingest;
 mod ops;
 mod positions;
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{any, get, post};
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Every route of the service, without middleware (see `app::router`).
+/// Every route of the service, without middleware (see `app::router`). All routes are
+/// registered through the OpenAPI router, so `/api/openapi.json` lists exactly what is served.
 pub fn router(state: AppState) -> Router {
-    let max_body = state.ingest.max_body_bytes;
-    Router::new()
+    let (router, spec) = documented_routes(state.ingest.max_body_bytes).split_for_parts();
+    let spec = Arc::new(spec);
+    router
         .route(
-            "/api/v1/positions",
-            post(positions::post).layer(DefaultBodyLimit::max(max_body)),
+            "/api/openapi.json",
+            get(move || async move { Json(spec.as_ref().clone()) }),
         )
-        .route("/api/v1/devices", get(devices::list))
-        .route(
-            "/api/v1/devices/{id}",
-            get(devices::get_one).delete(devices::erase),
-        )
-        .route("/api/v1/devices/{id}/track", get(devices::track))
-        .route(
-            "/osmand",
-            any(device_apps::osmand).layer(DefaultBodyLimit::max(max_body)),
-        )
-        .route("/", any(device_apps::root))
-        .route(
-            "/owntracks",
-            post(device_apps::owntracks).layer(DefaultBodyLimit::max(max_body)),
-        )
-        .route(
-            "/overland",
-            post(device_apps::overland).layer(DefaultBodyLimit::max(max_body)),
-        )
-        .route("/api/v1/fences", get(fences::list).post(fences::create))
-        .route(
-            "/api/v1/fences/import",
-            post(fences::import).layer(DefaultBodyLimit::max(max_body)),
-        )
-        .route(
-            "/api/v1/fences/{id}",
-            get(fences::get_one).put(fences::put).delete(fences::delete),
-        )
-        .route("/api/v1/fences/{id}/devices", get(fences::devices_inside))
-        .route("/health", get(ops::health))
-        .route("/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+fn documented_routes(max_body: usize) -> OpenApiRouter<AppState> {
+    let limited = |(schemas, paths, methods): UtoipaMethodRouter<AppState>| {
+        (schemas, paths, methods.layer(DefaultBodyLimit::max(max_body)))
+    };
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(limited(routes!(positions::post)))
+        .routes(limited(routes!(device_apps::osmand)))
+        .routes(limited(routes!(device_apps::root)))
+        .routes(limited(routes!(device_apps::owntracks)))
+        .routes(limited(routes!(device_apps::overland)))
+        .routes(routes!(devices::list))
+        .routes(routes!(devices::get_one, devices::erase))
+        .routes(routes!(devices::track))
+        .routes(routes!(fences::list, fences::create))
+        .routes(limited(routes!(fences::import)))
+        .routes(routes!(fences::get_one, fences::put, fences::delete))
+        .routes(routes!(fences::devices_inside))
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::metrics))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "geotrack", description = "Real-time geo-tracking, geofencing and vector tiles on PostGIS"),
+    modifiers(&SecuritySchemes)
+)]
+struct ApiDoc;
+
+/// The ways a token can be presented (see `auth`).
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("token"))),
+        );
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -10,11 +10,14 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// `GET /health`: 200 while the process serves requests.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "The process is up")))]
 pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// `GET /ready`: 200 only when the database answers and every migration is applied.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses((status = 200, description = "Database reachable, migrated, fence index loaded"), (status = 503, description = "Not ready, with the reason")))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     crate::db::readiness(&state.pool)
         .await
@@ -29,6 +32,8 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
 }
 
 /// `GET /metrics`: Prometheus / OpenMetrics text.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus / OpenMetrics text", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let mut text = String::with_capacity(8 * 1024);
     prometheus_client::encoding::text::encode(&mut text, &state.registry)

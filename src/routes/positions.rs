@@ -17,6 +17,14 @@ use crate::state::AppState;
 
 const PROTOCOL: &str = "json";
 
+#[utoipa::path(post, path = "/api/v1/positions", tag = "ingest", security(("bearer" = [])),
+    request_body(content = serde_json::Value, description = "A fix, an array of fixes, a GeoJSON Feature or FeatureCollection (application/json, application/geo+json), or NDJSON (application/x-ndjson)",
+        content_type = "application/json"),
+    responses((status = 202, description = "Committed: {accepted, rejected: [{index, code, reason}]}"),
+        (status = 400, description = "Malformed body"), (status = 401, description = "No or unknown token"),
+        (status = 403, description = "Token lacks ingest or the device"), (status = 413, description = "Body or batch too large"),
+        (status = 415, description = "Unsupported content type"), (status = 429, description = "Rate limited"),
+        (status = 503, description = "Not durable now; retry after Retry-After")))]
 pub async fn post(
     State(state): State<AppState>,
     ApiAuth(principal): ApiAuth,

@@ -10,4 +10,5 @@ mod helpers;
 mod import;
 mod ingest;
 mod limits;
+mod openapi;
 mod ops;

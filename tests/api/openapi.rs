@@ -1,0 +1,90 @@
+//! `/api/openapi.json` lists every route the server serves, and the server serves every
+//! operation the document lists.
+
+use std::collections::BTreeSet;
+
+use crate::helpers::{json_with_status, spawn_app};
+
+/// Every route of the service, as the README documents them.
+const ROUTES: [(&str, &str); 22] = [
+    ("get", "/"),
+    ("post", "/"),
+    ("get", "/osmand"),
+    ("post", "/osmand"),
+    ("put", "/osmand"),
+    ("post", "/owntracks"),
+    ("post", "/overland"),
+    ("post", "/api/v1/positions"),
+    ("get", "/api/v1/devices"),
+    ("get", "/api/v1/devices/{id}"),
+    ("delete", "/api/v1/devices/{id}"),
+    ("get", "/api/v1/devices/{id}/track"),
+    ("get", "/api/v1/fences"),
+    ("post", "/api/v1/fences"),
+    ("post", "/api/v1/fences/import"),
+    ("get", "/api/v1/fences/{id}"),
+    ("put", "/api/v1/fences/{id}"),
+    ("delete", "/api/v1/fences/{id}"),
+    ("get", "/api/v1/fences/{id}/devices"),
+    ("get", "/health"),
+    ("get", "/ready"),
+    ("get", "/metrics"),
+];
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_routes_served() {
+    let app = spawn_app().await;
+    let spec = json_with_status(app.get("/api/openapi.json").await, 200).await;
+    assert!(
+        spec["openapi"].as_str().expect("version").starts_with("3."),
+        "{}",
+        spec["openapi"]
+    );
+    let mut listed = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for method in item
+            .as_object()
+            .expect("path item")
+            .keys()
+            .filter(|k| *k != "parameters")
+        {
+            listed.insert((method.clone(), path.clone()));
+        }
+    }
+    let expected: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(listed, expected);
+
+    for (method, path) in &listed {
+        // `/` is a device endpoint only for requests that name a device.
+        let probe = if path == "/" {
+            "/?id=probe".to_owned()
+        } else {
+            path.replace("{id}", "x")
+        };
+        let url = app.url(&probe);
+        let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+        let reply = app
+            .client
+            .request(method.clone(), url)
+            .send()
+            .await
+            .expect("sent");
+        let status = reply.status();
+        let body = reply.text().await.expect("body");
+        assert_ne!(status, 405, "{method} {path} is listed but not served");
+        assert!(
+            !body.contains("\"no_route\""),
+            "{method} {path} is listed but not served: {body}"
+        );
+    }
+    for name in ["bearer", "basic", "token"] {
+        assert!(
+            spec["components"]["securitySchemes"][name].is_object(),
+            "security scheme {name}"
+        );
+    }
+    app.stop().await;
+}
