@@ -56,9 +56,9 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        if config.db_max_connections as usize <= config.ingest.shards {
+        if config.db_max_connections as usize <= config.ingest.shards + 1 {
             return Err(StartError::Config(format!(
-                "db_max_connections ({}) must be larger than ingest.shards ({}): each shard writer keeps a connection",
+                "db_max_connections ({}) must exceed ingest.shards ({}) + 1: each shard writer and the fence listener keep a connection",
                 config.db_max_connections, config.ingest.shards
             )));
         }
@@ -95,7 +95,7 @@ impl Application {
             osmand_speed_unit,
             tasks,
         };
-        state.tasks.spawn(load_fences(state.clone()));
+        state.tasks.spawn(keep_fences_loaded(state.clone()));
         let router = router(
             state.clone(),
             http_metrics,
@@ -169,25 +169,54 @@ impl Application {
     }
 }
 
-/// Builds the fence index from the database, retrying every 2 s while the database is down
-/// or not migrated; `/ready` stays false until it is done.
-async fn load_fences(state: AppState) {
+/// Keeps the fence index equal to the `fences` table: listens for `NOTIFY geotrack_fences`
+/// (sent by `geotrack import fences` and any other writer outside this process), loads the
+/// index, and reloads it on every notification. Listening starts before the load, so no change
+/// falls between the two. While the database is down or not migrated it retries every 2 s;
+/// `/ready` stays false until the first load.
+async fn keep_fences_loaded(state: AppState) {
     loop {
-        match crate::fence_store::load(&state.pool, &state.fence_limits).await {
-            Ok(index) => {
-                let count = index.len();
-                *state.fences.write() = index;
-                state.fences_loaded.store(true, Ordering::Release);
-                tracing::info!(fences = count, "fence index loaded");
-                return;
-            }
-            Err(error) => tracing::warn!(%error, "fence index not loaded yet; retrying in 2 s"),
-        }
+        let error = match follow_fences(&state).await {
+            Ok(()) => return,
+            Err(error) => error,
+        };
+        tracing::warn!(%error, "fence index not in sync with the database; retrying in 2 s");
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
             () = state.shutdown.cancelled() => return,
         }
     }
+}
+
+async fn follow_fences(state: &AppState) -> Result<(), String> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(&state.pool)
+        .await
+        .map_err(|e| format!("cannot listen for fence changes: {e}"))?;
+    listener
+        .listen(crate::fence_store::CHANGED_CHANNEL)
+        .await
+        .map_err(|e| format!("cannot listen for fence changes: {e}"))?;
+    reload_fences(state).await?;
+    loop {
+        tokio::select! {
+            notification = listener.recv() => {
+                notification.map_err(|e| format!("fence change listener: {e}"))?;
+                reload_fences(state).await?;
+            }
+            () = state.shutdown.cancelled() => return Ok(()),
+        }
+    }
+}
+
+async fn reload_fences(state: &AppState) -> Result<(), String> {
+    // Between API writes, so the index never goes back to an older table state.
+    let _writing = state.fence_writes.lock().await;
+    let index = crate::fence_store::load(&state.pool, &state.fence_limits).await?;
+    let count = index.len();
+    *state.fences.write() = index;
+    state.fences_loaded.store(true, Ordering::Release);
+    tracing::info!(fences = count, "fence index loaded");
+    Ok(())
 }
 
 /// Loads the tokens and refuses an open server on a non-loopback address unless `insecure`.

@@ -63,4 +63,9 @@ pub enum Import {
         #[arg(long)]
         device: String,
     },
+    /// Load a GeoJSON FeatureCollection of fences (all or nothing; existing ids are replaced).
+    Fences {
+        /// The GeoJSON file.
+        file: PathBuf,
+    },
 }

@@ -5,7 +5,7 @@
 //! kept as given. The Feature's `id` is the fence id. Converting back gives the same Feature,
 //! so a client can GET, edit and PUT.
 
-use fences::{AppliesTo, Fence, FenceKind};
+use fences::{AppliesTo, Fence, FenceKind, FenceLimits, PreparedFence};
 use serde_json::{Map, Value, json};
 
 /// Properties that configure the fence and are not kept as free-form properties.
@@ -190,9 +190,64 @@ pub fn kind_name(kind: &FenceKind) -> &'static str {
     }
 }
 
-/// `kind` is derived, not a free-form property: drop it when a Feature comes back in.
-pub fn strip_derived(fence: &mut Fence) {
+/// Reads a Feature as [`to_fence`] does, dropping `kind`, which [`to_feature`] derives.
+pub fn fence_from_feature(feature: &Value, fallback_id: impl FnOnce() -> String) -> Result<Fence, String> {
+    let mut fence = to_fence(feature, fallback_id)?;
     fence.properties.remove("kind");
+    Ok(fence)
+}
+
+/// Why a FeatureCollection cannot be imported.
+#[derive(Debug)]
+pub enum CollectionError {
+    NotACollection,
+    /// `report`: `{index, id, reason}` for every invalid feature, of `total`.
+    Invalid {
+        report: Vec<Value>,
+        total: usize,
+    },
+}
+
+/// Validates and prepares every fence of a FeatureCollection, or reports every invalid one
+/// (all or nothing). Each feature needs an `id`, unique in the collection. `progress` is called
+/// once per feature (preparing a fence computes its H3 cover, the slow part of an import).
+pub fn prepare_collection(
+    collection: &Value,
+    limits: &FenceLimits,
+    progress: impl Fn(),
+) -> Result<Vec<PreparedFence>, CollectionError> {
+    let (Some("FeatureCollection"), Some(Value::Array(features))) = (
+        collection.get("type").and_then(Value::as_str),
+        collection.get("features"),
+    ) else {
+        return Err(CollectionError::NotACollection);
+    };
+    let mut prepared = Vec::with_capacity(features.len());
+    let mut report = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (index, feature) in features.iter().enumerate() {
+        let result = match fence_from_feature(feature, String::new) {
+            Ok(fence) if fence.id.is_empty() => Err("every imported fence needs an `id`".to_owned()),
+            Ok(fence) if !seen.insert(fence.id.clone()) => {
+                Err(format!("id {:?} appears twice in the collection", fence.id))
+            }
+            Ok(fence) => PreparedFence::new(fence, limits).map_err(|e| e.to_string()),
+            Err(reason) => Err(reason),
+        };
+        match result {
+            Ok(fence) => prepared.push(fence),
+            Err(reason) => report.push(json!({"index": index, "id": feature.get("id"), "reason": reason})),
+        }
+        progress();
+    }
+    if report.is_empty() {
+        Ok(prepared)
+    } else {
+        Err(CollectionError::Invalid {
+            report,
+            total: features.len(),
+        })
+    }
 }
 
 /// The area polygon as WKT for PostGIS (`ST_GeomFromText(wkt, 4326)`).
@@ -232,11 +287,9 @@ mod tests {
                    "properties": {"buffer_m": 20.0, "speed_limit_mps": 13.9}}),
         ];
         for feature in features {
-            let mut fence = to_fence(&feature, || unreachable!()).expect("fence");
+            let fence = fence_from_feature(&feature, || unreachable!()).expect("fence");
             let back = to_feature(&fence);
-            let mut again = to_fence(&back, || unreachable!()).expect("round trip");
-            strip_derived(&mut again);
-            strip_derived(&mut fence);
+            let again = fence_from_feature(&back, || unreachable!()).expect("round trip");
             assert_eq!(fence, again, "{back}");
         }
     }

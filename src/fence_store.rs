@@ -29,6 +29,25 @@ impl SharedIndex {
     }
 }
 
+/// Channel on which writers outside the server (the import CLI) announce fence changes; a
+/// running server reloads its index when it hears one.
+pub const CHANGED_CHANNEL: &str = "geotrack_fences";
+
+/// Stores `fences` in one transaction and announces the change on [`CHANGED_CHANNEL`]
+/// (delivered at commit, so listeners read the new rows).
+pub async fn store_and_announce(pool: &PgPool, fences: &[PreparedFence]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for fence in fences {
+        upsert(&mut tx, fence).await?;
+    }
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANGED_CHANNEL)
+        .bind(fences.len().to_string())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
 /// Loads every stored fence into a new index.
 pub async fn load(pool: &PgPool, limits: &FenceLimits) -> Result<FenceIndex, String> {
     let rows: Vec<(String, serde_json::Value)> =

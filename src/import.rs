@@ -1,5 +1,6 @@
-//! `geotrack import ...`: loading files into the database through the same pipeline as live
-//! ingest, so imported fixes are validated and de-duplicated like any other.
+//! `geotrack import ...`: loading files into the database. Fixes go through the same pipeline
+//! as live ingest (validated and de-duplicated like any other); fences through the same
+//! validation as the API, all or nothing.
 
 use std::path::Path;
 use std::time::Duration;
@@ -26,6 +27,49 @@ pub struct ImportSummary {
     pub rejected: usize,
 }
 
+/// Imports a GeoJSON FeatureCollection of fences, all or nothing (fences with an existing id
+/// are replaced). A running server hears of it and reloads its fence index. Returns how many
+/// fences were stored.
+pub async fn fences(config: &Config, file: &Path) -> Result<usize, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let collection: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
+    let total = collection["features"].as_array().map_or(0, Vec::len);
+    let progress = bar(total, "fences");
+    let prepared =
+        crate::fence_feature::prepare_collection(&collection, &config.fences.limits(), || progress.inc(1));
+    progress.finish_and_clear();
+    let prepared = prepared.map_err(|e| match e {
+        crate::fence_feature::CollectionError::NotACollection => {
+            format!("{} is not a GeoJSON FeatureCollection", file.display())
+        }
+        crate::fence_feature::CollectionError::Invalid { report, total } => {
+            let lines: Vec<String> = report.iter().take(20).map(ToString::to_string).collect();
+            format!(
+                "{} of {total} features are invalid; nothing was imported:\n{}{}",
+                report.len(),
+                lines.join("\n"),
+                if report.len() > 20 { "\n..." } else { "" }
+            )
+        }
+    })?;
+    crate::db::migrate(&config.database_url)
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    let pool = crate::db::pool(&config.database_url, 2).map_err(|e| format!("database: {e}"))?;
+    crate::fence_store::store_and_announce(&pool, &prepared)
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    pool.close().await;
+    Ok(prepared.len())
+}
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {what} {{per_sec}} {{eta}}");
+    ProgressBar::new(len as u64)
+        .with_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()))
+}
+
 /// Imports the track points of a GPX file as the history of `device`.
 pub async fn gpx(config: &Config, file: &Path, device: &str) -> Result<ImportSummary, String> {
     let xml = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
@@ -46,10 +90,7 @@ pub async fn gpx(config: &Config, file: &Path, device: &str) -> Result<ImportSum
         ..config.ingest.limits()
     };
 
-    let progress = ProgressBar::new(points.len() as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} points {per_sec} {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let progress = bar(points.len(), "points");
     let received_at = chrono::Utc::now();
     let mut rejected = 0;
     let mut result = Ok(());

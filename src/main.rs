@@ -45,6 +45,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::Import(Import::Fences { file }) => {
+            let count = geotrack::import::fences(&config, &file).await?;
+            println!("{}: {count} fences imported", file.display());
+            Ok(())
+        }
         Command::BenchIngest(args) => geotrack::bench_ingest::run(&args, &config.database_url).await,
         Command::Serve => {
             let app = Application::build(config).await.map_err(|e| e.to_string())?;

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{ApiAuth, Scope};
 use crate::error::ApiError;
-use crate::fence_feature::{strip_derived, to_feature, to_fence};
+use crate::fence_feature::{CollectionError, fence_from_feature, prepare_collection, to_feature};
 use crate::fence_store;
 use crate::routes::devices::parse_bbox;
 use crate::state::AppState;
@@ -88,7 +88,7 @@ pub async fn create(
     let feature = json_body(&body)?;
     let _writing = state.fence_writes.lock().await;
     let generated = fence_store::next_id(&state.pool).await?;
-    let fence = prepare(&state, read_feature(&feature, || generated))?;
+    let fence = prepare(&state, fence_from_feature(&feature, || generated))?;
     if state.fences.read().get(fence.id()).is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -130,7 +130,7 @@ pub async fn put(
         object.insert("id".into(), json!(id));
     }
     let _writing = state.fence_writes.lock().await;
-    let fence = prepare(&state, read_feature(&feature, || id.clone()))?;
+    let fence = prepare(&state, fence_from_feature(&feature, || id.clone()))?;
     let existed = state.fences.read().get(&id).is_some();
     let feature = write(&state, vec![fence]).await?.remove(0);
     let status = if existed {
@@ -172,43 +172,20 @@ pub async fn import(
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Admin)?;
     let collection = json_body(&body)?;
-    let (Some("FeatureCollection"), Some(Value::Array(features))) = (
-        collection.get("type").and_then(Value::as_str),
-        collection.get("features"),
-    ) else {
-        return Err(ApiError::bad_request(
+    let _writing = state.fence_writes.lock().await;
+    let prepared = prepare_collection(&collection, &state.fence_limits, || {}).map_err(|e| match e {
+        CollectionError::NotACollection => ApiError::bad_request(
             "not_a_feature_collection",
             "the body must be a GeoJSON FeatureCollection",
-        ));
-    };
-    let _writing = state.fence_writes.lock().await;
-    let mut prepared = Vec::with_capacity(features.len());
-    let mut invalid = Vec::new();
-    let mut seen = HashSet::new();
-    for (index, feature) in features.iter().enumerate() {
-        let result = match read_feature(feature, String::new) {
-            Ok(fence) if fence.id.is_empty() => Err("every imported fence needs an `id`".to_owned()),
-            Ok(fence) if !seen.insert(fence.id.clone()) => {
-                Err(format!("id {:?} appears twice in the collection", fence.id))
-            }
-            Ok(fence) => PreparedFence::new(fence, &state.fence_limits).map_err(|e| e.to_string()),
-            Err(reason) => Err(reason),
-        };
-        match result {
-            Ok(fence) => prepared.push(fence),
-            Err(reason) => invalid.push(json!({"index": index, "id": feature.get("id"), "reason": reason})),
+        ),
+        CollectionError::Invalid { report, total } => {
+            let message = format!(
+                "{} of {total} features are invalid; nothing was imported",
+                report.len()
+            );
+            ApiError::bad_request("invalid_features", message).with_detail("invalid", Value::Array(report))
         }
-    }
-    if !invalid.is_empty() {
-        let message = format!(
-            "{} of {} features are invalid; nothing was imported",
-            invalid.len(),
-            features.len()
-        );
-        return Err(
-            ApiError::bad_request("invalid_features", message).with_detail("invalid", Value::Array(invalid))
-        );
-    }
+    })?;
     let count = prepared.len();
     write(&state, prepared).await?;
     Ok(Json(json!({"imported": count})))
@@ -285,12 +262,6 @@ async fn write(state: &AppState, fences: Vec<PreparedFence>) -> Result<Vec<Value
         }
     }
     Ok(features)
-}
-
-fn read_feature(feature: &Value, fallback_id: impl FnOnce() -> String) -> Result<Fence, String> {
-    let mut fence = to_fence(feature, fallback_id)?;
-    strip_derived(&mut fence);
-    Ok(fence)
 }
 
 fn prepare(state: &AppState, fence: Result<Fence, String>) -> Result<PreparedFence, ApiError> {

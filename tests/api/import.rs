@@ -56,3 +56,46 @@ async fn a_gpx_track_imports_once_and_exports_back_as_the_same_points() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn importing_fences_from_a_file_reaches_a_running_server() {
+    let app = spawn_with(|_| {}).await;
+    let dir = std::env::temp_dir().join(format!("geotrack-fences-{}", app.db_name));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let circle = |id: &str, radius: f64| {
+        serde_json::json!({"type": "Feature", "id": id, "geometry": {"type": "Point", "coordinates": [7.0, 45.0]},
+                           "properties": {"radius_m": radius}})
+    };
+    let config = geotrack::Config {
+        database_url: app.db_url.clone(),
+        ..geotrack::Config::default()
+    };
+
+    let bad = dir.join("bad.geojson");
+    let collection = serde_json::json!({"type": "FeatureCollection", "features": [circle("ok", 100.0), circle("bad", -5.0)]});
+    std::fs::write(&bad, collection.to_string()).expect("write");
+    let error = geotrack::import::fences(&config, &bad)
+        .await
+        .expect_err("invalid");
+    assert!(error.contains("1 of 2 features are invalid"), "{error}");
+
+    let good = dir.join("good.geojson");
+    let collection = serde_json::json!({"type": "FeatureCollection", "features": [circle("alps", 1000.0)]});
+    std::fs::write(&good, collection.to_string()).expect("write");
+    assert_eq!(geotrack::import::fences(&config, &good).await.expect("import"), 1);
+    let started = std::time::Instant::now();
+    while app.get("/api/v1/fences/alps").await.status() != 200 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the server never reloaded its fences"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.get("/api/v1/fences/ok").await.status(),
+        404,
+        "nothing of the invalid file was stored"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    app.stop().await;
+}
