@@ -71,6 +71,13 @@ impl Application {
         if config.migrate_on_start {
             crate::db::migrate(&config.database_url).await?;
         }
+        // Bind before starting any task, so a taken port leaves nothing running behind.
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.bind,
+                source,
+            })?;
         let pool = crate::db::pool(&config.database_url, config.db_max_connections)?;
         let mut registry = Registry::default();
         let ingest_metrics = tracker::metrics::IngestMetrics::register(&mut registry);
@@ -101,12 +108,6 @@ impl Application {
             http_metrics,
             Duration::from_secs(config.request_timeout_s),
         );
-        let listener = TcpListener::bind(config.bind)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.bind,
-                source,
-            })?;
         Ok(Self {
             listener,
             state,
@@ -138,17 +139,15 @@ impl Application {
             router,
             shutdown_timeout,
         } = self;
-        let stop = CancellationToken::new();
-        let trigger = stop.clone();
+        let stop = state.shutdown.clone();
         let pipeline = state.pipeline.clone();
-        let stopping = state.shutdown.clone();
         tokio::spawn(async move {
             shutdown.await;
-            stopping.cancel();
             // Requests still in flight must not wait out a batch linger: commit at once.
             pipeline.flush_now();
-            trigger.cancel();
+            stop.cancel();
         });
+        let stop = state.shutdown.clone();
         let serve = axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned());
         tokio::select! {
             result = serve.into_future() => result.map_err(StartError::Serve)?,

@@ -84,10 +84,6 @@ impl ApiError {
             self
         }
     }
-
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
 }
 
 impl From<sqlx::Error> for ApiError {
