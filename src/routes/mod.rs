@@ -6,6 +6,7 @@ mod fences;
 mod ingest;
 mod ops;
 mod positions;
+mod tiles;
 
 use std::sync::Arc;
 
@@ -52,6 +53,7 @@ fn documented_routes(max_body: usize) -> OpenApiRouter<AppState> {
         .routes(limited(routes!(fences::import)))
         .routes(routes!(fences::get_one, fences::put, fences::delete))
         .routes(routes!(fences::devices_inside))
+        .routes(routes!(tiles::tile))
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))

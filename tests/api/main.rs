@@ -12,3 +12,4 @@ mod ingest;
 mod limits;
 mod openapi;
 mod ops;
+mod tiles;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::helpers::{json_with_status, spawn_app};
 
 /// Every route of the service, as the README documents them.
-const ROUTES: [(&str, &str); 22] = [
+const ROUTES: [(&str, &str); 23] = [
     ("get", "/"),
     ("post", "/"),
     ("get", "/osmand"),
@@ -26,6 +26,7 @@ const ROUTES: [(&str, &str); 22] = [
     ("put", "/api/v1/fences/{id}"),
     ("delete", "/api/v1/fences/{id}"),
     ("get", "/api/v1/fences/{id}/devices"),
+    ("get", "/tiles/{layer}/{z}/{x}/{y}"),
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/metrics"),

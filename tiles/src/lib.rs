@@ -1,3 +1,13 @@
-//! Vector tiles for geotrack: tile math, layers, `ST_AsMVT` SQL and a byte-bounded cache with
-//! per-tile invalidation. Empty until the tiles milestone; the crate exists so the workspace
-//! layout is fixed from the start.
+//! Vector tiles for geotrack: XYZ tile coordinates ([`TileCoord`]) and the built-in layers
+//! ([`Layer`]) with the PostGIS SQL that builds each tile with `ST_AsMVT`. The binary runs the
+//! SQL; this crate knows no HTTP and no connection. Cache, TileJSON and per-tile invalidation
+//! come next.
+
+mod coord;
+mod layer;
+
+pub use coord::{MAX_ZOOM, TileCoord, TileError};
+pub use layer::Layer;
+
+/// The media type of a Mapbox Vector Tile.
+pub const CONTENT_TYPE: &str = "application/vnd.mapbox-vector-tile";
