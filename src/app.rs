@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
+use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -245,6 +246,9 @@ fn router(state: AppState, metrics: HttpMetrics, request_timeout: Duration) -> R
     crate::routes::router(state)
         .route_layer(middleware::from_fn_with_state(metrics, http_metrics::track))
         .layer(CompressionLayer::new())
+        // Maps and dashboards on other origins read tiles and the API. Safe to allow any origin:
+        // credentials are explicit tokens, never cookies, so there is nothing ambient to abuse.
+        .layer(CorsLayer::permissive())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,

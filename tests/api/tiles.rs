@@ -128,3 +128,28 @@ async fn bad_tile_addresses_are_json_errors() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn browsers_on_other_origins_may_fetch_tiles() {
+    let app = spawn_app().await;
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/tiles/fences/0/0/0"))
+        .header("origin", "http://maps.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .expect("sent");
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    let reply = app
+        .client
+        .get(app.url("/tiles/fences/0/0/0"))
+        .header("origin", "http://maps.example")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(reply.headers()["access-control-allow-origin"], "*");
+    app.stop().await;
+}
