@@ -15,6 +15,7 @@ use tracker::latest::ListQuery;
 
 use crate::auth::{ApiAuth, Scope};
 use crate::error::ApiError;
+use crate::routes::path_id;
 use crate::state::AppState;
 
 const DEFAULT_PAGE: i64 = 1_000;
@@ -105,7 +106,7 @@ pub async fn get_one(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
-    let id = device_id(id)?;
+    let id = path_id(id)?;
     principal.require_device(&id)?;
     let latest = tracker::latest::get(&state.pool, &id).await?;
     latest
@@ -136,7 +137,7 @@ pub async fn track(
     params: Result<Query<TrackParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Read)?;
-    let id = device_id(id)?;
+    let id = path_id(id)?;
     principal.require_device(&id)?;
     let Query(params) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let format = match params.format.as_deref() {
@@ -222,7 +223,7 @@ pub async fn erase(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Admin)?;
-    let id = device_id(id)?;
+    let id = path_id(id)?;
     let erased = tracker::latest::erase(&state.pool, &id).await?;
     if !erased.device_known {
         return Err(unknown_device(&id));
@@ -233,11 +234,6 @@ pub async fn erase(
         Json(json!({"device": id, "erased_positions": erased.positions})),
     )
         .into_response())
-}
-
-fn device_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    id.map(|Path(id)| id)
-        .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
 }
 
 fn unknown_device(id: &str) -> ApiError {

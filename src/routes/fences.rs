@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::fence_feature::{CollectionError, fence_from_feature, prepare_collection, to_feature};
 use crate::fence_store;
 use crate::routes::devices::parse_bbox;
+use crate::routes::path_id;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -67,7 +68,7 @@ pub async fn get_one(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
-    let id = fence_id(id)?;
+    let id = path_id(id)?;
     let index = state.fences.read();
     index
         .get(&id)
@@ -114,7 +115,7 @@ pub async fn put(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Admin)?;
-    let id = fence_id(id)?;
+    let id = path_id(id)?;
     let mut feature = json_body(&body)?;
     match feature.get("id") {
         None | Some(Value::Null) => {}
@@ -150,7 +151,7 @@ pub async fn delete(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Admin)?;
-    let id = fence_id(id)?;
+    let id = path_id(id)?;
     let _writing = state.fence_writes.lock().await;
     if !fence_store::delete(&state.pool, &id).await? {
         return Err(unknown_fence(&id));
@@ -200,7 +201,7 @@ pub async fn devices_inside(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
-    let id = fence_id(id)?;
+    let id = path_id(id)?;
     let (fence, boxes) = {
         let index = state.fences.read();
         let fence = index.get(&id).ok_or_else(|| unknown_fence(&id))?.clone();
@@ -273,11 +274,6 @@ fn prepare(state: &AppState, fence: Result<Fence, String>) -> Result<PreparedFen
 fn json_body(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("malformed_body", format!("the body is not valid JSON: {e}")))
-}
-
-fn fence_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    id.map(|Path(id)| id)
-        .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
 }
 
 fn unknown_fence(id: &str) -> ApiError {

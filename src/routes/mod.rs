@@ -81,6 +81,14 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// A `{id}` path segment, or 400 when it cannot be read (e.g. invalid percent-encoding).
+fn path_id(
+    id: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
+    id.map(|axum::extract::Path(id)| id)
+        .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no_route", "no such endpoint; see the README for the API")
 }
