@@ -85,8 +85,8 @@ pub async fn root(
 }
 
 fn osmand_speed_unit(state: &AppState, query: &[(String, String)]) -> Result<osmand::SpeedUnit, String> {
-    match query.iter().rev().find(|(k, _)| k == "speed_unit") {
-        Some((_, unit)) => unit.parse(),
+    match last_param(query, "speed_unit") {
+        Some(unit) => unit.parse(),
         None => Ok(state.osmand_speed_unit),
     }
 }
@@ -137,13 +137,7 @@ pub async fn owntracks(
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Ingest)?;
     let query = query_pairs(uri.query());
-    let param = |name: &str| {
-        query
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let param = |name: &str| last_param(&query, name).map(str::to_owned);
     let header_value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let identity = owntracks::Identity {
         user: header_value("x-limit-u").or_else(|| param("u")),
@@ -180,11 +174,7 @@ pub async fn overland(
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Ingest)?;
     let query = query_pairs(uri.query());
-    let fallback = query
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "device")
-        .map(|(_, v)| v.as_str());
+    let fallback = last_param(&query, "device");
     let batch = match overland::decode(&body, fallback) {
         Ok(batch) => batch,
         Err(detail) => {
@@ -272,6 +262,15 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     query
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default()
+}
+
+/// The value of the last `name` parameter (a repeated parameter's last value wins).
+fn last_param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn content_type(headers: &HeaderMap) -> String {
