@@ -103,27 +103,25 @@ pub struct Erased {
     pub device_known: bool,
 }
 
-/// Removes everything stored about `device` (history, live position, registration) in one
-/// transaction: the right to be forgotten. Tables added later that hold per-device data
-/// (fence state, alerts) must be erased here too.
-pub async fn erase(pool: &PgPool, device: &str) -> Result<Erased, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+/// Removes what ingest stored about `device` (history, live position, registration) within the
+/// caller's transaction, so the caller can erase what other parts of the service keep about the
+/// device in the same commit: the right to be forgotten.
+pub async fn erase(conn: &mut sqlx::PgConnection, device: &str) -> Result<Erased, sqlx::Error> {
     let positions = sqlx::query("DELETE FROM positions WHERE device = $1")
         .bind(device)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?
         .rows_affected();
     let latest = sqlx::query("DELETE FROM devices_latest WHERE device = $1")
         .bind(device)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?
         .rows_affected();
     let registered = sqlx::query("DELETE FROM devices WHERE id = $1")
         .bind(device)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?
         .rows_affected();
-    tx.commit().await?;
     Ok(Erased {
         positions,
         device_known: positions + latest + registered > 0,

@@ -10,6 +10,7 @@ pub mod fix;
 pub mod gpx;
 pub mod latest;
 pub mod metrics;
+pub mod outbox;
 pub mod pipeline;
 pub mod protocols;
 pub mod shard;

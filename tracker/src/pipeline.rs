@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::fix::{Fix, Rejection};
 use crate::metrics::{ErrorKindLabel, IngestMetrics, ShardLabel};
+use crate::outbox::{Committed, OutboxSender};
 use crate::shard::shard_of;
 use crate::writer::{ShardWriter, is_data_error};
 
@@ -105,9 +106,17 @@ struct Job {
 type JobOutcome = Result<Vec<(usize, Rejection)>, String>;
 
 impl Pipeline {
-    /// Starts one writer task per shard on `tasks`.
-    pub fn start(pool: &PgPool, config: PipelineConfig, metrics: IngestMetrics, tasks: &TaskTracker) -> Self {
+    /// Starts one writer task per shard on `tasks`. Each writer hands its committed batches to
+    /// the outbox sender of its shard, when `outboxes` has one (see [`crate::outbox`]).
+    pub fn start(
+        pool: &PgPool,
+        config: PipelineConfig,
+        metrics: IngestMetrics,
+        outboxes: Vec<OutboxSender>,
+        tasks: &TaskTracker,
+    ) -> Self {
         let shard_count = config.shards.max(1);
+        let mut outboxes = outboxes.into_iter();
         let capacity = config.queue_capacity.max(1);
         let closing = CancellationToken::new();
         let flushing = closing.child_token();
@@ -123,6 +132,7 @@ impl Pipeline {
                     .clone();
                 let writer = Writer {
                     db: ShardWriter::new(shard, pool.clone()),
+                    outbox: outboxes.next(),
                     jobs: rx,
                     config: config.clone(),
                     metrics: metrics.clone(),
@@ -254,6 +264,7 @@ impl Pipeline {
 /// The task that owns one shard's queue and database writer.
 struct Writer {
     db: ShardWriter,
+    outbox: Option<OutboxSender>,
     jobs: mpsc::Receiver<Job>,
     config: PipelineConfig,
     metrics: IngestMetrics,
@@ -301,8 +312,9 @@ impl Writer {
         batch
     }
 
-    /// Writes a batch, isolating fixes the database refuses, and answers every job in it.
-    async fn write(&mut self, jobs: Vec<Job>) {
+    /// Writes a batch, isolating fixes the database refuses, answers every job in it and hands
+    /// what committed to the outbox.
+    async fn write(&mut self, mut jobs: Vec<Job>) {
         // (job, position in job) of every fix, in queue order.
         let entries: Vec<(usize, usize)> = jobs
             .iter()
@@ -311,6 +323,8 @@ impl Writer {
             .collect();
         let mut refused: Vec<Vec<(usize, Rejection)>> = jobs.iter().map(|_| Vec::new()).collect();
         let mut failed: Vec<Option<String>> = jobs.iter().map(|_| None).collect();
+        // (entries range, max seq) of every committed transaction, in commit order.
+        let mut committed: Vec<(std::ops::Range<usize>, i64)> = Vec::new();
         let mut pending: Vec<std::ops::Range<usize>> = Vec::with_capacity(8);
         pending.push(0..entries.len());
         while let Some(range) = pending.pop() {
@@ -328,8 +342,11 @@ impl Writer {
                         .commit_seconds
                         .observe(started.elapsed().as_secs_f64());
                     self.metrics.batch_fixes.observe(fixes.len() as f64);
-                    self.metrics.stored.inc_by(stored);
-                    self.metrics.duplicates.inc_by(fixes.len() as u64 - stored);
+                    self.metrics.stored.inc_by(stored.new);
+                    self.metrics.duplicates.inc_by(fixes.len() as u64 - stored.new);
+                    if let Some(max_seq) = stored.max_seq {
+                        committed.push((range, max_seq));
+                    }
                 }
                 Err(error) if is_data_error(&error) => {
                     self.count_error("data");
@@ -351,6 +368,10 @@ impl Writer {
                 }
                 Err(error) => {
                     self.count_error("transient");
+                    // The first attempt may have committed before its connection died.
+                    if let Some(outbox) = &self.outbox {
+                        outbox.missed();
+                    }
                     tracing::error!(%error, fixes = chunk.len(), "batch write failed; the senders will retry");
                     for &(j, _) in chunk {
                         failed[j].get_or_insert_with(|| error.to_string());
@@ -358,8 +379,27 @@ impl Writer {
                 }
             }
         }
-        for ((job, refused), failed) in jobs.into_iter().zip(refused).zip(failed) {
-            self.depth.dec_by(job.fixes.len() as i64);
+        let sizes: Vec<usize> = jobs.iter().map(|job| job.fixes.len()).collect();
+        if let Some(outbox) = &self.outbox {
+            let mut taken: Vec<Vec<Option<Fix>>> = jobs
+                .iter_mut()
+                .map(|job| {
+                    std::mem::take(&mut job.fixes)
+                        .into_iter()
+                        .map(|(_, fix)| Some(fix))
+                        .collect()
+                })
+                .collect();
+            for (range, max_seq) in committed {
+                let fixes = entries[range]
+                    .iter()
+                    .filter_map(|&(j, i)| taken[j][i].take())
+                    .collect();
+                outbox.offer(Committed { max_seq, fixes });
+            }
+        }
+        for (((job, refused), failed), size) in jobs.into_iter().zip(refused).zip(failed).zip(sizes) {
+            self.depth.dec_by(size as i64);
             let outcome = failed.map_or(Ok(refused), Err);
             // The sender may have gone away; its fixes are stored all the same.
             let _ = job.reply.send(outcome);

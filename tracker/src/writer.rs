@@ -24,7 +24,7 @@ CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
 const COPY_STAGING: &str = "COPY ingest_staging (ord, device, ts, lon, lat, speed_mps, heading_deg, \
     accuracy_m, altitude_m, battery, attrs, received_at) FROM STDIN";
 
-/// $1: the shard. Returns how many fixes were new to history.
+/// $1: the shard. Returns how many fixes were new to history and the largest `seq` drawn.
 ///
 /// `devices_latest` is upserted from the staging rows, not from the inserted ones: it always
 /// holds the newest history row of its device, so a duplicate of any stored (device, ts) is
@@ -41,7 +41,7 @@ WITH inserted AS (
     FROM ingest_staging
     ORDER BY ord
     ON CONFLICT (device, ts) DO NOTHING
-    RETURNING 1
+    RETURNING seq
 ), latest AS (
     INSERT INTO devices_latest (device, ts, geom, speed_mps, heading_deg, accuracy_m, altitude_m,
                                 battery, attrs, received_at)
@@ -59,7 +59,7 @@ WITH inserted AS (
 ), new_devices AS (
     INSERT INTO devices (id) SELECT device FROM latest WHERE created ON CONFLICT (id) DO NOTHING
 )
-SELECT count(*) FROM inserted";
+SELECT count(*), max(seq) FROM inserted";
 
 /// Writes batches for one shard over a connection it keeps between batches.
 #[derive(Debug)]
@@ -80,9 +80,10 @@ impl ShardWriter {
         }
     }
 
-    /// Writes `fixes` in one transaction and returns how many were new to history.
+    /// Writes `fixes` in one transaction and returns how many were new to history and the
+    /// largest `seq` they were given (`None` when all were duplicates).
     /// On error nothing of the batch is stored.
-    pub(crate) async fn write(&mut self, fixes: &[&Fix]) -> Result<u64, sqlx::Error> {
+    pub(crate) async fn write(&mut self, fixes: &[&Fix]) -> Result<Stored, sqlx::Error> {
         encode_copy_rows(fixes, &mut self.copy_buf);
         let conn = match &mut self.conn {
             Some(conn) => conn,
@@ -103,21 +104,33 @@ impl ShardWriter {
     }
 }
 
+/// What one committed batch stored.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stored {
+    /// Fixes new to history.
+    pub(crate) new: u64,
+    /// The largest `seq` given to them.
+    pub(crate) max_seq: Option<i64>,
+}
+
 async fn write_batch(
     conn: &mut PoolConnection<Postgres>,
     shard: i16,
     rows: &[u8],
-) -> Result<u64, sqlx::Error> {
+) -> Result<Stored, sqlx::Error> {
     let mut tx = sqlx::Connection::begin(&mut **conn).await?;
     let mut copy = tx.copy_in_raw(COPY_STAGING).await?;
     copy.send(rows).await?;
     copy.finish().await?;
-    let inserted: i64 = sqlx::query_scalar(MERGE_STAGING)
+    let (new, max_seq): (i64, Option<i64>) = sqlx::query_as(MERGE_STAGING)
         .bind(shard)
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(u64::try_from(inserted).unwrap_or(0))
+    Ok(Stored {
+        new: u64::try_from(new).unwrap_or(0),
+        max_seq,
+    })
 }
 
 /// Errors caused by the data of a batch (class 22 data exception, 23 integrity violation,
