@@ -24,11 +24,23 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::alerts::hub::{AlertHub, LocalHub};
+use crate::alerts::writer::{AlertMetrics, AlertWriter};
 use crate::auth::Tokens;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::evaluator::{self, Evaluators};
 use crate::http_metrics::{self, HttpMetrics};
+use crate::live::LiveFeed;
 use crate::state::AppState;
+
+/// Committed batches each shard may hand to its evaluator before it has to catch up from the
+/// database instead.
+const OUTBOX_BATCHES: usize = 64;
+/// Evaluation steps waiting for the alert writer; evaluators wait when it is full.
+const CHANGES_QUEUE: usize = 256;
+/// Live-position frames a WebSocket subscriber may fall behind by before it gets a snapshot.
+const LIVE_BACKLOG: usize = 16;
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -83,10 +95,27 @@ impl Application {
         let mut registry = Registry::default();
         let ingest_metrics = tracker::metrics::IngestMetrics::register(&mut registry);
         let http_metrics = HttpMetrics::register(&mut registry);
+        let alert_metrics = AlertMetrics::register(&mut registry);
         let tasks = TaskTracker::new();
-        let pipeline = tracker::Pipeline::start(&pool, config.ingest.pipeline(), ingest_metrics, &tasks);
+        let shutdown = CancellationToken::new();
+        let pipeline_config = config.ingest.pipeline();
+        let (outboxes, committed): (Vec<_>, Vec<_>) = (0..pipeline_config.shards)
+            .map(|_| tracker::outbox::outbox(OUTBOX_BATCHES))
+            .unzip();
+        let pipeline =
+            tracker::Pipeline::start(&pool, pipeline_config.clone(), ingest_metrics, outboxes, &tasks);
         let empty_index = fences::FenceIndex::new(fences::IndexConfig::default())
             .map_err(|e| StartError::Config(e.to_string()))?;
+        let fence_index = crate::fence_store::SharedIndex::new(empty_index);
+        let (hub, live, evaluators) = start_evaluation(
+            &config,
+            &pool,
+            fence_index.clone(),
+            committed,
+            alert_metrics,
+            &shutdown,
+            &tasks,
+        );
         let state = AppState {
             pool,
             pipeline,
@@ -95,13 +124,17 @@ impl Application {
             registry: Arc::new(registry),
             tokens: Arc::new(tokens),
             limiters: crate::limits::Limiters::new(&config.limits),
-            fences: crate::fence_store::SharedIndex::new(empty_index),
+            fences: fence_index,
             fences_loaded: Arc::new(AtomicBool::new(false)),
             fence_limits: config.fences.limits(),
             fence_writes: Arc::new(tokio::sync::Mutex::new(())),
-            shutdown: CancellationToken::new(),
+            shutdown,
             osmand_speed_unit,
             tasks,
+            hub,
+            live,
+            evaluators,
+            ws: Arc::new(config.ws.clone()),
         };
         state.tasks.spawn(keep_fences_loaded(state.clone()));
         let router = router(
@@ -169,6 +202,50 @@ impl Application {
     }
 }
 
+/// Starts the alert writer, one evaluator per shard (fed by `committed`) and the live-position
+/// feed; returns the handles the routes use.
+fn start_evaluation(
+    config: &Config,
+    pool: &sqlx::PgPool,
+    index: crate::fence_store::SharedIndex,
+    committed: Vec<tracker::outbox::OutboxReceiver>,
+    metrics: AlertMetrics,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) -> (Arc<dyn AlertHub>, LiveFeed, Evaluators) {
+    let hub: Arc<dyn AlertHub> = Arc::new(LocalHub::new(config.alerts.hub_capacity));
+    let live = LiveFeed::new(LIVE_BACKLOG);
+    // Evaluators hold the only senders: the writer stops once they have all stopped.
+    let (sink, changes) = tokio::sync::mpsc::channel(CHANGES_QUEUE);
+    tasks.spawn(
+        AlertWriter {
+            pool: pool.clone(),
+            changes,
+            hub: hub.clone(),
+            webhooks: Vec::new(),
+            deliveries: Arc::new(tokio::sync::Notify::new()),
+            metrics,
+            shutdown: shutdown.clone(),
+        }
+        .run(),
+    );
+    let evaluation = evaluator::Shared {
+        pool: pool.clone(),
+        shards: committed.len(),
+        index,
+        sink,
+        live: live.clone(),
+        config: config.alerts.evaluation(),
+        shutdown: shutdown.clone(),
+    };
+    let evaluators = Evaluators::start(&evaluation, committed, tasks);
+    tasks.spawn(live.clone().run(
+        Duration::from_millis(config.ws.positions_interval_ms.max(10)),
+        shutdown.clone(),
+    ));
+    (hub, live, evaluators)
+}
+
 /// Keeps the fence index equal to the `fences` table: listens for `NOTIFY geotrack_fences`
 /// (sent by `geotrack import fences` and any other writer outside this process), loads the
 /// index, and reloads it on every notification. Listening starts before the load, so no change
@@ -213,7 +290,7 @@ async fn reload_fences(state: &AppState) -> Result<(), String> {
     let _writing = state.fence_writes.lock().await;
     let index = crate::fence_store::load(&state.pool, &state.fence_limits).await?;
     let count = index.len();
-    *state.fences.write() = index;
+    state.fences.update(|current| *current = index);
     state.fences_loaded.store(true, Ordering::Release);
     tracing::info!(fences = count, "fence index loaded");
     Ok(())

@@ -360,7 +360,20 @@ impl FromRequestParts<AppState> for ApiAuth {
     }
 }
 
-/// Extractor for device-app and WebSocket routes: Bearer, Basic or `?token=`.
+/// Extractor for WebSocket routes: `Authorization: Bearer` or `?token=` (browsers cannot set
+/// headers on a WebSocket).
+#[derive(Debug, Clone)]
+pub struct SocketAuth(pub Principal);
+
+impl FromRequestParts<AppState> for SocketAuth {
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        resolve(state, bearer(parts).or_else(|| query_token(parts))).map(Self)
+    }
+}
+
+/// Extractor for device-app routes: Bearer, Basic or `?token=`.
 #[derive(Debug, Clone)]
 pub struct DeviceAuth(pub Principal);
 

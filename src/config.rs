@@ -37,6 +37,79 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub limits: LimitsConfig,
     pub fences: FencesConfig,
+    pub alerts: AlertsConfig,
+    pub ws: WsConfig,
+}
+
+/// Fence evaluation and alerts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Send `offline` for a device that sent nothing for this long; 0 turns it off.
+    pub offline_after_s: u64,
+    /// Longest gap between two fixes for which a pass through a fence is interpolated.
+    pub max_gap_s: u32,
+    /// Fastest plausible speed between two fixes for an interpolated pass.
+    pub max_speed_mps: f64,
+    /// How often due dwell and offline alerts are looked for.
+    pub tick_ms: u64,
+    /// After this long without new fixes, evaluators look in the database for fixes written
+    /// by another process (such as `geotrack import gpx`).
+    pub idle_poll_ms: u64,
+    /// Alerts the hub keeps for subscribers that fall behind; one further behind is told it
+    /// lagged and is disconnected (it resumes with `since=`).
+    pub hub_capacity: usize,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        let state = fences::StateConfig::default();
+        Self {
+            offline_after_s: 600,
+            max_gap_s: state.max_gap_s,
+            max_speed_mps: state.max_speed_mps,
+            tick_ms: 1_000,
+            idle_poll_ms: 5_000,
+            hub_capacity: 4_096,
+        }
+    }
+}
+
+impl AlertsConfig {
+    pub fn evaluation(&self) -> crate::evaluator::EvalConfig {
+        crate::evaluator::EvalConfig {
+            state: fences::StateConfig {
+                max_gap_s: self.max_gap_s,
+                max_speed_mps: self.max_speed_mps,
+                ..fences::StateConfig::default()
+            },
+            offline_after: (self.offline_after_s > 0).then(|| Duration::from_secs(self.offline_after_s)),
+            tick: Duration::from_millis(self.tick_ms.max(10)),
+            idle_poll: Duration::from_millis(self.idle_poll_ms.max(10)),
+        }
+    }
+}
+
+/// WebSocket sessions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsConfig {
+    /// A ping goes to every socket this often; a peer silent for two intervals is closed.
+    pub ping_s: u64,
+    /// A peer that does not take a message within this time is closed.
+    pub send_timeout_s: u64,
+    /// Live positions go out at most this often per device.
+    pub positions_interval_ms: u64,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            ping_s: 20,
+            send_timeout_s: 10,
+            positions_interval_ms: 1_000,
+        }
+    }
 }
 
 /// Limits on fence definitions.
@@ -114,6 +187,8 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             limits: LimitsConfig::default(),
             fences: FencesConfig::default(),
+            alerts: AlertsConfig::default(),
+            ws: WsConfig::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! (`tracker` for ingest, `fences` for geofencing, `tiles` for vector tiles). `main.rs` only
 //! parses the command line and calls into here, so tests run the real application.
 
+pub mod alerts;
 pub mod app;
 pub mod auth;
 pub mod bench_ingest;
@@ -9,13 +10,16 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod evaluator;
 pub mod fence_feature;
 pub mod fence_store;
 mod http_metrics;
 pub mod import;
 pub mod limits;
+pub mod live;
 mod routes;
 pub mod state;
+mod ws;
 
 pub use app::Application;
 pub use config::Config;

@@ -10,10 +10,13 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alerts::hub::AlertHub;
 use crate::auth::Tokens;
-use crate::config::IngestConfig;
+use crate::config::{IngestConfig, WsConfig};
+use crate::evaluator::Evaluators;
 use crate::fence_store::SharedIndex;
 use crate::limits::Limiters;
+use crate::live::LiveFeed;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -38,4 +41,10 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Cancelled when shutdown begins: background loops stop.
     pub shutdown: CancellationToken,
+    /// Committed alerts, in id order, for WebSocket subscribers.
+    pub hub: Arc<dyn AlertHub>,
+    /// Live positions for map views.
+    pub live: LiveFeed,
+    pub evaluators: Evaluators,
+    pub ws: Arc<WsConfig>,
 }

@@ -89,12 +89,20 @@ pub fn parse_bbox(text: &str) -> Result<[f64; 4], ApiError> {
         .map(|v| v.trim().parse::<f64>().map_err(|_| invalid()))
         .collect::<Result<_, _>>()?;
     let [min_lon, min_lat, max_lon, max_lat] = <[f64; 4]>::try_from(values).map_err(|_| invalid())?;
+    let bbox = [min_lon, min_lat, max_lon, max_lat];
+    if valid_bbox(bbox) {
+        Ok(bbox)
+    } else {
+        Err(invalid())
+    }
+}
+
+/// Longitudes within ±180, latitudes within ±90, south below north (west may exceed east: the
+/// box then crosses the antimeridian).
+pub fn valid_bbox([min_lon, min_lat, max_lon, max_lat]: [f64; 4]) -> bool {
     let lon_ok = |v: f64| (-180.0..=180.0).contains(&v);
     let lat_ok = |v: f64| (-90.0..=90.0).contains(&v);
-    if !(lon_ok(min_lon) && lon_ok(max_lon) && lat_ok(min_lat) && lat_ok(max_lat) && min_lat <= max_lat) {
-        return Err(invalid());
-    }
-    Ok([min_lon, min_lat, max_lon, max_lat])
+    lon_ok(min_lon) && lon_ok(max_lon) && lat_ok(min_lat) && lat_ok(max_lat) && min_lat <= max_lat
 }
 
 /// `GET /api/v1/devices/{id}`: the latest position as a GeoJSON Feature.
@@ -214,7 +222,8 @@ fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     })
 }
 
-/// `DELETE /api/v1/devices/{id}` (admin): erases the device's history and live position.
+/// `DELETE /api/v1/devices/{id}` (admin): erases the device's history, live position, alerts
+/// and fence states.
 #[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "admin", security(("bearer" = [])), params(("id" = String, Path, description = "Device id")),
     responses((status = 200, description = "History and live position erased"), (status = 404, description = "Unknown device")))]
 pub async fn erase(
@@ -224,10 +233,14 @@ pub async fn erase(
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Admin)?;
     let id = path_id(id)?;
-    let erased = tracker::latest::erase(&state.pool, &id).await?;
+    let mut tx = state.pool.begin().await?;
+    let erased = tracker::latest::erase(&mut tx, &id).await?;
     if !erased.device_known {
         return Err(unknown_device(&id));
     }
+    crate::alerts::store::erase_device(&mut tx, &id).await?;
+    tx.commit().await?;
+    state.evaluators.forget(&id).await;
     tracing::info!(device = %id, positions = erased.positions, "device erased");
     Ok((
         StatusCode::OK,

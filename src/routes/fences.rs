@@ -156,7 +156,7 @@ pub async fn delete(
     if !fence_store::delete(&state.pool, &id).await? {
         return Err(unknown_fence(&id));
     }
-    state.fences.write().remove(&id);
+    state.fences.update(|index| index.remove(&id));
     tracing::info!(fence = %id, "fence deleted");
     Ok(Json(json!({"deleted": id})))
 }
@@ -254,14 +254,15 @@ async fn write(state: &AppState, fences: Vec<PreparedFence>) -> Result<Vec<Value
     }
     tx.commit().await?;
     let features = fences.iter().map(|f| to_feature(f.fence())).collect();
-    let mut index = state.fences.write();
-    for fence in fences {
-        let id = fence.id().to_owned();
-        if let Err(error) = index.replace(fence) {
-            // Preparation succeeded, so this is a bug in the index: the database has the fence.
-            tracing::error!(fence = %id, %error, "fence stored but not indexed");
+    state.fences.update(|index| {
+        for fence in fences {
+            let id = fence.id().to_owned();
+            if let Err(error) = index.replace(fence) {
+                // Preparation succeeded, so this is a bug in the index: the database has the fence.
+                tracing::error!(fence = %id, %error, "fence stored but not indexed");
+            }
         }
-    }
+    });
     Ok(features)
 }
 

@@ -1,9 +1,11 @@
 //! The HTTP surface: one module per group of routes, assembled by [`router`].
 
+mod alerts;
 mod device_apps;
 mod devices;
 mod fences;
 mod ingest;
+mod live;
 mod ops;
 mod positions;
 mod tiles;
@@ -53,6 +55,9 @@ fn documented_routes(max_body: usize) -> OpenApiRouter<AppState> {
         .routes(limited(routes!(fences::import)))
         .routes(routes!(fences::get_one, fences::put, fences::delete))
         .routes(routes!(fences::devices_inside))
+        .routes(routes!(alerts::list))
+        .routes(routes!(alerts::socket))
+        .routes(routes!(live::socket))
         .routes(routes!(tiles::tile))
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))

@@ -37,6 +37,12 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the application with the default test configuration changed by `tweak`.
 pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let db_name = new_database().await;
+    spawn_on(db_name, tweak).await
+}
+
+/// Creates an empty test database and returns its name.
+pub async fn new_database() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let db_name = format!(
         "gt_test_{}_{}_{}",
@@ -45,10 +51,19 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         chrono::Utc::now().timestamp_micros() % 1_000_000
     );
     admin_exec(&format!("CREATE DATABASE \"{db_name}\"")).await;
+    db_name
+}
 
+/// The connection string of a test database.
+pub fn database_url(db_name: &str) -> String {
+    format!("{}/{db_name}", server_url())
+}
+
+/// Starts the application on an existing test database (a restart keeps its data).
+pub async fn spawn_on(db_name: String, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config {
         bind: "127.0.0.1:0".parse().expect("address"),
-        database_url: format!("{}/{db_name}", server_url()),
+        database_url: database_url(&db_name),
         db_max_connections: 8,
         shutdown_timeout_s: 10,
         ..Config::default()
@@ -139,6 +154,13 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.expect("server task").expect("clean shutdown");
         }
+    }
+
+    /// Shuts the server down cleanly and starts a new one on the same database.
+    pub async fn restart(mut self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        self.shutdown().await;
+        self.db.close().await;
+        spawn_on(self.db_name.clone(), tweak).await
     }
 
     /// Shuts the server down and drops the test database.

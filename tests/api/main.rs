@@ -1,6 +1,7 @@
 //! Integration tests: the real application on a real socket against a fresh PostGIS database
 //! per test (see `helpers`). One test binary, so the suite links once.
 
+mod alerts;
 mod auth;
 mod device_apps;
 mod devices;
@@ -13,3 +14,4 @@ mod limits;
 mod openapi;
 mod ops;
 mod tiles;
+mod ws_client;

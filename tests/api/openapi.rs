@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::helpers::{json_with_status, spawn_app};
 
 /// Every route of the service, as the README documents them.
-const ROUTES: [(&str, &str); 23] = [
+const ROUTES: [(&str, &str); 26] = [
     ("get", "/"),
     ("post", "/"),
     ("get", "/osmand"),
@@ -26,6 +26,9 @@ const ROUTES: [(&str, &str); 23] = [
     ("put", "/api/v1/fences/{id}"),
     ("delete", "/api/v1/fences/{id}"),
     ("get", "/api/v1/fences/{id}/devices"),
+    ("get", "/api/v1/alerts"),
+    ("get", "/ws/alerts"),
+    ("get", "/ws/positions"),
     ("get", "/tiles/{layer}/{z}/{x}/{y}"),
     ("get", "/health"),
     ("get", "/ready"),

@@ -1,0 +1,281 @@
+//! Alert routes: `GET /api/v1/alerts` (paged history) and `WS /ws/alerts` (replay from a
+//! cursor, then live, with no gap and no duplicate).
+//!
+//! A socket subscribes to the hub *before* it replays `id > since` from the table; after the
+//! replay it drops live alerts it already sent. Every alert committed before the subscription
+//! is in the table, every one committed after it comes through the hub, so nothing falls in
+//! between. A subscriber that falls more than the hub's capacity behind is sent
+//! `{"type":"lagged","resume_from":<cursor>}` and closed, and resumes with `since=<cursor>`.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+use crate::alerts::AlertKind;
+use crate::alerts::hub::Published;
+use crate::alerts::store::{self, AlertQuery};
+use crate::auth::{ApiAuth, Principal, Scope, SocketAuth};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::ws::{self, Gone, Socket};
+
+const DEFAULT_PAGE: i64 = 100;
+const MAX_PAGE: i64 = 1_000;
+/// Alerts read from the table per query while a socket replays.
+const REPLAY_PAGE: i64 = 1_000;
+/// Times a socket may fall behind during its replay and replay again before it is told it lagged.
+const MAX_REPLAYS: usize = 3;
+
+/// Filters shared by both routes. Lists are comma-separated.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertParams {
+    since: Option<i64>,
+    limit: Option<i64>,
+    #[serde(alias = "device")]
+    devices: Option<String>,
+    #[serde(alias = "fence")]
+    fences: Option<String>,
+    #[serde(alias = "kind")]
+    kinds: Option<String>,
+    /// The token, for clients that cannot send headers (read by the auth extractor).
+    #[allow(dead_code, reason = "declared so that `?token=` is not an unknown parameter")]
+    token: Option<String>,
+}
+
+impl AlertParams {
+    fn query(&self, principal: &Principal) -> Result<AlertQuery, ApiError> {
+        let list = |text: &Option<String>| -> Vec<String> {
+            text.as_deref()
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let kinds = list(&self.kinds)
+            .iter()
+            .map(|k| {
+                AlertKind::parse(k).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_kind",
+                        format!("unknown alert kind {k:?}: use enter, exit, dwell, overspeed or offline"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let since = self.since.unwrap_or(0);
+        if since < 0 {
+            return Err(ApiError::bad_request(
+                "invalid_since",
+                "since must be a cursor (0 or more)",
+            ));
+        }
+        Ok(AlertQuery {
+            since,
+            limit: DEFAULT_PAGE,
+            devices: list(&self.devices),
+            fences: list(&self.fences),
+            kinds,
+            allowed: principal.device_filter(),
+        })
+    }
+}
+
+fn params(params: Result<Query<AlertParams>, QueryRejection>) -> Result<AlertParams, ApiError> {
+    params
+        .map(|Query(p)| p)
+        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+}
+
+/// `GET /api/v1/alerts?since=&limit=&device=&fence=&kind=`: alerts after the cursor `since`,
+/// oldest first, and the cursor to ask for the next page with.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", security(("bearer" = [])),
+    params(("since" = Option<i64>, Query, description = "Cursor: only alerts with a larger id (default 0)"),
+        ("limit" = Option<i64>, Query, description = "Page size, 1 to 1000 (default 100)"),
+        ("device" = Option<String>, Query, description = "Device ids, comma-separated"),
+        ("fence" = Option<String>, Query, description = "Fence ids, comma-separated"),
+        ("kind" = Option<String>, Query, description = "enter, exit, dwell, overspeed, offline; comma-separated")),
+    responses((status = 200, description = "{alerts: [...], cursor, more}"), (status = 400, description = "Bad filter")))]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiAuth(principal): ApiAuth,
+    query: Result<Query<AlertParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Read)?;
+    let params = params(query)?;
+    let mut query = params.query(&principal)?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    query.limit = limit + 1;
+    let mut alerts = store::page(&state.pool, &query).await?;
+    let more = alerts.len() as i64 > limit;
+    alerts.truncate(usize::try_from(limit).unwrap_or(0));
+    let cursor = alerts.last().map_or(query.since, |a| a.id);
+    Ok(Json(json!({"alerts": alerts, "cursor": cursor, "more": more})))
+}
+
+/// `WS /ws/alerts?since=&fences=&devices=&kinds=&token=`: alerts as JSON messages
+/// (`{"type":"alert","id":...}`), replayed from `since` when given, then live. After the replay
+/// the server sends `{"type":"live","cursor":...}`.
+#[utoipa::path(get, path = "/ws/alerts", tag = "alerts", security(("bearer" = []), ("token" = [])),
+    params(("since" = Option<i64>, Query, description = "Replay alerts after this cursor first"),
+        ("fences" = Option<String>, Query, description = "Fence ids, comma-separated"),
+        ("devices" = Option<String>, Query, description = "Device ids, comma-separated"),
+        ("kinds" = Option<String>, Query, description = "Alert kinds, comma-separated"),
+        ("token" = Option<String>, Query, description = "Token, for browsers")),
+    responses((status = 101, description = "WebSocket of alerts"), (status = 400, description = "Bad filter"),
+        (status = 401, description = "No valid token")))]
+pub async fn socket(
+    State(state): State<AppState>,
+    SocketAuth(principal): SocketAuth,
+    query: Result<Query<AlertParams>, QueryRejection>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Read)?;
+    let params = params(query)?;
+    let query = params.query(&principal)?;
+    let replay = params.since.is_some();
+    let session_state = state.clone();
+    Ok(ws::accept(&state, upgrade, move |socket| async move {
+        let session = Session {
+            state: session_state,
+            principal,
+            query,
+        };
+        session.run(socket, replay).await;
+    }))
+}
+
+struct Session {
+    state: AppState,
+    principal: Principal,
+    /// The filters; `since` is the cursor: every alert up to it was sent or filtered out.
+    query: AlertQuery,
+}
+
+impl Session {
+    async fn run(mut self, mut socket: Socket, replay: bool) {
+        let why = match self.serve(&mut socket, replay).await {
+            Ok(never) => match never {},
+            Err(why) => why,
+        };
+        match why {
+            End::Gone(gone) => socket.close(gone, "server shutting down").await,
+            End::Lagged => {
+                let message = json!({"type": "lagged", "resume_from": self.query.since});
+                if socket.send_json(&message).await.is_ok() {
+                    socket
+                        .close_normally("lagged: resume with since=resume_from")
+                        .await;
+                }
+            }
+            End::Failed => socket.close_normally("cannot read alerts; retry later").await,
+        }
+    }
+
+    async fn serve(&mut self, socket: &mut Socket, replay: bool) -> Result<std::convert::Infallible, End> {
+        let mut hub = self.state.hub.subscribe();
+        let mut pending = None;
+        if replay {
+            let mut replays = 0;
+            loop {
+                self.replay(socket).await?;
+                match hub.try_recv() {
+                    // Fell behind while replaying: subscribe afresh and replay the difference.
+                    Err(TryRecvError::Lagged(_)) => {
+                        replays += 1;
+                        if replays >= MAX_REPLAYS {
+                            return Err(End::Lagged);
+                        }
+                        hub = self.state.hub.subscribe();
+                    }
+                    Ok(alert) => {
+                        pending = Some(alert);
+                        break;
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                }
+            }
+        } else {
+            // Live only: start after the newest alert committed before the subscription.
+            self.query.since = store::newest_id(&self.state.pool).await.map_err(|error| {
+                tracing::warn!(%error, "cannot read the alert cursor for a subscriber");
+                End::Failed
+            })?;
+        }
+        socket
+            .send_json(&json!({"type": "live", "cursor": self.query.since}))
+            .await
+            .map_err(End::Gone)?;
+        if let Some(alert) = pending {
+            self.forward(socket, &alert).await?;
+        }
+        loop {
+            tokio::select! {
+                live = hub.recv() => match live {
+                    Ok(alert) => self.forward(socket, &alert).await?,
+                    Err(RecvError::Lagged(_)) => return Err(End::Lagged),
+                    Err(RecvError::Closed) => return Err(End::Gone(Gone::Shutdown)),
+                },
+                // Clients have nothing to say; reading keeps pings and closes flowing.
+                incoming = socket.recv() => { incoming.map_err(End::Gone)?; }
+            }
+        }
+    }
+
+    /// Sends every stored alert after the cursor, page by page.
+    async fn replay(&mut self, socket: &mut Socket) -> Result<(), End> {
+        loop {
+            let page = AlertQuery {
+                limit: REPLAY_PAGE,
+                ..self.query.clone()
+            };
+            let alerts = store::page(&self.state.pool, &page).await.map_err(|error| {
+                tracing::warn!(%error, "cannot replay alerts to a subscriber");
+                End::Failed
+            })?;
+            let full = alerts.len() as i64 == REPLAY_PAGE;
+            for alert in alerts {
+                let id = alert.id;
+                socket
+                    .send(Published::new(alert).message.clone())
+                    .await
+                    .map_err(End::Gone)?;
+                self.query.since = id;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn forward(&mut self, socket: &mut Socket, alert: &Published) -> Result<(), End> {
+        let a = &alert.alert;
+        if a.id <= self.query.since {
+            return Ok(()); // already replayed
+        }
+        if self.query.matches(a, |d| self.principal.allows_device(d)) {
+            socket.send(alert.message.clone()).await.map_err(End::Gone)?;
+        }
+        self.query.since = a.id;
+        Ok(())
+    }
+}
+
+enum End {
+    Gone(Gone),
+    Lagged,
+    Failed,
+}

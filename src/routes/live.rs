@@ -1,0 +1,155 @@
+//! `WS /ws/positions?bbox=`: live positions inside a map view.
+//!
+//! The session starts with a snapshot of the live table inside the view
+//! (`{"type":"snapshot","positions":[...]}`), then sends the devices that moved inside it, at
+//! most once per device per interval (`{"type":"positions","positions":[...]}`). The client
+//! changes its view by sending `{"bbox":[minLon,minLat,maxLon,maxLat]}` (or `{"bbox":null}` for
+//! the whole world) and gets a snapshot of the new view. Falling behind also brings a snapshot.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+use tracker::latest::ListQuery;
+
+use crate::auth::{Principal, Scope, SocketAuth};
+use crate::error::ApiError;
+use crate::live::LivePosition;
+use crate::routes::devices::{parse_bbox, valid_bbox};
+use crate::state::AppState;
+use crate::ws::{self, Gone, Socket};
+
+/// Most positions in a snapshot; zoom in to see the rest.
+const SNAPSHOT_MAX: i64 = 10_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveParams {
+    bbox: Option<String>,
+    #[allow(dead_code, reason = "declared so that `?token=` is not an unknown parameter")]
+    token: Option<String>,
+}
+
+/// What a client may send.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ViewChange {
+    bbox: Option<[f64; 4]>,
+}
+
+/// `WS /ws/positions?bbox=&token=`.
+#[utoipa::path(get, path = "/ws/positions", tag = "read", security(("bearer" = []), ("token" = [])),
+    params(("bbox" = Option<String>, Query, description = "minLon,minLat,maxLon,maxLat (default: the world)"),
+        ("token" = Option<String>, Query, description = "Token, for browsers")),
+    responses((status = 101, description = "WebSocket of live positions"), (status = 400, description = "Bad bbox"),
+        (status = 401, description = "No valid token")))]
+pub async fn socket(
+    State(state): State<AppState>,
+    SocketAuth(principal): SocketAuth,
+    query: Result<Query<LiveParams>, QueryRejection>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Read)?;
+    let Query(params) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let bbox = params.bbox.as_deref().map(parse_bbox).transpose()?;
+    let session_state = state.clone();
+    Ok(ws::accept(&state, upgrade, move |mut socket| async move {
+        let mut session = Session {
+            state: session_state,
+            principal,
+            bbox,
+        };
+        let gone = session.serve(&mut socket).await;
+        socket.close(gone, "server shutting down").await;
+    }))
+}
+
+struct Session {
+    state: AppState,
+    principal: Principal,
+    bbox: Option<[f64; 4]>,
+}
+
+impl Session {
+    async fn serve(&mut self, socket: &mut Socket) -> Gone {
+        let mut frames = self.state.live.subscribe();
+        if let Err(gone) = self.snapshot(socket).await {
+            return gone;
+        }
+        loop {
+            let sent = tokio::select! {
+                frame = frames.recv() => match frame {
+                    Ok(frame) => self.forward(socket, &frame).await,
+                    Err(RecvError::Lagged(_)) => self.snapshot(socket).await,
+                    Err(RecvError::Closed) => Err(Gone::Shutdown),
+                },
+                incoming = socket.recv() => match incoming {
+                    Ok(text) => self.change_view(socket, &text).await,
+                    Err(gone) => Err(gone),
+                },
+            };
+            if let Err(gone) = sent {
+                return gone;
+            }
+        }
+    }
+
+    async fn snapshot(&self, socket: &mut Socket) -> Result<(), Gone> {
+        let query = ListQuery {
+            after: None,
+            limit: SNAPSHOT_MAX,
+            bbox: self.bbox,
+            devices: self.principal.device_filter(),
+        };
+        let positions: Vec<LivePosition> = match tracker::latest::list(&self.state.pool, &query).await {
+            Ok(rows) => rows.iter().map(LivePosition::from).collect(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read live positions for a subscriber");
+                let message = json!({"type": "error", "message": "cannot read live positions now"});
+                return socket.send_json(&message).await;
+            }
+        };
+        socket
+            .send_json(&json!({"type": "snapshot", "positions": positions}))
+            .await
+    }
+
+    async fn forward(&self, socket: &mut Socket, frame: &[LivePosition]) -> Result<(), Gone> {
+        let visible: Vec<&LivePosition> = frame
+            .iter()
+            .filter(|p| self.bbox.is_none_or(|b| p.within(b)) && self.principal.allows_device(&p.device))
+            .collect();
+        if visible.is_empty() {
+            return Ok(());
+        }
+        socket
+            .send_json(&json!({"type": "positions", "positions": visible}))
+            .await
+    }
+
+    async fn change_view(&mut self, socket: &mut Socket, text: &str) -> Result<(), Gone> {
+        let bbox = serde_json::from_str::<ViewChange>(text)
+            .map_err(|e| e.to_string())
+            .and_then(|change| match change.bbox {
+                Some(b) if !valid_bbox(b) => {
+                    Err("longitudes must be within ±180, latitudes within ±90, south <= north".into())
+                }
+                bbox => Ok(bbox),
+            });
+        match bbox {
+            Ok(bbox) => {
+                self.bbox = bbox;
+                self.snapshot(socket).await
+            }
+            Err(reason) => {
+                let message = json!({"type": "error", "message": format!(
+                    "send {{\"bbox\":[minLon,minLat,maxLon,maxLat]}} or {{\"bbox\":null}}: {reason}"
+                )});
+                socket.send_json(&message).await
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! WebSocket plumbing shared by `/ws/alerts` and `/ws/positions`.
+//!
+//! A session is a tracked task, awaited at shutdown (axum's graceful shutdown does not wait
+//! for upgraded connections). Every send has a deadline, so a peer that stops reading is
+//! dropped instead of holding its task forever. A ping goes out every interval and a peer not
+//! heard from for two intervals is closed. At shutdown the peer gets a Close frame (1001).
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::response::Response;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+
+/// Why a session ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gone {
+    /// The peer closed the socket or the connection broke.
+    Peer,
+    /// The peer stopped answering pings or taking messages.
+    Unresponsive,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// A session's socket with its housekeeping.
+#[derive(Debug)]
+pub struct Socket {
+    inner: WebSocket,
+    send_timeout: Duration,
+    ping_every: Duration,
+    pings: Interval,
+    last_heard: Instant,
+    shutdown: CancellationToken,
+}
+
+/// Upgrades to a WebSocket and runs `session` on it as a tracked task.
+pub fn accept<F, Fut>(state: &AppState, upgrade: WebSocketUpgrade, session: F) -> Response
+where
+    F: FnOnce(Socket) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let tasks = state.tasks.clone();
+    let shutdown = state.shutdown.clone();
+    let ping_every = Duration::from_secs(state.ws.ping_s.max(1));
+    let send_timeout = Duration::from_secs(state.ws.send_timeout_s.max(1));
+    upgrade.on_upgrade(move |inner| {
+        let mut pings = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+        pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let socket = Socket {
+            inner,
+            send_timeout,
+            ping_every,
+            pings,
+            last_heard: Instant::now(),
+            shutdown,
+        };
+        tasks.track_future(session(socket))
+    })
+}
+
+impl Socket {
+    /// Sends a text message within the send timeout.
+    pub async fn send(&mut self, text: Utf8Bytes) -> Result<(), Gone> {
+        self.send_message(Message::Text(text)).await
+    }
+
+    /// Sends a JSON value.
+    pub async fn send_json(&mut self, value: &serde_json::Value) -> Result<(), Gone> {
+        self.send(value.to_string().into()).await
+    }
+
+    async fn send_message(&mut self, message: Message) -> Result<(), Gone> {
+        match tokio::time::timeout(self.send_timeout, self.inner.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Gone::Peer),
+            Err(_) => Err(Gone::Unresponsive),
+        }
+    }
+
+    /// The next text message from the peer, answering pings and sending ours meanwhile.
+    /// Cancel-safe: a caller may `select!` it against its own sources.
+    pub async fn recv(&mut self) -> Result<Utf8Bytes, Gone> {
+        loop {
+            tokio::select! {
+                message = self.inner.recv() => {
+                    self.last_heard = Instant::now();
+                    match message {
+                        Some(Ok(Message::Text(text))) => return Ok(text),
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(Gone::Peer),
+                        // Pongs are answered by the library; anything heard proves the peer is alive.
+                        Some(Ok(_)) => {}
+                    }
+                }
+                _ = self.pings.tick() => {
+                    if self.last_heard.elapsed() > self.ping_every * 2 {
+                        return Err(Gone::Unresponsive);
+                    }
+                    self.send_message(Message::Ping(bytes::Bytes::new())).await?;
+                }
+                () = self.shutdown.cancelled() => return Err(Gone::Shutdown),
+            }
+        }
+    }
+
+    /// Ends the session with a Close frame saying why (best effort: the peer may be gone).
+    pub async fn close(mut self, why: Gone, reason: &'static str) {
+        let code = match why {
+            Gone::Peer => return,
+            Gone::Unresponsive => close_code::POLICY,
+            Gone::Shutdown => close_code::AWAY,
+        };
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let _ = self.send_message(Message::Close(Some(frame))).await;
+    }
+
+    /// Ends the session normally (1000) with a reason.
+    pub async fn close_normally(mut self, reason: &'static str) {
+        let frame = CloseFrame {
+            code: close_code::NORMAL,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let _ = self.send_message(Message::Close(Some(frame))).await;
+    }
+}
