@@ -227,7 +227,7 @@ async fn a_lagging_subscriber_is_told_where_to_resume_and_then_gets_the_rest_exa
     let start = Utc::now() - chrono::Duration::seconds(n as i64);
     let fixes: Vec<Value> = (0..n)
         .map(|i| {
-            let lon = if i % 2 == 0 { 10.0025 } else { 10.02 };
+            let lon = if i.is_multiple_of(2) { 10.0025 } else { 10.02 };
             let ts = start + chrono::Duration::seconds(i as i64);
             json!({"device": "blinker", "ts": ts.to_rfc3339(), "lon": lon, "lat": 10.0})
         })
@@ -365,7 +365,7 @@ async fn alerts_keep_id_order_under_four_shards_with_slow_commits() {
         let app = &app;
         async move {
             for i in 0..fixes {
-                let lon = if i % 2 == 0 { 10.0025 } else { 10.02 };
+                let lon = if i.is_multiple_of(2) { 10.0025 } else { 10.02 };
                 post_fix(
                     app,
                     &format!("dev-{d}"),

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod auth;
+mod crash;
 mod device_apps;
 mod devices;
 mod durability;

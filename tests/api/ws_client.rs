@@ -35,7 +35,10 @@ impl WsClient {
         app: &TestApp,
         path: &str,
     ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
-        let url = format!("ws://{}{path}", app.addr);
+        Self::try_connect_url(&format!("ws://{}{path}", app.addr)).await
+    }
+
+    pub async fn try_connect_url(url: &str) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
         let (stream, _) = tokio_tungstenite::connect_async(url).await?;
         Ok(Self { stream })
     }

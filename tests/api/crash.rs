@@ -1,0 +1,225 @@
+//! `kill -9` mid-drive: the server runs as a child process (the real binary), devices drive in
+//! and out of a fence, the process is killed with SIGKILL while requests are in flight, a new
+//! process starts on the same database, and the devices re-send what was not acknowledged (as
+//! device apps do). Afterwards every device has exactly the alerts its fixes call for, each once, and
+//! a subscriber that resumed with its cursor has seen exactly the table.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::helpers::{database_url, new_database};
+use crate::ws_client::{Next, WsClient};
+
+const DEVICES: usize = 6;
+const FIXES: usize = 30;
+/// Acknowledged fixes after which the server is killed.
+const KILL_AFTER: usize = 50;
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    async fn start(db_name: &str) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_geotrack"))
+            .arg("serve")
+            .env("DATABASE_URL", database_url(db_name))
+            .env("GEOTRACK_BIND", format!("127.0.0.1:{port}"))
+            .env("GEOTRACK_INGEST__SHARDS", "2")
+            .env("GEOTRACK_DB_MAX_CONNECTIONS", "8")
+            .env("GEOTRACK_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the server binary starts");
+        let server = Self { child, port };
+        let client = reqwest::Client::new();
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok(reply) = client.get(server.url("/ready")).send().await
+                && reply.status() == 200
+            {
+                return server;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the server never got ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn kill(mut self) {
+        self.child.start_kill().expect("SIGKILL");
+        self.child.wait().await.expect("reaped");
+    }
+}
+
+/// The fix `i` of a device: inside the fence at even `i`, outside at odd `i`, one second apart.
+fn fix(device: usize, i: usize, start: DateTime<Utc>) -> Value {
+    let lon = if i.is_multiple_of(2) { 10.0025 } else { 10.02 };
+    let ts = start + chrono::Duration::seconds(i as i64);
+    json!({"device": format!("dev-{device}"), "ts": ts.to_rfc3339(), "lon": lon, "lat": 10.0})
+}
+
+/// Posts a device's fixes from `next` on, one request each, until one is not acknowledged.
+/// Returns the first fix not acknowledged (`FIXES` when all were).
+async fn drive(
+    server_url: String,
+    device: usize,
+    mut next: usize,
+    start: DateTime<Utc>,
+    acks: Arc<AtomicUsize>,
+) -> usize {
+    let client = reqwest::Client::new();
+    while next < FIXES {
+        let sent = client
+            .post(format!("{server_url}/api/v1/positions"))
+            .json(&fix(device, next, start))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        match sent {
+            Ok(reply) if reply.status() == 202 => {
+                next += 1;
+                acks.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => return next,
+        }
+    }
+    next
+}
+
+/// Collects alerts until the socket closes.
+async fn collect(mut socket: WsClient) -> Vec<Value> {
+    let mut alerts = Vec::new();
+    loop {
+        match socket.next().await {
+            Next::Json(m) if m["type"] == "alert" => alerts.push(m),
+            Next::Json(_) => {}
+            Next::Closed(_) => return alerts,
+        }
+    }
+}
+
+#[tokio::test]
+async fn sigkill_mid_drive_loses_and_doubles_no_alert() {
+    let db_name = new_database().await;
+    let server = Server::start(&db_name).await;
+    let client = reqwest::Client::new();
+    let ring = [
+        [10.0, 9.9975],
+        [10.005, 9.9975],
+        [10.005, 10.0025],
+        [10.0, 10.0025],
+        [10.0, 9.9975],
+    ];
+    let fence = json!({"type": "Feature", "id": "a", "geometry": {"type": "Polygon", "coordinates": [ring]}});
+    let created = client
+        .post(server.url("/api/v1/fences"))
+        .json(&fence)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(created.status(), 201);
+
+    let subscriber = WsClient::try_connect_url(&format!("ws://127.0.0.1:{}/ws/alerts?since=0", server.port))
+        .await
+        .expect("subscribed");
+    let before_kill = tokio::spawn(collect(subscriber));
+
+    let start = DateTime::from_timestamp(Utc::now().timestamp() - FIXES as i64 - 5, 0).expect("time");
+    let acks = Arc::new(AtomicUsize::new(0));
+    let drives: Vec<_> = (0..DEVICES)
+        .map(|d| tokio::spawn(drive(server.url(""), d, 0, start, acks.clone())))
+        .collect();
+    while acks.load(Ordering::Relaxed) < KILL_AFTER {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    server.kill().await;
+    let mut resume = Vec::new();
+    for d in drives {
+        resume.push(d.await.expect("drive"));
+    }
+    assert!(
+        resume.iter().any(|&n| n < FIXES),
+        "the kill interrupted the drive"
+    );
+    let seen_before = before_kill.await.expect("subscriber");
+
+    let server = Server::start(&db_name).await;
+    let cursor = seen_before.last().map_or(0, |a| a["id"].as_i64().expect("id"));
+    let mut subscriber = WsClient::try_connect_url(&format!(
+        "ws://127.0.0.1:{}/ws/alerts?since={cursor}",
+        server.port
+    ))
+    .await
+    .expect("resubscribed");
+    let drives: Vec<_> = resume
+        .iter()
+        .enumerate()
+        .map(|(d, &next)| tokio::spawn(drive(server.url(""), d, next, start, acks.clone())))
+        .collect();
+    for d in drives {
+        assert_eq!(
+            d.await.expect("drive"),
+            FIXES,
+            "every fix acknowledged after the restart"
+        );
+    }
+
+    let db = sqlx::PgPool::connect(&database_url(&db_name))
+        .await
+        .expect("pool");
+    let expected_total = DEVICES * FIXES;
+    let mut seen = seen_before;
+    seen.extend(subscriber.until_live().await);
+    while seen.len() < expected_total {
+        let more = subscriber.alerts(1).await;
+        seen.extend(more);
+    }
+    let rows: Vec<(i64, String, String, DateTime<Utc>)> =
+        sqlx::query_as("SELECT id, device, kind, ts FROM alerts ORDER BY id")
+            .fetch_all(&db)
+            .await
+            .expect("alerts");
+    for d in 0..DEVICES {
+        let device = format!("dev-{d}");
+        let mine: Vec<(&str, DateTime<Utc>)> = rows
+            .iter()
+            .filter(|r| r.1 == device)
+            .map(|r| (r.2.as_str(), r.3))
+            .collect();
+        let expected: Vec<(&str, DateTime<Utc>)> = (0..FIXES)
+            .map(|i| {
+                (
+                    if i.is_multiple_of(2) { "enter" } else { "exit" },
+                    start + chrono::Duration::seconds(i as i64),
+                )
+            })
+            .collect();
+        assert_eq!(mine, expected, "{device}: one alert per fix, each once, in order");
+    }
+    let stored: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let streamed: Vec<i64> = seen.iter().map(|a| a["id"].as_i64().expect("id")).collect();
+    assert_eq!(streamed, stored, "the subscriber saw the table, each alert once");
+
+    db.close().await;
+    drop(subscriber);
+    server.kill().await;
+    crate::helpers::admin_exec(&format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)")).await;
+}
