@@ -76,6 +76,7 @@ impl Application {
             )));
         }
         let tokens = check_access(&config)?;
+        check_webhooks(&config)?;
         let osmand_speed_unit = config
             .ingest
             .osmand_speed_unit
@@ -135,6 +136,7 @@ impl Application {
             live,
             evaluators,
             ws: Arc::new(config.ws.clone()),
+            webhooks_signed: config.webhooks.secret.is_some(),
         };
         state.tasks.spawn(keep_fences_loaded(state.clone()));
         let router = router(
@@ -217,14 +219,24 @@ fn start_evaluation(
     let live = LiveFeed::new(LIVE_BACKLOG);
     // Evaluators hold the only senders: the writer stops once they have all stopped.
     let (sink, changes) = tokio::sync::mpsc::channel(CHANGES_QUEUE);
+    let deliveries = Arc::new(tokio::sync::Notify::new());
     tasks.spawn(
         AlertWriter {
             pool: pool.clone(),
             changes,
             hub: hub.clone(),
-            webhooks: Vec::new(),
-            deliveries: Arc::new(tokio::sync::Notify::new()),
+            webhooks: config.webhooks.urls.clone(),
+            deliveries: deliveries.clone(),
             metrics,
+            shutdown: shutdown.clone(),
+        }
+        .run(),
+    );
+    tasks.spawn(
+        crate::webhooks::Deliverer {
+            pool: pool.clone(),
+            config: config.webhooks.clone(),
+            wake: deliveries,
             shutdown: shutdown.clone(),
         }
         .run(),
@@ -293,6 +305,19 @@ async fn reload_fences(state: &AppState) -> Result<(), String> {
     state.fences.update(|current| *current = index);
     state.fences_loaded.store(true, Ordering::Release);
     tracing::info!(fences = count, "fence index loaded");
+    Ok(())
+}
+
+/// Every configured webhook URL must be deliverable, and signed: a secret is required.
+fn check_webhooks(config: &Config) -> Result<(), StartError> {
+    for url in &config.webhooks.urls {
+        crate::webhooks::check_url(url).map_err(|e| StartError::Config(format!("webhooks.urls: {e}")))?;
+    }
+    if !config.webhooks.urls.is_empty() && config.webhooks.secret.is_none() {
+        return Err(StartError::Config(
+            "webhooks.urls is set but webhooks.secret is not: deliveries must be signed".into(),
+        ));
+    }
     Ok(())
 }
 

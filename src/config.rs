@@ -39,6 +39,48 @@ pub struct Config {
     pub fences: FencesConfig,
     pub alerts: AlertsConfig,
     pub ws: WsConfig,
+    pub webhooks: WebhooksConfig,
+}
+
+/// Webhooks: every alert is posted to `urls` (and to its fence's own `webhooks`), signed with
+/// HMAC-SHA256 of `"<timestamp>.<body>"` under `secret`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    pub urls: Vec<String>,
+    /// Signing key; required as soon as any webhook is configured (here or on a fence).
+    pub secret: Option<String>,
+    /// Attempts before a delivery is given up.
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubled at each further one, up to an hour.
+    pub retry_base_ms: u64,
+    /// Longest wait for a receiver's answer.
+    pub timeout_s: u64,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+}
+
+impl std::fmt::Debug for WebhooksConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhooksConfig")
+            .field("urls", &self.urls)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            secret: None,
+            max_attempts: 12,
+            retry_base_ms: 1_000,
+            timeout_s: 10,
+            concurrency: 8,
+        }
+    }
 }
 
 /// Fence evaluation and alerts.
@@ -189,6 +231,7 @@ impl Default for Config {
             fences: FencesConfig::default(),
             alerts: AlertsConfig::default(),
             ws: WsConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }

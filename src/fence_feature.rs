@@ -1,7 +1,7 @@
 //! Fences as the API speaks them: GeoJSON Features. A Polygon or MultiPolygon is a polygon
 //! fence; a Point with `properties.radius_m` a circle; a LineString with `properties.buffer_m`
 //! a corridor. Options live in `properties` too (`name`, `hysteresis_m`, `dwell_s`,
-//! `speed_limit_mps`, `applies_to`: device ids, `prefix*` entries); every other property is
+//! `speed_limit_mps`, `applies_to`: device ids, `prefix*` entries, `webhooks`: URLs); every other property is
 //! kept as given. The Feature's `id` is the fence id. Converting back gives the same Feature,
 //! so a client can GET, edit and PUT.
 
@@ -9,7 +9,7 @@ use fences::{AppliesTo, Fence, FenceKind, FenceLimits, PreparedFence};
 use serde_json::{Map, Value, json};
 
 /// Properties that configure the fence and are not kept as free-form properties.
-const OPTION_KEYS: [&str; 7] = [
+const OPTION_KEYS: [&str; 8] = [
     "name",
     "radius_m",
     "buffer_m",
@@ -17,6 +17,7 @@ const OPTION_KEYS: [&str; 7] = [
     "dwell_s",
     "speed_limit_mps",
     "applies_to",
+    "webhooks",
 ];
 
 /// Reads a Feature into a fence. `fallback_id` is used when the Feature has no `id`.
@@ -94,6 +95,7 @@ pub fn to_fence(feature: &Value, fallback_id: impl FnOnce() -> String) -> Result
         dwell_s,
         speed_limit_mps: number(props, "speed_limit_mps")?,
         applies_to: applies_to(props.get("applies_to"))?,
+        webhooks: webhooks(props.get("webhooks"))?,
         properties: props
             .iter()
             .filter(|(k, _)| !OPTION_KEYS.contains(&k.as_str()))
@@ -115,6 +117,24 @@ fn number(props: &Map<String, Value>, key: &str) -> Result<Option<f64>, String> 
             .map(Some)
             .ok_or_else(|| format!("`properties.{key}` must be a number")),
     }
+}
+
+/// `webhooks`: absent or a list of `http://` URLs the fence's alerts are also posted to.
+fn webhooks(value: Option<&Value>) -> Result<Vec<String>, String> {
+    let entries = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(entries)) => entries,
+        Some(_) => return Err("`properties.webhooks` must be a list of URLs".into()),
+    };
+    entries
+        .iter()
+        .map(|entry| {
+            let url = entry
+                .as_str()
+                .ok_or("`properties.webhooks` entries must be URLs")?;
+            crate::webhooks::check_url(url).map(|()| url.to_owned())
+        })
+        .collect()
 }
 
 /// `applies_to`: absent, `"all"`, or a list of device ids where `prefix*` is a prefix.
@@ -177,6 +197,9 @@ pub fn to_feature(fence: &Fence) -> Value {
         }
     };
     props.insert("applies_to".into(), applies);
+    if !fence.webhooks.is_empty() {
+        props.insert("webhooks".into(), json!(fence.webhooks));
+    }
     json!({"type": "Feature", "id": fence.id, "geometry": geometry, "properties": props})
 }
 

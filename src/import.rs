@@ -53,6 +53,14 @@ pub async fn fences(config: &Config, file: &Path) -> Result<usize, String> {
             )
         }
     })?;
+    if config.webhooks.secret.is_none()
+        && let Some(fence) = prepared.iter().find(|f| !f.fence().webhooks.is_empty())
+    {
+        return Err(format!(
+            "fence {:?} names webhooks, but no webhooks.secret is configured to sign them with",
+            fence.id()
+        ));
+    }
     crate::db::migrate(&config.database_url)
         .await
         .map_err(|e| format!("database: {e}"))?;

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod live;
 mod routes;
 pub mod state;
+pub mod webhooks;
 mod ws;
 
 pub use app::Application;

@@ -47,4 +47,6 @@ pub struct AppState {
     pub live: LiveFeed,
     pub evaluators: Evaluators,
     pub ws: Arc<WsConfig>,
+    /// A webhook secret is configured, so fences may name webhook URLs.
+    pub webhooks_signed: bool,
 }

@@ -99,6 +99,9 @@ pub struct Fence {
     /// Devices the fence applies to.
     #[serde(default)]
     pub applies_to: AppliesTo,
+    /// URLs its alerts are also delivered to (the caller validates and delivers them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<String>,
     /// Free-form properties, kept as given.
     #[serde(default)]
     pub properties: serde_json::Map<String, serde_json::Value>,
@@ -115,6 +118,7 @@ impl Fence {
             dwell_s: None,
             speed_limit_mps: None,
             applies_to: AppliesTo::All,
+            webhooks: Vec::new(),
             properties: serde_json::Map::new(),
         }
     }

@@ -95,6 +95,19 @@ fn alert_of_row(
     }
 }
 
+/// The alerts with these ids (those that still exist), in id order.
+pub async fn by_ids(pool: &PgPool, ids: &[i64]) -> Result<Vec<Alert>, sqlx::Error> {
+    let rows: Vec<AlertRow> = sqlx::query_as(
+        "SELECT id, device, fence, fence_name, kind, ts, ST_X(geom), ST_Y(geom), speed_mps,
+                interpolated, received_at, created_at
+         FROM alerts WHERE id = ANY($1) ORDER BY id",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(alert_of_row).collect())
+}
+
 /// The id of the newest alert (0 when there is none).
 pub async fn newest_id(pool: &PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM alerts")

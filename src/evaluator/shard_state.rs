@@ -226,9 +226,9 @@ impl ShardState {
                     .filter(|f| f.fence().applies_to.matches(id))
                     .is_some_and(|f| f.signed_distance_m(last.pos[0], last.pos[1]) <= margin(f));
                 if !stays {
-                    let name = index.get(fence_id).map(|f| f.fence().name.clone());
+                    let def = index.get(fence_id).map(PreparedFence::fence);
                     out.alerts
-                        .push(edit_alert(id, fence_id, name, AlertKind::Exit, now_ms, last.pos));
+                        .push(edit_alert(id, fence_id, def, AlertKind::Exit, now_ms, last.pos));
                     out.visits.push(((id.clone(), fence_id.clone()), None));
                 }
                 stays
@@ -252,7 +252,7 @@ impl ShardState {
                 out.alerts.push(edit_alert(
                     id,
                     hit.id,
-                    Some(def.name.clone()),
+                    Some(def),
                     AlertKind::Enter,
                     now_ms,
                     last.pos,
@@ -350,14 +350,14 @@ fn alert(
         speed_mps: t.speed_mps,
         interpolated: t.interpolated,
         received_at,
-        webhooks: Vec::new(),
+        webhooks: def.webhooks.clone(),
     }
 }
 
 fn edit_alert(
     device: &str,
     fence: &str,
-    name: Option<String>,
+    def: Option<&fences::Fence>,
     kind: AlertKind,
     now_ms: i64,
     pos: [f64; 2],
@@ -365,13 +365,13 @@ fn edit_alert(
     NewAlert {
         device: device.to_owned(),
         fence: Some(fence.to_owned()),
-        fence_name: name,
+        fence_name: def.map(|d| d.name.clone()),
         kind,
         ts: time_of_ms(now_ms),
         position: Some(pos),
         speed_mps: None,
         interpolated: false,
         received_at: None,
-        webhooks: Vec::new(),
+        webhooks: def.map(|d| d.webhooks.clone()).unwrap_or_default(),
     }
 }

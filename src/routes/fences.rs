@@ -248,6 +248,17 @@ async fn write(state: &AppState, fences: Vec<PreparedFence>) -> Result<Vec<Value
             2,
         ));
     }
+    if !state.webhooks_signed
+        && let Some(fence) = fences.iter().find(|f| !f.fence().webhooks.is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "webhooks_unsigned",
+            format!(
+                "fence {:?} names webhooks, but the server has no webhooks.secret to sign them with",
+                fence.id()
+            ),
+        ));
+    }
     let mut tx = state.pool.begin().await?;
     for fence in &fences {
         fence_store::upsert(&mut tx, fence).await?;

@@ -15,4 +15,5 @@ mod limits;
 mod openapi;
 mod ops;
 mod tiles;
+mod webhooks;
 mod ws_client;

@@ -1,0 +1,159 @@
+//! Webhooks against a local receiver: every alert reaches the configured URL and its fence's
+//! own URL, signed, with its id for de-duplication, retried after a failure; unsigned webhooks
+//! are refused.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use chrono::Utc;
+use geotrack::{Application, Config};
+use serde_json::{Value, json};
+
+use crate::alerts::{create_fence, post_fix, square};
+use crate::helpers::{json_with_status, spawn_app, spawn_with};
+
+/// What the receiver was sent: path, headers, body.
+type Received = Arc<Mutex<Vec<(String, HeaderMap, String)>>>;
+
+/// Records a request; the first one to `/flaky` fails.
+async fn hook(State(received): State<Received>, uri: Uri, headers: HeaderMap, body: String) -> StatusCode {
+    let mut all = received.lock().expect("lock");
+    let first_flaky = uri.path() == "/flaky" && !all.iter().any(|(p, _, _)| p == "/flaky");
+    all.push((uri.path().to_owned(), headers, body));
+    if first_flaky {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    }
+}
+
+/// A receiver on a free port; `/flaky` fails its first request with 500.
+async fn receiver() -> (String, Received) {
+    let received: Received = Arc::default();
+    let app = axum::Router::new()
+        .route("/{name}", axum::routing::post(hook))
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, received)
+}
+
+#[tokio::test]
+async fn alerts_are_delivered_signed_to_global_and_fence_urls_and_retried_after_a_failure() {
+    let (base, received) = receiver().await;
+    let app = spawn_with(|c| {
+        c.webhooks.urls = vec![format!("{base}/all")];
+        c.webhooks.secret = Some("hook-secret".into());
+        c.webhooks.retry_base_ms = 50;
+    })
+    .await;
+    let mut fence = square("a", 10.0025, 10.0, 0.0025);
+    fence["properties"]["webhooks"] = json!([format!("{base}/flaky")]);
+    create_fence(&app, &fence).await;
+    post_fix(&app, "car", Utc::now(), 10.0025, 10.0).await;
+
+    let started = std::time::Instant::now();
+    loop {
+        let delivered: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE delivered_at IS NOT NULL")
+                .fetch_one(&app.db)
+                .await
+                .expect("count");
+        if delivered == 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "deliveries did not complete"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let alert_id: i64 = sqlx::query_scalar("SELECT id FROM alerts")
+        .fetch_one(&app.db)
+        .await
+        .expect("alert");
+    let received = received.lock().expect("lock").clone();
+    let paths: Vec<&str> = received.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(paths.iter().filter(|p| **p == "/all").count(), 1, "{paths:?}");
+    assert_eq!(
+        paths.iter().filter(|p| **p == "/flaky").count(),
+        2,
+        "retried once: {paths:?}"
+    );
+    for (_, headers, body) in &received {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+        };
+        assert_eq!(header("x-geotrack-alert-id"), alert_id.to_string());
+        let timestamp: i64 = header("x-geotrack-timestamp").parse().expect("timestamp");
+        assert!((Utc::now().timestamp() - timestamp).abs() < 60);
+        let expected = geotrack::webhooks::signature(b"hook-secret", timestamp, body.as_bytes());
+        assert_eq!(
+            header("x-geotrack-signature"),
+            expected,
+            "signed over the timestamp and body"
+        );
+        let alert: Value = serde_json::from_str(body).expect("JSON");
+        assert_eq!(
+            (alert["kind"].as_str(), alert["fence"].as_str()),
+            (Some("enter"), Some("a"))
+        );
+    }
+    let attempts: Vec<i32> = sqlx::query_scalar("SELECT attempts FROM webhook_deliveries ORDER BY url")
+        .fetch_all(&app.db)
+        .await
+        .expect("attempts");
+    assert_eq!(attempts, [1, 2]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn webhooks_without_a_signing_secret_are_refused() {
+    let app = spawn_app().await;
+    let mut fence = square("a", 10.0, 10.0, 0.01);
+    fence["properties"]["webhooks"] = json!(["http://127.0.0.1:9/hook"]);
+    let reply = app
+        .client
+        .post(app.url("/api/v1/fences"))
+        .json(&fence)
+        .send()
+        .await
+        .expect("sent");
+    let body = json_with_status(reply, 400).await;
+    assert_eq!(body["error"]["code"], "webhooks_unsigned");
+    fence["properties"]["webhooks"] = json!(["https://example.org/hook"]);
+    let reply = app
+        .client
+        .post(app.url("/api/v1/fences"))
+        .json(&fence)
+        .send()
+        .await
+        .expect("sent");
+    let body = json_with_status(reply, 400).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("https"),
+        "{body}"
+    );
+    app.stop().await;
+
+    let config = Config {
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        migrate_on_start: false,
+        webhooks: geotrack::config::WebhooksConfig {
+            urls: vec!["http://127.0.0.1:9/hook".into()],
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    let error = Application::build(config).await.expect_err("refused");
+    assert!(error.to_string().contains("webhooks.secret"), "{error}");
+}
