@@ -220,6 +220,7 @@ fn start_evaluation(
     // Evaluators hold the only senders: the writer stops once they have all stopped.
     let (sink, changes) = tokio::sync::mpsc::channel(CHANGES_QUEUE);
     let deliveries = Arc::new(tokio::sync::Notify::new());
+    let lag = metrics.evaluation_lag_seconds.clone();
     tasks.spawn(
         AlertWriter {
             pool: pool.clone(),
@@ -248,6 +249,7 @@ fn start_evaluation(
         sink,
         live: live.clone(),
         config: config.alerts.evaluation(),
+        lag,
         shutdown: shutdown.clone(),
     };
     let evaluators = Evaluators::start(&evaluation, committed, tasks);

@@ -285,13 +285,13 @@ async fn checkpoint(database_url: &str) -> Result<(), String> {
 }
 
 #[derive(Clone, Copy)]
-struct Cpu {
-    server: f64,
-    postgres: f64,
+pub(crate) struct Cpu {
+    pub(crate) server: f64,
+    pub(crate) postgres: f64,
 }
 
 /// User + system CPU seconds of the server process and of all `postgres` processes.
-fn cpu_seconds(server_pid: Option<u32>) -> Option<Cpu> {
+pub(crate) fn cpu_seconds(server_pid: Option<u32>) -> Option<Cpu> {
     let server = server_pid.map_or(Some(0.0), |pid| process_cpu(&format!("/proc/{pid}/stat")))?;
     let mut postgres = 0.0;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
@@ -314,10 +314,22 @@ fn process_cpu(stat_path: &str) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-fn peak_rss(pid: u32) -> Option<String> {
+pub(crate) fn peak_rss(pid: u32) -> Option<String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
         .find(|line| line.starts_with("VmHWM:"))
         .map(|line| line.trim_start_matches("VmHWM:").trim().to_owned())
+}
+
+/// Resident memory of a process now, in KiB.
+pub(crate) fn rss_kib(pid: u32) -> Option<i64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }

@@ -41,6 +41,8 @@ pub enum Command {
     Import(Import),
     /// Measure ingest throughput of a running server against a raw COPY of the same rows.
     BenchIngest(crate::bench_ingest::BenchIngestArgs),
+    /// Measure alert latency (fix received to alert on a WebSocket) under an open-loop drive.
+    BenchAlerts(crate::bench_alerts::BenchAlertsArgs),
 }
 
 impl Cli {

@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod app;
 pub mod auth;
+pub mod bench_alerts;
 pub mod bench_ingest;
 pub mod cli;
 pub mod config;

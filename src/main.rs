@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::BenchIngest(args) => geotrack::bench_ingest::run(&args, &config.database_url).await,
+        Command::BenchAlerts(args) => geotrack::bench_alerts::run(&args, &config.database_url).await,
         Command::Serve => {
             let app = Application::build(config).await.map_err(|e| e.to_string())?;
             tracing::info!("geotrack listening on http://{}", app.local_addr());

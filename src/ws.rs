@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
+use futures_util::SinkExt;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -71,6 +72,25 @@ impl Socket {
     /// Sends a JSON value.
     pub async fn send_json(&mut self, value: &serde_json::Value) -> Result<(), Gone> {
         self.send(value.to_string().into()).await
+    }
+
+    /// Sends several text messages with one flush, within the send timeout.
+    pub async fn send_all(&mut self, texts: Vec<Utf8Bytes>) -> Result<(), Gone> {
+        if texts.is_empty() {
+            return Ok(());
+        }
+        let inner = &mut self.inner;
+        let write = async move {
+            for text in texts {
+                inner.feed(Message::Text(text)).await?;
+            }
+            inner.flush().await
+        };
+        match tokio::time::timeout(self.send_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Gone::Peer),
+            Err(_) => Err(Gone::Unresponsive),
+        }
     }
 
     async fn send_message(&mut self, message: Message) -> Result<(), Gone> {

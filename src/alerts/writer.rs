@@ -44,6 +44,8 @@ pub struct AlertMetrics {
     pub commit_seconds: Histogram,
     /// Failed commits (retried).
     pub commit_errors: Counter,
+    /// Seconds from a fix reaching the server to its evaluation (per batch, its oldest fix).
+    pub evaluation_lag_seconds: Histogram,
 }
 
 impl AlertMetrics {
@@ -53,6 +55,7 @@ impl AlertMetrics {
             latency_seconds: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
             commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
             commit_errors: Counter::default(),
+            evaluation_lag_seconds: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
         };
         let registry = registry.sub_registry_with_prefix("geotrack_alerts");
         registry.register(
@@ -74,6 +77,11 @@ impl AlertMetrics {
             "commit_errors",
             "Failed commits (retried)",
             metrics.commit_errors.clone(),
+        );
+        registry.register(
+            "evaluation_lag_seconds",
+            "Time from receiving a fix to evaluating it",
+            metrics.evaluation_lag_seconds.clone(),
         );
         metrics
     }

@@ -53,6 +53,8 @@ pub struct Shared {
     pub sink: mpsc::Sender<Changes>,
     pub live: LiveFeed,
     pub config: EvalConfig,
+    /// Time from a fix's arrival to its evaluation.
+    pub lag: prometheus_client::metrics::histogram::Histogram,
     pub shutdown: CancellationToken,
 }
 
@@ -198,6 +200,10 @@ impl Evaluator {
             // The database has this batch too, after whatever was missed before it.
             self.catch_up().await;
             return;
+        }
+        if let Some(oldest) = batch.fixes.iter().map(|f| f.received_at).min() {
+            let lag = (Utc::now() - oldest).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            self.shared.lag.observe(lag.max(0.0));
         }
         let mut changes = Changes::new(self.shard);
         self.evaluate(&batch.fixes, &mut changes);

@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::alerts::AlertKind;
-use crate::alerts::hub::Published;
+use std::sync::Arc;
+
+use crate::alerts::hub::{Published, Subscription};
 use crate::alerts::store::{self, AlertQuery};
 use crate::auth::{ApiAuth, Principal, Scope, SocketAuth};
 use crate::error::ApiError;
@@ -220,12 +222,12 @@ impl Session {
             .await
             .map_err(End::Gone)?;
         if let Some(alert) = pending {
-            self.forward(socket, &alert).await?;
+            self.forward(socket, alert, &mut hub).await?;
         }
         loop {
             tokio::select! {
                 live = hub.recv() => match live {
-                    Ok(alert) => self.forward(socket, &alert).await?,
+                    Ok(alert) => self.forward(socket, alert, &mut hub).await?,
                     Err(RecvError::Lagged(_)) => return Err(End::Lagged),
                     Err(RecvError::Closed) => return Err(End::Gone(Gone::Shutdown)),
                 },
@@ -247,12 +249,13 @@ impl Session {
                 End::Failed
             })?;
             let full = alerts.len() as i64 == REPLAY_PAGE;
-            for alert in alerts {
-                let id = alert.id;
-                socket
-                    .send(Published::new(alert).message.clone())
-                    .await
-                    .map_err(End::Gone)?;
+            let last = alerts.last().map(|a| a.id);
+            let messages = alerts
+                .into_iter()
+                .map(|a| Published::new(a).message.clone())
+                .collect();
+            socket.send_all(messages).await.map_err(End::Gone)?;
+            if let Some(id) = last {
                 self.query.since = id;
             }
             if !full {
@@ -261,16 +264,33 @@ impl Session {
         }
     }
 
-    async fn forward(&mut self, socket: &mut Socket, alert: &Published) -> Result<(), End> {
-        let a = &alert.alert;
-        if a.id <= self.query.since {
-            return Ok(()); // already replayed
+    /// Sends `first` and every alert already waiting behind it in one write (alerts come in
+    /// bursts, one per commit), skipping those replayed or filtered out.
+    async fn forward(
+        &mut self,
+        socket: &mut Socket,
+        first: Arc<Published>,
+        hub: &mut Subscription,
+    ) -> Result<(), End> {
+        let mut out = Vec::new();
+        let mut next = Some(first);
+        let mut lagged = false;
+        while let Some(alert) = next.take() {
+            let a = &alert.alert;
+            if a.id > self.query.since {
+                if self.query.matches(a, |d| self.principal.allows_device(d)) {
+                    out.push(alert.message.clone());
+                }
+                self.query.since = a.id;
+            }
+            match hub.try_recv() {
+                Ok(more) => next = Some(more),
+                Err(TryRecvError::Lagged(_)) => lagged = true,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => {}
+            }
         }
-        if self.query.matches(a, |d| self.principal.allows_device(d)) {
-            socket.send(alert.message.clone()).await.map_err(End::Gone)?;
-        }
-        self.query.since = a.id;
-        Ok(())
+        socket.send_all(out).await.map_err(End::Gone)?;
+        if lagged { Err(End::Lagged) } else { Ok(()) }
     }
 }
 
