@@ -48,6 +48,13 @@ where
     let shutdown = state.shutdown.clone();
     let ping_every = Duration::from_secs(state.ws.ping_s.max(1));
     let send_timeout = Duration::from_secs(state.ws.send_timeout_s.max(1));
+    // Small buffers: an idle subscriber should cost kilobytes, not the 128 KiB read buffer
+    // tungstenite allocates by default. Clients only ever send small control messages.
+    let upgrade = upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_message_size(64 * 1024)
+        .max_frame_size(64 * 1024);
     upgrade.on_upgrade(move |inner| {
         let mut pings = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
         pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
