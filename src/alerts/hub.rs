@@ -93,21 +93,23 @@ impl AlertHub for LocalHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::AlertKind;
+    use crate::alerts::{AlertKind, Event};
 
     fn alert(id: i64) -> Arc<Published> {
         let now = chrono::Utc::now();
         Published::new(Alert {
             id,
-            device: "d".into(),
-            fence: Some("f".into()),
-            fence_name: None,
-            kind: AlertKind::Enter,
-            ts: now,
-            position: Some([1.0, 2.0]),
-            speed_mps: None,
-            interpolated: false,
-            received_at: None,
+            event: Event {
+                device: "d".into(),
+                fence: Some("f".into()),
+                fence_name: None,
+                kind: AlertKind::Enter,
+                ts: now,
+                position: Some([1.0, 2.0]),
+                speed_mps: None,
+                interpolated: false,
+                received_at: None,
+            },
             created_at: now,
         })
     }

@@ -57,10 +57,19 @@ impl From<fences::TransitionKind> for AlertKind {
 }
 
 /// A stored alert, as the API and the WebSocket send it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
     /// The cursor: resume with `since=<id>` to get every later alert.
     pub id: i64,
+    #[serde(flatten)]
+    pub event: Event,
+    /// When it was committed.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What happened, as the evaluator decides it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
     pub device: String,
     /// `null` for device alerts (`offline`).
     pub fence: Option<String>,
@@ -76,22 +85,12 @@ pub struct Alert {
     pub interpolated: bool,
     /// When the fix that caused it reached the server (absent for timer alerts).
     pub received_at: Option<DateTime<Utc>>,
-    /// When it was committed.
-    pub created_at: DateTime<Utc>,
 }
 
 /// An alert before it is stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewAlert {
-    pub device: String,
-    pub fence: Option<String>,
-    pub fence_name: Option<String>,
-    pub kind: AlertKind,
-    pub ts: DateTime<Utc>,
-    pub position: Option<[f64; 2]>,
-    pub speed_mps: Option<f64>,
-    pub interpolated: bool,
-    pub received_at: Option<DateTime<Utc>>,
+    pub event: Event,
     /// Webhook URLs of the fence, in addition to the configured ones.
     pub webhooks: Vec<String>,
 }

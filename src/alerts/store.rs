@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::{Alert, AlertKind, Changes, NewAlert, Visit, time_of_ms};
+use super::{Alert, AlertKind, Changes, Event, NewAlert, Visit, time_of_ms};
 
 /// Which alerts to read: those after the cursor `since`, optionally only some devices, fences
 /// or kinds, and only devices a token may see.
@@ -25,11 +25,12 @@ pub struct AlertQuery {
 impl AlertQuery {
     /// Whether a live alert passes the same filters as the SQL in [`page`].
     pub fn matches(&self, alert: &Alert, allows_device: impl Fn(&str) -> bool) -> bool {
+        let event = &alert.event;
         alert.id > self.since
-            && (self.devices.is_empty() || self.devices.contains(&alert.device))
-            && (self.fences.is_empty() || alert.fence.as_ref().is_some_and(|f| self.fences.contains(f)))
-            && (self.kinds.is_empty() || self.kinds.contains(&alert.kind))
-            && allows_device(&alert.device)
+            && (self.devices.is_empty() || self.devices.contains(&event.device))
+            && (self.fences.is_empty() || event.fence.as_ref().is_some_and(|f| self.fences.contains(f)))
+            && (self.kinds.is_empty() || self.kinds.contains(&event.kind))
+            && allows_device(&event.device)
     }
 }
 
@@ -81,16 +82,18 @@ fn alert_of_row(
 ) -> Alert {
     Alert {
         id,
-        device,
-        fence,
-        fence_name,
-        // The table's CHECK constraint allows only known kinds.
-        kind: AlertKind::parse(&kind).unwrap_or(AlertKind::Enter),
-        ts,
-        position: lon.zip(lat).map(|(x, y)| [x, y]),
-        speed_mps,
-        interpolated,
-        received_at,
+        event: Event {
+            device,
+            fence,
+            fence_name,
+            // The table's CHECK constraint allows only known kinds.
+            kind: AlertKind::parse(&kind).unwrap_or(AlertKind::Enter),
+            ts,
+            position: lon.zip(lat).map(|(x, y)| [x, y]),
+            speed_mps,
+            interpolated,
+            received_at,
+        },
         created_at,
     }
 }
@@ -283,16 +286,26 @@ async fn insert_alerts(
          ORDER BY ord
          RETURNING id, created_at",
     )
-    .bind(alerts.iter().map(|a| a.device.as_str()).collect::<Vec<_>>())
-    .bind(alerts.iter().map(|a| a.fence.as_deref()).collect::<Vec<_>>())
-    .bind(alerts.iter().map(|a| a.fence_name.as_deref()).collect::<Vec<_>>())
-    .bind(alerts.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>())
-    .bind(alerts.iter().map(|a| a.ts).collect::<Vec<_>>())
-    .bind(column(|a| a.position.map(|p| p[0])))
-    .bind(column(|a| a.position.map(|p| p[1])))
-    .bind(column(|a| a.speed_mps))
-    .bind(alerts.iter().map(|a| a.interpolated).collect::<Vec<_>>())
-    .bind(alerts.iter().map(|a| a.received_at).collect::<Vec<_>>())
+    .bind(alerts.iter().map(|a| a.event.device.as_str()).collect::<Vec<_>>())
+    .bind(
+        alerts
+            .iter()
+            .map(|a| a.event.fence.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        alerts
+            .iter()
+            .map(|a| a.event.fence_name.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(alerts.iter().map(|a| a.event.kind.as_str()).collect::<Vec<_>>())
+    .bind(alerts.iter().map(|a| a.event.ts).collect::<Vec<_>>())
+    .bind(column(|a| a.event.position.map(|p| p[0])))
+    .bind(column(|a| a.event.position.map(|p| p[1])))
+    .bind(column(|a| a.event.speed_mps))
+    .bind(alerts.iter().map(|a| a.event.interpolated).collect::<Vec<_>>())
+    .bind(alerts.iter().map(|a| a.event.received_at).collect::<Vec<_>>())
     .fetch_all(&mut **tx)
     .await?;
     let mut ids: Vec<(i64, DateTime<Utc>)> = rows;
@@ -302,15 +315,7 @@ async fn insert_alerts(
         .zip(ids)
         .map(|(a, (id, created_at))| Alert {
             id,
-            device: a.device.clone(),
-            fence: a.fence.clone(),
-            fence_name: a.fence_name.clone(),
-            kind: a.kind,
-            ts: a.ts,
-            position: a.position,
-            speed_mps: a.speed_mps,
-            interpolated: a.interpolated,
-            received_at: a.received_at,
+            event: a.event.clone(),
             created_at,
         })
         .collect())

@@ -169,10 +169,10 @@ impl AlertWriter {
                 self.metrics
                     .committed
                     .get_or_create(&KindLabel {
-                        kind: alert.kind.as_str(),
+                        kind: alert.event.kind.as_str(),
                     })
                     .inc();
-                if let Some(received) = alert.received_at {
+                if let Some(received) = alert.event.received_at {
                     let seconds = (now - received).num_microseconds().unwrap_or(0) as f64 / 1e6;
                     self.metrics.latency_seconds.observe(seconds.max(0.0));
                 }

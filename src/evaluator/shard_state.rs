@@ -12,7 +12,7 @@ use std::collections::{BinaryHeap, HashMap};
 use chrono::{DateTime, Utc};
 use fences::{FenceIndex, FenceState, PreparedFence, StateConfig, Status, Transition};
 
-use crate::alerts::{AlertKind, Changes, NewAlert, Visit, time_of_ms};
+use crate::alerts::{AlertKind, Changes, Event, NewAlert, Visit, time_of_ms};
 
 /// The last evaluated fix of a device.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -197,15 +197,17 @@ impl ShardState {
                 let now = time_of_ms(now_ms);
                 out.offline.push((id.clone(), Some(now)));
                 out.alerts.push(NewAlert {
-                    device: id.clone(),
-                    fence: None,
-                    fence_name: None,
-                    kind: AlertKind::Offline,
-                    ts: now,
-                    position: device.last.map(|l| l.pos),
-                    speed_mps: None,
-                    interpolated: false,
-                    received_at: None,
+                    event: Event {
+                        device: id.clone(),
+                        fence: None,
+                        fence_name: None,
+                        kind: AlertKind::Offline,
+                        ts: now,
+                        position: device.last.map(|l| l.pos),
+                        speed_mps: None,
+                        interpolated: false,
+                        received_at: None,
+                    },
                     webhooks: Vec::new(),
                 });
             }
@@ -341,15 +343,17 @@ fn alert(
 ) -> NewAlert {
     let def = fence.fence();
     NewAlert {
-        device: device.to_owned(),
-        fence: Some(def.id.clone()),
-        fence_name: Some(def.name.clone()),
-        kind: t.kind.into(),
-        ts: time_of_ms(t.ts_ms),
-        position: Some(t.pos),
-        speed_mps: t.speed_mps,
-        interpolated: t.interpolated,
-        received_at,
+        event: Event {
+            device: device.to_owned(),
+            fence: Some(def.id.clone()),
+            fence_name: Some(def.name.clone()),
+            kind: t.kind.into(),
+            ts: time_of_ms(t.ts_ms),
+            position: Some(t.pos),
+            speed_mps: t.speed_mps,
+            interpolated: t.interpolated,
+            received_at,
+        },
         webhooks: def.webhooks.clone(),
     }
 }
@@ -363,15 +367,17 @@ fn edit_alert(
     pos: [f64; 2],
 ) -> NewAlert {
     NewAlert {
-        device: device.to_owned(),
-        fence: Some(fence.to_owned()),
-        fence_name: def.map(|d| d.name.clone()),
-        kind,
-        ts: time_of_ms(now_ms),
-        position: Some(pos),
-        speed_mps: None,
-        interpolated: false,
-        received_at: None,
+        event: Event {
+            device: device.to_owned(),
+            fence: Some(fence.to_owned()),
+            fence_name: def.map(|d| d.name.clone()),
+            kind,
+            ts: time_of_ms(now_ms),
+            position: Some(pos),
+            speed_mps: None,
+            interpolated: false,
+            received_at: None,
+        },
         webhooks: def.map(|d| d.webhooks.clone()).unwrap_or_default(),
     }
 }

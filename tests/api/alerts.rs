@@ -31,12 +31,8 @@ pub fn circle(id: &str, lon: f64, lat: f64, radius_m: f64) -> Value {
 
 pub async fn create_fence(app: &TestApp, feature: &Value) {
     let reply = app
-        .client
-        .post(app.url("/api/v1/fences"))
-        .json(feature)
-        .send()
-        .await
-        .expect("sent");
+        .send_json(reqwest::Method::POST, "/api/v1/fences", feature)
+        .await;
     json_with_status(reply, 201).await;
 }
 
@@ -469,12 +465,12 @@ async fn editing_and_deleting_fences_re_evaluates_the_devices_in_them() {
     );
     // Moved away from it: it is outside now.
     let moved = app
-        .client
-        .put(app.url("/api/v1/fences/a"))
-        .json(&square("a", 11.0, 10.0, 0.0025))
-        .send()
-        .await
-        .expect("sent");
+        .send_json(
+            reqwest::Method::PUT,
+            "/api/v1/fences/a",
+            &square("a", 11.0, 10.0, 0.0025),
+        )
+        .await;
     json_with_status(moved, 200).await;
     assert_eq!(
         summary(&socket.alerts(1).await),
@@ -485,12 +481,7 @@ async fn editing_and_deleting_fences_re_evaluates_the_devices_in_them() {
         summary(&socket.alerts(1).await),
         owned(&[("parked", "b", "enter")])
     );
-    let deleted = app
-        .client
-        .delete(app.url("/api/v1/fences/b"))
-        .send()
-        .await
-        .expect("sent");
+    let deleted = app.delete("/api/v1/fences/b").await;
     json_with_status(deleted, 200).await;
     assert_eq!(
         summary(&socket.alerts(1).await),
@@ -539,12 +530,7 @@ async fn erasing_a_device_erases_its_alerts_and_fence_states() {
     create_fence(&app, &square("a", 10.0025, 10.0, 0.0025)).await;
     post_fix(&app, "gone", Utc::now(), 10.0025, 10.0).await;
     wait_for_alerts(&app, 1).await;
-    let erased = app
-        .client
-        .delete(app.url("/api/v1/devices/gone"))
-        .send()
-        .await
-        .expect("sent");
+    let erased = app.delete("/api/v1/devices/gone").await;
     json_with_status(erased, 200).await;
     for table in ["alerts", "fence_states"] {
         let left: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))

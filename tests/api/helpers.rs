@@ -138,6 +138,24 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// A request with a JSON body.
+    pub async fn send_json(&self, method: reqwest::Method, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .request(method, self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     /// Rows in `positions`.
     pub async fn stored(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM positions")

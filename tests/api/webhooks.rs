@@ -119,22 +119,14 @@ async fn webhooks_without_a_signing_secret_are_refused() {
     let mut fence = square("a", 10.0, 10.0, 0.01);
     fence["properties"]["webhooks"] = json!(["http://127.0.0.1:9/hook"]);
     let reply = app
-        .client
-        .post(app.url("/api/v1/fences"))
-        .json(&fence)
-        .send()
-        .await
-        .expect("sent");
+        .send_json(reqwest::Method::POST, "/api/v1/fences", &fence)
+        .await;
     let body = json_with_status(reply, 400).await;
     assert_eq!(body["error"]["code"], "webhooks_unsigned");
     fence["properties"]["webhooks"] = json!(["https://example.org/hook"]);
     let reply = app
-        .client
-        .post(app.url("/api/v1/fences"))
-        .json(&fence)
-        .send()
-        .await
-        .expect("sent");
+        .send_json(reqwest::Method::POST, "/api/v1/fences", &fence)
+        .await;
     let body = json_with_status(reply, 400).await;
     assert!(
         body["error"]["message"]
