@@ -181,6 +181,18 @@ pub struct FenceIndex {
     ids: HashMap<String, u32>,
     levels: Vec<Level>,
     polar: Vec<u32>,
+    /// Every fence's bounding boxes, for [`FenceIndex::near_segment`].
+    boxes: RTree<BoxOf>,
+}
+
+/// A fence bounding box tagged with its slot.
+type BoxOf = GeomWithData<Rectangle<[f64; 2]>, u32>;
+
+fn box_of(rect: &Rect, slot: u32) -> BoxOf {
+    GeomWithData::new(
+        Rectangle::from_corners(rect.min().into(), rect.max().into()),
+        slot,
+    )
 }
 
 impl FenceIndex {
@@ -199,6 +211,7 @@ impl FenceIndex {
             ids: HashMap::new(),
             levels: Vec::new(),
             polar: Vec::new(),
+            boxes: RTree::new(),
         })
     }
 
@@ -245,6 +258,9 @@ impl FenceIndex {
     pub fn remove(&mut self, id: &str) -> Option<PreparedFence> {
         let s = self.ids.remove(id)?;
         let slot = self.slots.get_mut(s as usize)?.take()?;
+        for rect in slot.fence.bboxes() {
+            self.boxes.remove(&box_of(rect, s));
+        }
         if let Some(level) = self.levels.iter_mut().find(|l| l.res == slot.res) {
             level.fences -= 1;
             for &t in &slot.tiles {
@@ -296,11 +312,25 @@ impl FenceIndex {
 
     /// Fences whose bounding box meets the bounding box of the great-circle hop
     /// between two positions: the ones a fast device may have crossed between
-    /// two fixes (see [`crate::state::step`]). A linear scan of bounding boxes.
+    /// two fixes (see [`crate::state::step`]). An R-tree query, in slot order.
     pub fn near_segment(&self, from: [f64; 2], to: [f64; 2]) -> Vec<&PreparedFence> {
-        let boxes = geodesy::arc_bboxes(coord! { x: from[0], y: from[1] }, coord! { x: to[0], y: to[1] });
-        self.fences()
-            .filter(|f| f.bboxes().iter().any(|b| boxes.iter().any(|h| b.intersects(h))))
+        let hops = geodesy::arc_bboxes(coord! { x: from[0], y: from[1] }, coord! { x: to[0], y: to[1] });
+        let mut slots: Vec<u32> = hops
+            .iter()
+            .flat_map(|h| {
+                let envelope = AABB::from_corners(h.min().into(), h.max().into());
+                self.boxes
+                    .locate_in_envelope_intersecting(&envelope)
+                    .map(|b| b.data)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        slots
+            .into_iter()
+            .filter_map(|s| self.slot(s))
+            .map(|s| &s.fence)
             .collect()
     }
 
@@ -372,6 +402,9 @@ impl FenceIndex {
                 i
             }
         };
+        for rect in slot.fence.bboxes() {
+            self.boxes.insert(box_of(rect, s));
+        }
         let level = &mut self.levels[i];
         level.fences += 1;
         for &t in &slot.tiles {
@@ -910,6 +943,49 @@ mod tests {
         assert_eq!(idx.len(), 1);
         idx.remove("a");
         assert!(idx.is_empty() && idx.stats().cells == 0);
+    }
+
+    #[test]
+    fn near_segment_finds_what_a_scan_of_every_bbox_finds_through_inserts_and_removes() {
+        let mut idx = FenceIndex::new(IndexConfig::default()).expect("config");
+        for i in 0..40 {
+            let (x, y) = (f64::from(i % 8) * 0.3, f64::from(i / 8) * 0.3);
+            idx.insert(square(&format!("s{i}"), x, y, 0.1)).expect("insert");
+        }
+        for i in (0..40).step_by(3) {
+            idx.remove(&format!("s{i}"));
+        }
+        idx.replace(square("s1", 5.0, 5.0, 0.1)).expect("replace");
+        let hops = [
+            ([0.05, 0.05], [2.2, 1.3]),
+            ([-1.0, 0.65], [3.0, 0.65]),
+            ([0.95, -0.5], [0.95, 2.0]),
+            ([4.9, 4.9], [5.2, 5.3]),
+            ([10.0, 10.0], [10.1, 10.1]),
+        ];
+        for (from, to) in hops {
+            let boxes = geodesy::arc_bboxes(coord! { x: from[0], y: from[1] }, coord! { x: to[0], y: to[1] });
+            let mut scanned: Vec<&str> = idx
+                .fences()
+                .filter(|f| f.bboxes().iter().any(|b| boxes.iter().any(|h| b.intersects(h))))
+                .map(PreparedFence::id)
+                .collect();
+            let mut found: Vec<&str> = idx
+                .near_segment(from, to)
+                .into_iter()
+                .map(PreparedFence::id)
+                .collect();
+            scanned.sort_unstable();
+            found.sort_unstable();
+            assert_eq!(found, scanned, "hop {from:?} -> {to:?}");
+        }
+        assert_eq!(
+            idx.near_segment([4.9, 4.9], [5.2, 5.3])
+                .iter()
+                .map(|f| f.id())
+                .collect::<Vec<_>>(),
+            ["s1"]
+        );
     }
 
     #[test]
