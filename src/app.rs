@@ -137,6 +137,7 @@ impl Application {
             evaluators,
             ws: Arc::new(config.ws.clone()),
             webhooks_signed: config.webhooks.secret.is_some(),
+            tiles: crate::tile_cache::TileCache::new(config.tiles.cache_mb.saturating_mul(1 << 20)),
         };
         state.tasks.spawn(keep_fences_loaded(state.clone()));
         let router = router(
@@ -305,6 +306,7 @@ async fn reload_fences(state: &AppState) -> Result<(), String> {
     let index = crate::fence_store::load(&state.pool, &state.fence_limits).await?;
     let count = index.len();
     state.fences.update(|current| *current = index);
+    state.tiles.invalidate_layer(tiles::Layer::Fences);
     state.fences_loaded.store(true, Ordering::Release);
     tracing::info!(fences = count, "fence index loaded");
     Ok(())

@@ -40,6 +40,21 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub ws: WsConfig,
     pub webhooks: WebhooksConfig,
+    pub tiles: TilesConfig,
+}
+
+/// Vector tiles.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TilesConfig {
+    /// Memory for cached tiles (compressed and plain), in MiB.
+    pub cache_mb: u64,
+}
+
+impl Default for TilesConfig {
+    fn default() -> Self {
+        Self { cache_mb: 256 }
+    }
 }
 
 /// Webhooks: every alert is posted to `urls` (and to its fence's own `webhooks`), signed with
@@ -232,6 +247,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             ws: WsConfig::default(),
             webhooks: WebhooksConfig::default(),
+            tiles: TilesConfig::default(),
         }
     }
 }

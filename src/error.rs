@@ -88,6 +88,13 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
+        Self::from(&error)
+    }
+}
+
+/// Also for errors shared between requests (a coalesced tile build).
+impl From<&sqlx::Error> for ApiError {
+    fn from(error: &sqlx::Error) -> Self {
         match error {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::warn!(%error, "database unavailable");
@@ -97,7 +104,7 @@ impl From<sqlx::Error> for ApiError {
                     5,
                 )
             }
-            other => Self::internal(&other),
+            other => Self::internal(other),
         }
     }
 }

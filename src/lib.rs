@@ -20,6 +20,7 @@ pub mod limits;
 pub mod live;
 mod routes;
 pub mod state;
+pub mod tile_cache;
 pub mod webhooks;
 mod ws;
 

@@ -49,4 +49,5 @@ pub struct AppState {
     pub ws: Arc<WsConfig>,
     /// A webhook secret is configured, so fences may name webhook URLs.
     pub webhooks_signed: bool,
+    pub tiles: crate::tile_cache::TileCache,
 }

@@ -21,6 +21,7 @@ use crate::fence_store;
 use crate::routes::devices::parse_bbox;
 use crate::routes::path_id;
 use crate::state::AppState;
+use tiles::Layer;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -156,7 +157,9 @@ pub async fn delete(
     if !fence_store::delete(&state.pool, &id).await? {
         return Err(unknown_fence(&id));
     }
-    state.fences.update(|index| index.remove(&id));
+    if let Some(old) = state.fences.update(|index| index.remove(&id)) {
+        state.tiles.invalidate(Layer::Fences, extents(&old));
+    }
     tracing::info!(fence = %id, "fence deleted");
     Ok(Json(json!({"deleted": id})))
 }
@@ -265,16 +268,31 @@ async fn write(state: &AppState, fences: Vec<PreparedFence>) -> Result<Vec<Value
     }
     tx.commit().await?;
     let features = fences.iter().map(|f| to_feature(f.fence())).collect();
-    state.fences.update(|index| {
+    let touched = state.fences.update(|index| {
+        let mut touched = Vec::new();
         for fence in fences {
             let id = fence.id().to_owned();
-            if let Err(error) = index.replace(fence) {
+            touched.extend(extents(&fence));
+            match index.replace(fence) {
+                Ok(old) => touched.extend(old.iter().flat_map(extents)),
                 // Preparation succeeded, so this is a bug in the index: the database has the fence.
-                tracing::error!(fence = %id, %error, "fence stored but not indexed");
+                Err(error) => tracing::error!(fence = %id, %error, "fence stored but not indexed"),
             }
         }
+        touched
     });
+    // Before the reply: the next tile request must see this write.
+    state.tiles.invalidate(Layer::Fences, touched);
     Ok(features)
+}
+
+/// A fence's bounding boxes as `[min_lon, min_lat, max_lon, max_lat]`.
+fn extents(fence: &PreparedFence) -> Vec<[f64; 4]> {
+    fence
+        .bboxes()
+        .iter()
+        .map(|r| [r.min().x, r.min().y, r.max().x, r.max().y])
+        .collect()
 }
 
 fn prepare(state: &AppState, fence: Result<Fence, String>) -> Result<PreparedFence, ApiError> {

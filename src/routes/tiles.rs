@@ -1,17 +1,19 @@
 //! `GET /tiles/{layer}/{z}/{x}/{y}` (also `.mvt` / `.pbf`): one Mapbox Vector Tile built by
 //! PostGIS. 204 for an empty tile, 400 for a tile that does not exist, 404 for an unknown layer.
 //! Tiles show where devices are, so they need the `read` scope; map clients may pass the token
-//! as `?token=`.
+//! as `?token=`. Tiles come from the cache (`tile_cache`), gzipped when the client accepts it,
+//! with a strong `ETag` (`If-None-Match` gives 304).
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tiles::{Layer, TileCoord};
 
 use crate::auth::{DeviceAuth, Scope};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::tile_cache::TileKey;
 
 #[utoipa::path(get, path = "/tiles/{layer}/{z}/{x}/{y}", tag = "tiles", security(("bearer" = []), ("token" = [])),
     params(("layer" = String, Path, description = "fences or positions"), ("z" = u8, Path, description = "Zoom, 0 to 22"),
@@ -23,6 +25,7 @@ pub async fn tile(
     State(state): State<AppState>,
     DeviceAuth(principal): DeviceAuth,
     path: Result<Path<(String, String, String, String)>, PathRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Read)?;
     let Path((layer, z, x, y)) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
@@ -35,15 +38,78 @@ pub async fn tile(
     })?;
     let tile =
         TileCoord::parse(&z, &x, &y).map_err(|e| ApiError::bad_request("invalid_tile", e.to_string()))?;
-    let bytes: Vec<u8> = sqlx::query_scalar(layer.sql())
+    let pool = &state.pool;
+    let built = state
+        .tiles
+        .get(TileKey { layer, tile }, || build(pool, layer, tile))
+        .await
+        .map_err(|e| ApiError::from(&*e))?;
+    let cache_control = match layer {
+        // Live positions change every second; the tile cache keeps them that long too.
+        Layer::Positions => "public, max-age=1",
+        // Fences change whenever someone edits them: clients revalidate (a 304 is cheap).
+        Layer::Fences => "public, no-cache",
+    };
+    let mut response = if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == built.etag || t.trim() == "*"))
+    {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else if built.identity.is_empty() {
+        StatusCode::NO_CONTENT.into_response()
+    } else if accepts_gzip(&headers) {
+        (
+            [
+                (header::CONTENT_TYPE, tiles::CONTENT_TYPE),
+                (header::CONTENT_ENCODING, "gzip"),
+            ],
+            built.gzip.clone(),
+        )
+            .into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, tiles::CONTENT_TYPE)],
+            built.identity.clone(),
+        )
+            .into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if let Ok(etag) = HeaderValue::from_str(&built.etag) {
+        headers.insert(header::ETAG, etag);
+    }
+    Ok(response)
+}
+
+/// Runs the layer's query for one tile.
+async fn build(pool: &sqlx::PgPool, layer: Layer, tile: TileCoord) -> Result<Vec<u8>, sqlx::Error> {
+    sqlx::query_scalar(layer.sql())
         .bind(i32::from(tile.z))
         // ST_TileEnvelope takes integers; x and y stay below 2^22.
         .bind(i32::try_from(tile.x).unwrap_or(i32::MAX))
         .bind(i32::try_from(tile.y).unwrap_or(i32::MAX))
-        .fetch_one(&state.pool)
-        .await?;
-    if bytes.is_empty() {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    Ok(([(header::CONTENT_TYPE, tiles::CONTENT_TYPE)], bytes).into_response())
+        .fetch_one(pool)
+        .await
+}
+
+/// Whether `Accept-Encoding` allows gzip (`gzip` or `*` with a non-zero quality).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|entry| {
+            let mut parts = entry.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let zero = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !zero
+        })
 }

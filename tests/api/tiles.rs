@@ -153,3 +153,151 @@ async fn browsers_on_other_origins_may_fetch_tiles() {
     assert_eq!(reply.headers()["access-control-allow-origin"], "*");
     app.stop().await;
 }
+
+/// The z10 tile holding (10.5, 10.5).
+const Z10: &str = "/tiles/fences/10/541/481";
+
+fn names(decoded: Option<&Decoded>) -> Vec<String> {
+    decoded
+        .and_then(|d| d.get("fences"))
+        .map(|features| {
+            features
+                .iter()
+                .filter_map(|(_, p)| p.get("name").cloned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_cached_tile_is_never_stale_after_a_fence_write() {
+    let app = spawn_app().await;
+    let yard = |name: &str, lon: f64| {
+        json!({"type": "Feature", "id": "yard", "geometry": {"type": "Polygon",
+            "coordinates": [[[lon, 10.4], [lon + 0.2, 10.4], [lon + 0.2, 10.6], [lon, 10.6], [lon, 10.4]]]},
+            "properties": {"name": name}})
+    };
+    assert_eq!(tile(&app, Z10).await.0, 204, "nothing there yet");
+    json_with_status(
+        app.send_json(reqwest::Method::POST, "/api/v1/fences", &yard("first", 10.4))
+            .await,
+        201,
+    )
+    .await;
+    let (status, decoded) = tile(&app, Z10).await;
+    assert_eq!((status, names(decoded.as_ref())), (200, vec!["first".to_owned()]));
+    // Cached now; each write is visible to the very next request.
+    json_with_status(
+        app.send_json(
+            reqwest::Method::PUT,
+            "/api/v1/fences/yard",
+            &yard("renamed", 10.4),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(names(tile(&app, Z10).await.1.as_ref()), ["renamed"]);
+    json_with_status(
+        app.send_json(reqwest::Method::PUT, "/api/v1/fences/yard", &yard("moved", 50.0))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        tile(&app, Z10).await.0,
+        204,
+        "moved away: the old extent was invalidated too"
+    );
+    assert_eq!(
+        names(tile(&app, "/tiles/fences/10/654/481").await.1.as_ref()),
+        ["moved"]
+    );
+    json_with_status(app.delete("/api/v1/fences/yard").await, 200).await;
+    assert_eq!(tile(&app, "/tiles/fences/10/654/481").await.0, 204);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tiles_carry_an_etag_answer_304_and_come_gzipped_when_asked() {
+    let app = spawn_app().await;
+    let yard = json!({"type": "Feature", "id": "yard", "geometry": {"type": "Polygon",
+        "coordinates": [[[10.4, 10.4], [10.6, 10.4], [10.6, 10.6], [10.4, 10.6], [10.4, 10.4]]]}});
+    json_with_status(
+        app.send_json(reqwest::Method::POST, "/api/v1/fences", &yard)
+            .await,
+        201,
+    )
+    .await;
+    let plain = app.get(Z10).await;
+    assert_eq!(plain.status(), 200);
+    let etag = plain.headers()["etag"].to_str().expect("etag").to_owned();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "a strong validator: {etag}"
+    );
+    assert_eq!(plain.headers()["cache-control"], "public, no-cache");
+    assert!(plain.headers().get("content-encoding").is_none());
+    let mvt = plain.bytes().await.expect("bytes");
+
+    let revalidated = app
+        .client
+        .get(app.url(Z10))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(revalidated.status(), 304);
+    assert_eq!(revalidated.headers()["etag"], etag.as_str());
+
+    let zipped = app
+        .client
+        .get(app.url(Z10))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    assert_eq!(zipped.headers()["vary"], "accept-encoding");
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(zipped.bytes().await.expect("bytes").as_ref()),
+        &mut unzipped,
+    )
+    .expect("gzip");
+    assert_eq!(unzipped, mvt.as_ref(), "the same tile, compressed");
+    let refused = app
+        .client
+        .get(app.url(Z10))
+        .header("accept-encoding", "gzip;q=0")
+        .send()
+        .await
+        .expect("sent");
+    assert!(refused.headers().get("content-encoding").is_none());
+
+    // Another write changes the tile and its validator.
+    let mut bigger = yard.clone();
+    bigger["geometry"]["coordinates"] = json!([[
+        [10.3, 10.3],
+        [10.7, 10.3],
+        [10.7, 10.7],
+        [10.3, 10.7],
+        [10.3, 10.3]
+    ]]);
+    json_with_status(
+        app.send_json(reqwest::Method::PUT, "/api/v1/fences/yard", &bigger)
+            .await,
+        200,
+    )
+    .await;
+    let changed = app
+        .client
+        .get(app.url(Z10))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers()["etag"], etag.as_str());
+    app.stop().await;
+}

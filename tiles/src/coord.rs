@@ -24,6 +24,38 @@ pub enum TileError {
 }
 
 impl TileCoord {
+    /// The tile's extent in degrees, `[west, south, east, north]`, widened on every side by
+    /// `buffer` times its width (a feature within the MVT buffer of a tile appears in it too).
+    pub fn bounds_lonlat(self, buffer: f64) -> [f64; 4] {
+        let n = f64::from(1u32 << self.z);
+        let lon = |x: f64| x / n * 360.0 - 180.0;
+        let lat = |y: f64| {
+            let y = y.clamp(0.0, n);
+            (std::f64::consts::PI * (1.0 - 2.0 * y / n))
+                .sinh()
+                .atan()
+                .to_degrees()
+        };
+        let (x, y) = (f64::from(self.x), f64::from(self.y));
+        [
+            lon(x - buffer),
+            lat(y + 1.0 + buffer),
+            lon(x + 1.0 + buffer),
+            lat(y - buffer),
+        ]
+    }
+
+    /// Whether the tile (widened by `buffer`) meets `[min_lon, min_lat, max_lon, max_lat]`.
+    pub fn meets(self, [w, s, e, n]: [f64; 4], buffer: f64) -> bool {
+        let [tw, ts, te, tn] = self.bounds_lonlat(buffer);
+        // Near the poles, Web Mercator tiles stop at ±85.05°: anything beyond meets the edge row.
+        let (ts, tn) = (
+            if ts <= -85.0 { -90.0 } else { ts },
+            if tn >= 85.0 { 90.0 } else { tn },
+        );
+        w <= te && e >= tw && s <= tn && n >= ts
+    }
+
     /// Parses `z`, `x` and `y` URL segments; `y` may end in `.mvt` or `.pbf`.
     pub fn parse(z: &str, x: &str, y: &str) -> Result<Self, TileError> {
         let number = |text: &str| {
@@ -82,5 +114,32 @@ mod tests {
             Err(TileError::NotANumber(_))
         ));
         assert!(TileCoord::parse("22", "4194303", "4194303").is_ok());
+    }
+
+    #[test]
+    fn bounds_and_meets() {
+        let world = TileCoord { z: 0, x: 0, y: 0 }.bounds_lonlat(0.0);
+        assert!((world[0] + 180.0).abs() < 1e-9 && (world[2] - 180.0).abs() < 1e-9);
+        assert!((world[3] - 85.051_128_78).abs() < 1e-6);
+        let paris = TileCoord {
+            z: 10,
+            x: 518,
+            y: 352,
+        };
+        let [w, s, e, n] = paris.bounds_lonlat(0.0);
+        assert!(
+            w < 2.35 && 2.35 < e && s < 48.85 && 48.85 < n,
+            "{:?}",
+            [w, s, e, n]
+        );
+        assert!(paris.meets([2.3, 48.8, 2.4, 48.9], 0.0));
+        assert!(!paris.meets([10.0, 10.0, 11.0, 11.0], 0.0));
+        // Just east of the tile: only within the buffer.
+        let beyond = [e + 0.001, s, e + 0.002, n];
+        assert!(!paris.meets(beyond, 0.0) && paris.meets(beyond, 64.0 / 4096.0));
+        assert!(
+            TileCoord { z: 3, x: 4, y: 0 }.meets([0.0, 89.0, 1.0, 90.0], 0.0),
+            "polar caps meet the top row"
+        );
     }
 }

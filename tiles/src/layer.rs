@@ -7,7 +7,7 @@
 //! are stable 60-bit integers derived from the fence or device id, since MVT ids are integers.
 
 /// A tile layer served at `/tiles/{name}/{z}/{x}/{y}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Layer {
     /// Fence areas (circles and corridors as polygons) with `id`, `name`, `kind`.
     Fences,

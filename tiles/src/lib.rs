@@ -1,7 +1,7 @@
 //! Vector tiles for geotrack: XYZ tile coordinates ([`TileCoord`]) and the built-in layers
 //! ([`Layer`]) with the PostGIS SQL that builds each tile with `ST_AsMVT`. The binary runs the
-//! SQL; this crate knows no HTTP and no connection. Cache, TileJSON and per-tile invalidation
-//! come next.
+//! SQL, and caches tiles (`src/tile_cache.rs`, which asks [`TileCoord::meets`] which cached
+//! tiles a write touches); this crate knows no HTTP and no connection.
 
 mod coord;
 mod layer;
