@@ -84,11 +84,20 @@ struct Changes {
     log: VecDeque<(u64, Arc<[[f64; 4]]>)>,
 }
 
+/// A committed write that changed tiles of `layer` within `bboxes`, for `WS /ws/tiles`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TileChange {
+    pub layer: &'static str,
+    /// `[min_lon, min_lat, max_lon, max_lat]` extents; refetch the tiles that meet them.
+    pub bboxes: Arc<[[f64; 4]]>,
+}
+
 /// The cache; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct TileCache {
     tiles: Cache<TileKey, Arc<Tile>>,
     changes: Arc<[Mutex<Changes>; 2]>,
+    announce: tokio::sync::broadcast::Sender<TileChange>,
 }
 
 /// Why a tile could not be built.
@@ -106,6 +115,7 @@ impl TileCache {
         Self {
             tiles,
             changes: Arc::default(),
+            announce: tokio::sync::broadcast::channel(256).0,
         }
     }
 
@@ -176,10 +186,19 @@ impl TileCache {
                 changes.log.pop_front();
             }
         }
+        let _ = self.announce.send(TileChange {
+            layer: layer.name(),
+            bboxes: boxes.clone(),
+        });
         // Frees touched entries; correctness does not depend on when this runs.
         let _ = self.tiles.invalidate_entries_if(move |key, _| {
             key.layer == layer && boxes.iter().any(|b| key.tile.meets(*b, BUFFER))
         });
+    }
+
+    /// Changes announced from now on (the receiver learns how many it missed if it lags).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<TileChange> {
+        self.announce.subscribe()
     }
 
     /// Records a write that may have touched any tile of `layer` (a reload of every fence).

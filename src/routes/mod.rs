@@ -59,6 +59,7 @@ fn documented_routes(max_body: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::socket))
         .routes(routes!(live::socket))
         .routes(routes!(tiles::tile))
+        .routes(routes!(tiles::changes))
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))

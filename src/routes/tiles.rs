@@ -5,15 +5,19 @@
 //! with a strong `ETag` (`If-None-Match` gives 304).
 
 use axum::extract::rejection::PathRejection;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde_json::json;
 use tiles::{Layer, TileCoord};
+use tokio::sync::broadcast::error::RecvError;
 
-use crate::auth::{DeviceAuth, Scope};
+use crate::auth::{DeviceAuth, Scope, SocketAuth};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tile_cache::TileKey;
+use crate::ws::{self, Gone};
 
 #[utoipa::path(get, path = "/tiles/{layer}/{z}/{x}/{y}", tag = "tiles", security(("bearer" = []), ("token" = [])),
     params(("layer" = String, Path, description = "fences or positions"), ("z" = u8, Path, description = "Zoom, 0 to 22"),
@@ -112,4 +116,38 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
             });
             (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !zero
         })
+}
+
+/// `WS /ws/tiles?token=`: `{"type":"changed","layer":"fences","bboxes":[[w,s,e,n],...]}` after
+/// every committed write that changed tiles, so a map refetches only the tiles meeting those
+/// extents. A subscriber that falls behind gets the whole world as changed. `positions` tiles
+/// are not announced: they change every second and live one second.
+#[utoipa::path(get, path = "/ws/tiles", tag = "tiles", security(("bearer" = []), ("token" = [])),
+    params(("token" = Option<String>, Query, description = "Token, for browsers")),
+    responses((status = 101, description = "WebSocket of tile changes"), (status = 401, description = "No valid token")))]
+pub async fn changes(
+    State(state): State<AppState>,
+    SocketAuth(principal): SocketAuth,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Read)?;
+    let mut changes = state.tiles.subscribe();
+    Ok(ws::accept(&state, upgrade, move |mut socket| async move {
+        let gone = loop {
+            let sent = tokio::select! {
+                change = changes.recv() => match change {
+                    Ok(change) => socket.send_json(&json!({"type": "changed", "layer": change.layer, "bboxes": change.bboxes})).await,
+                    Err(RecvError::Lagged(_)) => {
+                        socket.send_json(&json!({"type": "changed", "layer": "*", "bboxes": [[-180.0, -90.0, 180.0, 90.0]]})).await
+                    }
+                    Err(RecvError::Closed) => Err(Gone::Shutdown),
+                },
+                incoming = socket.recv() => incoming.map(drop),
+            };
+            if let Err(gone) = sent {
+                break gone;
+            }
+        };
+        socket.close(gone, "server shutting down").await;
+    }))
 }

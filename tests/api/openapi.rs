@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::helpers::{json_with_status, spawn_app};
 
 /// Every route of the service, as the README documents them.
-const ROUTES: [(&str, &str); 26] = [
+const ROUTES: [(&str, &str); 27] = [
     ("get", "/"),
     ("post", "/"),
     ("get", "/osmand"),
@@ -30,6 +30,7 @@ const ROUTES: [(&str, &str); 26] = [
     ("get", "/ws/alerts"),
     ("get", "/ws/positions"),
     ("get", "/tiles/{layer}/{z}/{x}/{y}"),
+    ("get", "/ws/tiles"),
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/metrics"),

@@ -301,3 +301,38 @@ async fn tiles_carry_an_etag_answer_304_and_come_gzipped_when_asked() {
     assert_ne!(changed.headers()["etag"], etag.as_str());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn fence_writes_are_announced_on_the_tiles_socket_with_their_extents() {
+    let app = spawn_app().await;
+    let mut socket = crate::ws_client::WsClient::connect(&app, "/ws/tiles").await;
+    let yard = |lon: f64| {
+        json!({"type": "Feature", "id": "yard", "geometry": {"type": "Polygon",
+            "coordinates": [[[lon, 10.4], [lon + 0.2, 10.4], [lon + 0.2, 10.6], [lon, 10.6], [lon, 10.4]]]}})
+    };
+    json_with_status(
+        app.send_json(reqwest::Method::POST, "/api/v1/fences", &yard(10.4))
+            .await,
+        201,
+    )
+    .await;
+    let created = socket.json().await;
+    assert_eq!(created["type"], "changed");
+    assert_eq!(created["layer"], "fences");
+    assert_eq!(created["bboxes"], json!([[10.4, 10.4, 10.6, 10.6]]));
+    json_with_status(
+        app.send_json(reqwest::Method::PUT, "/api/v1/fences/yard", &yard(20.0))
+            .await,
+        200,
+    )
+    .await;
+    let moved = socket.json().await;
+    let mut boxes: Vec<Vec<f64>> = serde_json::from_value(moved["bboxes"].clone()).expect("boxes");
+    boxes.sort_by(|a, b| a[0].total_cmp(&b[0]));
+    assert_eq!(
+        boxes,
+        [vec![10.4, 10.4, 10.6, 10.6], vec![20.0, 10.4, 20.2, 10.6]],
+        "old and new extents"
+    );
+    app.stop().await;
+}
