@@ -60,6 +60,8 @@ fn documented_routes(max_body: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(live::socket))
         .routes(routes!(tiles::tile))
         .routes(routes!(tiles::changes))
+        .routes(routes!(tiles::catalog))
+        .routes(routes!(tiles::tilejson))
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))

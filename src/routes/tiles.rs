@@ -4,12 +4,13 @@
 //! as `?token=`. Tiles come from the cache (`tile_cache`), gzipped when the client accepts it,
 //! with a strong `ETag` (`If-None-Match` gives 304).
 
+use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 use tiles::{Layer, TileCoord};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -33,13 +34,7 @@ pub async fn tile(
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Read)?;
     let Path((layer, z, x, y)) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
-    let layer = Layer::from_name(&layer).ok_or_else(|| {
-        let known: Vec<&str> = Layer::ALL.iter().map(|l| l.name()).collect();
-        ApiError::not_found(
-            "unknown_layer",
-            format!("no layer {layer:?}; layers: {}", known.join(", ")),
-        )
-    })?;
+    let layer = known_layer(&layer)?;
     let tile =
         TileCoord::parse(&z, &x, &y).map_err(|e| ApiError::bad_request("invalid_tile", e.to_string()))?;
     let pool = &state.pool;
@@ -85,6 +80,17 @@ pub async fn tile(
         headers.insert(header::ETAG, etag);
     }
     Ok(response)
+}
+
+/// The layer of that name, or 404 listing the layers.
+fn known_layer(name: &str) -> Result<Layer, ApiError> {
+    Layer::from_name(name).ok_or_else(|| {
+        let known: Vec<&str> = Layer::ALL.iter().map(|l| l.name()).collect();
+        ApiError::not_found(
+            "unknown_layer",
+            format!("no layer {name:?}; layers: {}", known.join(", ")),
+        )
+    })
 }
 
 /// Runs the layer's query for one tile.
@@ -150,4 +156,94 @@ pub async fn changes(
         };
         socket.close(gone, "server shutting down").await;
     }))
+}
+
+/// `GET /tiles`: the catalog of layers, each with its TileJSON URL.
+#[utoipa::path(get, path = "/tiles", tag = "tiles", security(("bearer" = []), ("token" = [])),
+    responses((status = 200, description = "{tiles: {layer: {content_type, description, tilejson}}}")))]
+pub async fn catalog(
+    DeviceAuth(principal): DeviceAuth,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Read)?;
+    let base = base_url(&headers);
+    let query = token_query(&uri);
+    let tiles: serde_json::Map<String, Value> = Layer::ALL
+        .iter()
+        .map(|layer| {
+            let entry = json!({
+                "content_type": tiles::CONTENT_TYPE,
+                "description": layer.description(),
+                "tilejson": format!("{base}/tiles/{}{query}", layer.name()),
+            });
+            (layer.name().to_owned(), entry)
+        })
+        .collect();
+    Ok(Json(json!({ "tiles": tiles })))
+}
+
+/// `GET /tiles/{layer}`: TileJSON 3.0 for a layer. Tile URLs use the address the request came to
+/// (`Host`, and `X-Forwarded-Proto` behind a proxy) and carry the request's `?token=`.
+#[utoipa::path(get, path = "/tiles/{layer}", tag = "tiles", security(("bearer" = []), ("token" = [])),
+    params(("layer" = String, Path, description = "fences or positions")),
+    responses((status = 200, description = "TileJSON 3.0"), (status = 404, description = "Unknown layer")))]
+pub async fn tilejson(
+    DeviceAuth(principal): DeviceAuth,
+    layer: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Read)?;
+    let layer = known_layer(&crate::routes::path_id(layer)?)?;
+    let base = base_url(&headers);
+    let query = token_query(&uri);
+    let fields: serde_json::Map<String, Value> = layer
+        .fields()
+        .iter()
+        .map(|(name, kind)| ((*name).to_owned(), json!(kind)))
+        .collect();
+    Ok(Json(json!({
+        "tilejson": "3.0.0",
+        "name": layer.name(),
+        "description": layer.description(),
+        "scheme": "xyz",
+        "tiles": [format!("{base}/tiles/{}/{{z}}/{{x}}/{{y}}.mvt{query}", layer.name())],
+        "minzoom": 0,
+        "maxzoom": tiles::MAX_ZOOM,
+        "bounds": [-180.0, -85.051_129, 180.0, 85.051_129],
+        "vector_layers": [{
+            "id": layer.name(),
+            "description": layer.description(),
+            "fields": fields,
+            "minzoom": 0,
+            "maxzoom": tiles::MAX_ZOOM,
+        }],
+    })))
+}
+
+/// `http(s)://host[:port]` as the client reached the server.
+fn base_url(headers: &HeaderMap) -> String {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = text("x-forwarded-host")
+        .or_else(|| text(header::HOST.as_str()))
+        .unwrap_or("127.0.0.1:8080");
+    let scheme = match text("x-forwarded-proto") {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
+}
+
+/// `?token=...` when the request carried one, for URLs handed back to the same client.
+fn token_query(uri: &axum::http::Uri) -> String {
+    uri.query()
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token"))
+        .map(|(_, token)| {
+            let pair = form_urlencoded::Serializer::new(String::new())
+                .append_pair("token", &token)
+                .finish();
+            format!("?{pair}")
+        })
+        .unwrap_or_default()
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::helpers::{json_with_status, spawn_app};
 
 /// Every route of the service, as the README documents them.
-const ROUTES: [(&str, &str); 27] = [
+const ROUTES: [(&str, &str); 29] = [
     ("get", "/"),
     ("post", "/"),
     ("get", "/osmand"),
@@ -31,6 +31,8 @@ const ROUTES: [(&str, &str); 27] = [
     ("get", "/ws/positions"),
     ("get", "/tiles/{layer}/{z}/{x}/{y}"),
     ("get", "/ws/tiles"),
+    ("get", "/tiles"),
+    ("get", "/tiles/{layer}"),
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/metrics"),

@@ -336,3 +336,49 @@ async fn fence_writes_are_announced_on_the_tiles_socket_with_their_extents() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_catalog_and_tilejson_lead_a_client_to_working_tile_urls() {
+    let app = crate::helpers::spawn_with(|c| {
+        c.tokens = geotrack::auth::TokensSetting::Compact("map-token-1=read".into());
+    })
+    .await;
+    let catalog = json_with_status(app.get("/tiles?token=map-token-1").await, 200).await;
+    for layer in ["fences", "positions"] {
+        assert_eq!(
+            catalog["tiles"][layer]["content_type"],
+            "application/vnd.mapbox-vector-tile"
+        );
+    }
+    let url = catalog["tiles"]["fences"]["tilejson"]
+        .as_str()
+        .expect("tilejson url")
+        .to_owned();
+    assert_eq!(url, app.url("/tiles/fences?token=map-token-1"));
+    let tilejson: serde_json::Value = app
+        .client
+        .get(&url)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(tilejson["tilejson"], "3.0.0");
+    assert_eq!(tilejson["vector_layers"][0]["id"], "fences");
+    assert_eq!(tilejson["vector_layers"][0]["fields"]["name"], "String");
+    assert_eq!(
+        (tilejson["minzoom"].as_u64(), tilejson["maxzoom"].as_u64()),
+        (Some(0), Some(22))
+    );
+    let template = tilejson["tiles"][0].as_str().expect("template");
+    let tile_url = template
+        .replace("{z}", "3")
+        .replace("{x}", "4")
+        .replace("{y}", "3");
+    let reply = app.client.get(&tile_url).send().await.expect("sent");
+    assert_eq!(reply.status(), 204, "{tile_url}: a real, empty tile");
+    assert_eq!(app.get("/tiles/roads?token=map-token-1").await.status(), 404);
+    assert_eq!(app.get("/tiles").await.status(), 401);
+    app.stop().await;
+}

@@ -31,6 +31,27 @@ impl Layer {
         }
     }
 
+    /// What the layer shows, for catalogs and TileJSON.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Fences => "Geofence areas (circles and corridors as polygons)",
+            Self::Positions => "The live position of each device",
+        }
+    }
+
+    /// Feature properties and their types, as TileJSON `vector_layers[].fields` lists them.
+    pub fn fields(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::Fences => &[("id", "String"), ("name", "String"), ("kind", "String")],
+            Self::Positions => &[
+                ("device", "String"),
+                ("speed_mps", "Number"),
+                ("heading_deg", "Number"),
+                ("ts", "String"),
+            ],
+        }
+    }
+
     /// The query building this layer's tile for `$1, $2, $3` = z, x, y.
     pub fn sql(self) -> &'static str {
         match self {
