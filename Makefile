@@ -5,10 +5,11 @@ CARGO ?= cargo
 
 .PHONY: run test db lint fmt build release bench-ingest
 
-## Start the service on http://127.0.0.1:8080 against the local PostgreSQL (installs PostGIS if needed).
+## Start the service on http://127.0.0.1:8080 against the local PostgreSQL (installs PostGIS if
+## needed), with a demo fleet of 50 vehicles and demo fences in Paris. Ctrl-C stops both.
 run: db release
 	./target/release/geotrack migrate
-	./target/release/geotrack serve
+	./target/release/geotrack serve --demo
 
 ## The whole suite: formatting, lints, unit and integration tests (real PostGIS, real sockets).
 test: db lint

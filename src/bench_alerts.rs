@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench_ingest::{cpu_seconds, peak_rss, rss_kib};
+use crate::simulate::Rng;
 
 #[derive(Debug, Args)]
 pub struct BenchAlertsArgs {
@@ -111,7 +112,7 @@ pub async fn run(args: &BenchAlertsArgs, database_url: &str) -> Result<(), Strin
 }
 
 async fn load_fences(client: &reqwest::Client, args: &BenchAlertsArgs) -> Result<(), String> {
-    let mut rng = Rng(0x5eed_f00d);
+    let mut rng = Rng::new(0x5eed_f00d);
     let features: Vec<Value> = (0..args.fences)
         .map(|i| {
             let lon = AREA[0] + rng.unit() * (AREA[2] - AREA[0]);
@@ -194,7 +195,7 @@ struct Drive {
 async fn drive(client: &reqwest::Client, args: &BenchAlertsArgs) -> Drive {
     let devices = args.devices.max(1);
     let batch = args.batch.max(1);
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     // Position and heading of each device; they drive at 20 m/s.
     let mut fleet: Vec<([f64; 2], f64)> = (0..devices)
         .map(|_| {
@@ -322,16 +323,4 @@ async fn idle(args: &BenchAlertsArgs) -> Result<(), String> {
         );
     }
     Ok(())
-}
-
-/// A small deterministic generator (xorshift64*): the same fleet and fences every run.
-struct Rng(u64);
-
-impl Rng {
-    fn unit(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
-    }
 }

@@ -33,7 +33,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service.
-    Serve,
+    Serve {
+        /// Also drive a demo fleet of 50 vehicles, with demo fences, inside the server.
+        #[arg(long)]
+        demo: bool,
+    },
     /// Create the database if needed and apply pending migrations (idempotent).
     Migrate,
     /// Load data from files.
@@ -41,6 +45,8 @@ pub enum Command {
     Import(Import),
     /// Measure ingest throughput of a running server against a raw COPY of the same rows.
     BenchIngest(crate::bench_ingest::BenchIngestArgs),
+    /// Drive a simulated fleet against a server (`--demo` also draws fences).
+    Simulate(crate::simulate::SimulateArgs),
     /// Measure alert latency (fix received to alert on a WebSocket) under an open-loop drive.
     BenchAlerts(crate::bench_alerts::BenchAlertsArgs),
 }

@@ -19,6 +19,7 @@ pub mod import;
 pub mod limits;
 pub mod live;
 mod routes;
+pub mod simulate;
 pub mod state;
 pub mod tile_cache;
 pub mod webhooks;

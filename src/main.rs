@@ -52,12 +52,59 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::BenchIngest(args) => geotrack::bench_ingest::run(&args, &config.database_url).await,
         Command::BenchAlerts(args) => geotrack::bench_alerts::run(&args, &config.database_url).await,
-        Command::Serve => {
-            let app = Application::build(config).await.map_err(|e| e.to_string())?;
-            tracing::info!("geotrack listening on http://{}", app.local_addr());
-            app.run_until(geotrack::app::shutdown_signal())
-                .await
-                .map_err(|e| e.to_string())
+        Command::Serve { demo } => serve(config, demo).await,
+        Command::Simulate(args) => {
+            let stop = tokio_util::sync::CancellationToken::new();
+            let on_signal = stop.clone();
+            tokio::spawn(async move {
+                geotrack::app::shutdown_signal().await;
+                on_signal.cancel();
+            });
+            let report = geotrack::simulate::run(&args, stop).await?;
+            println!("{report}");
+            Ok(())
         }
     }
+}
+
+/// Runs the server until SIGINT/SIGTERM; with `demo`, a simulated fleet drives meanwhile.
+async fn serve(config: Config, demo: bool) -> Result<(), String> {
+    let token = demo_token(&config);
+    let app = Application::build(config).await.map_err(|e| e.to_string())?;
+    let url = format!("http://{}", app.local_addr());
+    tracing::info!("geotrack listening on {url}");
+    let stop = tokio_util::sync::CancellationToken::new();
+    if demo {
+        let args = geotrack::simulate::SimulateArgs {
+            url: url.clone(),
+            token,
+            demo: true,
+            quiet: true,
+            ..geotrack::simulate::SimulateArgs::demo()
+        };
+        let until = stop.clone();
+        tokio::spawn(async move {
+            tracing::info!(devices = args.devices, "demo fleet driving; open {}", args.url);
+            match geotrack::simulate::run(&args, until).await {
+                Ok(report) => tracing::info!("demo fleet stopped: {report}"),
+                Err(error) => tracing::error!("demo fleet: {error}"),
+            }
+        });
+    }
+    let on_signal = stop.clone();
+    app.run_until(async move {
+        geotrack::app::shutdown_signal().await;
+        on_signal.cancel();
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// A configured token that may write positions and fences, for the demo fleet.
+fn demo_token(config: &Config) -> Option<String> {
+    let entries = config.tokens.entries().ok()?;
+    entries
+        .iter()
+        .find(|t| t.scopes.contains(&geotrack::auth::Scope::Admin))
+        .map(|t| t.token.clone())
 }

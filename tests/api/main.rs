@@ -14,6 +14,7 @@ mod ingest;
 mod limits;
 mod openapi;
 mod ops;
+mod simulate;
 mod tiles;
 mod webhooks;
 mod ws_client;

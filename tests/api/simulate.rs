@@ -1,0 +1,46 @@
+//! The fleet simulator against a real server: demo fences are drawn, every fix it sends is
+//! accepted and stored, over both the JSON batch endpoint and the OsmAnd protocol.
+
+use geotrack::simulate::{self, Protocol, SimulateArgs};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn the_demo_fleet_draws_its_fences_and_every_fix_is_stored() {
+    let app = spawn_app().await;
+    let args = SimulateArgs {
+        url: app.url(""),
+        devices: 10,
+        interval_s: 0.1,
+        duration_s: 2,
+        quiet: true,
+        ..SimulateArgs::demo()
+    };
+    let report = simulate::run(&args, CancellationToken::new()).await.expect("run");
+    assert!(report.sent >= 100, "{report}");
+    assert_eq!(
+        (report.accepted, report.rejected, report.failed_requests),
+        (report.sent, 0, 0),
+        "{report}"
+    );
+    let fences: Vec<String> = sqlx::query_scalar("SELECT id FROM fences ORDER BY id")
+        .fetch_all(&app.db)
+        .await
+        .expect("fences");
+    assert_eq!(fences, ["demo-bridge", "demo-depot", "demo-park", "demo-school"]);
+    assert_eq!(app.stored().await, i64::try_from(report.sent).expect("count"));
+
+    let osmand = SimulateArgs {
+        protocol: Protocol::Osmand,
+        demo: false,
+        seed: 2,
+        duration_s: 1,
+        ..args
+    };
+    let report = simulate::run(&osmand, CancellationToken::new())
+        .await
+        .expect("run");
+    assert!(report.accepted > 0 && report.failed_requests == 0, "{report}");
+    app.stop().await;
+}
