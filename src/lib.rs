@@ -22,6 +22,7 @@ mod routes;
 pub mod simulate;
 pub mod state;
 pub mod tile_cache;
+pub mod web;
 pub mod webhooks;
 mod ws;
 

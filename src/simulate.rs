@@ -129,6 +129,7 @@ pub async fn run(args: &SimulateArgs, stop: CancellationToken) -> Result<Report,
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| e.to_string())?;
+    wait_until_ready(&client, &args.url, &stop).await?;
     if args.demo {
         create_demo_fences(&client, args, centre).await?;
     }
@@ -176,6 +177,23 @@ pub async fn run(args: &SimulateArgs, stop: CancellationToken) -> Result<Report,
         bar.finish_and_clear();
     }
     Ok(report)
+}
+
+/// Waits (up to a minute) for the server's `/ready`: a server that just started may still be
+/// loading its fences.
+async fn wait_until_ready(client: &reqwest::Client, url: &str, stop: &CancellationToken) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        if let Ok(reply) = client.get(format!("{url}/ready")).send().await
+            && reply.status().is_success()
+        {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(60) || stop.is_cancelled() {
+            return Err(format!("{url} did not become ready"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn parse_centre(text: &str) -> Result<[f64; 2], String> {

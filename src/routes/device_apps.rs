@@ -56,7 +56,7 @@ pub async fn osmand(
 }
 
 /// `/`: OsmAnd-protocol requests sent to the bare server URL (Traccar Client appends `/`);
-/// a GET without `id`/`deviceid` is not a device and gets the usual 404.
+/// a GET without `id`/`deviceid` is a browser: it gets the web map.
 #[utoipa::path(method(get, post), path = "/", tag = "device apps", security(("bearer" = []), ("token" = [])),
     description = "OsmAnd protocol at the bare server URL: any POST, or a GET with `id`/`deviceid`",
     responses((status = 200, description = "Processed (stored, duplicate, ignored or unusable)"), (status = 401, description = "No or unknown token"),
@@ -73,10 +73,7 @@ pub async fn root(
         .iter()
         .any(|(k, _)| k == "id" || k == "deviceid");
     if method == axum::http::Method::GET && !names_a_device {
-        return Err(ApiError::not_found(
-            "no_route",
-            "no such endpoint; see the README for the API",
-        ));
+        return Ok(crate::web::index());
     }
     match auth {
         Ok(auth) => osmand(state, auth, uri, headers, body).await,

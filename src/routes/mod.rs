@@ -28,6 +28,7 @@ use crate::state::AppState;
 pub fn router(state: AppState) -> Router {
     let (router, spec) = documented_routes(state.ingest.max_body_bytes).split_for_parts();
     let spec = Arc::new(spec);
+    let router = crate::web::paths().fold(router, |router, path| router.route(path, get(crate::web::asset)));
     router
         .route(
             "/api/openapi.json",

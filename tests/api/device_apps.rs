@@ -96,7 +96,14 @@ async fn the_osmand_app_sends_metres_per_second_selected_by_speed_unit() {
     let rows = stored(&app).await;
     assert_eq!(rows[0].device, "osmand-phone");
     assert!(close(rows[0].speed_mps, 1.39));
-    assert_eq!(app.get("/").await.status(), 404, "a plain GET / is not a device");
+    let page = app.get("/").await;
+    assert_eq!(page.status(), 200, "a plain GET / is a browser: it gets the map");
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/html")
+    );
     app.stop().await;
 }
 

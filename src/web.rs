@@ -1,0 +1,77 @@
+//! The web map, served from the binary: `web/` (the page, its script and style), MapLibre GL JS
+//! vendored from npm (`web/vendor`) and the Natural Earth countries for the basemap
+//! (`web/data`), embedded at compile time so the server needs no files and no internet.
+
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+/// Path, media type, bytes.
+const ASSETS: [(&str, &str, &[u8]); 7] = [
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_bytes!("../web/index.html"),
+    ),
+    (
+        "/app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/app.js"),
+    ),
+    (
+        "/app.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../web/app.css"),
+    ),
+    (
+        "/vendor/maplibre-gl.mjs",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/vendor/maplibre-gl.mjs"),
+    ),
+    (
+        "/vendor/maplibre-gl-worker.mjs",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/vendor/maplibre-gl-worker.mjs"),
+    ),
+    (
+        "/vendor/maplibre-gl.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../web/vendor/maplibre-gl.css"),
+    ),
+    (
+        "/data/countries.geojson",
+        "application/geo+json",
+        include_bytes!("../web/data/countries.geojson"),
+    ),
+];
+
+/// The paths served, for the router.
+pub fn paths() -> impl Iterator<Item = &'static str> {
+    ASSETS.iter().map(|(path, _, _)| *path).filter(|p| *p != "/")
+}
+
+/// The asset at the request's path (404 JSON when there is none).
+pub async fn asset(uri: Uri) -> Response {
+    serve(uri.path())
+}
+
+/// The page itself.
+pub fn index() -> Response {
+    serve("/")
+}
+
+fn serve(path: &str) -> Response {
+    let Some((_, media_type, bytes)) = ASSETS.iter().find(|(p, _, _)| *p == path) else {
+        return crate::error::ApiError::not_found("no_route", "no such file").into_response();
+    };
+    let mut response = (StatusCode::OK, *bytes).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
+    // Vendored files change only with a new binary; the page and its script revalidate.
+    let cache = if path.starts_with("/vendor/") || path.starts_with("/data/") {
+        "public, max-age=3600"
+    } else {
+        "no-cache"
+    };
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    response
+}

@@ -1,0 +1,155 @@
+// The live fleet map: MapLibre GL JS (vendored), the countries basemap, fences from the
+// `fences` vector tiles (refetched when /ws/tiles says they changed), vehicles from
+// /ws/positions (moving smoothly between updates) and an alerts panel from /ws/alerts that
+// resumes from its cursor after a reconnect. No framework, no external requests.
+import * as maplibregl from '/vendor/maplibre-gl.mjs';
+
+const params = new URLSearchParams(location.search);
+if (params.get('token')) localStorage.setItem('geotrack.token', params.get('token'));
+const token = localStorage.getItem('geotrack.token') || '';
+const withToken = (url) => token ? `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}` : url;
+const wsUrl = (path) => withToken(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`);
+const $ = (id) => document.getElementById(id);
+
+const state = { devices: new Map(), alerts: 0, sockets: {}, open: {} };
+
+const map = new maplibregl.Map({
+  container: 'map',
+  center: [2.3522, 48.8566],
+  zoom: 12.6,
+  style: {
+    version: 8,
+    sources: {
+      countries: { type: 'geojson', data: '/data/countries.geojson' },
+      fences: { type: 'vector', url: withToken(`${location.origin}/tiles/fences`) },
+      vehicles: { type: 'geojson', data: { type: 'FeatureCollection', features: [] } },
+    },
+    layers: [
+      { id: 'sea', type: 'background', paint: { 'background-color': '#cfe3f0' } },
+      { id: 'land', type: 'fill', source: 'countries', paint: { 'fill-color': '#f2efe6' } },
+      { id: 'borders', type: 'line', source: 'countries', paint: { 'line-color': '#b9b2a0', 'line-width': 0.8 } },
+      { id: 'fences', type: 'fill', source: 'fences', 'source-layer': 'fences',
+        paint: { 'fill-color': '#3b7dd8', 'fill-opacity': 0.18 } },
+      { id: 'fence-edges', type: 'line', source: 'fences', 'source-layer': 'fences',
+        paint: { 'line-color': '#1f5fb8', 'line-width': 2 } },
+      { id: 'vehicles', type: 'circle', source: 'vehicles', filter: ['==', ['geometry-type'], 'Point'],
+        paint: { 'circle-radius': 6, 'circle-color': '#e4572e', 'circle-stroke-color': '#fff', 'circle-stroke-width': 2 } },
+      { id: 'headings', type: 'line', source: 'vehicles', filter: ['==', ['geometry-type'], 'LineString'],
+        paint: { 'line-color': '#e4572e', 'line-width': 2 } },
+    ],
+  },
+});
+window.geotrack = { map, state }; // for tests and the curious
+
+function status() {
+  const live = Object.entries(state.sockets).filter(([, up]) => up).map(([name]) => name);
+  $('status').textContent = `${state.devices.size} vehicles · ${state.alerts} alerts · live: ${live.join(', ') || 'none'}`;
+}
+
+// Reconnects with a backoff; `open` builds the URL each time (so it can carry a cursor).
+function keepOpen(name, url, onMessage) {
+  let delay = 500;
+  const connect = () => {
+    const ws = new WebSocket(url());
+    ws.onopen = () => { delay = 500; state.sockets[name] = true; status(); };
+    ws.onmessage = (e) => onMessage(JSON.parse(e.data), ws);
+    ws.onclose = (e) => {
+      state.sockets[name] = false; status();
+      setTimeout(connect, delay); delay = Math.min(delay * 2, 10000);
+    };
+    state.open[name] = ws;
+  };
+  connect();
+}
+
+// Vehicles: each update moves a vehicle from where it is drawn to its new position in 1 s.
+function place(p) {
+  const now = performance.now();
+  const known = state.devices.get(p.device);
+  const from = known ? current(known, now) : p.position;
+  state.devices.set(p.device, { ...p, from, to: p.position, start: now });
+}
+function current(v, now) {
+  const t = Math.min(1, (now - v.start) / 1000);
+  return [v.from[0] + (v.to[0] - v.from[0]) * t, v.from[1] + (v.to[1] - v.from[1]) * t];
+}
+function draw() {
+  const now = performance.now();
+  const features = [];
+  for (const v of state.devices.values()) {
+    const at = current(v, now);
+    const properties = { device: v.device, ts: v.ts, speed_mps: v.speed_mps, heading_deg: v.heading_deg };
+    features.push({ type: 'Feature', id: v.device, properties, geometry: { type: 'Point', coordinates: at } });
+    if (v.heading_deg != null) { // a short stroke in the direction of travel
+      const a = (v.heading_deg * Math.PI) / 180, d = 0.0009;
+      const tip = [at[0] + (d * Math.sin(a)) / Math.cos((at[1] * Math.PI) / 180), at[1] + d * Math.cos(a)];
+      features.push({ type: 'Feature', properties, geometry: { type: 'LineString', coordinates: [at, tip] } });
+    }
+  }
+  map.getSource('vehicles')?.setData({ type: 'FeatureCollection', features });
+  requestAnimationFrame(draw);
+}
+
+function view() {
+  const b = map.getBounds();
+  const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
+  const w = b.getWest(), e = b.getEast();
+  const world = e - w >= 360;
+  return [world ? -180 : ((w + 540) % 360) - 180, clamp(b.getSouth(), -90, 90),
+          world ? 180 : ((e + 540) % 360) - 180, clamp(b.getNorth(), -90, 90)];
+}
+
+map.on('load', () => {
+  keepOpen('positions', () => wsUrl(`/ws/positions?bbox=${view().join(',')}`), (m) => {
+    if (m.type === 'snapshot') {
+      const seen = new Set(m.positions.map((p) => p.device));
+      for (const d of state.devices.keys()) if (!seen.has(d)) state.devices.delete(d);
+    }
+    if (m.type === 'snapshot' || m.type === 'positions') { m.positions.forEach(place); status(); }
+  });
+  map.on('moveend', () => {
+    const ws = state.open.positions;
+    if (ws?.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ bbox: view() }));
+  });
+  keepOpen('tiles', () => wsUrl('/ws/tiles'), (m) => {
+    if (m.type === 'changed' && (m.layer === 'fences' || m.layer === '*')) {
+      map.getSource('fences').setUrl(withToken(`${location.origin}/tiles/fences?v=${Date.now()}`));
+    }
+  });
+  let cursor = null;
+  keepOpen('alerts', () => wsUrl(cursor == null ? '/ws/alerts' : `/ws/alerts?since=${cursor}`), (m) => {
+    if (m.type === 'live' && cursor == null) cursor = m.cursor;
+    if (m.type === 'lagged') cursor = m.resume_from;
+    if (m.type !== 'alert') return;
+    cursor = m.id;
+    state.alerts += 1;
+    const li = document.createElement('li');
+    li.className = m.kind;
+    li.dataset.id = m.id;
+    const where = m.fence_name || m.fence || '';
+    li.innerHTML = `<b></b> <span></span><time></time>`;
+    li.querySelector('b').textContent = m.device;
+    li.querySelector('span').textContent = `${m.kind}${where ? ' · ' + where : ''}`;
+    li.querySelector('time').textContent = new Date(m.ts).toLocaleTimeString();
+    $('alerts').prepend(li);
+    while ($('alerts').children.length > 100) $('alerts').lastChild.remove();
+    status();
+  });
+  requestAnimationFrame(draw);
+});
+
+map.on('click', 'vehicles', (e) => {
+  const p = e.features[0].properties;
+  const speed = p.speed_mps == null ? '?' : `${(p.speed_mps * 3.6).toFixed(0)} km/h`;
+  new maplibregl.Popup().setLngLat(e.lngLat)
+    .setText(`${p.device} · ${speed} · last seen ${new Date(p.ts).toLocaleTimeString()}`).addTo(map);
+});
+
+$('login').addEventListener('submit', (e) => {
+  e.preventDefault();
+  localStorage.setItem('geotrack.token', $('token').value);
+  location.reload();
+});
+// A socket refused for want of a token only shows as a failed connection: ask the API.
+fetch(withToken('/tiles')).then((r) => { if (r.status === 401 || r.status === 403) $('login').hidden = false; });
+status();
