@@ -16,7 +16,7 @@ URL="postgres://postgres@127.0.0.1:5432/$DB"
 psql -X -q -h 127.0.0.1 -U postgres -d postgres -c "drop database if exists $DB with (force)"
 cargo build --quiet
 mkdir -p target/browser
-GEOTRACK_LOG=warn ./target/debug/geotrack serve --demo --bind "127.0.0.1:$PORT" --database-url "$URL" \
+GEOTRACK_LOG=warn "${CARGO_TARGET_DIR:-target}/debug/geotrack" serve --demo --bind "127.0.0.1:$PORT" --database-url "$URL" \
   > target/browser/server.log 2>&1 &
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
