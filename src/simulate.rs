@@ -181,7 +181,11 @@ pub async fn run(args: &SimulateArgs, stop: CancellationToken) -> Result<Report,
 
 /// Waits (up to a minute) for the server's `/ready`: a server that just started may still be
 /// loading its fences.
-async fn wait_until_ready(client: &reqwest::Client, url: &str, stop: &CancellationToken) -> Result<(), String> {
+async fn wait_until_ready(
+    client: &reqwest::Client,
+    url: &str,
+    stop: &CancellationToken,
+) -> Result<(), String> {
     let started = Instant::now();
     loop {
         if let Ok(reply) = client.get(format!("{url}/ready")).send().await

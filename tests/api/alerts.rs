@@ -603,3 +603,25 @@ async fn shutdown_closes_sockets_with_a_going_away_frame() {
     }
     stopping.await.expect("shutdown").stop().await;
 }
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_closed() {
+    let app = spawn_with(|c| c.ws.ping_s = 1).await;
+    let mut socket = WsClient::connect(&app, "/ws/alerts").await;
+    socket.until_live().await;
+    // Not reading means not answering pings (the client library answers them as it reads).
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    match socket.next().await {
+        Next::Closed(Some(frame)) => assert_eq!(u16::from(frame.code), 1008, "closed as unresponsive"),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    // A peer that reads (and so answers pings) stays connected.
+    let mut reader = WsClient::connect(&app, "/ws/alerts").await;
+    reader.until_live().await;
+    let quiet = tokio::time::timeout(Duration::from_millis(3_500), reader.next()).await;
+    assert!(
+        quiet.is_err(),
+        "still open and silent after three ping intervals: {quiet:?}"
+    );
+    app.stop().await;
+}
