@@ -144,12 +144,8 @@ async fn browsers_on_other_origins_may_fetch_tiles() {
     assert!(preflight.status().is_success(), "{}", preflight.status());
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
     let reply = app
-        .client
-        .get(app.url("/tiles/fences/0/0/0"))
-        .header("origin", "http://maps.example")
-        .send()
-        .await
-        .expect("sent");
+        .get_with("/tiles/fences/0/0/0", "origin", "http://maps.example")
+        .await;
     assert_eq!(reply.headers()["access-control-allow-origin"], "*");
     app.stop().await;
 }
@@ -240,23 +236,11 @@ async fn tiles_carry_an_etag_answer_304_and_come_gzipped_when_asked() {
     assert!(plain.headers().get("content-encoding").is_none());
     let mvt = plain.bytes().await.expect("bytes");
 
-    let revalidated = app
-        .client
-        .get(app.url(Z10))
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .expect("sent");
+    let revalidated = app.get_with(Z10, "if-none-match", &etag).await;
     assert_eq!(revalidated.status(), 304);
     assert_eq!(revalidated.headers()["etag"], etag.as_str());
 
-    let zipped = app
-        .client
-        .get(app.url(Z10))
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .expect("sent");
+    let zipped = app.get_with(Z10, "accept-encoding", "gzip").await;
     assert_eq!(zipped.headers()["content-encoding"], "gzip");
     assert_eq!(zipped.headers()["vary"], "accept-encoding");
     let mut unzipped = Vec::new();
@@ -266,13 +250,7 @@ async fn tiles_carry_an_etag_answer_304_and_come_gzipped_when_asked() {
     )
     .expect("gzip");
     assert_eq!(unzipped, mvt.as_ref(), "the same tile, compressed");
-    let refused = app
-        .client
-        .get(app.url(Z10))
-        .header("accept-encoding", "gzip;q=0")
-        .send()
-        .await
-        .expect("sent");
+    let refused = app.get_with(Z10, "accept-encoding", "gzip;q=0").await;
     assert!(refused.headers().get("content-encoding").is_none());
 
     // Another write changes the tile and its validator.
@@ -290,13 +268,7 @@ async fn tiles_carry_an_etag_answer_304_and_come_gzipped_when_asked() {
         200,
     )
     .await;
-    let changed = app
-        .client
-        .get(app.url(Z10))
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .expect("sent");
+    let changed = app.get_with(Z10, "if-none-match", &etag).await;
     assert_eq!(changed.status(), 200);
     assert_ne!(changed.headers()["etag"], etag.as_str());
     app.stop().await;
