@@ -20,5 +20,4 @@ GEOTRACK_LOG=warn "${CARGO_TARGET_DIR:-target}/debug/geotrack" serve --demo --bi
   > target/browser/server.log 2>&1 &
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null && break; sleep 0.2; done
 node tests/browser/map.test.mjs "http://127.0.0.1:$PORT/" target/browser/map.png

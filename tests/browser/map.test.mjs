@@ -21,6 +21,13 @@ page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
 page.on('pageerror', (e) => errors.push(String(e)));
 let failed = false;
 try {
+  await step('the server is ready', async () => {
+    const deadline = Date.now() + 30000;
+    while (!(await fetch(`${base}ready`).then((r) => r.ok, () => false))) {
+      if (Date.now() > deadline) throw new Error('no 200 from /ready within 30 s');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  });
   await step('the map loads', async () => {
     await page.goto(base);
     await page.waitForFunction(() => window.geotrack?.map?.loaded(), null, { timeout: 30000 });
