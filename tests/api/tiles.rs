@@ -354,3 +354,59 @@ async fn the_catalog_and_tilejson_lead_a_client_to_working_tile_urls() {
     assert_eq!(app.get("/tiles").await.status(), 401);
     app.stop().await;
 }
+
+/// Builds a tile straight from the database, bypassing the cache.
+async fn fresh(app: &TestApp, layer: tiles::Layer, [z, x, y]: [i32; 3]) -> Vec<u8> {
+    sqlx::query_scalar(layer.sql())
+        .bind(z)
+        .bind(x)
+        .bind(y)
+        .fetch_one(&app.db)
+        .await
+        .expect("tile")
+}
+
+#[tokio::test]
+async fn after_random_fence_writes_every_served_tile_equals_a_fresh_build() {
+    let app = spawn_app().await;
+    let mut rng = geotrack::simulate::Rng::new(11);
+    // Tiles at several zooms around (10.5, 10.5), where the fences come and go.
+    let tiles: Vec<[i32; 3]> = vec![
+        [4, 8, 7],
+        [7, 67, 60],
+        [9, 270, 240],
+        [10, 541, 481],
+        [10, 540, 481],
+        [12, 2165, 1924],
+    ];
+    for step in 0..40 {
+        let id = format!("f{}", (rng.unit() * 6.0) as u32);
+        if rng.unit() < 0.2 {
+            let _ = app.delete(&format!("/api/v1/fences/{id}")).await;
+        } else {
+            let (lon, lat) = (10.0 + rng.unit(), 10.0 + rng.unit());
+            let size = 0.01 + rng.unit() * 0.3;
+            let fence = json!({"type": "Feature", "id": id, "geometry": {"type": "Polygon",
+                "coordinates": [[[lon, lat], [lon + size, lat], [lon + size, lat + size], [lon, lat + size], [lon, lat]]]},
+                "properties": {"name": format!("step {step}")}});
+            let put = app
+                .send_json(reqwest::Method::PUT, &format!("/api/v1/fences/{id}"), &fence)
+                .await;
+            assert!(put.status().is_success(), "PUT answered {}", put.status());
+        }
+        for [z, x, y] in &tiles {
+            let reply = app.get(&format!("/tiles/fences/{z}/{x}/{y}")).await;
+            let served = match reply.status().as_u16() {
+                204 => Vec::new(),
+                200 => reply.bytes().await.expect("bytes").to_vec(),
+                other => panic!("status {other}"),
+            };
+            assert_eq!(
+                served,
+                fresh(&app, tiles::Layer::Fences, [*z, *x, *y]).await,
+                "step {step}, tile {z}/{x}/{y}"
+            );
+        }
+    }
+    app.stop().await;
+}
