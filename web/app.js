@@ -11,34 +11,11 @@ const withToken = (url) => token ? `${url}${url.includes('?') ? '&' : '?'}token=
 const wsUrl = (path) => withToken(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`);
 const $ = (id) => document.getElementById(id);
 
-const state = { devices: new Map(), alerts: 0, sockets: {}, open: {} };
+const state = { devices: new Map(), alerts: 0, sockets: {}, open: {}, loaded: false, animating: false };
 
-const map = new maplibregl.Map({
-  container: 'map',
-  center: [2.3522, 48.8566],
-  zoom: 12.6,
-  style: {
-    version: 8,
-    sources: {
-      countries: { type: 'geojson', data: '/data/countries.geojson' },
-      fences: { type: 'vector', url: withToken(`${location.origin}/tiles/fences`) },
-      vehicles: { type: 'geojson', data: { type: 'FeatureCollection', features: [] } },
-    },
-    layers: [
-      { id: 'sea', type: 'background', paint: { 'background-color': '#cfe3f0' } },
-      { id: 'land', type: 'fill', source: 'countries', paint: { 'fill-color': '#f2efe6' } },
-      { id: 'borders', type: 'line', source: 'countries', paint: { 'line-color': '#b9b2a0', 'line-width': 0.8 } },
-      { id: 'fences', type: 'fill', source: 'fences', 'source-layer': 'fences',
-        paint: { 'fill-color': '#3b7dd8', 'fill-opacity': 0.18 } },
-      { id: 'fence-edges', type: 'line', source: 'fences', 'source-layer': 'fences',
-        paint: { 'line-color': '#1f5fb8', 'line-width': 2 } },
-      { id: 'vehicles', type: 'circle', source: 'vehicles', filter: ['==', ['geometry-type'], 'Point'],
-        paint: { 'circle-radius': 6, 'circle-color': '#e4572e', 'circle-stroke-color': '#fff', 'circle-stroke-width': 2 } },
-      { id: 'headings', type: 'line', source: 'vehicles', filter: ['==', ['geometry-type'], 'LineString'],
-        paint: { 'line-color': '#e4572e', 'line-width': 2 } },
-    ],
-  },
-});
+// The server's default style (basemap, fences and positions tiles); vehicles are added on load
+// from the live socket instead of the one-second positions tiles.
+const map = new maplibregl.Map({ container: 'map', style: withToken(`${location.origin}/styles/default.json`) });
 window.geotrack = { map, state }; // for tests and the curious
 
 function status() {
@@ -68,6 +45,7 @@ function place(p) {
   const known = state.devices.get(p.device);
   const from = known ? current(known, now) : p.position;
   state.devices.set(p.device, { ...p, from, to: p.position, start: now });
+  if (!state.animating) { state.animating = true; requestAnimationFrame(draw); }
 }
 function current(v, now) {
   const t = Math.min(1, (now - v.start) / 1000);
@@ -87,7 +65,9 @@ function draw() {
     }
   }
   map.getSource('vehicles')?.setData({ type: 'FeatureCollection', features });
-  requestAnimationFrame(draw);
+  // Frames only while something glides, so an idle map does no work.
+  const moving = [...state.devices.values()].some((v) => now - v.start < 1000);
+  if (moving) requestAnimationFrame(draw); else state.animating = false;
 }
 
 function view() {
@@ -100,12 +80,20 @@ function view() {
 }
 
 map.on('load', () => {
+  state.loaded = true;
+  map.setLayoutProperty('positions', 'visibility', 'none');
+  map.addSource('vehicles', { type: 'geojson', data: { type: 'FeatureCollection', features: [] } });
+  map.addLayer({ id: 'vehicles', type: 'circle', source: 'vehicles', filter: ['==', ['geometry-type'], 'Point'],
+    paint: { 'circle-radius': 6, 'circle-color': '#e4572e', 'circle-stroke-color': '#fff', 'circle-stroke-width': 2 } });
+  map.addLayer({ id: 'headings', type: 'line', source: 'vehicles', filter: ['==', ['geometry-type'], 'LineString'],
+    paint: { 'line-color': '#e4572e', 'line-width': 2 } });
   keepOpen('positions', () => wsUrl(`/ws/positions?bbox=${view().join(',')}`), (m) => {
     if (m.type === 'snapshot') {
       const seen = new Set(m.positions.map((p) => p.device));
       for (const d of state.devices.keys()) if (!seen.has(d)) state.devices.delete(d);
     }
     if (m.type === 'snapshot' || m.type === 'positions') { m.positions.forEach(place); status(); }
+    if (m.type === 'snapshot' && !state.animating) { state.animating = true; requestAnimationFrame(draw); }
   });
   map.on('moveend', () => {
     const ws = state.open.positions;
@@ -135,7 +123,6 @@ map.on('load', () => {
     while ($('alerts').children.length > 100) $('alerts').lastChild.remove();
     status();
   });
-  requestAnimationFrame(draw);
 });
 
 map.on('click', 'vehicles', (e) => {

@@ -63,6 +63,7 @@ fn documented_routes(max_body: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(tiles::changes))
         .routes(routes!(tiles::catalog))
         .routes(routes!(tiles::tilejson))
+        .routes(routes!(tiles::style))
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))

@@ -247,3 +247,36 @@ fn token_query(uri: &axum::http::Uri) -> String {
         })
         .unwrap_or_default()
 }
+
+/// Styles embedded from `styles/`: name, document.
+const STYLES: [(&str, &str); 1] = [("default", include_str!("../../styles/default.json"))];
+
+/// `GET /styles/{name}.json`: a MapLibre style whose tile and data URLs point at this server
+/// (as the client reached it) and carry the request's `?token=`.
+#[utoipa::path(get, path = "/styles/{file}", tag = "tiles",
+    params(("file" = String, Path, description = "Style file name, e.g. default.json")),
+    responses((status = 200, description = "MapLibre style JSON"), (status = 404, description = "Unknown style")))]
+pub async fn style(
+    file: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Result<Response, ApiError> {
+    let file = crate::routes::path_id(file)?;
+    let name = file.strip_suffix(".json").unwrap_or(&file);
+    let Some((_, document)) = STYLES.iter().find(|(n, _)| *n == name) else {
+        let known: Vec<String> = STYLES.iter().map(|(n, _)| format!("{n}.json")).collect();
+        return Err(ApiError::not_found(
+            "unknown_style",
+            format!("no style {file:?}; styles: {}", known.join(", ")),
+        ));
+    };
+    // Both go inside JSON strings, so they are escaped as such (a Host header could hold a quote).
+    let inside_string = |text: String| {
+        let quoted = serde_json::to_string(&text).unwrap_or_default();
+        quoted[1..quoted.len() - 1].to_owned()
+    };
+    let body = document
+        .replace("{base}", &inside_string(base_url(&headers)))
+        .replace("{token}", &inside_string(token_query(&uri)));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}

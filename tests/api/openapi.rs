@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::helpers::{json_with_status, spawn_app};
 
 /// Every route of the service, as the README documents them.
-const ROUTES: [(&str, &str); 29] = [
+const ROUTES: [(&str, &str); 30] = [
     ("get", "/"),
     ("post", "/"),
     ("get", "/osmand"),
@@ -33,6 +33,7 @@ const ROUTES: [(&str, &str); 29] = [
     ("get", "/ws/tiles"),
     ("get", "/tiles"),
     ("get", "/tiles/{layer}"),
+    ("get", "/styles/{file}"),
     ("get", "/health"),
     ("get", "/ready"),
     ("get", "/metrics"),

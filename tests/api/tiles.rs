@@ -410,3 +410,39 @@ async fn after_random_fence_writes_every_served_tile_equals_a_fresh_build() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_default_style_points_its_sources_at_this_server_with_the_token() {
+    let app = spawn_app().await;
+    let style = json_with_status(app.get("/styles/default.json?token=abc%22def").await, 200).await;
+    assert_eq!(style["version"], 8);
+    assert_eq!(
+        style["sources"]["fences"]["url"],
+        app.url("/tiles/fences?token=abc%22def")
+    );
+    assert_eq!(
+        style["sources"]["countries"]["data"],
+        app.url("/data/countries.geojson")
+    );
+    let layers: Vec<&str> = style["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .filter_map(|l| l["id"].as_str())
+        .collect();
+    assert!(
+        layers.contains(&"fences") && layers.contains(&"positions") && layers.contains(&"land"),
+        "{layers:?}"
+    );
+    // Every source URL it names is served.
+    for url in [
+        style["sources"]["countries"]["data"].as_str(),
+        style["sources"]["fences"]["url"].as_str(),
+    ] {
+        let reply = app.client.get(url.expect("url")).send().await.expect("sent");
+        assert_eq!(reply.status(), 200, "{url:?}");
+    }
+    let unknown = json_with_status(app.get("/styles/nope.json").await, 404).await;
+    assert_eq!(unknown["error"]["code"], "unknown_style");
+    app.stop().await;
+}

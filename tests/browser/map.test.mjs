@@ -1,7 +1,8 @@
 // The web map in a real browser (Debian's Chromium, headless, WebGL through SwiftShader):
-// the map loads with no console error, vehicles of the demo fleet appear, a fence created
-// through the API shows up on the map without a reload (via /ws/tiles), and an alert reaches
-// the panel. Asserts on state, not pixels; saves a screenshot. Usage: node map.test.mjs URL PNG
+// the map loads (its `load` event: `map.loaded()` is rarely true on a live map, whose vehicle
+// source changes every frame while vehicles glide) with no console error, vehicles of the demo
+// fleet appear, a fence created through the API shows up on the map without a reload (via
+// /ws/tiles), and an alert reaches the panel. Asserts on state, not pixels; saves a screenshot. Usage: node map.test.mjs URL PNG
 import { chromium } from 'playwright-core';
 
 const [base, screenshot] = process.argv.slice(2);
@@ -30,7 +31,8 @@ try {
   });
   await step('the map loads', async () => {
     await page.goto(base);
-    await page.waitForFunction(() => window.geotrack?.map?.loaded(), null, { timeout: 30000 });
+    // The style, its sources and the sockets are up (the `load` event fired).
+    await page.waitForFunction(() => window.geotrack?.state?.loaded, null, { timeout: 30000 });
   });
   await step('vehicles of the demo fleet appear', () =>
     page.waitForFunction(() => window.geotrack.state.devices.size >= 10, null, { timeout: 30000 }));
