@@ -106,24 +106,39 @@ map.on('load', () => {
   });
   let cursor = null;
   keepOpen('alerts', () => wsUrl(cursor == null ? '/ws/alerts' : `/ws/alerts?since=${cursor}`), (m) => {
-    if (m.type === 'live' && cursor == null) cursor = m.cursor;
+    if (m.type === 'live' && cursor == null) {
+      cursor = m.cursor;
+      // First connection: show the latest alerts from before the page opened.
+      fetch(`/api/v1/alerts?since=${Math.max(0, m.cursor - 20)}&limit=20`,
+        { headers: token ? { authorization: `Bearer ${token}` } : {} })
+        .then((r) => (r.ok ? r.json() : { alerts: [] }))
+        .then((page) => page.alerts.filter((a) => !$('alerts').querySelector(`[data-id="${a.id}"]`))
+          .forEach((a) => show(a, true)));
+    }
     if (m.type === 'lagged') cursor = m.resume_from;
     if (m.type !== 'alert') return;
     cursor = m.id;
-    state.alerts += 1;
-    const li = document.createElement('li');
-    li.className = m.kind;
-    li.dataset.id = m.id;
-    const where = m.fence_name || m.fence || '';
-    li.innerHTML = `<b></b> <span></span><time></time>`;
-    li.querySelector('b').textContent = m.device;
-    li.querySelector('span').textContent = `${m.kind}${where ? ' · ' + where : ''}`;
-    li.querySelector('time').textContent = new Date(m.ts).toLocaleTimeString();
-    $('alerts').prepend(li);
-    while ($('alerts').children.length > 100) $('alerts').lastChild.remove();
-    status();
+    show(m, false);
   });
 });
+
+// Adds an alert to the panel: newest first; `older` ones (history) go below the live ones.
+function show(m, older) {
+  state.alerts += 1;
+  const li = document.createElement('li');
+  li.className = m.kind;
+  li.dataset.id = m.id;
+  const where = m.fence_name || m.fence || '';
+  li.innerHTML = `<b></b> <span></span><time></time>`;
+  li.querySelector('b').textContent = m.device;
+  li.querySelector('span').textContent = `${m.kind}${where ? ' · ' + where : ''}`;
+  li.querySelector('time').textContent = new Date(m.ts).toLocaleTimeString();
+  const list = $('alerts');
+  const after = older && [...list.children].find((other) => Number(other.dataset.id) < m.id);
+  if (older && !after) list.append(li); else list.insertBefore(li, older ? after : list.firstChild);
+  while (list.children.length > 100) list.lastChild.remove();
+  status();
+}
 
 map.on('click', 'vehicles', (e) => {
   const p = e.features[0].properties;
