@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 /// Path, media type, bytes.
-const ASSETS: [(&str, &str, &[u8]); 7] = [
+const ASSETS: [(&str, &str, &[u8]); 8] = [
     (
         "/",
         "text/html; charset=utf-8",
@@ -21,6 +21,11 @@ const ASSETS: [(&str, &str, &[u8]); 7] = [
         "/app.css",
         "text/css; charset=utf-8",
         include_bytes!("../web/app.css"),
+    ),
+    (
+        "/draw.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/draw.js"),
     ),
     (
         "/vendor/maplibre-gl.mjs",

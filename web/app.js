@@ -3,6 +3,7 @@
 // /ws/positions (moving smoothly between updates) and an alerts panel from /ws/alerts that
 // resumes from its cursor after a reconnect. No framework, no external requests.
 import * as maplibregl from '/vendor/maplibre-gl.mjs';
+import { enableDrawing } from '/draw.js';
 
 const params = new URLSearchParams(location.search);
 if (params.get('token')) localStorage.setItem('geotrack.token', params.get('token'));
@@ -10,6 +11,7 @@ const token = localStorage.getItem('geotrack.token') || '';
 const withToken = (url) => token ? `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}` : url;
 const wsUrl = (path) => withToken(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`);
 const $ = (id) => document.getElementById(id);
+const authHeaders = () => (token ? { authorization: `Bearer ${token}` } : {});
 
 const state = { devices: new Map(), alerts: 0, sockets: {}, open: {}, loaded: false, animating: false };
 
@@ -87,6 +89,7 @@ map.on('load', () => {
     paint: { 'circle-radius': 6, 'circle-color': '#e4572e', 'circle-stroke-color': '#fff', 'circle-stroke-width': 2 } });
   map.addLayer({ id: 'headings', type: 'line', source: 'vehicles', filter: ['==', ['geometry-type'], 'LineString'],
     paint: { 'line-color': '#e4572e', 'line-width': 2 } });
+  enableDrawing(map, authHeaders);
   keepOpen('positions', () => wsUrl(`/ws/positions?bbox=${view().join(',')}`), (m) => {
     if (m.type === 'snapshot') {
       const seen = new Set(m.positions.map((p) => p.device));
@@ -110,7 +113,7 @@ map.on('load', () => {
       cursor = m.cursor;
       // First connection: show the latest alerts from before the page opened.
       fetch(`/api/v1/alerts?since=${Math.max(0, m.cursor - 20)}&limit=20`,
-        { headers: token ? { authorization: `Bearer ${token}` } : {} })
+        { headers: authHeaders() })
         .then((r) => (r.ok ? r.json() : { alerts: [] }))
         .then((page) => page.alerts.filter((a) => !$('alerts').querySelector(`[data-id="${a.id}"]`))
           .forEach((a) => show(a, true)));

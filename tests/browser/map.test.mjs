@@ -2,7 +2,8 @@
 // the map loads (its `load` event: `map.loaded()` is rarely true on a live map, whose vehicle
 // source changes every frame while vehicles glide) with no console error, vehicles of the demo
 // fleet appear, a fence created through the API shows up on the map without a reload (via
-// /ws/tiles), and an alert reaches the panel. Asserts on state, not pixels; saves a screenshot. Usage: node map.test.mjs URL PNG
+// /ws/tiles), a polygon drawn in the page is stored and drawn, a fence clicked in delete mode
+// is deleted, and an alert reaches the panel. Asserts on state, not pixels; saves a screenshot. Usage: node map.test.mjs URL PNG
 import { chromium } from 'playwright-core';
 
 const [base, screenshot] = process.argv.slice(2);
@@ -44,6 +45,29 @@ try {
     if (!reply.ok) throw new Error(`PUT answered ${reply.status}`);
     await page.waitForFunction(() => window.geotrack.map.queryRenderedFeatures({ layers: ['fences'] })
       .some((f) => f.properties.name === 'Browser test'), null, { timeout: 20000 });
+  });
+  const fenceNamed = async (name) => {
+    const reply = await fetch(`${base}api/v1/fences`);
+    return (await reply.json()).features.find((f) => f.properties.name === name);
+  };
+  await step('a polygon drawn in the page is stored and drawn', async () => {
+    await page.fill('#fence-name', 'UI triangle');
+    await page.click('#draw-polygon');
+    for (const [x, y] of [[100, 100], [250, 100], [175, 220]]) await page.mouse.click(x, y);
+    await page.click('#draw-finish');
+    await page.waitForFunction(() => document.getElementById('draw-hint').textContent.startsWith('stored as'),
+      null, { timeout: 10000 });
+    const stored = await fenceNamed('UI triangle');
+    if (stored?.geometry.coordinates[0].length !== 4) throw new Error(`stored: ${JSON.stringify(stored)}`);
+    await page.waitForFunction(() => window.geotrack.map.queryRenderedFeatures({ layers: ['fences'] })
+      .some((f) => f.properties.name === 'UI triangle'), null, { timeout: 20000 });
+  });
+  await step('a fence clicked in delete mode is deleted', async () => {
+    await page.click('#draw-delete');
+    await page.mouse.click(175, 140);
+    await page.waitForFunction(() => document.getElementById('draw-hint').textContent.startsWith('deleted'),
+      null, { timeout: 10000 });
+    if (await fenceNamed('UI triangle')) throw new Error('still stored');
   });
   await step('an alert reaches the panel', () =>
     page.waitForFunction(() => document.querySelectorAll('#alerts li').length > 0, null, { timeout: 60000 }));
