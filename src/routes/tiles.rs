@@ -2,7 +2,8 @@
 //! PostGIS. 204 for an empty tile, 400 for a tile that does not exist, 404 for an unknown layer.
 //! Tiles show where devices are, so they need the `read` scope; map clients may pass the token
 //! as `?token=`. Tiles come from the cache (`tile_cache`), gzipped when the client accepts it,
-//! with a strong `ETag` (`If-None-Match` gives 304).
+//! with a strong `ETag` (`If-None-Match` gives 304). `/tiles/fences,positions/...` returns
+//! several layers in one tile.
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
@@ -21,7 +22,7 @@ use crate::tile_cache::TileKey;
 use crate::ws::{self, Gone};
 
 #[utoipa::path(get, path = "/tiles/{layer}/{z}/{x}/{y}", tag = "tiles", security(("bearer" = []), ("token" = [])),
-    params(("layer" = String, Path, description = "fences or positions"), ("z" = u8, Path, description = "Zoom, 0 to 22"),
+    params(("layer" = String, Path, description = "fences, positions, or several separated by commas"), ("z" = u8, Path, description = "Zoom, 0 to 22"),
         ("x" = u32, Path, description = "Column"), ("y" = String, Path, description = "Row, optionally with .mvt or .pbf")),
     responses((status = 200, description = "The tile", content_type = "application/vnd.mapbox-vector-tile"),
         (status = 204, description = "No feature in this tile"), (status = 400, description = "No such tile"),
@@ -34,49 +35,64 @@ pub async fn tile(
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Read)?;
     let Path((layer, z, x, y)) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
-    let layer = known_layer(&layer)?;
+    let layers = layer
+        .split(',')
+        .map(known_layer)
+        .collect::<Result<Vec<Layer>, ApiError>>()?;
     let tile =
         TileCoord::parse(&z, &x, &y).map_err(|e| ApiError::bad_request("invalid_tile", e.to_string()))?;
     let pool = &state.pool;
-    let built = state
-        .tiles
-        .get(TileKey { layer, tile }, || build(pool, layer, tile))
-        .await
-        .map_err(|e| ApiError::from(&*e))?;
-    let cache_control = match layer {
+    let mut built = Vec::with_capacity(layers.len());
+    for &layer in &layers {
+        let one = state
+            .tiles
+            .get(TileKey { layer, tile }, || build(pool, layer, tile))
+            .await
+            .map_err(|e| ApiError::from(&*e))?;
+        built.push(one);
+    }
+    // Several layers: a tile's layers are a repeated field, so tiles concatenate into one.
+    let (etag, identity, gzip) = match built.as_slice() {
+        [one] => (one.etag.clone(), one.identity.clone(), Some(one.gzip.clone())),
+        many => {
+            let tags: String = many.iter().map(|t| t.etag.as_str()).collect();
+            let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(tags.as_bytes()));
+            let identity: Vec<u8> = many.iter().flat_map(|t| t.identity.iter().copied()).collect();
+            // Left to the response compression layer: composites are not cached as such.
+            (etag, bytes::Bytes::from(identity), None)
+        }
+    };
+    let cache_control = if layers.contains(&Layer::Positions) {
         // Live positions change every second; the tile cache keeps them that long too.
-        Layer::Positions => "public, max-age=1",
+        "public, max-age=1"
+    } else {
         // Fences change whenever someone edits them: clients revalidate (a 304 is cheap).
-        Layer::Fences => "public, no-cache",
+        "public, no-cache"
     };
     let mut response = if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == built.etag || t.trim() == "*"))
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
     {
         StatusCode::NOT_MODIFIED.into_response()
-    } else if built.identity.is_empty() {
+    } else if identity.is_empty() {
         StatusCode::NO_CONTENT.into_response()
-    } else if accepts_gzip(&headers) {
+    } else if let Some(gzip) = gzip.filter(|_| accepts_gzip(&headers)) {
         (
             [
                 (header::CONTENT_TYPE, tiles::CONTENT_TYPE),
                 (header::CONTENT_ENCODING, "gzip"),
             ],
-            built.gzip.clone(),
+            gzip,
         )
             .into_response()
     } else {
-        (
-            [(header::CONTENT_TYPE, tiles::CONTENT_TYPE)],
-            built.identity.clone(),
-        )
-            .into_response()
+        ([(header::CONTENT_TYPE, tiles::CONTENT_TYPE)], identity).into_response()
     };
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
     headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    if let Ok(etag) = HeaderValue::from_str(&built.etag) {
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, etag);
     }
     Ok(response)

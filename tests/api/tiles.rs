@@ -446,3 +446,39 @@ async fn the_default_style_points_its_sources_at_this_server_with_the_token() {
     assert_eq!(unknown["error"]["code"], "unknown_style");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn several_layers_come_in_one_tile() {
+    let app = spawn_app().await;
+    let yard = json!({"type": "Feature", "id": "yard", "geometry": {"type": "Polygon",
+        "coordinates": [[[10.4, 10.4], [10.6, 10.4], [10.6, 10.6], [10.4, 10.6], [10.4, 10.4]]]},
+        "properties": {"name": "Yard"}});
+    json_with_status(
+        app.send_json(reqwest::Method::POST, "/api/v1/fences", &yard)
+            .await,
+        201,
+    )
+    .await;
+    json_with_status(app.post_json(&fix("truck", 1, 10.5, 10.5)).await, 202).await;
+    let (status, decoded) = tile(&app, "/tiles/fences,positions/10/541/481.mvt").await;
+    assert_eq!(status, 200);
+    let decoded = decoded.expect("tile");
+    assert_eq!(decoded.keys().collect::<Vec<_>>(), ["fences", "positions"]);
+    assert_eq!(names(Some(&decoded)), ["Yard"]);
+    let reply = app.get("/tiles/fences,positions/10/541/481").await;
+    let etag = reply.headers()["etag"].to_str().expect("etag").to_owned();
+    assert_eq!(
+        reply.headers()["cache-control"],
+        "public, max-age=1",
+        "positions set the pace"
+    );
+    assert_eq!(
+        app.get_with("/tiles/fences,positions/10/541/481", "if-none-match", &etag)
+            .await
+            .status(),
+        304
+    );
+    assert_eq!(tile(&app, "/tiles/fences,positions/3/0/0").await.0, 204);
+    assert_eq!(app.get("/tiles/fences,roads/10/541/481").await.status(), 404);
+    app.stop().await;
+}
