@@ -5,7 +5,7 @@
 use geotrack::auth::TokensSetting;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, fix, json_with_status, spawn_app, spawn_with};
+use crate::helpers::{fix, json_with_status, spawn_app, spawn_with};
 
 fn circle(id: &str, lon: f64, lat: f64, radius_m: f64) -> Value {
     json!({"type": "Feature", "id": id, "geometry": {"type": "Point", "coordinates": [lon, lat]},
@@ -24,21 +24,11 @@ fn square(id: Option<&str>, lon: f64, lat: f64, size: f64) -> Value {
            "properties": {"name": "square", "colour": "red", "dwell_s": 60, "applies_to": ["truck-*"]}})
 }
 
-async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: &Value) -> reqwest::Response {
-    app.client
-        .request(method, app.url(path))
-        .json(body)
-        .send()
-        .await
-        .expect("sent")
-}
-
 #[tokio::test]
 async fn fences_of_every_kind_are_created_read_replaced_and_deleted() {
     let app = spawn_app().await;
     let created = json_with_status(
-        send(
-            &app,
+        app.send_json(
             reqwest::Method::POST,
             "/api/v1/fences",
             &square(None, 10.0, 10.0, 1.0),
@@ -57,8 +47,7 @@ async fn fences_of_every_kind_are_created_read_replaced_and_deleted() {
     assert_eq!(created["properties"]["applies_to"], json!(["truck-*"]));
 
     json_with_status(
-        send(
-            &app,
+        app.send_json(
             reqwest::Method::POST,
             "/api/v1/fences",
             &circle("depot", 2.35, 48.85, 500.0),
@@ -70,17 +59,18 @@ async fn fences_of_every_kind_are_created_read_replaced_and_deleted() {
     let corridor = json!({"type": "Feature", "id": "road", "geometry": {"type": "LineString", "coordinates": [[0.0, 0.0], [0.1, 0.1]]},
                           "properties": {"buffer_m": 50, "speed_limit_mps": 13.9}});
     json_with_status(
-        send(&app, reqwest::Method::POST, "/api/v1/fences", &corridor).await,
+        app.send_json(reqwest::Method::POST, "/api/v1/fences", &corridor)
+            .await,
         201,
     )
     .await;
-    let conflict = send(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/fences",
-        &circle("depot", 0.0, 0.0, 5.0),
-    )
-    .await;
+    let conflict = app
+        .send_json(
+            reqwest::Method::POST,
+            "/api/v1/fences",
+            &circle("depot", 0.0, 0.0, 5.0),
+        )
+        .await;
     assert_eq!(
         json_with_status(conflict, 409).await["error"]["code"],
         "fence_exists"
@@ -121,8 +111,7 @@ async fn fences_of_every_kind_are_created_read_replaced_and_deleted() {
 async fn a_fence_is_replaced_by_put_and_deleted() {
     let app = spawn_app().await;
     json_with_status(
-        send(
-            &app,
+        app.send_json(
             reqwest::Method::POST,
             "/api/v1/fences",
             &circle("depot", 2.35, 48.85, 500.0),
@@ -131,32 +120,32 @@ async fn a_fence_is_replaced_by_put_and_deleted() {
         201,
     )
     .await;
-    let replaced = send(
-        &app,
-        reqwest::Method::PUT,
-        "/api/v1/fences/depot",
-        &circle("depot", 2.35, 48.85, 800.0),
-    )
-    .await;
+    let replaced = app
+        .send_json(
+            reqwest::Method::PUT,
+            "/api/v1/fences/depot",
+            &circle("depot", 2.35, 48.85, 800.0),
+        )
+        .await;
     assert_eq!(
         json_with_status(replaced, 200).await["properties"]["radius_m"],
         800.0
     );
-    let created_by_put = send(
-        &app,
-        reqwest::Method::PUT,
-        "/api/v1/fences/new-one",
-        &circle("new-one", 1.0, 1.0, 10.0),
-    )
-    .await;
+    let created_by_put = app
+        .send_json(
+            reqwest::Method::PUT,
+            "/api/v1/fences/new-one",
+            &circle("new-one", 1.0, 1.0, 10.0),
+        )
+        .await;
     assert_eq!(created_by_put.status(), 201);
-    let mismatch = send(
-        &app,
-        reqwest::Method::PUT,
-        "/api/v1/fences/depot",
-        &circle("other", 1.0, 1.0, 10.0),
-    )
-    .await;
+    let mismatch = app
+        .send_json(
+            reqwest::Method::PUT,
+            "/api/v1/fences/depot",
+            &circle("other", 1.0, 1.0, 10.0),
+        )
+        .await;
     assert_eq!(
         json_with_status(mismatch, 400).await["error"]["code"],
         "id_mismatch"
@@ -202,7 +191,8 @@ async fn invalid_fences_are_400_with_the_reason() {
         ),
     ] {
         let reply = json_with_status(
-            send(&app, reqwest::Method::POST, "/api/v1/fences", &body).await,
+            app.send_json(reqwest::Method::POST, "/api/v1/fences", &body)
+                .await,
             400,
         )
         .await;
@@ -233,7 +223,8 @@ async fn an_import_is_all_or_nothing_and_reports_every_invalid_feature() {
         circle("a", 1.0, 1.0, 100.0),
     ]});
     let reply = json_with_status(
-        send(&app, reqwest::Method::POST, "/api/v1/fences/import", &bad).await,
+        app.send_json(reqwest::Method::POST, "/api/v1/fences/import", &bad)
+            .await,
         400,
     )
     .await;
@@ -256,7 +247,8 @@ async fn an_import_is_all_or_nothing_and_reports_every_invalid_feature() {
         .collect();
     let good = json!({"type": "FeatureCollection", "features": features});
     let reply = json_with_status(
-        send(&app, reqwest::Method::POST, "/api/v1/fences/import", &good).await,
+        app.send_json(reqwest::Method::POST, "/api/v1/fences/import", &good)
+            .await,
         200,
     )
     .await;
@@ -270,8 +262,7 @@ async fn an_import_is_all_or_nothing_and_reports_every_invalid_feature() {
 async fn devices_inside_a_fence_are_those_whose_live_position_is_in_it() {
     let app = spawn_app().await;
     json_with_status(
-        send(
-            &app,
+        app.send_json(
             reqwest::Method::POST,
             "/api/v1/fences",
             &square(Some("yard"), 10.0, 10.0, 1.0),
@@ -342,8 +333,7 @@ async fn fence_writes_need_admin_and_reads_need_read() {
 async fn the_index_is_rebuilt_from_the_database_after_a_restart() {
     let mut app = spawn_app().await;
     json_with_status(
-        send(
-            &app,
+        app.send_json(
             reqwest::Method::POST,
             "/api/v1/fences",
             &circle("kept", 5.0, 5.0, 1000.0),
