@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench_ingest::{cpu_seconds, peak_rss, rss_kib};
-use crate::simulate::Rng;
+use crate::simulate::{Rng, offset};
 
 #[derive(Debug, Args)]
 pub struct BenchAlertsArgs {
@@ -52,8 +52,6 @@ pub struct BenchAlertsArgs {
 
 /// The area the fleet drives in and the fences lie in: half a degree square at 10°N 10°E.
 const AREA: [f64; 4] = [10.0, 10.0, 10.5, 10.5];
-/// Metres per degree of latitude.
-const M_PER_DEG: f64 = 111_320.0;
 
 pub async fn run(args: &BenchAlertsArgs, database_url: &str) -> Result<(), String> {
     if args.idle_subscribers > 0 {
@@ -224,8 +222,7 @@ async fn drive(client: &reqwest::Client, args: &BenchAlertsArgs) -> Drive {
                 next_device = (next_device + 1) % devices;
                 let (pos, heading) = &mut fleet[d];
                 *heading += (rng.unit() - 0.5) * 0.3;
-                pos[0] += step_m * heading.cos() / (M_PER_DEG * pos[1].to_radians().cos());
-                pos[1] += step_m * heading.sin() / M_PER_DEG;
+                *pos = offset(*pos, step_m, *heading);
                 if !(AREA[0]..AREA[2]).contains(&pos[0]) || !(AREA[1]..AREA[3]).contains(&pos[1]) {
                     *heading += std::f64::consts::PI;
                     pos[0] = pos[0].clamp(AREA[0], AREA[2]);

@@ -213,7 +213,7 @@ fn parse_centre(text: &str) -> Result<[f64; 2], String> {
 }
 
 /// The point `distance_m` from `from` in direction `bearing` (radians from east, counterclockwise).
-fn offset(from: [f64; 2], distance_m: f64, bearing: f64) -> [f64; 2] {
+pub(crate) fn offset(from: [f64; 2], distance_m: f64, bearing: f64) -> [f64; 2] {
     let lat = from[1] + distance_m * bearing.sin() / M_PER_DEG;
     let lon = from[0] + distance_m * bearing.cos() / (M_PER_DEG * from[1].to_radians().cos());
     [lon, lat]
