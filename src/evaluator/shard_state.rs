@@ -112,15 +112,23 @@ impl ShardState {
         // The fences the device is in, the ones at its position (an invalid point cannot get
         // here: fixes are validated before they are stored) and the ones it may have passed
         // through since its last fix.
-        let mut candidates: Vec<&PreparedFence> =
-            device.visits.iter().filter_map(|(id, _)| index.get(id)).collect();
         let here = index.lookup(input.lon, input.lat).unwrap_or_default();
-        candidates.extend(here.iter().filter_map(|hit| index.get(hit.id)));
-        if let Some(last) = device.last {
-            candidates.extend(index.near_segment(last.pos, pos));
+        let hop = device
+            .last
+            .map(|last| index.near_segment(last.pos, pos))
+            .unwrap_or_default();
+        // A handful at most: a linear check beats hashing on this path, run for every fix.
+        let mut candidates: Vec<&PreparedFence> =
+            Vec::with_capacity(device.visits.len() + here.len() + hop.len());
+        let found = device.visits.iter().filter_map(|(id, _)| index.get(id));
+        for fence in found
+            .chain(here.iter().filter_map(|hit| index.get(hit.id)))
+            .chain(hop)
+        {
+            if candidates.iter().all(|c| c.id() != fence.id()) {
+                candidates.push(fence);
+            }
         }
-        let mut seen = std::collections::HashSet::with_capacity(candidates.len());
-        candidates.retain(|f| seen.insert(f.id()));
         for fence in candidates {
             let def = fence.fence();
             let visit_at = device.visits.iter().position(|(id, _)| id == fence.id());
