@@ -96,7 +96,7 @@ pub struct TileChange {
 #[derive(Debug, Clone)]
 pub struct TileCache {
     tiles: Cache<TileKey, Arc<Tile>>,
-    changes: Arc<[Mutex<Changes>; 2]>,
+    changes: Arc<[Mutex<Changes>; Layer::ALL.len()]>,
     announce: tokio::sync::broadcast::Sender<TileChange>,
 }
 
@@ -120,8 +120,9 @@ impl TileCache {
     }
 
     fn changes(&self, layer: Layer) -> std::sync::MutexGuard<'_, Changes> {
-        let i = usize::from(layer != Layer::Fences);
-        self.changes[i].lock().unwrap_or_else(PoisonError::into_inner)
+        self.changes[layer.index()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn generation(&self, layer: Layer) -> u64 {

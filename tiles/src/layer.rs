@@ -20,6 +20,11 @@ impl Layer {
     /// Every layer, for catalogs and error messages.
     pub const ALL: [Layer; 2] = [Layer::Fences, Layer::Positions];
 
+    /// The layer's position in [`Layer::ALL`], for per-layer arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|layer| layer.name() == name)
     }
@@ -100,6 +105,7 @@ mod tests {
     fn layers_are_found_by_name() {
         for layer in Layer::ALL {
             assert_eq!(Layer::from_name(layer.name()), Some(layer));
+            assert_eq!(Layer::ALL[layer.index()], layer);
             assert!(layer.sql().contains("ST_AsMVT"));
         }
         assert_eq!(Layer::from_name("roads"), None);
