@@ -33,6 +33,7 @@ use crate::evaluator::{self, Evaluators};
 use crate::http_metrics::{self, HttpMetrics};
 use crate::live::LiveFeed;
 use crate::state::AppState;
+use crate::tile_layers::LayerId;
 
 /// Committed batches each shard may hand to its evaluator before it has to catch up from the
 /// database instead.
@@ -103,8 +104,19 @@ impl Application {
         let (outboxes, committed): (Vec<_>, Vec<_>) = (0..pipeline_config.shards)
             .map(|_| tracker::outbox::outbox(OUTBOX_BATCHES))
             .unzip();
-        let pipeline =
-            tracker::Pipeline::start(&pool, pipeline_config.clone(), ingest_metrics, outboxes, &tasks);
+        let catalog = crate::tile_layers::Catalog::new(&config.tiles).map_err(StartError::Config)?;
+        let tiles = crate::tile_cache::TileCache::new(
+            config.tiles.cache_mb.saturating_mul(1 << 20),
+            Arc::new(catalog),
+        );
+        let pipeline = tracker::Pipeline::start(
+            &pool,
+            pipeline_config.clone(),
+            ingest_metrics,
+            outboxes,
+            Some(&tiles.commit_hook()),
+            &tasks,
+        );
         let empty_index = fences::FenceIndex::new(fences::IndexConfig::default())
             .map_err(|e| StartError::Config(e.to_string()))?;
         let fence_index = crate::fence_store::SharedIndex::new(empty_index);
@@ -137,7 +149,11 @@ impl Application {
             evaluators,
             ws: Arc::new(config.ws.clone()),
             webhooks_signed: config.webhooks.secret.is_some(),
-            tiles: crate::tile_cache::TileCache::new(config.tiles.cache_mb.saturating_mul(1 << 20)),
+            tiles,
+            tile_windows: crate::state::TileWindows {
+                default: Duration::from_secs(config.tiles.tracks_window_s.max(1)),
+                max: Duration::from_secs(config.tiles.tracks_max_window_s.max(1)),
+            },
         };
         state.tasks.spawn(keep_fences_loaded(state.clone()));
         let router = router(
@@ -265,7 +281,9 @@ fn start_evaluation(
 /// (sent by `geotrack import fences` and any other writer outside this process), loads the
 /// index, and reloads it on every notification. Listening starts before the load, so no change
 /// falls between the two. While the database is down or not migrated it retries every 2 s;
-/// `/ready` stays false until the first load.
+/// `/ready` stays false until the first load. The same connection hears
+/// `NOTIFY geotrack_tiles, '<layer>'` (from `geotrack import basemap`, or an operator's trigger)
+/// and drops that layer's cached tiles.
 async fn keep_fences_loaded(state: AppState) {
     loop {
         let error = match follow_fences(&state).await {
@@ -285,18 +303,37 @@ async fn follow_fences(state: &AppState) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen for fence changes: {e}"))?;
     listener
-        .listen(crate::fence_store::CHANGED_CHANNEL)
+        .listen_all([crate::fence_store::CHANGED_CHANNEL, TILES_CHANNEL])
         .await
         .map_err(|e| format!("cannot listen for fence changes: {e}"))?;
     reload_fences(state).await?;
     loop {
         tokio::select! {
             notification = listener.recv() => {
-                notification.map_err(|e| format!("fence change listener: {e}"))?;
-                reload_fences(state).await?;
+                let notification = notification.map_err(|e| format!("fence change listener: {e}"))?;
+                if notification.channel() == TILES_CHANNEL {
+                    invalidate_named_layer(state, notification.payload());
+                } else {
+                    reload_fences(state).await?;
+                }
             }
             () = state.shutdown.cancelled() => return Ok(()),
         }
+    }
+}
+
+/// `NOTIFY geotrack_tiles, '<layer>'`: that layer's tiles changed (anywhere).
+pub const TILES_CHANNEL: &str = "geotrack_tiles";
+
+fn invalidate_named_layer(state: &AppState, name: &str) {
+    if let Some(layer) = state.tiles.catalog().find(name.trim()) {
+        state.tiles.invalidate_layer(layer);
+        tracing::info!(
+            layer = name,
+            "tile layer changed in the database; cached tiles dropped"
+        );
+    } else {
+        tracing::warn!(layer = name, "NOTIFY geotrack_tiles names no layer; ignored");
     }
 }
 
@@ -306,7 +343,7 @@ async fn reload_fences(state: &AppState) -> Result<(), String> {
     let index = crate::fence_store::load(&state.pool, &state.fence_limits).await?;
     let count = index.len();
     state.fences.update(|current| *current = index);
-    state.tiles.invalidate_layer(tiles::Layer::Fences);
+    state.tiles.invalidate_layer(LayerId::FENCES);
     state.fences_loaded.store(true, Ordering::Release);
     tracing::info!(fences = count, "fence index loaded");
     Ok(())

@@ -76,4 +76,10 @@ pub enum Import {
         /// The GeoJSON file.
         file: PathBuf,
     },
+    /// Replace the basemap (the `countries` tile layer) with planar countries GeoJSON (see
+    /// scripts/prepare-basemap.py); without a file, the 1:110m countries built in.
+    Basemap {
+        /// The GeoJSON file.
+        file: Option<PathBuf>,
+    },
 }

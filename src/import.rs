@@ -91,7 +91,8 @@ pub async fn gpx(config: &Config, file: &Path, device: &str) -> Result<ImportSum
     let mut pipeline_config = config.ingest.pipeline();
     pipeline_config.shards = 1;
     pipeline_config.enqueue_wait = Duration::from_secs(60);
-    let pipeline = tracker::Pipeline::start(&pool, pipeline_config, metrics.clone(), Vec::new(), &tasks);
+    let pipeline =
+        tracker::Pipeline::start(&pool, pipeline_config, metrics.clone(), Vec::new(), None, &tasks);
     // History may be of any age; only the future limit still applies.
     let limits = tracker::Limits {
         max_age: chrono::Duration::days(365 * 200),

@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod app;
 pub mod auth;
+pub mod basemap;
 pub mod bench_alerts;
 pub mod bench_ingest;
 pub mod cli;
@@ -22,6 +23,7 @@ mod routes;
 pub mod simulate;
 pub mod state;
 pub mod tile_cache;
+pub mod tile_layers;
 pub mod web;
 pub mod webhooks;
 mod ws;

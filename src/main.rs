@@ -50,6 +50,21 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{}: {count} fences imported", file.display());
             Ok(())
         }
+        Command::Import(Import::Basemap { file }) => {
+            let bytes = match &file {
+                Some(file) => {
+                    std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?
+                }
+                None => geotrack::basemap::EMBEDDED.to_vec(),
+            };
+            let pool = geotrack::db::pool(&config.database_url, 2).map_err(|e| e.to_string())?;
+            let count = geotrack::basemap::import(&pool, &bytes).await?;
+            let source = file.map_or("built-in 1:110m countries".to_owned(), |f| {
+                f.display().to_string()
+            });
+            println!("{source}: {count} countries imported into the basemap");
+            Ok(())
+        }
         Command::BenchIngest(args) => geotrack::bench_ingest::run(&args, &config.database_url).await,
         Command::BenchAlerts(args) => geotrack::bench_alerts::run(&args, &config.database_url).await,
         Command::Serve { demo } => serve(config, demo).await,
@@ -70,7 +85,17 @@ async fn run(cli: Cli) -> Result<(), String> {
 /// Runs the server until SIGINT/SIGTERM; with `demo`, a simulated fleet drives meanwhile.
 async fn serve(config: Config, demo: bool) -> Result<(), String> {
     let token = demo_token(&config);
+    let database_url = config.database_url.clone();
     let app = Application::build(config).await.map_err(|e| e.to_string())?;
+    if demo {
+        // The demo map's land and borders come from the `countries` layer.
+        let pool = geotrack::db::pool(&database_url, 1).map_err(|e| e.to_string())?;
+        match geotrack::basemap::ensure(&pool).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(countries = count, "basemap imported"),
+            Err(error) => tracing::warn!("demo basemap not imported: {error}"),
+        }
+    }
     let url = format!("http://{}", app.local_addr());
     tracing::info!("geotrack listening on {url}");
     let stop = tokio_util::sync::CancellationToken::new();

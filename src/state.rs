@@ -50,4 +50,14 @@ pub struct AppState {
     /// A webhook secret is configured, so fences may name webhook URLs.
     pub webhooks_signed: bool,
     pub tiles: crate::tile_cache::TileCache,
+    pub tile_windows: TileWindows,
+}
+
+/// Time windows of the `tracks` layer.
+#[derive(Debug, Clone, Copy)]
+pub struct TileWindows {
+    /// When a request names no `from`: the last this long.
+    pub default: std::time::Duration,
+    /// The longest a request may ask for.
+    pub max: std::time::Duration,
 }

@@ -2,17 +2,20 @@
 //!
 //! Entries hold the tile as built and gzipped once (served as they are, never re-compressed),
 //! weighed in bytes against a configured capacity. Concurrent misses for one tile share one
-//! database query (`try_get_with`). The live `positions` layer lives one second; other layers
-//! until a write touches them.
+//! database query (`try_get_with`). A layer with a TTL (live `positions`: one second; operator
+//! tables: configured) expires by it; the others live until a write touches them.
 //!
-//! Staleness: a fence write, once committed and before it is acknowledged, records its old and
-//! new bounding boxes under a new generation of the layer ([`TileCache::invalidate`]). Every tile
+//! Staleness: a write, once committed and before it is acknowledged, records what it touched
+//! ([`Change`]: old and new bounding boxes of a fence; the time range of ingested fixes for
+//! `tracks`) under a new generation of its layer ([`TileCache::invalidate`]). Every tile
 //! remembers the generation current when its build started (its query saw every write up to
-//! it). A tile is only served if no later write touches it (tile extent plus the MVT buffer), so
-//! a slow build that read before a write, or that joined a build started before it, is rebuilt
-//! rather than served or kept. Only the last [`LOG_LEN`] writes are remembered: a tile older
-//! than all of them counts as stale. A predicate over cached keys also drops touched entries,
-//! to free their memory; no tile is enumerated (a country covers billions of z22 tiles).
+//! it). A tile is only served if no later write touches it (its extent widened by the layer's
+//! reach, and its time window), so a slow build that read before a write, or that joined a
+//! build started before it, is rebuilt rather than served or kept. The log keeps [`LOG_LEN`]
+//! entries; beyond that the two oldest merge into one covering both (conservatively), so no
+//! write is ever forgotten. A predicate over cached keys also drops entries a fence or table
+//! write touches, to free their memory; no tile is enumerated (a country covers billions of z22
+//! tiles).
 
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -23,21 +26,70 @@ use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use moka::future::Cache;
-use tiles::{Layer, TileCoord};
+use tiles::TileCoord;
 
-/// Writes remembered per layer for staleness checks.
+use crate::tile_layers::{Catalog, LayerId};
+
+/// Log entries kept per layer for staleness checks (older ones are merged).
 pub const LOG_LEN: usize = 1_024;
-/// The MVT buffer (64 of 4096 units) as a fraction of a tile's width.
-const BUFFER: f64 = 64.0 / 4096.0;
-/// How long a `positions` tile lives.
-const LIVE_TTL: Duration = Duration::from_secs(1);
+/// Boxes a merged log entry keeps before it counts as "everywhere".
+const MERGED_BOXES: usize = 64;
 /// Attempts to get a tile that no write has touched before building one without the cache.
 const ATTEMPTS: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TileKey {
-    pub layer: Layer,
+    pub layer: LayerId,
     pub tile: TileCoord,
+    /// `[from, to)` in Unix milliseconds, for layers drawn over a time window (`tracks`).
+    pub window: Option<[i64; 2]>,
+}
+
+/// What a committed write touched. `None` parts mean "all": a change with neither touches every
+/// tile of its layer.
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    /// `[min_lon, min_lat, max_lon, max_lat]` extents.
+    pub boxes: Option<Arc<[[f64; 4]]>>,
+    /// `[first, last]` fix times, in Unix milliseconds.
+    pub times: Option<[i64; 2]>,
+}
+
+impl Change {
+    /// A change within these extents.
+    pub fn within(boxes: Vec<[f64; 4]>) -> Self {
+        Self {
+            boxes: Some(boxes.into()),
+            times: None,
+        }
+    }
+
+    fn touches(&self, key: &TileKey, reach: f64) -> bool {
+        let in_time = match (self.times, key.window) {
+            (Some([first, last]), Some([from, to])) => first < to && last >= from,
+            _ => true,
+        };
+        in_time
+            && self
+                .boxes
+                .as_ref()
+                .is_none_or(|boxes| boxes.iter().any(|b| key.tile.meets(*b, reach)))
+    }
+
+    /// One change covering both.
+    fn merge(&self, other: &Self) -> Self {
+        let boxes = match (&self.boxes, &other.boxes) {
+            (Some(a), Some(b)) if a.len() + b.len() <= MERGED_BOXES => {
+                Some(a.iter().chain(b.iter()).copied().collect())
+            }
+            _ => None,
+        };
+        let times = match (self.times, other.times) {
+            (Some([a0, a1]), Some([b0, b1])) => Some([a0.min(b0), a1.max(b1)]),
+            _ => None,
+        };
+        Self { boxes, times }
+    }
 }
 
 /// A built tile.
@@ -53,8 +105,8 @@ pub struct Tile {
 }
 
 impl Tile {
-    fn build(layer: Layer, mvt: Vec<u8>, generation: u64) -> Self {
-        let etag = format!("\"{}-{:016x}\"", layer.name(), xxhash_rust::xxh3::xxh3_64(&mvt));
+    fn build(layer: &str, mvt: Vec<u8>, generation: u64) -> Self {
+        let etag = format!("\"{layer}-{:016x}\"", xxhash_rust::xxh3::xxh3_64(&mvt));
         let gzip = if mvt.is_empty() {
             Bytes::new()
         } else {
@@ -80,14 +132,15 @@ impl Tile {
 #[derive(Debug, Default)]
 struct Changes {
     generation: u64,
-    /// (generation, bounding boxes) of the latest writes.
-    log: VecDeque<(u64, Arc<[[f64; 4]]>)>,
+    /// (generation of its newest write, change) of every write since start; the oldest entry
+    /// may stand for several merged writes.
+    log: VecDeque<(u64, Change)>,
 }
 
 /// A committed write that changed tiles of `layer` within `bboxes`, for `WS /ws/tiles`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TileChange {
-    pub layer: &'static str,
+    pub layer: Arc<str>,
     /// `[min_lon, min_lat, max_lon, max_lat]` extents; refetch the tiles that meet them.
     pub bboxes: Arc<[[f64; 4]]>,
 }
@@ -96,36 +149,45 @@ pub struct TileChange {
 #[derive(Debug, Clone)]
 pub struct TileCache {
     tiles: Cache<TileKey, Arc<Tile>>,
-    changes: Arc<[Mutex<Changes>; Layer::ALL.len()]>,
+    catalog: Arc<Catalog>,
+    changes: Arc<[Mutex<Changes>]>,
     announce: tokio::sync::broadcast::Sender<TileChange>,
 }
 
 /// Why a tile could not be built.
 pub type BuildError = Arc<sqlx::Error>;
 
+/// The whole world, as a change extent.
+const WORLD: [f64; 4] = [-180.0, -90.0, 180.0, 90.0];
+
 impl TileCache {
-    /// A cache holding up to `max_bytes` of tiles.
-    pub fn new(max_bytes: u64) -> Self {
+    /// A cache of the catalog's layers holding up to `max_bytes` of tiles.
+    pub fn new(max_bytes: u64, catalog: Arc<Catalog>) -> Self {
         let tiles = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_, tile: &Arc<Tile>| tile.weight())
-            .expire_after(LayerExpiry)
+            .expire_after(LayerExpiry(catalog.clone()))
             .support_invalidation_closures()
             .build();
         Self {
             tiles,
-            changes: Arc::default(),
+            changes: catalog.ids().map(|_| Mutex::default()).collect(),
+            catalog,
             announce: tokio::sync::broadcast::channel(256).0,
         }
     }
 
-    fn changes(&self, layer: Layer) -> std::sync::MutexGuard<'_, Changes> {
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    fn changes(&self, layer: LayerId) -> std::sync::MutexGuard<'_, Changes> {
         self.changes[layer.index()]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn generation(&self, layer: Layer) -> u64 {
+    fn generation(&self, layer: LayerId) -> u64 {
         self.changes(layer).generation
     }
 
@@ -135,16 +197,13 @@ impl TileCache {
         if tile.generation == changes.generation {
             return false;
         }
-        match changes.log.front() {
-            // Writes the log no longer holds may have touched it.
-            Some((oldest, _)) if *oldest > tile.generation + 1 => true,
-            None => true,
-            Some(_) => changes
-                .log
-                .iter()
-                .filter(|(g, _)| *g > tile.generation)
-                .any(|(_, boxes)| boxes.iter().any(|b| key.tile.meets(*b, BUFFER))),
-        }
+        let reach = self.catalog.get(key.layer).reach;
+        changes
+            .log
+            .iter()
+            .rev()
+            .take_while(|(g, _)| *g > tile.generation)
+            .any(|(_, change)| change.touches(key, reach))
     }
 
     /// The tile, from the cache or built by `build` (one build for concurrent misses).
@@ -156,11 +215,12 @@ impl TileCache {
         for _ in 0..ATTEMPTS {
             let generation = self.generation(key.layer);
             let query = build();
+            let name = &self.catalog.get(key.layer).name;
             let tile = self
                 .tiles
                 .try_get_with(key, async move {
                     let mvt = query.await?;
-                    Ok::<_, sqlx::Error>(Arc::new(Tile::build(key.layer, mvt, generation)))
+                    Ok::<_, sqlx::Error>(Arc::new(Tile::build(name, mvt, generation)))
                 })
                 .await?;
             if !self.is_stale(&key, &tile) {
@@ -169,32 +229,75 @@ impl TileCache {
             self.tiles.invalidate(&key).await;
         }
         // Writes keep touching this tile: serve a fresh build without keeping it.
-        let generation = self.generation(key.layer);
-        let mvt = build().await.map_err(Arc::new)?;
-        Ok(Arc::new(Tile::build(key.layer, mvt, generation)))
+        self.build_uncached(key.layer, build).await
     }
 
-    /// Records a committed write to `layer` covering `boxes` (`[min_lon, min_lat, max_lon,
-    /// max_lat]`, old and new extents); call it before acknowledging the write.
-    pub fn invalidate(&self, layer: Layer, boxes: Vec<[f64; 4]>) {
-        let boxes: Arc<[[f64; 4]]> = boxes.into();
+    /// A tile built now and not kept (for requests whose answer changes with the clock).
+    pub async fn build_uncached<F, Fut>(&self, layer: LayerId, build: F) -> Result<Arc<Tile>, BuildError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Vec<u8>, sqlx::Error>> + Send,
+    {
+        let generation = self.generation(layer);
+        let mvt = build().await.map_err(Arc::new)?;
+        Ok(Arc::new(Tile::build(
+            &self.catalog.get(layer).name,
+            mvt,
+            generation,
+        )))
+    }
+
+    /// Records a committed write to `layer`; call it before acknowledging the write. Fence and
+    /// table changes are announced on `WS /ws/tiles` and free the entries they touch at once.
+    pub fn invalidate(&self, layer: LayerId, change: Change) {
         {
             let mut changes = self.changes(layer);
             changes.generation += 1;
             let generation = changes.generation;
-            changes.log.push_back((generation, boxes.clone()));
-            if changes.log.len() > LOG_LEN {
-                changes.log.pop_front();
+            changes.log.push_back((generation, change.clone()));
+            if changes.log.len() > LOG_LEN
+                && let (Some((_, oldest)), Some((newer, next))) =
+                    (changes.log.pop_front(), changes.log.pop_front())
+            {
+                changes.log.push_front((newer, oldest.merge(&next)));
             }
         }
+        let info = self.catalog.get(layer);
+        if !info.announced {
+            // Tracks change with every ingested batch: stale entries are dropped when read.
+            return;
+        }
+        let bboxes = change.boxes.clone().unwrap_or_else(|| Arc::new([WORLD]));
         let _ = self.announce.send(TileChange {
-            layer: layer.name(),
-            bboxes: boxes.clone(),
+            layer: info.name.as_str().into(),
+            bboxes,
         });
+        let reach = info.reach;
         // Frees touched entries; correctness does not depend on when this runs.
-        let _ = self.tiles.invalidate_entries_if(move |key, _| {
-            key.layer == layer && boxes.iter().any(|b| key.tile.meets(*b, BUFFER))
-        });
+        let _ = self
+            .tiles
+            .invalidate_entries_if(move |key, _| key.layer == layer && change.touches(key, reach));
+    }
+
+    /// What the ingest pipeline calls with every committed batch (see [`Self::fixes_written`]).
+    pub fn commit_hook(&self) -> tracker::CommitHook {
+        let tiles = self.clone();
+        Arc::new(move |fixes| tiles.fixes_written(fixes))
+    }
+
+    /// Records ingested fixes (committed, not yet acknowledged) for the `tracks` layer.
+    pub fn fixes_written(&self, fixes: &[&tracker::Fix]) {
+        let times = fixes.iter().map(|f| f.ts.timestamp_millis());
+        let (Some(first), Some(last)) = (times.clone().min(), times.max()) else {
+            return;
+        };
+        self.invalidate(
+            LayerId::TRACKS,
+            Change {
+                boxes: None,
+                times: Some([first, last]),
+            },
+        );
     }
 
     /// Changes announced from now on (the receiver learns how many it missed if it lags).
@@ -203,17 +306,17 @@ impl TileCache {
     }
 
     /// Records a write that may have touched any tile of `layer` (a reload of every fence).
-    pub fn invalidate_layer(&self, layer: Layer) {
-        self.invalidate(layer, vec![[-180.0, -90.0, 180.0, 90.0]]);
+    pub fn invalidate_layer(&self, layer: LayerId) {
+        self.invalidate(layer, Change::default());
     }
 }
 
-/// Live positions expire after a second; other layers stay until invalidated or evicted.
-struct LayerExpiry;
+/// Tiles of a layer with a TTL expire by it; other layers stay until invalidated or evicted.
+struct LayerExpiry(Arc<Catalog>);
 
 impl moka::Expiry<TileKey, Arc<Tile>> for LayerExpiry {
     fn expire_after_create(&self, key: &TileKey, _: &Arc<Tile>, _: Instant) -> Option<Duration> {
-        (key.layer == Layer::Positions).then_some(LIVE_TTL)
+        self.0.get(key.layer).ttl
     }
 }
 
@@ -225,9 +328,15 @@ mod tests {
 
     fn key(z: u8, x: u32, y: u32) -> TileKey {
         TileKey {
-            layer: Layer::Fences,
+            layer: LayerId::FENCES,
             tile: TileCoord { z, x, y },
+            window: None,
         }
+    }
+
+    fn cache() -> TileCache {
+        let catalog = Catalog::new(&crate::config::TilesConfig::default()).expect("catalog");
+        TileCache::new(1 << 20, Arc::new(catalog))
     }
 
     /// Paris at z10 and a box inside it.
@@ -235,7 +344,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_misses_share_one_build_and_hits_build_nothing() {
-        let cache = TileCache::new(1 << 20);
+        let cache = cache();
         let builds = Arc::new(AtomicUsize::new(0));
         let build = || {
             let builds = builds.clone();
@@ -261,7 +370,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_invalidates_the_tiles_it_touches_and_only_those() {
-        let cache = TileCache::new(1 << 20);
+        let cache = cache();
         let version = Arc::new(AtomicUsize::new(1));
         let build = || {
             let version = version.clone();
@@ -275,7 +384,7 @@ mod tests {
             b"v1"
         );
         version.store(2, Ordering::SeqCst);
-        cache.invalidate(Layer::Fences, vec![PARIS]);
+        cache.invalidate(LayerId::FENCES, Change::within(vec![PARIS]));
         assert_eq!(&cache.get(paris, build).await.expect("paris").identity[..], b"v2");
         assert_eq!(
             &cache.get(elsewhere, build).await.expect("elsewhere").identity[..],
@@ -291,7 +400,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_build_that_read_before_a_write_is_neither_served_after_it_nor_kept() {
-        let cache = TileCache::new(1 << 20);
+        let cache = cache();
         let version = Arc::new(AtomicUsize::new(1));
         let (reading, resume) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let slow = {
@@ -316,7 +425,7 @@ mod tests {
         reading.notified().await;
         // The write commits and is recorded while the build holds v1.
         version.store(2, Ordering::SeqCst);
-        cache.invalidate(Layer::Fences, vec![PARIS]);
+        cache.invalidate(LayerId::FENCES, Change::within(vec![PARIS]));
         resume.notify_one();
         let served = first.await.expect("join").expect("tile");
         assert_eq!(
@@ -326,5 +435,76 @@ mod tests {
         );
         let next = cache.get(paris, slow).await.expect("tile");
         assert_eq!(&next.identity[..], b"v2", "and the stale bytes were not kept");
+    }
+
+    #[tokio::test]
+    async fn ingest_makes_stale_only_the_track_tiles_whose_window_it_falls_in() {
+        let cache = cache();
+        let version = Arc::new(AtomicUsize::new(1));
+        let build = || {
+            let version = version.clone();
+            async move { Ok(format!("v{}", version.load(Ordering::SeqCst)).into_bytes()) }
+        };
+        let track = |window| TileKey {
+            layer: LayerId::TRACKS,
+            tile: TileCoord {
+                z: 10,
+                x: 518,
+                y: 352,
+            },
+            window: Some(window),
+        };
+        let (yesterday, today) = (track([0, 1_000]), track([1_000, 2_000]));
+        for key in [yesterday, today] {
+            assert_eq!(&cache.get(key, build).await.expect("tile").identity[..], b"v1");
+        }
+        version.store(2, Ordering::SeqCst);
+        let at = chrono::DateTime::from_timestamp_millis(1_500).expect("time");
+        let fix = tracker::Fix {
+            device: "bus-1".into(),
+            ts: at,
+            lon: 2.35,
+            lat: 48.85,
+            speed_mps: None,
+            heading_deg: None,
+            accuracy_m: None,
+            altitude_m: None,
+            battery: None,
+            attrs: None,
+            received_at: at,
+        };
+        cache.fixes_written(&[&fix]);
+        assert_eq!(
+            &cache.get(yesterday, build).await.expect("tile").identity[..],
+            b"v1"
+        );
+        assert_eq!(&cache.get(today, build).await.expect("tile").identity[..], b"v2");
+    }
+
+    #[tokio::test]
+    async fn a_long_log_merges_its_oldest_writes_instead_of_forgetting_them() {
+        let cache = cache();
+        let version = Arc::new(AtomicUsize::new(1));
+        let build = || {
+            let version = version.clone();
+            async move { Ok(format!("v{}", version.load(Ordering::SeqCst)).into_bytes()) }
+        };
+        let (paris, elsewhere) = (key(10, 518, 352), key(10, 100, 100));
+        for key in [paris, elsewhere] {
+            assert_eq!(&cache.get(key, build).await.expect("tile").identity[..], b"v1");
+        }
+        version.store(2, Ordering::SeqCst);
+        // The write touching Paris is the oldest of more than the log holds.
+        cache.invalidate(LayerId::FENCES, Change::within(vec![PARIS]));
+        for _ in 0..LOG_LEN + 10 {
+            cache.invalidate(LayerId::FENCES, Change::within(vec![[100.0, -10.0, 100.1, -9.9]]));
+        }
+        assert_eq!(cache.changes(LayerId::FENCES).log.len(), LOG_LEN);
+        // The cache may have dropped Paris already; either way it is rebuilt, and elsewhere is not.
+        assert_eq!(&cache.get(paris, build).await.expect("tile").identity[..], b"v2");
+        assert_eq!(
+            &cache.get(elsewhere, build).await.expect("tile").identity[..],
+            b"v1"
+        );
     }
 }

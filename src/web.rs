@@ -45,7 +45,7 @@ const ASSETS: [(&str, &str, &[u8]); 8] = [
     (
         "/data/countries.geojson",
         "application/geo+json",
-        include_bytes!("../web/data/countries.geojson"),
+        crate::basemap::EMBEDDED,
     ),
 ];
 

@@ -209,7 +209,7 @@ pub async fn track(
         .into_response())
 }
 
-fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+pub(super) fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     let parsed = match text.parse::<serde_json::Number>() {
         Ok(number) => tracker::decode::time::from_epoch_number(&number),
         Err(_) => tracker::decode::time::from_rfc3339(text),

@@ -21,7 +21,8 @@ use crate::fence_store;
 use crate::routes::devices::parse_bbox;
 use crate::routes::path_id;
 use crate::state::AppState;
-use tiles::Layer;
+use crate::tile_cache::Change;
+use crate::tile_layers::LayerId;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,7 +159,9 @@ pub async fn delete(
         return Err(unknown_fence(&id));
     }
     if let Some(old) = state.fences.update(|index| index.remove(&id)) {
-        state.tiles.invalidate(Layer::Fences, extents(&old));
+        state
+            .tiles
+            .invalidate(LayerId::FENCES, Change::within(extents(&old)));
     }
     tracing::info!(fence = %id, "fence deleted");
     Ok(Json(json!({"deleted": id})))
@@ -282,7 +285,7 @@ async fn write(state: &AppState, fences: Vec<PreparedFence>) -> Result<Vec<Value
         touched
     });
     // Before the reply: the next tile request must see this write.
-    state.tiles.invalidate(Layer::Fences, touched);
+    state.tiles.invalidate(LayerId::FENCES, Change::within(touched));
     Ok(features)
 }
 

@@ -8,6 +8,7 @@ mod ingest;
 mod live;
 mod ops;
 mod positions;
+mod tile_meta;
 mod tiles;
 
 use std::sync::Arc;
@@ -60,10 +61,11 @@ fn documented_routes(max_body: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::socket))
         .routes(routes!(live::socket))
         .routes(routes!(tiles::tile))
+        .routes(routes!(tiles::invalidate))
         .routes(routes!(tiles::changes))
-        .routes(routes!(tiles::catalog))
-        .routes(routes!(tiles::tilejson))
-        .routes(routes!(tiles::style))
+        .routes(routes!(tile_meta::catalog))
+        .routes(routes!(tile_meta::tilejson))
+        .routes(routes!(tile_meta::style))
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))

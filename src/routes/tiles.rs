@@ -3,53 +3,60 @@
 //! Tiles show where devices are, so they need the `read` scope; map clients may pass the token
 //! as `?token=`. Tiles come from the cache (`tile_cache`), gzipped when the client accepts it,
 //! with a strong `ETag` (`If-None-Match` gives 304). `/tiles/fences,positions/...` returns
-//! several layers in one tile.
+//! several layers in one tile. Also here: `POST /tiles/{layer}/invalidate` and `WS /ws/tiles`.
+
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use tiles::{Layer, TileCoord};
+use tiles::TileCoord;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::auth::{DeviceAuth, Scope, SocketAuth};
+use crate::auth::{ApiAuth, DeviceAuth, Scope, SocketAuth};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::tile_cache::TileKey;
+use crate::tile_cache::{Change, Tile, TileKey};
+use crate::tile_layers::{LayerError, LayerId};
 use crate::ws::{self, Gone};
 
 #[utoipa::path(get, path = "/tiles/{layer}/{z}/{x}/{y}", tag = "tiles", security(("bearer" = []), ("token" = [])),
-    params(("layer" = String, Path, description = "fences, positions, or several separated by commas"), ("z" = u8, Path, description = "Zoom, 0 to 22"),
-        ("x" = u32, Path, description = "Column"), ("y" = String, Path, description = "Row, optionally with .mvt or .pbf")),
+    params(("layer" = String, Path, description = "A layer (see GET /tiles), or several separated by commas"), ("z" = u8, Path, description = "Zoom, 0 to 22"),
+        ("x" = u32, Path, description = "Column"), ("y" = String, Path, description = "Row, optionally with .mvt or .pbf"),
+        ("from" = Option<String>, Query, description = "tracks: start of the window (RFC 3339 or epoch); default: `to` minus tiles.tracks_window_s"),
+        ("to" = Option<String>, Query, description = "tracks: end of the window (default: now). Tiles are cached only when both are given")),
     responses((status = 200, description = "The tile", content_type = "application/vnd.mapbox-vector-tile"),
-        (status = 204, description = "No feature in this tile"), (status = 400, description = "No such tile"),
-        (status = 404, description = "Unknown layer")))]
+        (status = 204, description = "No feature in this tile"), (status = 400, description = "No such tile, or a bad time window"),
+        (status = 404, description = "Unknown layer"), (status = 503, description = "A layer's table cannot be read")))]
 pub async fn tile(
     State(state): State<AppState>,
     DeviceAuth(principal): DeviceAuth,
     path: Result<Path<(String, String, String, String)>, PathRejection>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Read)?;
     let Path((layer, z, x, y)) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
     let layers = layer
         .split(',')
-        .map(known_layer)
-        .collect::<Result<Vec<Layer>, ApiError>>()?;
+        .map(|name| known_layer(&state, name))
+        .collect::<Result<Vec<LayerId>, ApiError>>()?;
     let tile =
         TileCoord::parse(&z, &x, &y).map_err(|e| ApiError::bad_request("invalid_tile", e.to_string()))?;
-    let pool = &state.pool;
+    let window = Window::of(&state, &uri)?;
+    let catalog = state.tiles.catalog();
     let mut built = Vec::with_capacity(layers.len());
     for &layer in &layers {
-        let one = state
-            .tiles
-            .get(TileKey { layer, tile }, || build(pool, layer, tile))
-            .await
-            .map_err(|e| ApiError::from(&*e))?;
-        built.push(one);
+        let info = catalog.get(layer);
+        if !(info.minzoom..=info.maxzoom).contains(&tile.z) {
+            continue;
+        }
+        built.push(layer_tile(&state, layer, tile, window).await?);
     }
     // Several layers: a tile's layers are a repeated field, so tiles concatenate into one.
     let (etag, identity, gzip) = match built.as_slice() {
@@ -62,11 +69,13 @@ pub async fn tile(
             (etag, bytes::Bytes::from(identity), None)
         }
     };
-    let cache_control = if layers.contains(&Layer::Positions) {
+    let live =
+        layers.contains(&LayerId::POSITIONS) || (layers.contains(&LayerId::TRACKS) && !window.absolute);
+    let cache_control = if live {
         // Live positions change every second; the tile cache keeps them that long too.
         "public, max-age=1"
     } else {
-        // Fences change whenever someone edits them: clients revalidate (a 304 is cheap).
+        // Edited whenever someone writes: clients revalidate (a 304 is cheap).
         "public, no-cache"
     };
     let mut response = if headers
@@ -98,26 +107,109 @@ pub async fn tile(
     Ok(response)
 }
 
-/// The layer of that name, or 404 listing the layers.
-fn known_layer(name: &str) -> Result<Layer, ApiError> {
-    Layer::from_name(name).ok_or_else(|| {
-        let known: Vec<&str> = Layer::ALL.iter().map(|l| l.name()).collect();
-        ApiError::not_found(
-            "unknown_layer",
-            format!("no layer {name:?}; layers: {}", known.join(", ")),
-        )
-    })
+/// The `tracks` time window of a request.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    /// Both ends were named: the tile does not change with the clock and may be cached.
+    absolute: bool,
 }
 
-/// Runs the layer's query for one tile.
-async fn build(pool: &sqlx::PgPool, layer: Layer, tile: TileCoord) -> Result<Vec<u8>, sqlx::Error> {
-    sqlx::query_scalar(layer.sql())
-        .bind(i32::from(tile.z))
-        // ST_TileEnvelope takes integers; x and y stay below 2^22.
-        .bind(i32::try_from(tile.x).unwrap_or(i32::MAX))
-        .bind(i32::try_from(tile.y).unwrap_or(i32::MAX))
-        .fetch_one(pool)
+impl Window {
+    fn of(state: &AppState, uri: &Uri) -> Result<Self, ApiError> {
+        let param = |name: &str| {
+            uri.query().and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned())
+            })
+        };
+        let read = |name: &str| {
+            param(name)
+                .map(|text| super::devices::parse_time(name, &text))
+                .transpose()
+        };
+        let (from, to) = (read("from")?, read("to")?);
+        let limits = state.tile_windows;
+        let end = to.unwrap_or_else(Utc::now);
+        let window = Self {
+            from: from.unwrap_or_else(|| end - limits.default),
+            to: end,
+            absolute: from.is_some() && to.is_some(),
+        };
+        if window.from >= window.to {
+            return Err(ApiError::bad_request(
+                "invalid_window",
+                "`from` must be before `to`",
+            ));
+        }
+        if (window.to - window.from).to_std().unwrap_or_default() > limits.max {
+            return Err(ApiError::bad_request(
+                "invalid_window",
+                format!(
+                    "the window may be at most {} s long (tiles.tracks_max_window_s)",
+                    limits.max.as_secs()
+                ),
+            ));
+        }
+        Ok(window)
+    }
+}
+
+/// One layer's tile: cached unless it is a `tracks` tile over a window relative to now.
+async fn layer_tile(
+    state: &AppState,
+    layer: LayerId,
+    tile: TileCoord,
+    window: Window,
+) -> Result<Arc<Tile>, ApiError> {
+    let described = state
+        .tiles
+        .catalog()
+        .describe(&state.pool, layer)
         .await
+        .map_err(|e| layer_unavailable(&e))?;
+    let tracks = layer == LayerId::TRACKS;
+    let pool = &state.pool;
+    let sql = described.sql.as_str();
+    let build = || async move {
+        let query = sqlx::query_scalar(sql)
+            .bind(i32::from(tile.z))
+            // ST_TileEnvelope takes integers; x and y stay below 2^22.
+            .bind(i32::try_from(tile.x).unwrap_or(i32::MAX))
+            .bind(i32::try_from(tile.y).unwrap_or(i32::MAX));
+        let query = if tracks {
+            query.bind(window.from).bind(window.to)
+        } else {
+            query
+        };
+        query.fetch_one(pool).await
+    };
+    let result = if tracks && !window.absolute {
+        state.tiles.build_uncached(layer, build).await
+    } else {
+        let window = tracks.then(|| [window.from.timestamp_millis(), window.to.timestamp_millis()]);
+        state.tiles.get(TileKey { layer, tile, window }, build).await
+    };
+    result.map_err(|e| ApiError::from(&*e))
+}
+
+/// 503 explaining why a layer cannot be read (its table is missing, the database is down).
+fn layer_unavailable(error: &LayerError) -> ApiError {
+    tracing::warn!(%error, "tile layer unavailable");
+    ApiError::unavailable("layer_unavailable", error.to_string(), 5)
+}
+
+/// The layer of that name, or 404 listing the layers.
+pub(super) fn known_layer(state: &AppState, name: &str) -> Result<LayerId, ApiError> {
+    let catalog = state.tiles.catalog();
+    catalog.find(name).ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_layer",
+            format!("no layer {name:?}; layers: {}", catalog.names().join(", ")),
+        )
+    })
 }
 
 /// Whether `Accept-Encoding` allows gzip (`gzip` or `*` with a non-zero quality).
@@ -140,10 +232,51 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
         })
 }
 
+/// `POST /tiles/{layer}/invalidate?bbox=minLon,minLat,maxLon,maxLat` (admin): the layer's data
+/// changed outside geotrack (an operator table); drops its cached tiles within `bbox` (all of
+/// them without one) and announces the change on `WS /ws/tiles`.
+#[utoipa::path(post, path = "/tiles/{layer}/invalidate", tag = "tiles", security(("bearer" = [])),
+    params(("layer" = String, Path, description = "A layer"), ("bbox" = Option<String>, Query, description = "minLon,minLat,maxLon,maxLat; minLon > maxLon crosses the antimeridian")),
+    responses((status = 200, description = "{layer, bboxes}: what was invalidated"), (status = 400, description = "Bad bbox"),
+        (status = 404, description = "Unknown layer")))]
+pub async fn invalidate(
+    State(state): State<AppState>,
+    ApiAuth(principal): ApiAuth,
+    layer: Result<Path<String>, PathRejection>,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Admin)?;
+    let layer = known_layer(&state, &super::path_id(layer)?)?;
+    let bbox = uri.query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "bbox")
+            .map(|(_, v)| v.into_owned())
+    });
+    let change = match bbox {
+        None => Change::default(),
+        Some(text) => {
+            let [w, s, e, n] = super::devices::parse_bbox(&text)?;
+            // A box crossing the antimeridian is two boxes.
+            Change::within(if w > e {
+                vec![[w, s, 180.0, n], [-180.0, s, e, n]]
+            } else {
+                vec![[w, s, e, n]]
+            })
+        }
+    };
+    let bboxes = change.boxes.clone();
+    state.tiles.invalidate(layer, change);
+    let name = &state.tiles.catalog().get(layer).name;
+    tracing::info!(layer = %name, ?bboxes, "tiles invalidated on request");
+    Ok(Json(
+        json!({"layer": name, "bboxes": bboxes.as_deref().unwrap_or(&[[-180.0, -90.0, 180.0, 90.0]])}),
+    ))
+}
+
 /// `WS /ws/tiles?token=`: `{"type":"changed","layer":"fences","bboxes":[[w,s,e,n],...]}` after
 /// every committed write that changed tiles, so a map refetches only the tiles meeting those
-/// extents. A subscriber that falls behind gets the whole world as changed. `positions` tiles
-/// are not announced: they change every second and live one second.
+/// extents. A subscriber that falls behind gets the whole world as changed. `positions` and
+/// `tracks` tiles are not announced: they change with every fix.
 #[utoipa::path(get, path = "/ws/tiles", tag = "tiles", security(("bearer" = []), ("token" = [])),
     params(("token" = Option<String>, Query, description = "Token, for browsers")),
     responses((status = 101, description = "WebSocket of tile changes"), (status = 401, description = "No valid token")))]
@@ -172,127 +305,4 @@ pub async fn changes(
         };
         socket.close(gone, "server shutting down").await;
     }))
-}
-
-/// `GET /tiles`: the catalog of layers, each with its TileJSON URL.
-#[utoipa::path(get, path = "/tiles", tag = "tiles", security(("bearer" = []), ("token" = [])),
-    responses((status = 200, description = "{tiles: {layer: {content_type, description, tilejson}}}")))]
-pub async fn catalog(
-    DeviceAuth(principal): DeviceAuth,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
-) -> Result<Json<Value>, ApiError> {
-    principal.require(Scope::Read)?;
-    let base = base_url(&headers);
-    let query = token_query(&uri);
-    let tiles: serde_json::Map<String, Value> = Layer::ALL
-        .iter()
-        .map(|layer| {
-            let entry = json!({
-                "content_type": tiles::CONTENT_TYPE,
-                "description": layer.description(),
-                "tilejson": format!("{base}/tiles/{}{query}", layer.name()),
-            });
-            (layer.name().to_owned(), entry)
-        })
-        .collect();
-    Ok(Json(json!({ "tiles": tiles })))
-}
-
-/// `GET /tiles/{layer}`: TileJSON 3.0 for a layer. Tile URLs use the address the request came to
-/// (`Host`, and `X-Forwarded-Proto` behind a proxy) and carry the request's `?token=`.
-#[utoipa::path(get, path = "/tiles/{layer}", tag = "tiles", security(("bearer" = []), ("token" = [])),
-    params(("layer" = String, Path, description = "fences or positions")),
-    responses((status = 200, description = "TileJSON 3.0"), (status = 404, description = "Unknown layer")))]
-pub async fn tilejson(
-    DeviceAuth(principal): DeviceAuth,
-    layer: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
-) -> Result<Json<Value>, ApiError> {
-    principal.require(Scope::Read)?;
-    let layer = known_layer(&crate::routes::path_id(layer)?)?;
-    let base = base_url(&headers);
-    let query = token_query(&uri);
-    let fields: serde_json::Map<String, Value> = layer
-        .fields()
-        .iter()
-        .map(|(name, kind)| ((*name).to_owned(), json!(kind)))
-        .collect();
-    Ok(Json(json!({
-        "tilejson": "3.0.0",
-        "name": layer.name(),
-        "description": layer.description(),
-        "scheme": "xyz",
-        "tiles": [format!("{base}/tiles/{}/{{z}}/{{x}}/{{y}}.mvt{query}", layer.name())],
-        "minzoom": 0,
-        "maxzoom": tiles::MAX_ZOOM,
-        "bounds": [-180.0, -85.051_129, 180.0, 85.051_129],
-        "vector_layers": [{
-            "id": layer.name(),
-            "description": layer.description(),
-            "fields": fields,
-            "minzoom": 0,
-            "maxzoom": tiles::MAX_ZOOM,
-        }],
-    })))
-}
-
-/// `http(s)://host[:port]` as the client reached the server.
-fn base_url(headers: &HeaderMap) -> String {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let host = text("x-forwarded-host")
-        .or_else(|| text(header::HOST.as_str()))
-        .unwrap_or("127.0.0.1:8080");
-    let scheme = match text("x-forwarded-proto") {
-        Some("https") => "https",
-        _ => "http",
-    };
-    format!("{scheme}://{host}")
-}
-
-/// `?token=...` when the request carried one, for URLs handed back to the same client.
-fn token_query(uri: &axum::http::Uri) -> String {
-    uri.query()
-        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token"))
-        .map(|(_, token)| {
-            let pair = form_urlencoded::Serializer::new(String::new())
-                .append_pair("token", &token)
-                .finish();
-            format!("?{pair}")
-        })
-        .unwrap_or_default()
-}
-
-/// Styles embedded from `styles/`: name, document.
-const STYLES: [(&str, &str); 1] = [("default", include_str!("../../styles/default.json"))];
-
-/// `GET /styles/{name}.json`: a MapLibre style whose tile and data URLs point at this server
-/// (as the client reached it) and carry the request's `?token=`.
-#[utoipa::path(get, path = "/styles/{file}", tag = "tiles",
-    params(("file" = String, Path, description = "Style file name, e.g. default.json")),
-    responses((status = 200, description = "MapLibre style JSON"), (status = 404, description = "Unknown style")))]
-pub async fn style(
-    file: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
-) -> Result<Response, ApiError> {
-    let file = crate::routes::path_id(file)?;
-    let name = file.strip_suffix(".json").unwrap_or(&file);
-    let Some((_, document)) = STYLES.iter().find(|(n, _)| *n == name) else {
-        let known: Vec<String> = STYLES.iter().map(|(n, _)| format!("{n}.json")).collect();
-        return Err(ApiError::not_found(
-            "unknown_style",
-            format!("no style {file:?}; styles: {}", known.join(", ")),
-        ));
-    };
-    // Both go inside JSON strings, so they are escaped as such (a Host header could hold a quote).
-    let inside_string = |text: String| {
-        let quoted = serde_json::to_string(&text).unwrap_or_default();
-        quoted[1..quoted.len() - 1].to_owned()
-    };
-    let body = document
-        .replace("{base}", &inside_string(base_url(&headers)))
-        .replace("{token}", &inside_string(token_query(&uri)));
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -15,6 +15,7 @@ mod limits;
 mod openapi;
 mod ops;
 mod simulate;
+mod tile_layers;
 mod tiles;
 mod webhooks;
 mod ws_client;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::helpers::{json_with_status, spawn_app};
 
 /// Every route of the service, as the README documents them.
-const ROUTES: [(&str, &str); 30] = [
+const ROUTES: [(&str, &str); 31] = [
     ("get", "/"),
     ("post", "/"),
     ("get", "/osmand"),
@@ -30,6 +30,7 @@ const ROUTES: [(&str, &str); 30] = [
     ("get", "/ws/alerts"),
     ("get", "/ws/positions"),
     ("get", "/tiles/{layer}/{z}/{x}/{y}"),
+    ("post", "/tiles/{layer}/invalidate"),
     ("get", "/ws/tiles"),
     ("get", "/tiles"),
     ("get", "/tiles/{layer}"),

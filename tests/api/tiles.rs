@@ -8,9 +8,10 @@ use serde_json::json;
 use crate::helpers::{TestApp, fix, json_with_status, spawn_app};
 
 /// Layer name -> features as (id, properties) of a decoded tile.
-type Decoded = BTreeMap<String, Vec<(u64, BTreeMap<String, String>)>>;
+pub type Decoded = BTreeMap<String, Vec<(u64, BTreeMap<String, String>)>>;
 
-async fn tile(app: &TestApp, path: &str) -> (u16, Option<Decoded>) {
+/// GETs a tile and decodes it (`None` unless 200).
+pub async fn tile(app: &TestApp, path: &str) -> (u16, Option<Decoded>) {
     let reply = app.get(path).await;
     let status = reply.status().as_u16();
     if status != 200 {
@@ -38,6 +39,10 @@ async fn tile(app: &TestApp, path: &str) -> (u16, Option<Decoded>) {
                             .string_value
                             .clone()
                             .or_else(|| value.double_value.map(|v| v.to_string()))
+                            .or_else(|| value.int_value.map(|v| v.to_string()))
+                            .or_else(|| value.uint_value.map(|v| v.to_string()))
+                            .or_else(|| value.sint_value.map(|v| v.to_string()))
+                            .or_else(|| value.bool_value.map(|v| v.to_string()))
                             .unwrap_or_default();
                         (layer.keys[pair[0] as usize].clone(), text)
                     })
@@ -356,8 +361,9 @@ async fn the_catalog_and_tilejson_lead_a_client_to_working_tile_urls() {
 }
 
 /// Builds a tile straight from the database, bypassing the cache.
-async fn fresh(app: &TestApp, layer: tiles::Layer, [z, x, y]: [i32; 3]) -> Vec<u8> {
-    sqlx::query_scalar(layer.sql())
+async fn fresh(app: &TestApp, source: tiles::Source, [z, x, y]: [i32; 3]) -> Vec<u8> {
+    let max_features = geotrack::config::TilesConfig::default().max_features;
+    sqlx::query_scalar(&source.sql("fences", max_features))
         .bind(z)
         .bind(x)
         .bind(y)
@@ -403,7 +409,7 @@ async fn after_random_fence_writes_every_served_tile_equals_a_fresh_build() {
             };
             assert_eq!(
                 served,
-                fresh(&app, tiles::Layer::Fences, [*z, *x, *y]).await,
+                fresh(&app, tiles::Source::Fences, [*z, *x, *y]).await,
                 "step {step}, tile {z}/{x}/{y}"
             );
         }
@@ -421,8 +427,8 @@ async fn the_default_style_points_its_sources_at_this_server_with_the_token() {
         app.url("/tiles/fences?token=abc%22def")
     );
     assert_eq!(
-        style["sources"]["countries"]["data"],
-        app.url("/data/countries.geojson")
+        style["sources"]["countries"]["url"],
+        app.url("/tiles/countries?token=abc%22def")
     );
     let layers: Vec<&str> = style["layers"]
         .as_array()
@@ -431,14 +437,14 @@ async fn the_default_style_points_its_sources_at_this_server_with_the_token() {
         .filter_map(|l| l["id"].as_str())
         .collect();
     assert!(
-        layers.contains(&"fences") && layers.contains(&"positions") && layers.contains(&"land"),
+        ["fences", "positions", "land", "tracks"]
+            .iter()
+            .all(|l| layers.contains(l)),
         "{layers:?}"
     );
     // Every source URL it names is served.
-    for url in [
-        style["sources"]["countries"]["data"].as_str(),
-        style["sources"]["fences"]["url"].as_str(),
-    ] {
+    for source in ["countries", "fences", "positions", "tracks"] {
+        let url = style["sources"][source]["url"].as_str();
         let reply = app.client.get(url.expect("url")).send().await.expect("sent");
         assert_eq!(reply.status(), 200, "{url:?}");
     }

@@ -17,4 +17,4 @@ pub mod shard;
 mod writer;
 
 pub use fix::{Fix, Limits, Rejection};
-pub use pipeline::{Pipeline, PipelineConfig, SubmitError, Submitted};
+pub use pipeline::{CommitHook, Pipeline, PipelineConfig, SubmitError, Submitted};

@@ -52,6 +52,12 @@ impl Default for PipelineConfig {
     }
 }
 
+/// Called by a shard writer with the fixes of every transaction that committed, or may have (a
+/// write whose outcome is unknown), before any of them is acknowledged: whoever caches views of
+/// history (tiles) learns of a write before its sender does. Runs on the writer task: keep it
+/// quick.
+pub type CommitHook = Arc<dyn Fn(&[&Fix]) + Send + Sync>;
+
 /// What happened to a submitted set of fixes, once durable.
 #[derive(Debug, Default, PartialEq)]
 pub struct Submitted {
@@ -107,12 +113,14 @@ type JobOutcome = Result<Vec<(usize, Rejection)>, String>;
 
 impl Pipeline {
     /// Starts one writer task per shard on `tasks`. Each writer hands its committed batches to
-    /// the outbox sender of its shard, when `outboxes` has one (see [`crate::outbox`]).
+    /// the outbox sender of its shard, when `outboxes` has one (see [`crate::outbox`]), and
+    /// tells `on_commit` of them first.
     pub fn start(
         pool: &PgPool,
         config: PipelineConfig,
         metrics: IngestMetrics,
         outboxes: Vec<OutboxSender>,
+        on_commit: Option<&CommitHook>,
         tasks: &TaskTracker,
     ) -> Self {
         let shard_count = config.shards.max(1);
@@ -133,6 +141,7 @@ impl Pipeline {
                 let writer = Writer {
                     db: ShardWriter::new(shard, pool.clone()),
                     outbox: outboxes.next(),
+                    on_commit: on_commit.cloned(),
                     jobs: rx,
                     config: config.clone(),
                     metrics: metrics.clone(),
@@ -265,6 +274,7 @@ impl Pipeline {
 struct Writer {
     db: ShardWriter,
     outbox: Option<OutboxSender>,
+    on_commit: Option<CommitHook>,
     jobs: mpsc::Receiver<Job>,
     config: PipelineConfig,
     metrics: IngestMetrics,
@@ -338,6 +348,9 @@ impl Writer {
             }
             match result {
                 Ok(stored) => {
+                    if let Some(on_commit) = &self.on_commit {
+                        on_commit(&fixes);
+                    }
                     self.metrics
                         .commit_seconds
                         .observe(started.elapsed().as_secs_f64());
@@ -371,6 +384,9 @@ impl Writer {
                     // The first attempt may have committed before its connection died.
                     if let Some(outbox) = &self.outbox {
                         outbox.missed();
+                    }
+                    if let Some(on_commit) = &self.on_commit {
+                        on_commit(&fixes);
                     }
                     tracing::error!(%error, fixes = chunk.len(), "batch write failed; the senders will retry");
                     for &(j, _) in chunk {

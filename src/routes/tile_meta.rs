@@ -1,0 +1,160 @@
+//! What leads a map client to the tiles: `GET /tiles` (the catalog), `GET /tiles/{layer}`
+//! (TileJSON 3.0) and `GET /styles/{name}.json` (MapLibre styles from `styles/`). URLs handed
+//! out use the address the request came to (`Host`, and `X-Forwarded-*` behind a proxy) and
+//! carry the request's `?token=` (and, for `tracks`, its `from`/`to`).
+
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::tiles::known_layer;
+use crate::auth::{DeviceAuth, Scope};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `GET /tiles`: the catalog of layers, each with its TileJSON URL.
+#[utoipa::path(get, path = "/tiles", tag = "tiles", security(("bearer" = []), ("token" = [])),
+    responses((status = 200, description = "{tiles: {layer: {content_type, description, minzoom, maxzoom, tilejson}}}")))]
+pub async fn catalog(
+    State(state): State<AppState>,
+    DeviceAuth(principal): DeviceAuth,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Read)?;
+    let base = base_url(&headers);
+    let query = kept_query(&uri);
+    let catalog = state.tiles.catalog();
+    let tiles: serde_json::Map<String, Value> = catalog
+        .ids()
+        .map(|id| {
+            let layer = catalog.get(id);
+            let entry = json!({
+                "content_type": tiles::CONTENT_TYPE,
+                "description": layer.description,
+                "minzoom": layer.minzoom,
+                "maxzoom": layer.maxzoom,
+                "tilejson": format!("{base}/tiles/{}{query}", layer.name),
+            });
+            (layer.name.clone(), entry)
+        })
+        .collect();
+    Ok(Json(json!({ "tiles": tiles })))
+}
+
+/// `GET /tiles/{layer}`: TileJSON 3.0 for a layer.
+#[utoipa::path(get, path = "/tiles/{layer}", tag = "tiles", security(("bearer" = []), ("token" = [])),
+    params(("layer" = String, Path, description = "A layer (see GET /tiles)")),
+    responses((status = 200, description = "TileJSON 3.0"), (status = 404, description = "Unknown layer"),
+        (status = 503, description = "The layer's table cannot be read")))]
+pub async fn tilejson(
+    State(state): State<AppState>,
+    DeviceAuth(principal): DeviceAuth,
+    layer: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Read)?;
+    let id = known_layer(&state, &super::path_id(layer)?)?;
+    let catalog = state.tiles.catalog();
+    let described = catalog.describe(&state.pool, id).await.map_err(|e| {
+        tracing::warn!(error = %e, "tile layer unavailable");
+        ApiError::unavailable("layer_unavailable", e.to_string(), 5)
+    })?;
+    let layer = catalog.get(id);
+    let base = base_url(&headers);
+    let query = kept_query(&uri);
+    let fields: serde_json::Map<String, Value> = described
+        .fields
+        .iter()
+        .map(|field| (field.name.clone(), json!(field.kind.name())))
+        .collect();
+    Ok(Json(json!({
+        "tilejson": "3.0.0",
+        "name": layer.name,
+        "description": layer.description,
+        "scheme": "xyz",
+        "tiles": [format!("{base}/tiles/{}/{{z}}/{{x}}/{{y}}.mvt{query}", layer.name)],
+        "minzoom": layer.minzoom,
+        "maxzoom": layer.maxzoom,
+        "bounds": [-180.0, -85.051_129, 180.0, 85.051_129],
+        "vector_layers": [{
+            "id": layer.name,
+            "description": layer.description,
+            "fields": fields,
+            "minzoom": layer.minzoom,
+            "maxzoom": layer.maxzoom,
+        }],
+    })))
+}
+
+/// `http(s)://host[:port]` as the client reached the server.
+fn base_url(headers: &HeaderMap) -> String {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = text("x-forwarded-host")
+        .or_else(|| text(header::HOST.as_str()))
+        .unwrap_or("127.0.0.1:8080");
+    let scheme = match text("x-forwarded-proto") {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
+}
+
+/// `?token=...&from=...&to=...` with those the request carried, for URLs handed back to the
+/// same client (empty when it carried none).
+fn kept_query(uri: &Uri) -> String {
+    let mut kept = form_urlencoded::Serializer::new(String::new());
+    let mut any = false;
+    for (key, value) in uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()))
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| ["token", "from", "to"].contains(&k.as_ref()))
+    {
+        kept.append_pair(&key, &value);
+        any = true;
+    }
+    if any {
+        format!("?{}", kept.finish())
+    } else {
+        String::new()
+    }
+}
+
+/// Styles embedded from `styles/`: name, document.
+const STYLES: [(&str, &str); 1] = [("default", include_str!("../../styles/default.json"))];
+
+/// `GET /styles/{name}.json`: a MapLibre style whose tile and data URLs point at this server
+/// (as the client reached it) and carry the request's `?token=`.
+#[utoipa::path(get, path = "/styles/{file}", tag = "tiles",
+    params(("file" = String, Path, description = "Style file name, e.g. default.json")),
+    responses((status = 200, description = "MapLibre style JSON"), (status = 404, description = "Unknown style")))]
+pub async fn style(
+    file: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let file = super::path_id(file)?;
+    let name = file.strip_suffix(".json").unwrap_or(&file);
+    let Some((_, document)) = STYLES.iter().find(|(n, _)| *n == name) else {
+        let known: Vec<String> = STYLES.iter().map(|(n, _)| format!("{n}.json")).collect();
+        return Err(ApiError::not_found(
+            "unknown_style",
+            format!("no style {file:?}; styles: {}", known.join(", ")),
+        ));
+    };
+    // Both go inside JSON strings, so they are escaped as such (a Host header could hold a quote).
+    let inside_string = |text: String| {
+        let quoted = serde_json::to_string(&text).unwrap_or_default();
+        quoted[1..quoted.len() - 1].to_owned()
+    };
+    let body = document
+        .replace("{base}", &inside_string(base_url(&headers)))
+        .replace("{token}", &inside_string(kept_query(&uri)));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}

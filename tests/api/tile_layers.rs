@@ -1,0 +1,334 @@
+//! The basemap (`countries`), operator tables from config and `tracks`: decoded tiles checked
+//! against what the database holds, and never stale after each kind of write.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{TestApp, fix, json_with_status, spawn_app, spawn_with};
+use crate::tiles::tile;
+
+/// The XYZ tile holding a point.
+fn tile_of(lon: f64, lat: f64, z: u8) -> (u32, u32) {
+    let n = f64::from(1u32 << z);
+    let x = ((lon + 180.0) / 360.0 * n).floor();
+    let lat = lat.to_radians();
+    let y = ((1.0 - (lat.tan() + 1.0 / lat.cos()).ln() / std::f64::consts::PI) / 2.0 * n).floor();
+    (x as u32, y as u32)
+}
+
+/// The `name` property of every feature of `layer` in the tile at (lon, lat, z).
+async fn names_at(app: &TestApp, layer: &str, lon: f64, lat: f64, z: u8, query: &str) -> Vec<String> {
+    let (x, y) = tile_of(lon, lat, z);
+    let (status, decoded) = tile(app, &format!("/tiles/{layer}/{z}/{x}/{y}.mvt{query}")).await;
+    assert!(status == 200 || status == 204, "status {status}");
+    let mut names: Vec<String> = decoded
+        .and_then(|d| d.get(layer).cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(_, props)| props.get("name").or_else(|| props.get("device")).cloned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits up to 5 s for `check` to hold (for changes that arrive by NOTIFY).
+async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..50 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn the_basemap_serves_countries_split_at_the_antimeridian_and_reloads_on_import() {
+    let app = spawn_app().await;
+    let count = geotrack::basemap::import(&app.db, geotrack::basemap::EMBEDDED)
+        .await
+        .expect("import");
+    assert!(count > 170, "{count} countries");
+    let outside: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM basemap_countries WHERE ST_XMin(geom) < -180 OR ST_XMax(geom) > 180 OR NOT ST_IsValid(geom)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("query");
+    assert_eq!(outside, 0, "every country valid and within ±180");
+    assert_eq!(names_at(&app, "countries", 2.35, 48.85, 8, "").await, ["France"]);
+    // Chukotka lies west of the antimeridian: Russia reaches it only if it was split correctly.
+    assert!(
+        names_at(&app, "countries", -175.0, 66.0, 6, "")
+            .await
+            .contains(&"Russia".to_owned())
+    );
+    assert!(
+        names_at(&app, "countries", 178.0, -17.8, 7, "")
+            .await
+            .contains(&"Fiji".to_owned())
+    );
+    // Nothing sweeps the Pacific: the middle of the ocean is empty.
+    assert!(names_at(&app, "countries", -150.0, 0.0, 5, "").await.is_empty());
+    let world = app.get("/tiles/countries/0/0/0").await;
+    assert_eq!(world.status(), 200);
+    let size = world.bytes().await.expect("bytes").len();
+    assert!(size < 200_000, "z0 stays small: {size} bytes");
+    let tilejson = json_with_status(app.get("/tiles/countries").await, 200).await;
+    assert_eq!(
+        tilejson["vector_layers"][0]["fields"],
+        json!({"name": "String", "iso_n3": "String"})
+    );
+
+    // A re-import (here France renamed) reaches the cached tile through NOTIFY geotrack_tiles.
+    let renamed = std::str::from_utf8(geotrack::basemap::EMBEDDED)
+        .expect("utf-8")
+        .replace("\"France\"", "\"République française\"");
+    geotrack::basemap::import(&app.db, renamed.as_bytes())
+        .await
+        .expect("re-import");
+    assert!(
+        eventually(async || names_at(&app, "countries", 2.35, 48.85, 8, "").await == ["République française"])
+            .await,
+        "the cached tile was dropped on import"
+    );
+    app.stop().await;
+}
+
+/// A table in Lambert-93 (SRID 2154) served through `[[tiles.tables]]`.
+async fn roads_app() -> TestApp {
+    let app = spawn_with(|c| {
+        c.tiles.tables = vec![geotrack::config::TableLayerConfig {
+            name: "roads".into(),
+            table: "public.roads".into(),
+            geometry: None,
+            columns: None,
+            id: Some("gid".into()),
+            description: "Roads".into(),
+            minzoom: 5,
+            maxzoom: 16,
+            ttl_s: 3600,
+        }];
+    })
+    .await;
+    for statement in [
+        "CREATE TABLE roads (gid serial PRIMARY KEY, name text, lanes integer, opened date,
+                             geom geometry(LineString, 2154))",
+        "INSERT INTO roads (name, lanes, opened, geom) VALUES
+            ('Quai', 2, '1900-01-01', ST_Transform(ST_SetSRID(ST_MakeLine(ST_MakePoint(2.34, 48.85), ST_MakePoint(2.36, 48.86)), 4326), 2154))",
+    ] {
+        sqlx::query(statement).execute(&app.db).await.expect("roads");
+    }
+    app
+}
+
+#[tokio::test]
+async fn an_operator_table_is_a_layer_with_its_columns_its_zooms_and_an_invalidate_endpoint() {
+    let app = roads_app().await;
+    let (x, y) = tile_of(2.35, 48.855, 12);
+    let path = format!("/tiles/roads/12/{x}/{y}");
+    let (status, decoded) = tile(&app, &path).await;
+    assert_eq!(status, 200);
+    let features = &decoded.expect("tile")["roads"];
+    assert_eq!(features.len(), 1);
+    let (id, props) = &features[0];
+    assert_eq!(*id, 1, "the gid column is the feature id");
+    assert_eq!(
+        props
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+        [("lanes", "2"), ("name", "Quai"), ("opened", "1900-01-01")]
+    );
+    let tilejson = json_with_status(app.get("/tiles/roads").await, 200).await;
+    assert_eq!(
+        tilejson["vector_layers"][0]["fields"],
+        json!({"name": "String", "lanes": "Number", "opened": "String"})
+    );
+    assert_eq!(
+        (tilejson["minzoom"].as_u64(), tilejson["maxzoom"].as_u64()),
+        (Some(5), Some(16))
+    );
+    assert_eq!(app.get("/tiles/roads/4/8/5").await.status(), 204, "below minzoom");
+
+    // A write behind geotrack's back shows once invalidated (the TTL is an hour).
+    sqlx::query("UPDATE roads SET name = 'Quai neuf'")
+        .execute(&app.db)
+        .await
+        .expect("update");
+    assert_eq!(
+        names_at(&app, "roads", 2.35, 48.855, 12, "").await,
+        ["Quai"],
+        "cached"
+    );
+    let elsewhere = app
+        .send_json(
+            reqwest::Method::POST,
+            "/tiles/roads/invalidate?bbox=100,10,101,11",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        json_with_status(elsewhere, 200).await["bboxes"],
+        json!([[100.0, 10.0, 101.0, 11.0]])
+    );
+    assert_eq!(
+        names_at(&app, "roads", 2.35, 48.855, 12, "").await,
+        ["Quai"],
+        "not touched"
+    );
+    let here = app
+        .send_json(
+            reqwest::Method::POST,
+            "/tiles/roads/invalidate?bbox=2.3,48.8,2.4,48.9",
+            &json!({}),
+        )
+        .await;
+    json_with_status(here, 200).await;
+    assert_eq!(names_at(&app, "roads", 2.35, 48.855, 12, "").await, ["Quai neuf"]);
+    // From a trigger or a script: NOTIFY geotrack_tiles, '<layer>'.
+    sqlx::query("UPDATE roads SET name = 'Quai vieux'")
+        .execute(&app.db)
+        .await
+        .expect("update");
+    sqlx::query("NOTIFY geotrack_tiles, 'roads'")
+        .execute(&app.db)
+        .await
+        .expect("notify");
+    assert!(eventually(async || names_at(&app, "roads", 2.35, 48.855, 12, "").await == ["Quai vieux"]).await);
+
+    let bad = app
+        .send_json(
+            reqwest::Method::POST,
+            "/tiles/roads/invalidate?bbox=1,2,3",
+            &json!({}),
+        )
+        .await;
+    assert_eq!(json_with_status(bad, 400).await["error"]["code"], "invalid_bbox");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_misconfigured_table_layer_is_a_503_that_says_why() {
+    let app = spawn_with(|c| {
+        c.tiles.tables = vec![geotrack::config::TableLayerConfig {
+            name: "ghost".into(),
+            table: "nowhere".into(),
+            geometry: None,
+            columns: None,
+            id: None,
+            description: String::new(),
+            minzoom: 0,
+            maxzoom: 22,
+            ttl_s: 60,
+        }];
+    })
+    .await;
+    let reply = json_with_status(app.get("/tiles/ghost/1/0/0").await, 503).await;
+    assert_eq!(reply["error"]["code"], "layer_unavailable");
+    let message = reply["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("public.nowhere has no geometry column"),
+        "{message}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tracks_are_lines_per_device_over_a_window_and_never_stale_after_ingest() {
+    let app = spawn_app().await;
+    let now = chrono::Utc::now();
+    // A bus drove through Paris between 2 h and 1 h ago, one fix a minute.
+    let fixes: Vec<serde_json::Value> = (0..60)
+        .map(|i| fix("bus-7", 7_200 - i * 60, 2.30 + i as f64 * 0.001, 48.85))
+        .collect();
+    json_with_status(app.post_json(&json!(fixes)).await, 202).await;
+    let window = format!(
+        "?from={}&to={}",
+        (now - chrono::Duration::hours(3)).timestamp(),
+        (now - chrono::Duration::minutes(30)).timestamp()
+    );
+    let (x, y) = tile_of(2.33, 48.85, 12);
+    let path = format!("/tiles/tracks/12/{x}/{y}{window}");
+    let (status, decoded) = tile(&app, &path).await;
+    assert_eq!(status, 200);
+    let features = &decoded.expect("tile")["tracks"];
+    assert_eq!(features.len(), 1);
+    assert_eq!(features[0].1["device"], "bus-7");
+    assert_eq!(features[0].1["fixes"], "60");
+    let etag = app.get(&path).await.headers()["etag"].clone();
+    assert_eq!(
+        app.get(&path).await.headers()["cache-control"],
+        "public, no-cache",
+        "an absolute window is cacheable"
+    );
+
+    // Late fixes inside the window change the cached tile at once.
+    let late = json!([
+        fix("bus-7", 3_000, 2.365, 48.85),
+        fix("bus-7", 2_900, 2.37, 48.85)
+    ]);
+    json_with_status(app.post_json(&late).await, 202).await;
+    let (_, decoded) = tile(&app, &path).await;
+    assert_eq!(decoded.expect("tile")["tracks"][0].1["fixes"], "62");
+    assert_ne!(app.get(&path).await.headers()["etag"], etag);
+
+    // Outside the window, another place, or before it: nothing.
+    let before = format!(
+        "?from={}&to={}",
+        (now - chrono::Duration::hours(9)).timestamp(),
+        (now - chrono::Duration::hours(8)).timestamp()
+    );
+    assert_eq!(
+        app.get(&format!("/tiles/tracks/12/{x}/{y}{before}"))
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        app.get(&format!("/tiles/tracks/12/100/100{window}"))
+            .await
+            .status(),
+        204
+    );
+    // Without a window: the last hour (tiles.tracks_window_s), not cached.
+    let recent = app.get(&format!("/tiles/tracks/12/{x}/{y}")).await;
+    assert_eq!(recent.status(), 200, "the late fixes are within the last hour");
+    assert_eq!(recent.headers()["cache-control"], "public, max-age=1");
+
+    for (query, code) in [
+        (
+            format!("?from={}&to={}", now.timestamp(), now.timestamp() - 1),
+            "invalid_window",
+        ),
+        (
+            format!("?from={}&to={}", now.timestamp() - 30 * 86_400, now.timestamp()),
+            "invalid_window",
+        ),
+        ("?from=yesterday".to_owned(), "invalid_time"),
+    ] {
+        let reply = json_with_status(app.get(&format!("/tiles/tracks/12/{x}/{y}{query}")).await, 400).await;
+        assert_eq!(reply["error"]["code"], code, "{query}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_track_hopping_the_antimeridian_does_not_sweep_the_globe() {
+    let app = spawn_app().await;
+    let fixes = json!([
+        fix("ferry", 600, 179.7, -17.0),
+        fix("ferry", 540, 179.9, -17.0),
+        fix("ferry", 480, -179.9, -17.0),
+        fix("ferry", 420, -179.7, -17.0),
+    ]);
+    json_with_status(app.post_json(&fixes).await, 202).await;
+    // Both sides of the antimeridian have their part of the line...
+    assert_eq!(names_at(&app, "tracks", 179.8, -17.0, 8, "").await, ["ferry"]);
+    assert_eq!(names_at(&app, "tracks", -179.8, -17.0, 8, "").await, ["ferry"]);
+    // ...and the rest of the world at that latitude has none of it.
+    assert!(names_at(&app, "tracks", 0.0, -17.0, 3, "").await.is_empty());
+    assert!(names_at(&app, "tracks", -100.0, -17.0, 3, "").await.is_empty());
+    app.stop().await;
+}
