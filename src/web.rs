@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 /// Path, media type, bytes.
-const ASSETS: [(&str, &str, &[u8]); 15] = [
+const ASSETS: [(&str, &str, &[u8]); 16] = [
     (
         "/",
         "text/html; charset=utf-8",
@@ -27,6 +27,11 @@ const ASSETS: [(&str, &str, &[u8]); 15] = [
         "/draw.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../web/draw.js"),
+    ),
+    (
+        "/replay.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/replay.js"),
     ),
     (
         "/examples/leaflet.html",
