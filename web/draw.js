@@ -26,8 +26,10 @@ function destination([lon, lat], metres, bearingDeg) {
   return [l2 / RAD, p2 / RAD];
 }
 
-// What an API error says: `{"error": {"code", "message"}}`, else the status line.
+// What went wrong with a request: the fetch error when the server could not be reached, else
+// what the API said (`{"error": {"code", "message"}}`), else the status line.
 export async function problem(reply) {
+  if (reply instanceof Error) return `the server cannot be reached (${reply.message})`;
   const body = await reply.json().catch(() => null);
   const error = body?.error;
   return (typeof error === 'string' ? error : error?.message) ?? `${reply.status} ${reply.statusText}`.trim();
@@ -125,7 +127,8 @@ export function enableDrawing(map, authHeaders) {
   };
   const name = () => $('fence-name').value.trim() || `Drawn ${mode}`;
   const send = (method, id, feature) => fetch(`/api/v1/fences${id ? `/${encodeURIComponent(id)}` : ''}`, {
-    method, headers: { 'content-type': 'application/json', ...authHeaders() }, body: feature && JSON.stringify(feature) });
+    method, headers: { 'content-type': 'application/json', ...authHeaders() }, body: feature && JSON.stringify(feature) })
+    .catch((e) => e); // a network failure is reported like a refusal
   const save = async (feature) => {
     const reply = await send('POST', null, feature);
     const text = reply.ok ? `stored as ${(await reply.json()).id}` : `not stored: ${await problem(reply)}`;
@@ -162,7 +165,7 @@ export function enableDrawing(map, authHeaders) {
   }
   const select = async (id) => {
     const ticket = ++selecting;
-    const reply = await fetch(`/api/v1/fences/${encodeURIComponent(id)}`, { headers: authHeaders() });
+    const reply = await fetch(`/api/v1/fences/${encodeURIComponent(id)}`, { headers: authHeaders() }).catch((e) => e);
     if (ticket !== selecting) return;
     if (!reply.ok) { hint(`cannot edit ${id}: ${await problem(reply)}`); return; }
     const next = editable(await reply.json());

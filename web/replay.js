@@ -60,8 +60,7 @@ export function enableReplay(map, authHeaders) {
     const url = `/api/v1/devices/${encodeURIComponent(state.device)}/track?format=geojson&from=${encodeURIComponent(from)}`;
     say('loading…');
     const reply = await fetch(url, { headers: authHeaders() }).catch((e) => e);
-    const failure = reply instanceof Error ? `the server cannot be reached (${reply.message})`
-      : !reply.ok ? await problem(reply) : null;
+    const failure = reply.ok ? null : await problem(reply);
     const track = failure ? null : await reply.json().catch(() => null);
     if (ticket !== request) return;
     state.fixes = track?.features ?? [];
@@ -82,9 +81,9 @@ export function enableReplay(map, authHeaders) {
     slider.max = state.times[state.times.length - 1];
     slider.value = slider.max; // where the device is now; Play starts over from the beginning
     show(Number(slider.value));
-    const lons = line.map((c) => c[0]), lats = line.map((c) => c[1]);
-    map.fitBounds([[Math.min(...lons), Math.min(...lats)], [Math.max(...lons), Math.max(...lats)]],
-      { padding: 60, maxZoom: 16, duration: 0 });
+    const bounds = line.reduce(([w, s, e, n], [lon, lat]) =>
+      [Math.min(w, lon), Math.min(s, lat), Math.max(e, lon), Math.max(n, lat)], [Infinity, Infinity, -Infinity, -Infinity]);
+    map.fitBounds(bounds, { padding: 60, maxZoom: 16, duration: 0 });
   };
 
   slider.addEventListener('input', () => { pause(); show(Number(slider.value)); });
