@@ -67,10 +67,7 @@ function outline(edit) {
     const ring = Array.from({ length: 65 }, (_, i) => destination(edit.centre, edit.radius, (i * 360) / 64));
     return { type: 'Feature', properties: {}, geometry: { type: 'Polygon', coordinates: [ring] } };
   }
-  const geometry = edit.closed
-    ? { type: 'MultiLineString', coordinates: edit.rings.map((r) => [...r, r[0]]) }
-    : { type: 'LineString', coordinates: edit.rings[0] };
-  return { type: 'Feature', properties: {}, geometry };
+  return { type: 'Feature', properties: {}, geometry: geometryOf(edit) };
 }
 function handles(edit) {
   if (edit.centre) {
@@ -97,7 +94,7 @@ export function enableDrawing(map, authHeaders) {
     paint: { 'circle-radius': 4, 'circle-color': '#d35400' } });
   map.addSource('edit-shape', { type: 'geojson', data: collection([]) });
   map.addSource('edit-handles', { type: 'geojson', data: collection([]) });
-  map.addLayer({ id: 'edit-fill', type: 'fill', source: 'edit-shape', filter: ['==', ['geometry-type'], 'Polygon'],
+  map.addLayer({ id: 'edit-fill', type: 'fill', source: 'edit-shape', filter: ['in', ['geometry-type'], ['literal', ['Polygon', 'MultiPolygon']]],
     paint: { 'fill-color': '#d35400', 'fill-opacity': 0.15 } });
   map.addLayer({ id: 'edit-line', type: 'line', source: 'edit-shape', paint: { 'line-color': '#d35400', 'line-width': 2 } });
   map.addLayer({ id: 'edit-handles', type: 'circle', source: 'edit-handles',
@@ -116,6 +113,7 @@ export function enableDrawing(map, authHeaders) {
     map.getSource('draft').setData(collection(features));
   };
   const start = (next, text) => {
+    selecting += 1; // a fence asked for before a mode was chosen is not opened after it
     close();
     mode = mode === next ? null : next;
     points = [];

@@ -90,6 +90,7 @@ const ok = await run(browser, `${shots}/map.png`, async (page, errors) => {
     const corner = await pixel([e + h, s - h]), added = await pixel([centre[0], n + h]);
     await drag([e, s], corner);
     await drag([centre[0], n], added);
+    await page.screenshot({ path: `${shots}/edit.png` }); // the handles of the edited shape
     await page.click('#edit-save');
     await hint('saved edit-square');
     const stored = await api(base, 'GET', 'api/v1/fences/edit-square');
@@ -98,7 +99,6 @@ const ok = await run(browser, `${shots}/map.png`, async (page, errors) => {
     near(ring[1], await lngLatAt(corner), 'the moved corner');
     near(ring[3], await lngLatAt(added), 'the added corner');
     near(ring[0], [w, s], 'an untouched corner');
-    await page.screenshot({ path: `${shots}/edit.png` });
   });
   await step('a circle moved and resized with the mouse is stored', async () => {
     const at = [centre[0] + 0.01, centre[1]];
