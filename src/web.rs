@@ -1,12 +1,13 @@
-//! The web map, served from the binary: `web/` (the page, its script and style), MapLibre GL JS
-//! vendored from npm (`web/vendor`) and the Natural Earth countries for the basemap
-//! (`web/data`), embedded at compile time so the server needs no files and no internet.
+//! The web map, served from the binary: `web/` (the page, its scripts and style), the Leaflet
+//! and OpenLayers example pages (`web/examples`), MapLibre GL JS, Leaflet, Leaflet.VectorGrid
+//! and OpenLayers vendored from npm (`web/vendor`) and the Natural Earth countries for the
+//! basemap (`web/data`), embedded at compile time so the server needs no files and no internet.
 
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 /// Path, media type, bytes.
-const ASSETS: [(&str, &str, &[u8]); 8] = [
+const ASSETS: [(&str, &str, &[u8]); 16] = [
     (
         "/",
         "text/html; charset=utf-8",
@@ -28,6 +29,21 @@ const ASSETS: [(&str, &str, &[u8]); 8] = [
         include_bytes!("../web/draw.js"),
     ),
     (
+        "/replay.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/replay.js"),
+    ),
+    (
+        "/examples/leaflet.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../web/examples/leaflet.html"),
+    ),
+    (
+        "/examples/openlayers.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../web/examples/openlayers.html"),
+    ),
+    (
         "/vendor/maplibre-gl.mjs",
         "text/javascript; charset=utf-8",
         include_bytes!("../web/vendor/maplibre-gl.mjs"),
@@ -41,6 +57,31 @@ const ASSETS: [(&str, &str, &[u8]); 8] = [
         "/vendor/maplibre-gl.css",
         "text/css; charset=utf-8",
         include_bytes!("../web/vendor/maplibre-gl.css"),
+    ),
+    (
+        "/vendor/leaflet.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/vendor/leaflet.js"),
+    ),
+    (
+        "/vendor/leaflet.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../web/vendor/leaflet.css"),
+    ),
+    (
+        "/vendor/Leaflet.VectorGrid.bundled.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/vendor/Leaflet.VectorGrid.bundled.min.js"),
+    ),
+    (
+        "/vendor/ol.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/vendor/ol.js"),
+    ),
+    (
+        "/vendor/ol.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../web/vendor/ol.css"),
     ),
     (
         "/data/countries.geojson",

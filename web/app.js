@@ -1,9 +1,11 @@
 // The live fleet map: MapLibre GL JS (vendored), the countries basemap, fences from the
 // `fences` vector tiles (refetched when /ws/tiles says they changed), vehicles from
 // /ws/positions (moving smoothly between updates) and an alerts panel from /ws/alerts that
-// resumes from its cursor after a reconnect. No framework, no external requests.
+// resumes from its cursor after a reconnect. Fences are drawn and edited in draw.js; a
+// vehicle's popup opens its track replay (replay.js). No framework, no external requests.
 import * as maplibregl from '/vendor/maplibre-gl.mjs';
 import { enableDrawing } from '/draw.js';
+import { enableReplay } from '/replay.js';
 
 const params = new URLSearchParams(location.search);
 if (params.get('token')) localStorage.setItem('geotrack.token', params.get('token'));
@@ -89,6 +91,7 @@ map.on('load', () => {
     paint: { 'circle-radius': 6, 'circle-color': '#e4572e', 'circle-stroke-color': '#fff', 'circle-stroke-width': 2 } });
   map.addLayer({ id: 'headings', type: 'line', source: 'vehicles', filter: ['==', ['geometry-type'], 'LineString'],
     paint: { 'line-color': '#e4572e', 'line-width': 2 } });
+  window.geotrack.replay = enableReplay(map, authHeaders);
   enableDrawing(map, authHeaders);
   keepOpen('positions', () => wsUrl(`/ws/positions?bbox=${view().join(',')}`), (m) => {
     if (m.type === 'snapshot') {
@@ -146,8 +149,14 @@ function show(m, older) {
 map.on('click', 'vehicles', (e) => {
   const p = e.features[0].properties;
   const speed = p.speed_mps == null ? '?' : `${(p.speed_mps * 3.6).toFixed(0)} km/h`;
-  new maplibregl.Popup().setLngLat(e.lngLat)
-    .setText(`${p.device} · ${speed} · last seen ${new Date(p.ts).toLocaleTimeString()}`).addTo(map);
+  const details = document.createElement('div');
+  details.textContent = `${p.device} · ${speed} · last seen ${new Date(p.ts).toLocaleTimeString()} `;
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.textContent = 'Track';
+  details.append(button);
+  const popup = new maplibregl.Popup().setLngLat(e.lngLat).setDOMContent(details).addTo(map);
+  button.onclick = () => { popup.remove(); window.geotrack.replay.open(p.device); };
 });
 
 $('login').addEventListener('submit', (e) => {

@@ -3,33 +3,16 @@
 // source changes every frame while vehicles glide) with no console error, vehicles of the demo
 // fleet appear, a fence created through the API shows up on the map without a reload (via
 // /ws/tiles), a polygon drawn in the page is stored and drawn, a fence clicked in delete mode
-// is deleted, and an alert reaches the panel. Asserts on state, not pixels; saves a screenshot. Usage: node map.test.mjs URL PNG
-import { chromium } from 'playwright-core';
+// is deleted, a polygon's and a circle's shapes edited with the mouse are stored (and an
+// invalid shape shows the API's reason), a device's track replays under the time slider, and
+// an alert reaches the panel. Asserts on state, not pixels; saves screenshots (map.png,
+// edit.png, replay.png). Usage: node map.test.mjs URL SCREENSHOT_DIR
+import { api, launch, run, serverReady, step } from './harness.mjs';
 
-const [base, screenshot] = process.argv.slice(2);
-const step = async (name, body) => {
-  const started = Date.now();
-  try { await body(); } catch (e) { throw new Error(`${name}: ${e.message}`); }
-  console.log(`ok: ${name} (${Date.now() - started} ms)`);
-};
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  args: ['--no-sandbox', '--use-gl=swiftshader', '--enable-unsafe-swiftshader', '--ignore-gpu-blocklist'],
-});
-const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-const errors = [];
-page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
-page.on('pageerror', (e) => errors.push(String(e)));
-let failed = false;
-try {
-  await step('the server is ready', async () => {
-    const deadline = Date.now() + 30000;
-    while (!(await fetch(`${base}ready`).then((r) => r.ok, () => false))) {
-      if (Date.now() > deadline) throw new Error('no 200 from /ready within 30 s');
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  });
+const [base, shots] = process.argv.slice(2);
+const browser = await launch();
+const ok = await run(browser, `${shots}/map.png`, async (page, errors) => {
+  await step('the server is ready', () => serverReady(base));
   await step('the map loads', async () => {
     await page.goto(base);
     // The style, its sources and the sockets are up (the `load` event fired).
@@ -37,48 +20,160 @@ try {
   });
   await step('vehicles of the demo fleet appear', () =>
     page.waitForFunction(() => window.geotrack.state.devices.size >= 10, null, { timeout: 30000 }));
+  const rendered = (name) => page.waitForFunction((n) => window.geotrack.map.queryRenderedFeatures({ layers: ['fences'] })
+    .some((f) => f.properties.name === n), name, { timeout: 20000 });
   await step('a fence created through the API is drawn without a reload', async () => {
-    const fence = { type: 'Feature', id: 'browser-test', geometry: { type: 'Point', coordinates: [2.3522, 48.8566] },
-      properties: { name: 'Browser test', radius_m: 900 } };
-    const reply = await fetch(`${base}api/v1/fences/browser-test`, { method: 'PUT',
-      headers: { 'content-type': 'application/json' }, body: JSON.stringify(fence) });
-    if (!reply.ok) throw new Error(`PUT answered ${reply.status}`);
-    await page.waitForFunction(() => window.geotrack.map.queryRenderedFeatures({ layers: ['fences'] })
-      .some((f) => f.properties.name === 'Browser test'), null, { timeout: 20000 });
+    await api(base, 'PUT', 'api/v1/fences/browser-test', { type: 'Feature', id: 'browser-test',
+      geometry: { type: 'Point', coordinates: [2.3522, 48.8566] }, properties: { name: 'Browser test', radius_m: 900 } });
+    await rendered('Browser test');
   });
-  const fenceNamed = async (name) => {
-    const reply = await fetch(`${base}api/v1/fences`);
-    return (await reply.json()).features.find((f) => f.properties.name === name);
-  };
+  const fenceNamed = async (name) => (await api(base, 'GET', 'api/v1/fences')).features.find((f) => f.properties.name === name);
+  const hint = (prefix) => page.waitForFunction((p) => document.getElementById('draw-hint').textContent.startsWith(p),
+    prefix, { timeout: 10000 });
   await step('a polygon drawn in the page is stored and drawn', async () => {
     await page.fill('#fence-name', 'UI triangle');
     await page.click('#draw-polygon');
     for (const [x, y] of [[100, 100], [250, 100], [175, 220]]) await page.mouse.click(x, y);
     await page.click('#draw-finish');
-    await page.waitForFunction(() => document.getElementById('draw-hint').textContent.startsWith('stored as'),
-      null, { timeout: 10000 });
+    await hint('stored as');
     const stored = await fenceNamed('UI triangle');
     if (stored?.geometry.coordinates[0].length !== 4) throw new Error(`stored: ${JSON.stringify(stored)}`);
-    await page.waitForFunction(() => window.geotrack.map.queryRenderedFeatures({ layers: ['fences'] })
-      .some((f) => f.properties.name === 'UI triangle'), null, { timeout: 20000 });
+    await rendered('UI triangle');
   });
   await step('a fence clicked in delete mode is deleted', async () => {
     await page.click('#draw-delete');
     await page.mouse.click(175, 140);
-    await page.waitForFunction(() => document.getElementById('draw-hint').textContent.startsWith('deleted'),
-      null, { timeout: 10000 });
+    await hint('deleted');
     if (await fenceNamed('UI triangle')) throw new Error('still stored');
   });
+
+  // Editing, away from the demo fleet and its fences (they lie within 3 km of the centre).
+  const centre = [2.3522, 48.9166], h = 0.002;
+  const show = (at, zoom) => page.evaluate(([c, z]) => window.geotrack.map.jumpTo({ center: c, zoom: z }), [at, zoom]);
+  const pixel = (lngLat) => page.evaluate((at) => { const p = window.geotrack.map.project(at); return [p.x, p.y]; }, lngLat);
+  const lngLatAt = (xy) => page.evaluate((p) => window.geotrack.map.unproject(p).toArray(), xy);
+  const editing = (id) => page.waitForFunction((i) => window.geotrack.editing()?.id === i, id, { timeout: 10000 });
+  // Drags the edit handle drawn at `from` (once it is rendered there) to pixel `to`.
+  const drag = async (from, to) => {
+    const [x, y] = await pixel(from);
+    await page.waitForFunction(([px, py]) => window.geotrack.map.queryRenderedFeatures([px, py], { layers: ['edit-handles'] }).length > 0,
+      [x, y], { timeout: 10000 });
+    await page.mouse.move(x, y);
+    await page.mouse.down();
+    await page.mouse.move(to[0], to[1], { steps: 6 });
+    await page.mouse.up();
+  };
+  const near = (a, b, what) => {
+    if (Math.abs(a[0] - b[0]) > 2e-5 || Math.abs(a[1] - b[1]) > 2e-5) throw new Error(`${what}: ${a} is not ${b}`);
+  };
+  await step('a polygon edited with the mouse is stored; an invalid one shows why not', async () => {
+    const [w, s, e, n] = [centre[0] - h, centre[1] - h, centre[0] + h, centre[1] + h];
+    await api(base, 'PUT', 'api/v1/fences/edit-square', { type: 'Feature', id: 'edit-square',
+      geometry: { type: 'Polygon', coordinates: [[[w, s], [e, s], [e, n], [w, n], [w, s]]] }, properties: { name: 'Edit square', keep: 'me' } });
+    await show(centre, 15);
+    await rendered('Edit square');
+    await page.mouse.click(...await pixel(centre));
+    await editing('edit-square');
+    // The south-west corner dragged east of the square makes its edges cross: the API says no.
+    await drag([w, s], await pixel([centre[0] + 3 * h, centre[1]]));
+    const logged = errors.length;
+    await page.click('#edit-save');
+    await hint('not saved: ');
+    errors.push(...errors.splice(logged).filter((e) => !e.includes('status of 400'))); // Chromium logs the refused PUT
+    if (!(await page.textContent('#draw-hint')).includes('invalid polygon')) throw new Error(await page.textContent('#draw-hint'));
+    await page.click('#edit-cancel');
+    await page.waitForFunction(() => !window.geotrack.editing());
+    await rendered('Edit square'); // hidden while it was edited
+    // Again: the south-east corner moves out, the north edge's midpoint becomes a new corner.
+    await page.mouse.click(...await pixel(centre));
+    await editing('edit-square');
+    const corner = await pixel([e + h, s - h]), added = await pixel([centre[0], n + h]);
+    await drag([e, s], corner);
+    await drag([centre[0], n], added);
+    await page.screenshot({ path: `${shots}/edit.png` }); // the handles of the edited shape
+    await page.click('#edit-save');
+    await hint('saved edit-square');
+    const stored = await api(base, 'GET', 'api/v1/fences/edit-square');
+    const ring = stored.geometry.coordinates[0];
+    if (ring.length !== 6 || stored.properties.keep !== 'me') throw new Error(`stored: ${JSON.stringify(stored)}`);
+    near(ring[1], await lngLatAt(corner), 'the moved corner');
+    near(ring[3], await lngLatAt(added), 'the added corner');
+    near(ring[0], [w, s], 'an untouched corner');
+  });
+  await step('a circle moved and resized with the mouse is stored', async () => {
+    const at = [centre[0] + 0.01, centre[1]];
+    await api(base, 'PUT', 'api/v1/fences/edit-circle', { type: 'Feature', id: 'edit-circle',
+      geometry: { type: 'Point', coordinates: at }, properties: { name: 'Edit circle', radius_m: 100 } });
+    await show(at, 16);
+    await rendered('Edit circle');
+    const [x, y] = await pixel(at);
+    await page.mouse.click(x, y);
+    await editing('edit-circle');
+    await drag(at, [x + 60, y + 40]);
+    const moved = await lngLatAt([x + 60, y + 40]);
+    const edge = await page.evaluate(() => window.geotrack.map.getSource('edit-handles').getData())
+      .then((d) => d.features.find((f) => f.properties.role === 'radius').geometry.coordinates);
+    const [ex, ey] = await pixel(edge);
+    await drag(edge, [ex + 50, ey]);
+    const radius = await page.evaluate(async ([c, p]) => (await import('/draw.js')).distance(c, window.geotrack.map.unproject(p).toArray()),
+      [moved, [ex + 50, ey]]);
+    await page.click('#edit-save');
+    await hint('saved edit-circle');
+    const stored = await api(base, 'GET', 'api/v1/fences/edit-circle');
+    near(stored.geometry.coordinates, moved, 'the centre');
+    if (Math.abs(stored.properties.radius_m - radius) > 2 || radius < 120) {
+      throw new Error(`radius ${stored.properties.radius_m}, expected ${radius}`);
+    }
+  });
+
+  // Replay: a posted track that ended 70 minutes ago (so the default last hour is empty).
+  await step('a track replays under the time slider', async () => {
+    const start = Date.now() - 80 * 60000;
+    const fixes = Array.from({ length: 11 }, (_, i) => ({ device: 'replay-test', ts: new Date(start + i * 60000).toISOString(),
+      lon: 2.2922 + i * 0.001, lat: 48.8166, speed_mps: 10 }));
+    const reply = await api(base, 'POST', 'api/v1/positions', fixes);
+    if (reply.accepted !== 11) throw new Error(`posted: ${JSON.stringify(reply)}`);
+    const last = [fixes[10].lon, fixes[10].lat];
+    await show(last, 16);
+    await page.waitForFunction((p) => window.geotrack.map.queryRenderedFeatures(p, { layers: ['vehicles'] })
+      .some((f) => f.properties.device === 'replay-test'), await pixel(last), { timeout: 15000 });
+    await page.mouse.click(...await pixel(last));
+    await page.click('.maplibregl-popup button');
+    await page.waitForFunction(() => document.getElementById('replay-at').textContent === 'no fixes in the last hour',
+      null, { timeout: 10000 });
+    if (!(await page.isDisabled('#replay-play'))) throw new Error('Play is enabled on an empty track');
+    await page.selectOption('#replay-window', '21600');
+    await page.waitForFunction(() => window.geotrack.replay.state.fixes.length === 11 && !document.getElementById('replay-play').disabled,
+      null, { timeout: 10000 });
+    const marker = () => page.evaluate(async () => {
+      const { state } = window.geotrack.replay;
+      const shown = (await window.geotrack.map.getSource('replay').getData()).features[0].geometry.coordinates;
+      return { at: state.at, shown, fix: state.fixes[state.at].geometry.coordinates };
+    });
+    const line = await page.evaluate(async () => (await window.geotrack.map.getSource('track').getData()).features[0].geometry);
+    if (line.coordinates.length !== 11) throw new Error(`track line: ${JSON.stringify(line)}`);
+    await page.focus('#replay-time');
+    await page.keyboard.press('Home');
+    let m = await marker();
+    if (m.at !== 0) throw new Error(`after Home: ${JSON.stringify(m)}`);
+    near(m.shown, [fixes[0].lon, fixes[0].lat], 'the marker at the start');
+    await page.keyboard.press('End');
+    m = await marker();
+    if (m.at !== 10) throw new Error(`after End: ${JSON.stringify(m)}`);
+    await page.keyboard.press('Home');
+    await page.click('#replay-play'); // 60×: a fix a second
+    await page.waitForFunction(() => window.geotrack.replay.state.at >= 2, null, { timeout: 10000 });
+    await page.click('#replay-play');
+    m = await marker();
+    near(m.shown, m.fix, 'the marker while playing');
+    await page.screenshot({ path: `${shots}/replay.png` });
+  });
+
   await step('an alert reaches the panel', () =>
     page.waitForFunction(() => document.querySelectorAll('#alerts li').length > 0, null, { timeout: 60000 }));
   await step('no console error', async () => {
     if (errors.length) throw new Error(errors.join('\n'));
   });
-} catch (e) {
-  failed = true;
-  console.error(`FAILED ${e.message}`);
-} finally {
-  if (screenshot) await page.screenshot({ path: screenshot });
-  await browser.close();
-}
-process.exit(failed ? 1 : 0);
+});
+await browser.close();
+process.exit(ok ? 0 : 1);
