@@ -339,6 +339,14 @@ mod tests {
         TileCache::new(1 << 20, Arc::new(catalog))
     }
 
+    /// A build whose tile reads `v<version>`.
+    fn versioned(
+        version: &Arc<AtomicUsize>,
+    ) -> impl Future<Output = Result<Vec<u8>, sqlx::Error>> + Send + use<> {
+        let version = version.clone();
+        async move { Ok(format!("v{}", version.load(Ordering::SeqCst)).into_bytes()) }
+    }
+
     /// Paris at z10 and a box inside it.
     const PARIS: [f64; 4] = [2.34, 48.84, 2.36, 48.86];
 
@@ -372,10 +380,7 @@ mod tests {
     async fn a_write_invalidates_the_tiles_it_touches_and_only_those() {
         let cache = cache();
         let version = Arc::new(AtomicUsize::new(1));
-        let build = || {
-            let version = version.clone();
-            async move { Ok(format!("v{}", version.load(Ordering::SeqCst)).into_bytes()) }
-        };
+        let build = || versioned(&version);
         let paris = key(10, 518, 352);
         let elsewhere = key(10, 100, 100);
         assert_eq!(&cache.get(paris, build).await.expect("paris").identity[..], b"v1");
@@ -441,10 +446,7 @@ mod tests {
     async fn ingest_makes_stale_only_the_track_tiles_whose_window_it_falls_in() {
         let cache = cache();
         let version = Arc::new(AtomicUsize::new(1));
-        let build = || {
-            let version = version.clone();
-            async move { Ok(format!("v{}", version.load(Ordering::SeqCst)).into_bytes()) }
-        };
+        let build = || versioned(&version);
         let track = |window| TileKey {
             layer: LayerId::TRACKS,
             tile: TileCoord {
@@ -485,10 +487,7 @@ mod tests {
     async fn a_long_log_merges_its_oldest_writes_instead_of_forgetting_them() {
         let cache = cache();
         let version = Arc::new(AtomicUsize::new(1));
-        let build = || {
-            let version = version.clone();
-            async move { Ok(format!("v{}", version.load(Ordering::SeqCst)).into_bytes()) }
-        };
+        let build = || versioned(&version);
         let (paris, elsewhere) = (key(10, 518, 352), key(10, 100, 100));
         for key in [paris, elsewhere] {
             assert_eq!(&cache.get(key, build).await.expect("tile").identity[..], b"v1");

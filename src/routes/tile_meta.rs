@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::tiles::known_layer;
+use super::tiles::{known_layer, layer_unavailable};
 use crate::auth::{DeviceAuth, Scope};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -60,10 +60,10 @@ pub async fn tilejson(
     principal.require(Scope::Read)?;
     let id = known_layer(&state, &super::path_id(layer)?)?;
     let catalog = state.tiles.catalog();
-    let described = catalog.describe(&state.pool, id).await.map_err(|e| {
-        tracing::warn!(error = %e, "tile layer unavailable");
-        ApiError::unavailable("layer_unavailable", e.to_string(), 5)
-    })?;
+    let described = catalog
+        .describe(&state.pool, id)
+        .await
+        .map_err(|e| layer_unavailable(&e))?;
     let layer = catalog.get(id);
     let base = base_url(&headers);
     let query = kept_query(&uri);

@@ -196,7 +196,7 @@ async fn layer_tile(
 }
 
 /// 503 explaining why a layer cannot be read (its table is missing, the database is down).
-fn layer_unavailable(error: &LayerError) -> ApiError {
+pub(super) fn layer_unavailable(error: &LayerError) -> ApiError {
     tracing::warn!(%error, "tile layer unavailable");
     ApiError::unavailable("layer_unavailable", error.to_string(), 5)
 }

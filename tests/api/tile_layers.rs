@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use geotrack::config::TableLayerConfig;
 use serde_json::json;
 
 use crate::helpers::{TestApp, fix, json_with_status, spawn_app, spawn_with};
@@ -96,19 +97,31 @@ async fn the_basemap_serves_countries_split_at_the_antimeridian_and_reloads_on_i
     app.stop().await;
 }
 
+/// A `[[tiles.tables]]` entry with the defaults.
+fn table_layer(name: &str, table: &str) -> TableLayerConfig {
+    TableLayerConfig {
+        name: name.into(),
+        table: table.into(),
+        geometry: None,
+        columns: None,
+        id: None,
+        description: String::new(),
+        minzoom: 0,
+        maxzoom: 22,
+        ttl_s: 60,
+    }
+}
+
 /// A table in Lambert-93 (SRID 2154) served through `[[tiles.tables]]`.
 async fn roads_app() -> TestApp {
     let app = spawn_with(|c| {
-        c.tiles.tables = vec![geotrack::config::TableLayerConfig {
-            name: "roads".into(),
-            table: "public.roads".into(),
-            geometry: None,
-            columns: None,
-            id: Some("gid".into()),
+        c.tiles.tables = vec![TableLayerConfig {
             description: "Roads".into(),
             minzoom: 5,
             maxzoom: 16,
             ttl_s: 3600,
+            id: Some("gid".into()),
+            ..table_layer("roads", "public.roads")
         }];
     })
     .await;
@@ -212,17 +225,7 @@ async fn an_operator_table_is_a_layer_with_its_columns_its_zooms_and_an_invalida
 #[tokio::test]
 async fn a_misconfigured_table_layer_is_a_503_that_says_why() {
     let app = spawn_with(|c| {
-        c.tiles.tables = vec![geotrack::config::TableLayerConfig {
-            name: "ghost".into(),
-            table: "nowhere".into(),
-            geometry: None,
-            columns: None,
-            id: None,
-            description: String::new(),
-            minzoom: 0,
-            maxzoom: 22,
-            ttl_s: 60,
-        }];
+        c.tiles.tables = vec![table_layer("ghost", "nowhere")];
     })
     .await;
     let reply = json_with_status(app.get("/tiles/ghost/1/0/0").await, 503).await;
