@@ -132,9 +132,21 @@ pub(super) fn cell_test(fence: &PreparedFence, test: &CellTest, p: Coord) -> boo
             }
             inside
         }
-        (CellTest::Segments(segs), Shape::Corridor { line, buffer_m }) => segs
-            .iter()
-            .any(|&i| point_arc_distance_m(p, line[i as usize], line[i as usize + 1]) <= *buffer_m),
+        (
+            CellTest::Segments(segs),
+            Shape::Corridor {
+                arcs,
+                buffer_m,
+                reach,
+                ..
+            },
+        ) => {
+            let vp = geodesy::unit_vector(p);
+            segs.iter().any(|&i| {
+                let arc = &arcs[i as usize];
+                !arc.certainly_beyond(vp, *reach) && arc.distance_m(vp) <= *buffer_m
+            })
+        }
         _ => fence.contains(p.x, p.y),
     }
 }
@@ -162,7 +174,7 @@ fn size_of_fence(fence: &PreparedFence) -> (f64, f64) {
             (fence.area.chamberlain_duquette_unsigned_area(), perimeter)
         }
         Shape::Circle { radius_m, .. } => (PI * radius_m * radius_m, 2.0 * PI * radius_m),
-        Shape::Corridor { line, buffer_m } => {
+        Shape::Corridor { line, buffer_m, .. } => {
             let len: f64 = line.windows(2).map(|w| haversine_m(w[0], w[1])).sum();
             (
                 2.0 * len * buffer_m + PI * buffer_m * buffer_m,
@@ -245,9 +257,11 @@ impl Classifier<'_> {
                     Class::Boundary(CellTest::Full)
                 }
             }
-            Shape::Corridor { line, buffer_m } => {
+            Shape::Corridor {
+                line, arcs, buffer_m, ..
+            } => {
                 let rho = cell_radius_m(centre, &vertices);
-                if corridor_distance_m(line, centre) + rho <= *buffer_m {
+                if corridor_distance_m(arcs, centre) + rho <= *buffer_m {
                     Class::Interior
                 } else {
                     let near: Box<[u32]> = line
@@ -407,7 +421,7 @@ fn seeds(fence: &PreparedFence, limit: f64) -> Vec<Coord> {
                 ));
             }
         }
-        Shape::Corridor { line, buffer_m } => {
+        Shape::Corridor { line, buffer_m, .. } => {
             for w in line.windows(2) {
                 let len = haversine_m(w[0], w[1]);
                 let n = ((len / 10_000.0).ceil() as usize).clamp(1, 4096);

@@ -25,19 +25,27 @@ pub(super) struct TileEntry {
 #[derive(Debug)]
 pub(super) struct Tiles {
     tiles: Vec<Vec<TileEntry>>,
+    /// One bit per tile, set when its list is not empty: 8 KiB that stay in
+    /// cache, so a point in an empty tile does not wait for its list's header.
+    occupied: Vec<u64>,
 }
 
 impl Tiles {
     pub fn new() -> Self {
         Self {
             tiles: vec![Vec::new(); COLS * ROWS],
+            occupied: vec![0; (COLS * ROWS).div_ceil(64)],
         }
     }
 
     /// The fences listed in the tile of `p`, which must have been normalised
     /// (longitude within [-180, 180]).
     pub fn at(&self, p: Coord) -> &[TileEntry] {
-        &self.tiles[tile_of(p.x, p.y)]
+        let t = tile_of(p.x, p.y);
+        if self.occupied[t / 64] & (1 << (t % 64)) == 0 {
+            return &[];
+        }
+        &self.tiles[t]
     }
 
     /// Lists `slot` in each of `tiles`, with its boxes that meet the tile;
@@ -53,19 +61,25 @@ impl Tiles {
                 continue;
             };
             self.tiles[t as usize].push(TileEntry { bbox, slot });
+            self.occupied[t as usize / 64] |= 1 << (t % 64);
         }
     }
 
     /// Unlists `slot` from each of `tiles` (the ones given to [`Self::insert`]).
     pub fn remove(&mut self, slot: u32, tiles: &[u32]) {
         for &t in tiles {
-            self.tiles[t as usize].retain(|e| e.slot != slot);
+            let list = &mut self.tiles[t as usize];
+            list.retain(|e| e.slot != slot);
+            if list.is_empty() {
+                self.occupied[t as usize / 64] &= !(1 << (t % 64));
+            }
         }
     }
 
     /// Rough heap size in bytes.
     pub fn approx_bytes(&self) -> usize {
         self.tiles.capacity() * size_of::<Vec<TileEntry>>()
+            + self.occupied.len() * 8
             + self
                 .tiles
                 .iter()
