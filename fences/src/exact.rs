@@ -221,7 +221,7 @@ pub(crate) fn on_segment(a: Coord, b: Coord, p: Coord) -> bool {
 }
 
 /// Whether the ray from `p` towards +x crosses the edge `a`-`b` (half-open in y).
-fn ray_crosses(a: Coord, b: Coord, p: Coord) -> bool {
+pub(crate) fn ray_crosses(a: Coord, b: Coord, p: Coord) -> bool {
     if (a.y > p.y) == (b.y > p.y) {
         return false;
     }

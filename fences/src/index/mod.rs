@@ -18,6 +18,7 @@
 //! structure is per fence or per tile, so adding, replacing or removing a fence
 //! touches only that fence's cells and tiles.
 
+mod bands;
 mod cover;
 mod tiles;
 
@@ -30,6 +31,7 @@ use rstar::{AABB, RTree, primitives::GeomWithData, primitives::Rectangle};
 use crate::error::FenceError;
 use crate::exact::{PreparedFence, Shape};
 use crate::geodesy;
+use bands::Bands;
 use cover::{CellTest, Cover, Found, cell_test};
 use tiles::{Tiles, entry_holds, tiles_of};
 
@@ -115,6 +117,8 @@ struct Slot {
     fence: PreparedFence,
     /// `None` for fences tested exactly (cheap tests).
     cover: Option<Cover>,
+    /// For covered or polar polygon fences: what their full exact tests use.
+    bands: Option<Bands>,
     /// Tiles the fence is listed in.
     tiles: Box<[u32]>,
     polar: bool,
@@ -238,7 +242,7 @@ impl FenceIndex {
     pub fn contains(&self, lon: f64, lat: f64) -> Result<Vec<&str>, FenceError> {
         let mut out = Vec::new();
         self.visit(lon, lat, |slot, p, test| {
-            if test.is_none_or(|t| cell_test(&slot.fence, t, p)) {
+            if test.is_none_or(|t| slot.test(t, p)) {
                 out.push(slot.fence.id());
             }
         })?;
@@ -280,6 +284,7 @@ impl FenceIndex {
         let mut per_res: BTreeMap<u8, usize> = BTreeMap::new();
         for slot in self.slots.iter().flatten() {
             st.approx_bytes += slot.tiles.len() * 4
+                + slot.bands.as_ref().map_or(0, Bands::approx_bytes)
                 + match &slot.fence.shape {
                     Shape::Area { rings, edges } => rings.len() * 48 + edges.len() * 32,
                     Shape::Corridor { line, .. } => line.len() * 16,
@@ -362,6 +367,16 @@ impl FenceIndex {
     }
 }
 
+impl Slot {
+    /// Runs a candidate's test for `p`.
+    fn test(&self, test: &CellTest, p: Coord) -> bool {
+        match (test, &self.bands, &self.fence.shape) {
+            (CellTest::Full, Some(bands), Shape::Area { edges, .. }) => bands.contains(edges, p),
+            _ => cell_test(&self.fence, test, p),
+        }
+    }
+}
+
 /// The cells of one point, computed on first use at each resolution.
 struct PointCells {
     p: Coord,
@@ -411,9 +426,14 @@ fn build_slot(fence: PreparedFence, config: &IndexConfig) -> Result<Slot, FenceE
         .bboxes()
         .iter()
         .any(|b| b.max().y > config.polar_lat || b.min().y < -config.polar_lat);
+    let bands = match &fence.shape {
+        Shape::Area { edges, .. } if cover.is_some() || polar => Some(Bands::new(edges)),
+        _ => None,
+    };
     Ok(Slot {
         fence,
         cover,
+        bands,
         tiles: tiles.into_boxed_slice(),
         polar,
     })
