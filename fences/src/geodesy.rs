@@ -158,19 +158,20 @@ impl Arc {
     /// [`unit_vector`]) to the arc.
     pub fn distance_m(&self, vp: [f64; 3]) -> f64 {
         let (va, vb, n) = (self.a, self.b, self.n);
-        let ends = angle(vp, va).min(angle(vp, vb)) * EARTH_RADIUS_M;
+        // Only needed when the closest point is an end: two atan2 saved otherwise.
+        let ends = || angle(vp, va).min(angle(vp, vb)) * EARTH_RADIUS_M;
         if self.nn < 1e-15 {
-            return ends;
+            return ends();
         }
         let s = dot(vp, n);
         let q = [vp[0] - s * n[0], vp[1] - s * n[1], vp[2] - s * n[2]];
         if norm(q) < 1e-15 {
-            return ends;
+            return ends();
         }
         if dot(cross(va, q), n) >= 0.0 && dot(cross(q, vb), n) >= 0.0 {
             s.abs().min(1.0).asin() * EARTH_RADIUS_M
         } else {
-            ends
+            ends()
         }
     }
 
