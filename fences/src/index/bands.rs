@@ -1,5 +1,6 @@
 //! Latitude bands over a polygon fence's edges, for the exact tests the index
-//! cannot avoid on big fences (points beyond `polar_lat`, cells across ±180):
+//! runs on polygons of more than a few edges (cheap fences tested directly,
+//! points beyond `polar_lat`, cells across ±180):
 //! the even-odd ray test only needs the edges whose latitude range holds the
 //! point, so each band lists those edges and a query reads one band instead of
 //! every edge of every ring. The answer is the same as

@@ -117,7 +117,7 @@ struct Slot {
     fence: PreparedFence,
     /// `None` for fences tested exactly (cheap tests).
     cover: Option<Cover>,
-    /// For covered or polar polygon fences: what their full exact tests use.
+    /// What full exact tests of covered, polar or many-edged polygons use.
     bands: Option<Bands>,
     /// Tiles the fence is listed in.
     tiles: Box<[u32]>,
@@ -402,6 +402,10 @@ impl PointCells {
     }
 }
 
+/// Polygons tested exactly with more edges than this read them by latitude
+/// band: below it, walking every edge is as quick as finding the band.
+const BANDS_MIN_EDGES: usize = 16;
+
 /// What an exact test of the fence costs, in polygon edges (see
 /// [`IndexConfig::direct_max_cost`]).
 fn exact_cost(fence: &PreparedFence) -> usize {
@@ -427,7 +431,9 @@ fn build_slot(fence: PreparedFence, config: &IndexConfig) -> Result<Slot, FenceE
         .iter()
         .any(|b| b.max().y > config.polar_lat || b.min().y < -config.polar_lat);
     let bands = match &fence.shape {
-        Shape::Area { edges, .. } if cover.is_some() || polar => Some(Bands::new(edges)),
+        Shape::Area { edges, .. } if cover.is_some() || polar || edges.len() > BANDS_MIN_EDGES => {
+            Some(Bands::new(edges))
+        }
         _ => None,
     };
     Ok(Slot {
