@@ -4,7 +4,10 @@
 //! Point classes: inside some fence's bbox, within 100 m of a boundary,
 //! anywhere, inside a country's bbox (expensive exact tests), and the mix of
 //! the first three (40% / 20% / 40%).
-//! Index build time and approximate memory are printed once.
+//! Index build time and approximate memory are printed once. A third contender,
+//! `index_no_h3`, is the same index with every fence tested exactly
+//! (`direct_max_cost: usize::MAX`): it shows what the H3 covers of the costly
+//! fences are worth.
 
 #![allow(clippy::many_single_char_names, clippy::similar_names)] // geometry generators: x, y, a, b, t
 
@@ -159,6 +162,20 @@ fn bench(c: &mut Criterion) {
         stats.cells_per_resolution,
     );
     let t = Instant::now();
+    let no_h3_config = IndexConfig {
+        direct_max_cost: usize::MAX,
+        ..IndexConfig::default()
+    };
+    let mut no_h3 = FenceIndex::new(no_h3_config).expect("config");
+    for f in &fences {
+        no_h3.insert(f.clone()).expect("insert");
+    }
+    eprintln!(
+        "index without H3 covers built in {:.2?}, ~{:.1} MiB",
+        t.elapsed(),
+        no_h3.stats().approx_bytes as f64 / (1024.0 * 1024.0)
+    );
+    let t = Instant::now();
     let tree: BboxTree = RTree::bulk_load(
         fences
             .iter()
@@ -188,6 +205,7 @@ fn bench(c: &mut Criterion) {
         let mut hits = 0;
         for &(lon, lat) in pts {
             let a = index.contains(lon, lat).expect("valid point").len();
+            assert_eq!(a, no_h3.contains(lon, lat).expect("valid point").len());
             assert_eq!(
                 a,
                 baseline(&tree, &fences, lon, lat),
@@ -203,6 +221,13 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 pts.iter()
                     .map(|&(x, y)| index.contains(black_box(x), black_box(y)).map_or(0, |v| v.len()))
+                    .sum::<usize>()
+            });
+        });
+        group.bench_function("index_no_h3", |b| {
+            b.iter(|| {
+                pts.iter()
+                    .map(|&(x, y)| no_h3.contains(black_box(x), black_box(y)).map_or(0, |v| v.len()))
                     .sum::<usize>()
             });
         });
