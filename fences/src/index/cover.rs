@@ -234,7 +234,7 @@ struct Classifier<'a> {
 }
 
 impl Classifier<'_> {
-    /// The cell's class, and its lon/lat box (for the tile prefilter).
+    /// The cell's class, and its lon/lat box (for the tile pre-filter).
     fn classify(&self, cell: CellIndex) -> (Class, CellBox) {
         let centre_ll = LatLng::from(cell);
         let centre = coord! { x: centre_ll.lng(), y: centre_ll.lat() };
@@ -352,7 +352,7 @@ enum CellBox {
 }
 
 /// Exact lon/lat bounding box of a cell with geodesic edges, slightly padded.
-/// (Cells around a pole are never classified: see `build_slot`'s limit.)
+/// (Cells around a pole are never classified: see `cover`'s limit.)
 fn cell_bbox(vertices: &[Coord]) -> CellBox {
     let spans = vertices
         .iter()

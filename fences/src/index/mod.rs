@@ -416,6 +416,8 @@ fn exact_cost(fence: &PreparedFence) -> usize {
     }
 }
 
+/// Everything the index keeps about one fence, built before the index is
+/// touched, so a failed `replace` leaves it unchanged.
 fn build_slot(fence: PreparedFence, config: &IndexConfig) -> Result<Slot, FenceError> {
     let (cover, tiles) = if exact_cost(&fence) <= config.direct_max_cost {
         let mut tiles: Vec<u32> = fence.bboxes().iter().flat_map(tiles_of).collect();
