@@ -2,8 +2,12 @@
 //! R-tree of fence bounding boxes plus an exact test of every bbox hit), over
 //! the Natural Earth countries plus random circles and corridors (10,000 fences).
 //! Point classes: inside some fence's bbox, within 100 m of a boundary,
-//! anywhere, and inside a country's bbox (expensive exact tests).
-//! Index build time and approximate memory are printed once.
+//! anywhere, inside a country's bbox (expensive exact tests), and the mix of
+//! the first three (40% / 20% / 40%).
+//! Index build time and approximate memory are printed once. A third contender,
+//! `index_no_h3`, is the same index with every fence tested exactly
+//! (`direct_max_cost: usize::MAX`): it shows what the H3 covers of the costly
+//! fences are worth.
 
 #![allow(clippy::many_single_char_names, clippy::similar_names)] // geometry generators: x, y, a, b, t
 
@@ -102,6 +106,21 @@ fn points(rng: &mut StdRng, fences: &[PreparedFence], countries: usize, class: &
         .collect()
 }
 
+/// 40% / 20% / 40% of the first three classes, interleaved (so a run of one
+/// class does not keep the caches warm for it).
+fn mix(in_bbox: &[(f64, f64)], near: &[(f64, f64)], anywhere: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    (0..POINTS / 10)
+        .flat_map(|i| {
+            let (a, n, w) = (
+                &in_bbox[4 * i..4 * i + 4],
+                &near[2 * i..2 * i + 2],
+                &anywhere[4 * i..4 * i + 4],
+            );
+            [a[0], w[0], n[0], a[1], w[1], a[2], n[1], w[2], a[3], w[3]]
+        })
+        .collect()
+}
+
 type BboxTree = RTree<GeomWithData<Rectangle<[f64; 2]>, usize>>;
 
 fn baseline(tree: &BboxTree, fences: &[PreparedFence], lon: f64, lat: f64) -> usize {
@@ -143,6 +162,20 @@ fn bench(c: &mut Criterion) {
         stats.cells_per_resolution,
     );
     let t = Instant::now();
+    let no_h3_config = IndexConfig {
+        direct_max_cost: usize::MAX,
+        ..IndexConfig::default()
+    };
+    let mut no_h3 = FenceIndex::new(no_h3_config).expect("config");
+    for f in &fences {
+        no_h3.insert(f.clone()).expect("insert");
+    }
+    eprintln!(
+        "index without H3 covers built in {:.2?}, ~{:.1} MiB",
+        t.elapsed(),
+        no_h3.stats().approx_bytes as f64 / (1024.0 * 1024.0)
+    );
+    let t = Instant::now();
     let tree: BboxTree = RTree::bulk_load(
         fences
             .iter()
@@ -159,13 +192,20 @@ fn bench(c: &mut Criterion) {
     );
     eprintln!("baseline R-tree built in {:.2?}", t.elapsed());
 
-    // The first three classes are the mix asked for (40% / 20% / 40%);
-    // `country_bbox` isolates points where exact tests are expensive.
+    // The first three classes make the mix asked for (40% / 20% / 40%), measured
+    // as its own group last; `country_bbox` isolates points where exact tests
+    // are expensive.
+    let mut by_class = Vec::new();
     for class in ["in_bbox", "near_boundary", "anywhere", "country_bbox"] {
-        let pts = points(&mut rng, &fences, countries, class);
+        by_class.push(points(&mut rng, &fences, countries, class));
+    }
+    let mix = mix(&by_class[0], &by_class[1], &by_class[2]);
+    let classes = ["in_bbox", "near_boundary", "anywhere", "country_bbox", "mix"];
+    for (class, pts) in classes.into_iter().zip(by_class.iter().chain([&mix])) {
         let mut hits = 0;
-        for &(lon, lat) in &pts {
+        for &(lon, lat) in pts {
             let a = index.contains(lon, lat).expect("valid point").len();
+            assert_eq!(a, no_h3.contains(lon, lat).expect("valid point").len());
             assert_eq!(
                 a,
                 baseline(&tree, &fences, lon, lat),
@@ -181,6 +221,13 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 pts.iter()
                     .map(|&(x, y)| index.contains(black_box(x), black_box(y)).map_or(0, |v| v.len()))
+                    .sum::<usize>()
+            });
+        });
+        group.bench_function("index_no_h3", |b| {
+            b.iter(|| {
+                pts.iter()
+                    .map(|&(x, y)| no_h3.contains(black_box(x), black_box(y)).map_or(0, |v| v.len()))
                     .sum::<usize>()
             });
         });

@@ -10,7 +10,7 @@ use geo::{Coord, Kernel, MultiPolygon, Orientation, Rect, coord, kernels::Robust
 use crate::error::FenceError;
 use crate::fence::{Fence, FenceKind, FenceLimits, Position};
 use crate::geodesy::{
-    self, EARTH_RADIUS_M, haversine_m, point_arc_distance_m, point_lonlat_segment_dist2_deg,
+    self, Arc, EARTH_RADIUS_M, arc_reach, haversine_m, point_lonlat_segment_dist2_deg,
     point_lonlat_segment_distance_m,
 };
 use crate::normalize::normalize_polygons;
@@ -38,8 +38,14 @@ pub(crate) enum Shape {
     },
     /// Great-circle disc.
     Circle { centre: Coord, radius_m: f64 },
-    /// Great-circle polyline with a buffer.
-    Corridor { line: Vec<Coord>, buffer_m: f64 },
+    /// Great-circle polyline with a buffer; `arcs` are its segments prepared
+    /// for distance queries, `reach` is `arc_reach(buffer_m)`.
+    Corridor {
+        line: Vec<Coord>,
+        arcs: Vec<Arc>,
+        buffer_m: f64,
+        reach: f64,
+    },
 }
 
 /// A validated fence with its normalised geometry, ready for exact tests.
@@ -88,10 +94,13 @@ impl PreparedFence {
                     .map(|w| vec![capsule_ring(w[0], w[1], buffer_m * AREA_OVERSIZE + 1.0)])
                     .collect();
                 let area = normalize_polygons(&capsules, false)?;
+                let arcs = line.windows(2).map(|w| Arc::new(w[0], w[1])).collect();
                 (
                     Shape::Corridor {
                         line,
+                        arcs,
                         buffer_m: *buffer_m,
+                        reach: arc_reach(*buffer_m),
                     },
                     area,
                 )
@@ -140,7 +149,12 @@ impl PreparedFence {
         match &self.shape {
             Shape::Area { rings, edges } => area_contains(rings, edges, p),
             Shape::Circle { centre, radius_m } => haversine_m(*centre, p) <= *radius_m,
-            Shape::Corridor { line, buffer_m } => corridor_distance_m(line, p) <= *buffer_m,
+            Shape::Corridor {
+                arcs,
+                buffer_m,
+                reach,
+                ..
+            } => corridor_contains(arcs, *buffer_m, *reach, p),
         }
     }
 
@@ -155,7 +169,7 @@ impl PreparedFence {
                 if area_contains(rings, edges, p) { -d } else { d }
             }
             Shape::Circle { centre, radius_m } => haversine_m(*centre, p) - radius_m,
-            Shape::Corridor { line, buffer_m } => corridor_distance_m(line, p) - buffer_m,
+            Shape::Corridor { arcs, buffer_m, .. } => corridor_distance_m(arcs, p) - buffer_m,
         }
     }
 
@@ -207,7 +221,7 @@ pub(crate) fn on_segment(a: Coord, b: Coord, p: Coord) -> bool {
 }
 
 /// Whether the ray from `p` towards +x crosses the edge `a`-`b` (half-open in y).
-fn ray_crosses(a: Coord, b: Coord, p: Coord) -> bool {
+pub(crate) fn ray_crosses(a: Coord, b: Coord, p: Coord) -> bool {
     if (a.y > p.y) == (b.y > p.y) {
         return false;
     }
@@ -261,10 +275,19 @@ fn area_boundary_distance_m(edges: &[[Coord; 2]], p: Coord) -> f64 {
     })
 }
 
-pub(crate) fn corridor_distance_m(line: &[Coord], p: Coord) -> f64 {
-    line.windows(2)
-        .map(|w| point_arc_distance_m(p, w[0], w[1]))
+pub(crate) fn corridor_distance_m(arcs: &[Arc], p: Coord) -> f64 {
+    let vp = geodesy::unit_vector(p);
+    arcs.iter()
+        .map(|arc| arc.distance_m(vp))
         .fold(f64::INFINITY, f64::min)
+}
+
+/// `corridor_distance_m(arcs, p) <= buffer_m`, computed to the same bit, but
+/// skipping the trigonometry for segments whose great circle is already too far.
+pub(crate) fn corridor_contains(arcs: &[Arc], buffer_m: f64, reach: f64, p: Coord) -> bool {
+    let vp = geodesy::unit_vector(p);
+    arcs.iter()
+        .any(|arc| !arc.certainly_beyond(vp, reach) && arc.distance_m(vp) <= buffer_m)
 }
 
 /// Appends `p` to an unrolled ring, keeping its longitude continuous with the last vertex.
@@ -454,6 +477,37 @@ mod tests {
         assert!((d - 11.2).abs() < 0.5, "{d}");
         for [x, y] in [[180.0, 0.0009], [179.95, 0.0], [-179.95, 0.0], [179.9, 0.0009]] {
             assert!(f.area_polygon().intersects(&Point::new(x, y)), "{x} {y}");
+        }
+    }
+
+    /// The trig-free rejection in `corridor_contains` must never change an
+    /// answer: compared with the plain minimum of per-segment distances, on
+    /// points within a hair of the buffer, for long, short and degenerate
+    /// segments, near the antimeridian and the poles.
+    #[test]
+    fn corridor_contains_agrees_with_the_plain_distance() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(11);
+        for _ in 0..2_000 {
+            let a = coord! { x: rng.random_range(-180.0..180.0), y: rng.random_range(-89.0..89.0) };
+            let len = 10f64.powf(rng.random_range(-9.0..1.5));
+            let b = coord! {
+                x: a.x + rng.random_range(-len..len),
+                y: (a.y + rng.random_range(-len..len)).clamp(-89.5, 89.5),
+            };
+            let buffer_m = 10f64.powf(rng.random_range(0.0..6.0));
+            let f = prep(FenceKind::Corridor {
+                line: vec![[a.x, a.y], [b.x, b.y]],
+                buffer_m,
+            });
+            for _ in 0..20 {
+                let on = geodesy::interpolate(a, b, rng.random_range(-0.2..1.2));
+                let off = buffer_m * (1.0 + rng.random_range(-1e-6..1e-6)) + rng.random_range(-0.1..0.1);
+                let p = geodesy::destination(on, rng.random_range(0.0..360.0), off);
+                let p = coord! { x: geodesy::normalize_lon(p.x), y: p.y };
+                let plain = geodesy::point_arc_distance_m(p, a, b) <= buffer_m;
+                assert_eq!(f.contains(p.x, p.y), plain, "{a:?} {b:?} {buffer_m} at {p:?}");
+            }
         }
     }
 }

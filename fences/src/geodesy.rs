@@ -118,29 +118,81 @@ pub fn interpolate(a: Coord, b: Coord, f: f64) -> Coord {
 }
 
 /// Distance in metres from `p` to the great-circle arc from `a` to `b` (the shorter arc).
-#[expect(
-    clippy::many_single_char_names,
-    reason = "vector formulas read best with the usual letters"
-)]
 pub fn point_arc_distance_m(p: Coord, a: Coord, b: Coord) -> f64 {
-    let (vp, va, vb) = (to_vec(p), to_vec(a), to_vec(b));
-    let ends = angle(vp, va).min(angle(vp, vb)) * EARTH_RADIUS_M;
-    let n = cross(va, vb);
-    let nn = norm(n);
-    if nn < 1e-15 {
-        return ends;
+    Arc::new(a, b).distance_m(unit_vector(p))
+}
+
+/// Unit vector of a lon/lat position, for [`Arc`] queries.
+pub(crate) fn unit_vector(p: Coord) -> [f64; 3] {
+    to_vec(p)
+}
+
+/// A great-circle arc prepared for many distance queries: the unit vectors of
+/// its ends and the unit normal of its plane, computed once per fence instead
+/// of once per query (the trigonometry dominated corridor tests).
+#[derive(Debug, Clone)]
+pub(crate) struct Arc {
+    a: [f64; 3],
+    b: [f64; 3],
+    /// `a × b`, normalised when its norm is at least 1e-15.
+    n: [f64; 3],
+    /// Norm of `a × b`.
+    nn: f64,
+}
+
+impl Arc {
+    /// The shorter arc from `a` to `b`.
+    pub fn new(a: Coord, b: Coord) -> Self {
+        let (va, vb) = (to_vec(a), to_vec(b));
+        let n = cross(va, vb);
+        let nn = norm(n);
+        let n = if nn < 1e-15 {
+            n
+        } else {
+            [n[0] / nn, n[1] / nn, n[2] / nn]
+        };
+        Self { a: va, b: vb, n, nn }
     }
-    let n = [n[0] / nn, n[1] / nn, n[2] / nn];
-    let s = dot(vp, n);
-    let q = [vp[0] - s * n[0], vp[1] - s * n[1], vp[2] - s * n[2]];
-    if norm(q) < 1e-15 {
-        return ends;
+
+    /// Distance in metres from the point with unit vector `vp` (see
+    /// [`unit_vector`]) to the arc.
+    pub fn distance_m(&self, vp: [f64; 3]) -> f64 {
+        let (va, vb, n) = (self.a, self.b, self.n);
+        // Only needed when the closest point is an end: two atan2 saved otherwise.
+        let ends = || angle(vp, va).min(angle(vp, vb)) * EARTH_RADIUS_M;
+        if self.nn < 1e-15 {
+            return ends();
+        }
+        let s = dot(vp, n);
+        let q = [vp[0] - s * n[0], vp[1] - s * n[1], vp[2] - s * n[2]];
+        if norm(q) < 1e-15 {
+            return ends();
+        }
+        if dot(cross(va, q), n) >= 0.0 && dot(cross(q, vb), n) >= 0.0 {
+            s.abs().min(1.0).asin() * EARTH_RADIUS_M
+        } else {
+            ends()
+        }
     }
-    if dot(cross(va, q), n) >= 0.0 && dot(cross(q, vb), n) >= 0.0 {
-        s.abs().min(1.0).asin() * EARTH_RADIUS_M
-    } else {
-        ends
+
+    /// Whether [`Self::distance_m`] from `vp` is certainly more than the
+    /// distance `reach` stands for (see [`arc_reach`]), found without
+    /// trigonometry: a point is at least as far from the arc as from its whole
+    /// great circle, `asin(|vp · n|)`. `false` when unsure (short arcs, whose
+    /// normal is imprecise, and points within ~6 cm of that distance).
+    pub fn certainly_beyond(&self, vp: [f64; 3], reach: f64) -> bool {
+        self.nn > 1e-6 && dot(vp, self.n).abs() > reach
     }
+}
+
+/// The bound [`Arc::certainly_beyond`] compares with for a distance in metres:
+/// its sine on the unit sphere plus a margin of 1e-8 (~6 cm), far above the
+/// rounding of either computation (~1e-10 with the normal of an arc of 1e-6 rad).
+pub(crate) fn arc_reach(distance_m: f64) -> f64 {
+    (distance_m / EARTH_RADIUS_M)
+        .min(std::f64::consts::FRAC_PI_2)
+        .sin()
+        + 1e-8
 }
 
 /// Closest point to `p` on the segment `a`-`b` that is straight in lon/lat,

@@ -1,8 +1,9 @@
 //! Pure geofence engine for geotrack: the fence model and its validation
 //! ([`fence`]), antimeridian and pole normalisation ([`normalize`]), exact
-//! point-in-fence tests and metric distances ([`exact`]), an H3 cell index that
-//! answers "which fences contain this point" without testing every fence
-//! ([`index`]), and the per-(device, fence) enter/exit/dwell/overspeed state
+//! point-in-fence tests and metric distances ([`exact`]), an index that answers
+//! "which fences contain this point" without testing every fence (a 1° tile
+//! pre-filter, exact tests for cheap fences, H3 covers for costly ones:
+//! [`index`]), and the per-(device, fence) enter/exit/dwell/overspeed state
 //! machine ([`state`]). No I/O: callers persist [`FenceState`] values and feed
 //! fixes in.
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use fences::{FenceIndex, Hit, IndexConfig, PreparedFence};
+use fences::{Fence, FenceIndex, FenceKind, FenceLimits, Hit, IndexConfig, PreparedFence};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -50,7 +50,10 @@ proptest! {
     #[test]
     fn index_matches_brute_force_on_random_fences(seed in any::<u64>(), fixed_res in prop::option::of(3u8..9)) {
         let mut rng = StdRng::seed_from_u64(seed);
-        let config = IndexConfig { max_cells_per_fence: 400, fixed_resolution: fixed_res.filter(|_| rng.random_bool(0.3)), ..IndexConfig::default() };
+        // Half the runs cover every fence with H3 cells, the others test the cheaper
+        // ones exactly (random fences cost 4 to 24 edges).
+        let direct_max_cost = if rng.random_bool(0.5) { 0 } else { rng.random_range(0..32) };
+        let config = IndexConfig { max_cells_per_fence: 400, fixed_resolution: fixed_res.filter(|_| rng.random_bool(0.3)), direct_max_cost, ..IndexConfig::default() };
         let mut index = FenceIndex::new(config).expect("config");
         let fences: Vec<PreparedFence> = (0..rng.random_range(1..6)).map(|i| common::random_fence(&mut rng, i)).collect();
         for f in &fences {
@@ -65,11 +68,91 @@ proptest! {
     }
 }
 
+/// A value on or a hair off an integer degree, where the 1° tiles of the
+/// pre-filter meet (and where `x + 180.0` rounds).
+fn near_integer(rng: &mut StdRng, lo: i32, hi: i32) -> f64 {
+    let k = f64::from(rng.random_range(lo..=hi));
+    match rng.random_range(0..6) {
+        0 => k,
+        1 => k.next_up(),
+        2 => k.next_down(),
+        3 => k + 1e-300,
+        4 => k - 1e-300,
+        _ => k + rng.random_range(-1e-9..1e-9),
+    }
+}
+
+proptest! {
+    #![proptest_config(Config {
+        cases: 64,
+        rng_seed: RngSeed::Fixed(0x7113_ed9e),
+        failure_persistence: None,
+        ..Config::default()
+    })]
+
+    /// Boxes and circles whose edges and centres sit on tile edges (at 0°, ±180,
+    /// ±80 where polar handling starts and ±90 too), probed on and around tile
+    /// edges, tested exactly and through H3 covers.
+    #[test]
+    fn index_matches_brute_force_at_tile_edges(seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut fences = Vec::new();
+        for i in 0..rng.random_range(1..5) {
+            let (lon_lo, lat_lo) = match rng.random_range(0..4) {
+                0 => (-2, -2),
+                1 => (177, -2),
+                2 => (-2, 78),
+                _ => (-180, -90),
+            };
+            let (x0, y0) = (near_integer(&mut rng, lon_lo, lon_lo + 3), near_integer(&mut rng, lat_lo, lat_lo + 3));
+            let (x1, y1) = (near_integer(&mut rng, lon_lo + 4, lon_lo + 6), near_integer(&mut rng, lat_lo + 4, lat_lo + 6));
+            let kind = if rng.random_bool(0.7) {
+                FenceKind::Polygon { rings: vec![vec![[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]] }
+            } else {
+                FenceKind::Circle { centre: [x0, y0.clamp(-89.0, 89.0)], radius_m: rng.random_range(1_000.0..300_000.0) }
+            };
+            if let Ok(f) = PreparedFence::new(Fence::new(format!("e{i}"), "", kind), &FenceLimits::default()) {
+                fences.push(f);
+            }
+        }
+        for direct_max_cost in [0, 64] {
+            let config = IndexConfig { max_cells_per_fence: 400, direct_max_cost, ..IndexConfig::default() };
+            let mut index = FenceIndex::new(config).expect("config");
+            for f in &fences {
+                index.insert(f.clone()).expect("insert");
+            }
+            for f in &fences {
+                let b = f.bboxes()[0];
+                for _ in 0..100 {
+                    let (lo_x, lo_y) = (b.min().x.floor() as i32 - 1, b.min().y.floor() as i32 - 1);
+                    let (hi_x, hi_y) = (b.max().x.ceil() as i32 + 1, b.max().y.ceil() as i32 + 1);
+                    let x = near_integer(&mut rng, lo_x, hi_x).clamp(-180.0, 180.0);
+                    let y = near_integer(&mut rng, lo_y, hi_y).clamp(-90.0, 90.0);
+                    let result = check(&index, &fences, x, y);
+                    prop_assert!(result.is_ok(), "{:?}", result);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn index_matches_brute_force_on_countries() {
+    countries_match(&IndexConfig::default());
+}
+
+#[test]
+fn index_matches_brute_force_on_countries_all_covered() {
+    countries_match(&IndexConfig {
+        direct_max_cost: 0,
+        ..IndexConfig::default()
+    });
+}
+
+fn countries_match(config: &IndexConfig) {
     let countries = common::countries();
     assert!(countries.len() > 170);
-    let mut index = FenceIndex::new(IndexConfig::default()).expect("config");
+    let mut index = FenceIndex::new(config.clone()).expect("config");
     for c in &countries {
         index.insert(c.clone()).expect("insert");
     }
@@ -125,4 +208,7 @@ fn index_matches_brute_force_on_countries() {
     );
     let st = index.stats();
     assert!(st.interior_entries > st.boundary_entries / 10, "{st:?}");
+    if config.direct_max_cost > 0 {
+        assert!(st.direct_fences > 0 && st.direct_fences < st.fences, "{st:?}");
+    }
 }
