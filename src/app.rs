@@ -129,7 +129,7 @@ impl Application {
             &shutdown,
             &tasks,
         );
-        let state = AppState {
+        let state = AppState::new(crate::state::Shared {
             pool,
             pipeline,
             limits: config.ingest.limits(),
@@ -154,7 +154,7 @@ impl Application {
                 default: Duration::from_secs(config.tiles.tracks_window_s.max(1)),
                 max: Duration::from_secs(config.tiles.tracks_max_window_s.max(1)),
             },
-        };
+        });
         state.tasks.spawn(keep_fences_loaded(state.clone()));
         let router = router(
             state.clone(),

@@ -1,4 +1,4 @@
-//! `AppState`: what every handler shares. Cheap to clone (handles and `Arc`s only).
+//! `AppState`: what every handler shares, behind one `Arc`.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -18,8 +18,28 @@ use crate::fence_store::SharedIndex;
 use crate::limits::Limiters;
 use crate::live::LiveFeed;
 
+/// Cheap to clone: one reference count, however many fields [`Shared`] has (axum clones the
+/// state for every request that extracts it).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct Shared {
     pub pool: PgPool,
     pub pipeline: tracker::Pipeline,
     pub limits: tracker::Limits,
