@@ -118,15 +118,8 @@ struct Window {
 
 impl Window {
     fn of(state: &AppState, uri: &Uri) -> Result<Self, ApiError> {
-        let param = |name: &str| {
-            uri.query().and_then(|q| {
-                form_urlencoded::parse(q.as_bytes())
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.into_owned())
-            })
-        };
         let read = |name: &str| {
-            param(name)
+            query_param(uri, name)
                 .map(|text| super::devices::parse_time(name, &text))
                 .transpose()
         };
@@ -201,6 +194,13 @@ pub(super) fn layer_unavailable(error: &LayerError) -> ApiError {
     ApiError::unavailable("layer_unavailable", error.to_string(), 5)
 }
 
+/// The first value of a query parameter.
+fn query_param(uri: &Uri, name: &str) -> Option<String> {
+    form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
 /// The layer of that name, or 404 listing the layers.
 pub(super) fn known_layer(state: &AppState, name: &str) -> Result<LayerId, ApiError> {
     let catalog = state.tiles.catalog();
@@ -247,12 +247,7 @@ pub async fn invalidate(
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Admin)?;
     let layer = known_layer(&state, &super::path_id(layer)?)?;
-    let bbox = uri.query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "bbox")
-            .map(|(_, v)| v.into_owned())
-    });
-    let change = match bbox {
+    let change = match query_param(&uri, "bbox") {
         None => Change::default(),
         Some(text) => {
             let [w, s, e, n] = super::devices::parse_bbox(&text)?;
