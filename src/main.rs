@@ -85,12 +85,10 @@ async fn run(cli: Cli) -> Result<(), String> {
 /// Runs the server until SIGINT/SIGTERM; with `demo`, a simulated fleet drives meanwhile.
 async fn serve(config: Config, demo: bool) -> Result<(), String> {
     let token = demo_token(&config);
-    let database_url = config.database_url.clone();
     let app = Application::build(config).await.map_err(|e| e.to_string())?;
     if demo {
         // The demo map's land and borders come from the `countries` layer.
-        let pool = geotrack::db::pool(&database_url, 1).map_err(|e| e.to_string())?;
-        match geotrack::basemap::ensure(&pool).await {
+        match geotrack::basemap::ensure(&app.state().pool).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(countries = count, "basemap imported"),
             Err(error) => tracing::warn!("demo basemap not imported: {error}"),

@@ -136,6 +136,16 @@ async fn roads_app() -> TestApp {
     app
 }
 
+/// `POST /tiles/roads/invalidate?bbox=...`, expecting `status`; the JSON reply.
+async fn invalidate_roads(app: &TestApp, bbox: &str, status: u16) -> serde_json::Value {
+    let path = format!("/tiles/roads/invalidate?bbox={bbox}");
+    json_with_status(
+        app.send_json(reqwest::Method::POST, &path, &json!({})).await,
+        status,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn an_operator_table_is_a_layer_with_its_columns_its_zooms_and_an_invalidate_endpoint() {
     let app = roads_app().await;
@@ -175,15 +185,8 @@ async fn an_operator_table_is_a_layer_with_its_columns_its_zooms_and_an_invalida
         ["Quai"],
         "cached"
     );
-    let elsewhere = app
-        .send_json(
-            reqwest::Method::POST,
-            "/tiles/roads/invalidate?bbox=100,10,101,11",
-            &json!({}),
-        )
-        .await;
     assert_eq!(
-        json_with_status(elsewhere, 200).await["bboxes"],
+        invalidate_roads(&app, "100,10,101,11", 200).await["bboxes"],
         json!([[100.0, 10.0, 101.0, 11.0]])
     );
     assert_eq!(
@@ -191,14 +194,7 @@ async fn an_operator_table_is_a_layer_with_its_columns_its_zooms_and_an_invalida
         ["Quai"],
         "not touched"
     );
-    let here = app
-        .send_json(
-            reqwest::Method::POST,
-            "/tiles/roads/invalidate?bbox=2.3,48.8,2.4,48.9",
-            &json!({}),
-        )
-        .await;
-    json_with_status(here, 200).await;
+    invalidate_roads(&app, "2.3,48.8,2.4,48.9", 200).await;
     assert_eq!(names_at(&app, "roads", 2.35, 48.855, 12, "").await, ["Quai neuf"]);
     // From a trigger or a script: NOTIFY geotrack_tiles, '<layer>'.
     sqlx::query("UPDATE roads SET name = 'Quai vieux'")
@@ -211,14 +207,10 @@ async fn an_operator_table_is_a_layer_with_its_columns_its_zooms_and_an_invalida
         .expect("notify");
     assert!(eventually(async || names_at(&app, "roads", 2.35, 48.855, 12, "").await == ["Quai vieux"]).await);
 
-    let bad = app
-        .send_json(
-            reqwest::Method::POST,
-            "/tiles/roads/invalidate?bbox=1,2,3",
-            &json!({}),
-        )
-        .await;
-    assert_eq!(json_with_status(bad, 400).await["error"]["code"], "invalid_bbox");
+    assert_eq!(
+        invalidate_roads(&app, "1,2,3", 400).await["error"]["code"],
+        "invalid_bbox"
+    );
     app.stop().await;
 }
 
