@@ -10,6 +10,7 @@ pub mod bench_alerts;
 pub mod bench_ingest;
 pub mod cli;
 pub mod config;
+pub mod content_coding;
 pub mod db;
 pub mod error;
 pub mod evaluator;

@@ -1,7 +1,7 @@
 //! The tile cache: built tiles kept compressed, with their ETag, and never served stale.
 //!
-//! Entries hold the tile as built and gzipped once (served as they are, never re-compressed),
-//! weighed in bytes against a configured capacity. Concurrent misses for one tile share one
+//! Entries hold the tile as built, gzipped and brotli-compressed once (served as they are,
+//! never re-compressed), weighed in bytes against a configured capacity. Concurrent misses for one tile share one
 //! database query (`try_get_with`). A layer with a TTL (live `positions`: one second; operator
 //! tables: configured) expires by it; the others live until a write touches them.
 //!
@@ -18,16 +18,15 @@
 //! tiles).
 
 use std::collections::VecDeque;
-use std::io::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use axum::http::HeaderValue;
 use bytes::Bytes;
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use moka::future::Cache;
 use tiles::TileCoord;
 
+use crate::content_coding::Coding;
 use crate::tile_layers::{Catalog, LayerId};
 
 /// Log entries kept per layer for staleness checks (older ones are merged).
@@ -98,33 +97,48 @@ pub struct Tile {
     /// The MVT bytes (empty: no feature).
     pub identity: Bytes,
     pub gzip: Bytes,
-    /// A strong validator of the content.
-    pub etag: String,
+    pub brotli: Bytes,
+    /// A strong validator of the content, ready to send.
+    pub etag: HeaderValue,
     /// The layer's generation when the build started.
     generation: u64,
 }
 
 impl Tile {
     fn build(layer: &str, mvt: Vec<u8>, generation: u64) -> Self {
-        let etag = format!("\"{layer}-{:016x}\"", xxhash_rust::xxh3::xxh3_64(&mvt));
-        let gzip = if mvt.is_empty() {
-            Bytes::new()
-        } else {
-            let mut encoder = GzEncoder::new(Vec::with_capacity(mvt.len() / 2), Compression::fast());
-            // Writing into a Vec cannot fail.
-            let _ = encoder.write_all(&mvt);
-            Bytes::from(encoder.finish().unwrap_or_default())
+        let hash = xxhash_rust::xxh3::xxh3_64(&mvt);
+        // The catalog allows only letters, digits, '_' and '-' in layer names, so the quoted tag
+        // is always a valid header value (the bare hash is a fallback that cannot be reached).
+        let etag = HeaderValue::try_from(format!("\"{layer}-{hash:016x}\""))
+            .unwrap_or_else(|_| HeaderValue::from(hash));
+        let compressed = |coding: Coding| {
+            if mvt.is_empty() {
+                Bytes::new()
+            } else {
+                Bytes::from(coding.encode(&mvt))
+            }
         };
         Self {
+            gzip: compressed(Coding::Gzip),
+            brotli: compressed(Coding::Brotli),
             identity: Bytes::from(mvt),
-            gzip,
             etag,
             generation,
         }
     }
 
+    /// The tile in `coding`.
+    pub fn body(&self, coding: Coding) -> &Bytes {
+        match coding {
+            Coding::Identity => &self.identity,
+            Coding::Gzip => &self.gzip,
+            Coding::Brotli => &self.brotli,
+        }
+    }
+
     fn weight(&self) -> u32 {
-        u32::try_from(self.identity.len() + self.gzip.len() + self.etag.len() + 64).unwrap_or(u32::MAX)
+        let bytes = self.identity.len() + self.gzip.len() + self.brotli.len() + self.etag.len() + 96;
+        u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }
 

@@ -1,24 +1,27 @@
 //! `GET /tiles/{layer}/{z}/{x}/{y}` (also `.mvt` / `.pbf`): one Mapbox Vector Tile built by
 //! PostGIS. 204 for an empty tile, 400 for a tile that does not exist, 404 for an unknown layer.
 //! Tiles show where devices are, so they need the `read` scope; map clients may pass the token
-//! as `?token=`. Tiles come from the cache (`tile_cache`), gzipped when the client accepts it,
-//! with a strong `ETag` (`If-None-Match` gives 304). `/tiles/fences,positions/...` returns
-//! several layers in one tile. Also here: `POST /tiles/{layer}/invalidate` and `WS /ws/tiles`.
+//! as `?token=`. Tiles come from the cache (`tile_cache`), sent as kept there: brotli or gzip
+//! as the client's `Accept-Encoding` allows (`content_coding`), with a strong `ETag`
+//! (`If-None-Match` gives 304). `/tiles/fences,positions/...` returns several layers in one
+//! tile. Also here: `POST /tiles/{layer}/invalidate` and `WS /ws/tiles`.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::PathRejection;
+use axum::extract::rejection::{PathRejection, RawPathParamsRejection};
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+use smallvec::SmallVec;
 use tiles::TileCoord;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{ApiAuth, DeviceAuth, Scope, SocketAuth};
+use crate::content_coding::Coding;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tile_cache::{Change, Tile, TileKey};
@@ -36,21 +39,31 @@ use crate::ws::{self, Gone};
 pub async fn tile(
     State(state): State<AppState>,
     DeviceAuth(principal): DeviceAuth,
-    path: Result<Path<(String, String, String, String)>, PathRejection>,
-    headers: HeaderMap,
-    uri: Uri,
+    params: Result<RawPathParams, RawPathParamsRejection>,
+    // The whole request, not `HeaderMap` and `Uri` extractors: those clone what they take.
+    request: Request,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Read)?;
-    let Path((layer, z, x, y)) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    let params = params.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    let [layer, z, x, y] = ["layer", "z", "x", "y"].map(|name| {
+        params
+            .iter()
+            .find_map(|(key, value)| (key == name).then_some(value))
+            .unwrap_or("")
+    });
     let layers = layer
         .split(',')
         .map(|name| known_layer(&state, name))
-        .collect::<Result<Vec<LayerId>, ApiError>>()?;
-    let tile =
-        TileCoord::parse(&z, &x, &y).map_err(|e| ApiError::bad_request("invalid_tile", e.to_string()))?;
-    let window = Window::of(&state, &uri)?;
+        .collect::<Result<SmallVec<[LayerId; 4]>, ApiError>>()?;
+    let tile = TileCoord::parse(z, x, y).map_err(|e| ApiError::bad_request("invalid_tile", e.to_string()))?;
+    // Only `tracks` is drawn over a time window; other layers ignore `from` and `to`.
+    let window = if layers.contains(&LayerId::TRACKS) {
+        Some(Window::of(&state, request.uri())?)
+    } else {
+        None
+    };
     let catalog = state.tiles.catalog();
-    let mut built = Vec::with_capacity(layers.len());
+    let mut built = SmallVec::<[Arc<Tile>; 4]>::new();
     for &layer in &layers {
         let info = catalog.get(layer);
         if !(info.minzoom..=info.maxzoom).contains(&tile.z) {
@@ -58,19 +71,48 @@ pub async fn tile(
         }
         built.push(layer_tile(&state, layer, tile, window).await?);
     }
-    // Several layers: a tile's layers are a repeated field, so tiles concatenate into one.
-    let (etag, identity, gzip) = match built.as_slice() {
-        [one] => (one.etag.clone(), one.identity.clone(), Some(one.gzip.clone())),
+    let live = layers.contains(&LayerId::POSITIONS) || window.is_some_and(|w| !w.absolute);
+    tile_response(&built, live, request.headers())
+}
+
+/// The response carrying `built` (one layer's kept tile, or several joined), in the best coding
+/// the client accepts, or 304 when the client's copy is current.
+fn tile_response(built: &[Arc<Tile>], live: bool, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let (etag, body) = match built {
+        [one] => (one.etag.clone(), Body::Kept(one)),
         many => {
-            let tags: String = many.iter().map(|t| t.etag.as_str()).collect();
-            let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(tags.as_bytes()));
+            // A tile's layers are a repeated field, so tiles concatenate into one.
+            let tags: Vec<u8> = many
+                .iter()
+                .flat_map(|t| t.etag.as_bytes().iter().copied())
+                .collect();
+            let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&tags));
             let identity: Vec<u8> = many.iter().flat_map(|t| t.identity.iter().copied()).collect();
-            // Left to the response compression layer: composites are not cached as such.
-            (etag, bytes::Bytes::from(identity), None)
+            (
+                HeaderValue::try_from(etag).map_err(|e| ApiError::internal(&e))?,
+                Body::Composite(identity),
+            )
         }
     };
-    let live =
-        layers.contains(&LayerId::POSITIONS) || (layers.contains(&LayerId::TRACKS) && !window.absolute);
+    let content_type = [(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(tiles::CONTENT_TYPE),
+    )];
+    let mut response = match body {
+        _ if client_has(headers, &etag) => StatusCode::NOT_MODIFIED.into_response(),
+        Body::Kept(tile) if tile.identity.is_empty() => StatusCode::NO_CONTENT.into_response(),
+        Body::Composite(identity) if identity.is_empty() => StatusCode::NO_CONTENT.into_response(),
+        Body::Kept(tile) => {
+            let coding = Coding::negotiate(headers);
+            let mut response = (content_type, tile.body(coding).clone()).into_response();
+            if let Some(encoding) = coding.header() {
+                response.headers_mut().insert(header::CONTENT_ENCODING, encoding);
+            }
+            response
+        }
+        // Left to the response compression layer: composites are not cached as such.
+        Body::Composite(identity) => (content_type, identity).into_response(),
+    };
     let cache_control = if live {
         // Live positions change every second; the tile cache keeps them that long too.
         "public, max-age=1"
@@ -78,33 +120,27 @@ pub async fn tile(
         // Edited whenever someone writes: clients revalidate (a 304 is cheap).
         "public, no-cache"
     };
-    let mut response = if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else if identity.is_empty() {
-        StatusCode::NO_CONTENT.into_response()
-    } else if let Some(gzip) = gzip.filter(|_| accepts_gzip(&headers)) {
-        (
-            [
-                (header::CONTENT_TYPE, tiles::CONTENT_TYPE),
-                (header::CONTENT_ENCODING, "gzip"),
-            ],
-            gzip,
-        )
-            .into_response()
-    } else {
-        ([(header::CONTENT_TYPE, tiles::CONTENT_TYPE)], identity).into_response()
-    };
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
-    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    if let Ok(etag) = HeaderValue::from_str(&etag) {
-        headers.insert(header::ETAG, etag);
-    }
+    let response_headers = response.headers_mut();
+    response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    response_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    response_headers.insert(header::ETAG, etag);
     Ok(response)
+}
+
+/// What a tile response sends: one layer's tile as kept, or several joined now.
+enum Body<'a> {
+    Kept(&'a Tile),
+    Composite(Vec<u8>),
+}
+
+/// Whether `If-None-Match` names `etag` (or `*`).
+fn client_has(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    headers.get(header::IF_NONE_MATCH).is_some_and(|tags| {
+        tags.as_bytes()
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+            .any(|tag| tag == etag.as_bytes() || tag == b"*")
+    })
 }
 
 /// The `tracks` time window of a request.
@@ -150,12 +186,13 @@ impl Window {
     }
 }
 
-/// One layer's tile: cached unless it is a `tracks` tile over a window relative to now.
+/// One layer's tile: cached unless it is a `tracks` tile over a window relative to now. `window`
+/// is the request's (given whenever it asks for `tracks`); only `tracks` uses it.
 async fn layer_tile(
     state: &AppState,
     layer: LayerId,
     tile: TileCoord,
-    window: Window,
+    window: Option<Window>,
 ) -> Result<Arc<Tile>, ApiError> {
     let described = state
         .tiles
@@ -163,7 +200,7 @@ async fn layer_tile(
         .describe(&state.pool, layer)
         .await
         .map_err(|e| layer_unavailable(&e))?;
-    let tracks = layer == LayerId::TRACKS;
+    let window = window.filter(|_| layer == LayerId::TRACKS);
     let pool = &state.pool;
     let sql = described.sql.as_str();
     let build = || async move {
@@ -172,18 +209,18 @@ async fn layer_tile(
             // ST_TileEnvelope takes integers; x and y stay below 2^22.
             .bind(i32::try_from(tile.x).unwrap_or(i32::MAX))
             .bind(i32::try_from(tile.y).unwrap_or(i32::MAX));
-        let query = if tracks {
-            query.bind(window.from).bind(window.to)
-        } else {
-            query
+        let query = match window {
+            Some(window) => query.bind(window.from).bind(window.to),
+            None => query,
         };
         query.fetch_one(pool).await
     };
-    let result = if tracks && !window.absolute {
-        state.tiles.build_uncached(layer, build).await
-    } else {
-        let window = tracks.then(|| [window.from.timestamp_millis(), window.to.timestamp_millis()]);
-        state.tiles.get(TileKey { layer, tile, window }, build).await
+    let result = match window {
+        Some(window) if !window.absolute => state.tiles.build_uncached(layer, build).await,
+        _ => {
+            let window = window.map(|w| [w.from.timestamp_millis(), w.to.timestamp_millis()]);
+            state.tiles.get(TileKey { layer, tile, window }, build).await
+        }
     };
     result.map_err(|e| ApiError::from(&*e))
 }
@@ -210,26 +247,6 @@ pub(super) fn known_layer(state: &AppState, name: &str) -> Result<LayerId, ApiEr
             format!("no layer {name:?}; layers: {}", catalog.names().join(", ")),
         )
     })
-}
-
-/// Whether `Accept-Encoding` allows gzip (`gzip` or `*` with a non-zero quality).
-fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|entry| {
-            let mut parts = entry.split(';');
-            let coding = parts.next().unwrap_or("").trim();
-            let zero = parts.any(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q == 0.0)
-            });
-            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !zero
-        })
 }
 
 /// `POST /tiles/{layer}/invalidate?bbox=minLon,minLat,maxLon,maxLat` (admin): the layer's data

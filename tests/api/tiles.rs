@@ -220,7 +220,7 @@ async fn a_cached_tile_is_never_stale_after_a_fence_write() {
 }
 
 #[tokio::test]
-async fn tiles_carry_an_etag_answer_304_and_come_gzipped_when_asked() {
+async fn tiles_carry_an_etag_answer_304_and_come_compressed_when_asked() {
     let app = spawn_app().await;
     let yard = json!({"type": "Feature", "id": "yard", "geometry": {"type": "Polygon",
         "coordinates": [[[10.4, 10.4], [10.6, 10.4], [10.6, 10.6], [10.4, 10.6], [10.4, 10.4]]]}});
@@ -257,6 +257,23 @@ async fn tiles_carry_an_etag_answer_304_and_come_gzipped_when_asked() {
     assert_eq!(unzipped, mvt.as_ref(), "the same tile, compressed");
     let refused = app.get_with(Z10, "accept-encoding", "gzip;q=0").await;
     assert!(refused.headers().get("content-encoding").is_none());
+    // Browsers accept brotli too, and get it: the smallest, kept with the tile.
+    let brotli = app
+        .get_with(Z10, "accept-encoding", "gzip, deflate, br, zstd")
+        .await;
+    assert_eq!(brotli.headers()["content-encoding"], "br");
+    assert_eq!(
+        brotli.headers()["etag"],
+        etag.as_str(),
+        "one validator for every coding"
+    );
+    let mut unbrotlied = Vec::new();
+    brotli::BrotliDecompress(
+        &mut brotli.bytes().await.expect("bytes").as_ref(),
+        &mut unbrotlied,
+    )
+    .expect("brotli");
+    assert_eq!(unbrotlied, mvt.as_ref(), "the same tile, compressed");
 
     // Another write changes the tile and its validator.
     let mut bigger = yard.clone();
