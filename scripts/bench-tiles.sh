@@ -11,6 +11,8 @@
 # alternate (health, warm, health, ... health: $ROUNDS warm runs), as a shared machine drifts.
 # Requests send what browsers send, `Accept-Encoding: gzip, deflate, br, zstd` (so tiles come
 # brotli-compressed); BENCH_ACCEPT=gzip measures gzip-only clients.
+# Also prints the server's own CPU time per request for both (unlike requests/s, it leaves out
+# the client, which shares the 2 cores). BENCH_REUSE=1 keeps the database of an earlier run.
 # Usage: bash scripts/bench-tiles.sh [seconds per run, default 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +33,9 @@ if ! command -v wrk >/dev/null; then
 fi
 cargo build --release --quiet
 
+if [ "${BENCH_REUSE:-}" = 1 ] && psql -d "$DB" -Atc "SELECT 1 FROM bench_tiles LIMIT 1" >/dev/null 2>&1; then
+  echo "== data: reusing database $DB (BENCH_REUSE=1)"
+else
 echo "== data: Natural Earth 1:10m countries (npm world-atlas) and 1,000,000 points"
 (cd "$WORK" && npm pack world-atlas@2.0.2 --silent >/dev/null && tar xzf world-atlas-2.0.2.tgz)
 python3 scripts/prepare-basemap.py "$WORK/package/countries-10m.json" "$WORK/countries-10m.geojson"
@@ -68,6 +73,7 @@ UPDATE bench_tiles b SET warm = r.n <= 182
 FROM (SELECT z, x, y, row_number() OVER (PARTITION BY z ORDER BY md5(z || '/' || x || '/' || y)) AS n FROM bench_tiles) r
 WHERE (b.z, b.x, b.y) = (r.z, r.x, r.y);
 SQL
+fi
 for layer in countries points; do
   for set in warm cold; do
     psql -d "$DB" -At -c "SELECT '/tiles/$layer/' || z || '/' || x || '/' || y FROM bench_tiles
@@ -90,13 +96,24 @@ SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null && break; sleep 0.2; done
 
-# Requests/s of one wrk run over the paths in a file: rate MODE FILE.
+# The server's CPU time so far, in clock ticks (user + system).
+server_ticks() { awk '{print $14 + $15}' "/proc/$SERVER/stat"; }
+TICK=$(getconf CLK_TCK)
+# Requests/s of one wrk run over the paths in a file: rate MODE FILE [CPU_LOG]. With CPU_LOG,
+# also appends the server's CPU time per request (µs) to that file: unlike requests/s, it leaves
+# out the client's share of the machine.
 rate() {
-  local out
+  local out before rps
+  before=$(server_ticks)
   out=$(BENCH_MODE=$1 BENCH_PATHS=$2 BENCH_THREADS=$THREADS wrk -t$THREADS -c$CONNECTIONS -d"${SECONDS_PER_RUN}s" \
     -s scripts/bench-tiles/paths.lua "http://127.0.0.1:$PORT")
   echo "$out" | grep -E 'WARNING|Non-2xx|Socket errors' >&2 || true
-  echo "$out" | awk '/Requests\/sec/ {print $2}'
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  if [ -n "${3:-}" ]; then
+    awk -v t=$(( $(server_ticks) - before )) -v hz="$TICK" -v r="$rps" -v s="$SECONDS_PER_RUN" \
+      'BEGIN {printf "%.1f\n", t / hz * 1e6 / (r * s)}' >> "$3"
+  fi
+  echo "$rps"
 }
 
 echo "== runs of ${SECONDS_PER_RUN}s, wrk -t$THREADS -c$CONNECTIONS, client and server on the same machine"
@@ -106,16 +123,20 @@ for layer in countries points; do
     < "$WORK/$layer-warm.txt" > "$WORK/$layer-sizes.txt"
   # The ceiling is measured between the warm runs (a shared machine drifts), through the same
   # wrk script: its per-request Lua costs the client CPU the server shares.
-  healths=$(rate random "$WORK/health.txt")
+  healths=$(rate random "$WORK/health.txt" "$WORK/$layer-health-cpu.txt")
   warms=""
   for _ in $(seq 1 "$ROUNDS"); do
-    warms="$warms $(rate random "$WORK/$layer-warm.txt")"
-    healths="$healths $(rate random "$WORK/health.txt")"
+    warms="$warms $(rate random "$WORK/$layer-warm.txt" "$WORK/$layer-warm-cpu.txt")"
+    healths="$healths $(rate random "$WORK/health.txt" "$WORK/$layer-health-cpu.txt")"
   done
-  mean() { echo "$@" | awk '{for (i = 1; i <= NF; i++) s += $i; printf "%.0f", s / NF}'; }
+  mean() { echo "$@" | awk '{for (i = 1; i <= NF; i++) s += $i; printf "%.1f", s / NF}'; }
   warm=$(mean $warms)
   health=$(mean $healths)
   echo "/health:$healths requests/s (mean $health); warm:$warms tiles/s (mean $warm)"
+  health_cpu=$(mean $(cat "$WORK/$layer-health-cpu.txt"))
+  warm_cpu=$(mean $(cat "$WORK/$layer-warm-cpu.txt"))
+  awk -v h="$health_cpu" -v w="$warm_cpu" -v l="$layer" \
+    'BEGIN {printf "%s: server CPU per request: /health %.1f us, warm tile %.1f us (health / tile = %.2f)\n", l, h, w, h / w}'
   cold=$(rate sequential "$WORK/$layer-cold.txt")
   sizes=$(sort -n "$WORK/$layer-sizes.txt" | awk '{a[NR]=$1; s+=$1} END {printf "mean %.1f KiB, max %.1f KiB", s/NR/1024, a[NR]/1024}')
   echo "$layer: warm $warm tiles/s, cold $cold tiles/s; tile size $sizes (Accept-Encoding: $BENCH_ACCEPT)"
