@@ -325,6 +325,17 @@ async fn follow_fences(state: &AppState) -> Result<(), String> {
 /// `NOTIFY geotrack_tiles, '<layer>'`: that layer's tiles changed (anywhere).
 pub const TILES_CHANNEL: &str = "geotrack_tiles";
 
+/// Tells every running server that `layer`'s tiles changed (delivered when `db`'s transaction,
+/// if any, commits), for writes made outside a server: imports, operator scripts.
+pub async fn notify_tiles_changed<'e>(db: impl sqlx::PgExecutor<'e>, layer: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(TILES_CHANNEL)
+        .bind(layer)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
 fn invalidate_named_layer(state: &AppState, name: &str) {
     if let Some(layer) = state.tiles.catalog().find(name.trim()) {
         state.tiles.invalidate_layer(layer);

@@ -52,9 +52,7 @@ pub async fn import(pool: &PgPool, geojson: &[u8]) -> Result<usize, String> {
         .await
         .map_err(|e| format!("feature {index} ({name}): {e}"))?;
     }
-    sqlx::query("SELECT pg_notify($1, 'countries')")
-        .bind(crate::app::TILES_CHANNEL)
-        .execute(&mut *tx)
+    crate::app::notify_tiles_changed(&mut *tx, "countries")
         .await
         .map_err(|e| format!("basemap: {e}"))?;
     tx.commit().await.map_err(|e| format!("basemap: {e}"))?;

@@ -78,7 +78,8 @@ fn bar(len: usize, what: &str) -> ProgressBar {
         .with_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()))
 }
 
-/// Imports the track points of a GPX file as the history of `device`.
+/// Imports the track points of a GPX file as the history of `device`, then tells running
+/// servers (`NOTIFY geotrack_tiles, 'tracks'`) so their cached track tiles show it.
 pub async fn gpx(config: &Config, file: &Path, device: &str) -> Result<ImportSummary, String> {
     let xml = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let points = tracker::gpx::parse(&xml).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -127,6 +128,12 @@ pub async fn gpx(config: &Config, file: &Path, device: &str) -> Result<ImportSum
     pipeline.close();
     tasks.close();
     tasks.wait().await;
+    if metrics.stored.get() > 0 {
+        // Running servers keep cached `tracks` tiles; this history may fall in their windows.
+        if let Err(e) = crate::app::notify_tiles_changed(&pool, "tracks").await {
+            tracing::warn!(%e, "running servers were not told that tracks changed; their cached track tiles may lag");
+        }
+    }
     pool.close().await;
     result?;
     Ok(ImportSummary {

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::helpers::spawn_with;
+use crate::tile_layers::{eventually, names_at};
 
 #[tokio::test]
 async fn a_gpx_track_imports_once_and_exports_back_as_the_same_points() {
@@ -17,6 +18,13 @@ async fn a_gpx_track_imports_once_and_exports_back_as_the_same_points() {
         !timed.is_empty() && timed.len() < points.len(),
         "the fixture has points with and without time"
     );
+
+    let from = timed.iter().filter_map(|p| p.time).min().expect("time");
+    let to = timed.iter().filter_map(|p| p.time).max().expect("time") + chrono::Duration::seconds(1);
+    // The running server caches the (empty) track tile of the hike's window before the import.
+    let window = format!("?from={}&to={}", from.timestamp(), to.timestamp());
+    let (lon, lat) = (timed[0].lon, timed[0].lat);
+    assert!(names_at(&app, "tracks", lon, lat, 14, &window).await.is_empty());
 
     let config = geotrack::Config {
         database_url: app.db_url.clone(),
@@ -38,8 +46,10 @@ async fn a_gpx_track_imports_once_and_exports_back_as_the_same_points() {
     assert_eq!((second.stored, second.duplicates), (0, timed.len() as u64));
     assert_eq!(app.stored().await, timed.len() as i64);
 
-    let from = timed.iter().filter_map(|p| p.time).min().expect("time");
-    let to = timed.iter().filter_map(|p| p.time).max().expect("time") + chrono::Duration::seconds(1);
+    assert!(
+        eventually(async || names_at(&app, "tracks", lon, lat, 14, &window).await == ["hiker"]).await,
+        "the server's cached track tile shows the import (NOTIFY geotrack_tiles)"
+    );
     let path = format!(
         "/api/v1/devices/hiker/track?format=gpx&from={}&to={}",
         from.timestamp(),

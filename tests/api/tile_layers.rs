@@ -10,7 +10,7 @@ use crate::helpers::{TestApp, fix, json_with_status, spawn_app, spawn_with};
 use crate::tiles::tile;
 
 /// The XYZ tile holding a point.
-fn tile_of(lon: f64, lat: f64, z: u8) -> (u32, u32) {
+pub fn tile_of(lon: f64, lat: f64, z: u8) -> (u32, u32) {
     let n = f64::from(1u32 << z);
     let x = ((lon + 180.0) / 360.0 * n).floor();
     let lat = lat.to_radians();
@@ -19,7 +19,7 @@ fn tile_of(lon: f64, lat: f64, z: u8) -> (u32, u32) {
 }
 
 /// The `name` property of every feature of `layer` in the tile at (lon, lat, z).
-async fn names_at(app: &TestApp, layer: &str, lon: f64, lat: f64, z: u8, query: &str) -> Vec<String> {
+pub async fn names_at(app: &TestApp, layer: &str, lon: f64, lat: f64, z: u8, query: &str) -> Vec<String> {
     let (x, y) = tile_of(lon, lat, z);
     let (status, decoded) = tile(app, &format!("/tiles/{layer}/{z}/{x}/{y}.mvt{query}")).await;
     assert!(status == 200 || status == 204, "status {status}");
@@ -34,7 +34,7 @@ async fn names_at(app: &TestApp, layer: &str, lon: f64, lat: f64, z: u8, query: 
 }
 
 /// Waits up to 5 s for `check` to hold (for changes that arrive by NOTIFY).
-async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
+pub async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
     for _ in 0..50 {
         if check().await {
             return true;
