@@ -55,8 +55,9 @@ impl Coding {
     }
 
     /// The best coding the request accepts: brotli, then gzip (the smaller first, unless the
-    /// client ranks gzip higher), else identity. Identity is served even when refused with
-    /// `identity;q=0`: sending something beats a 406 for a map tile.
+    /// client ranks gzip higher), else identity. A request accepting neither gzip nor identity
+    /// (say `br, identity;q=0`) is answered 406 by the service's compression layer (tower-http,
+    /// which knows gzip only), whatever is chosen here.
     pub fn negotiate(headers: &HeaderMap) -> Self {
         let (mut brotli, mut gzip, mut any) = (None, None, None);
         for value in headers.get_all(header::ACCEPT_ENCODING) {
