@@ -18,6 +18,7 @@
 //! tiles).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -142,13 +143,15 @@ impl Tile {
     }
 }
 
-/// Writes that touched a layer, newest last.
+/// Writes that touched a layer.
 #[derive(Debug, Default)]
 struct Changes {
-    generation: u64,
-    /// (generation of its newest write, change) of every write since start; the oldest entry
-    /// may stand for several merged writes.
-    log: VecDeque<(u64, Change)>,
+    /// The newest write's generation. Set under `log`'s lock, after its entry is logged; read
+    /// without it, so a hit that no write followed takes no lock.
+    generation: AtomicU64,
+    /// (generation of its newest write, change) of every write since start, newest last; the
+    /// oldest entry may stand for several merged writes.
+    log: Mutex<VecDeque<(u64, Change)>>,
 }
 
 /// A committed write that changed tiles of `layer` within `bboxes`, for `WS /ws/tiles`.
@@ -164,7 +167,7 @@ pub struct TileChange {
 pub struct TileCache {
     tiles: Cache<TileKey, Arc<Tile>>,
     catalog: Arc<Catalog>,
-    changes: Arc<[Mutex<Changes>]>,
+    changes: Arc<[Changes]>,
     announce: tokio::sync::broadcast::Sender<TileChange>,
 }
 
@@ -185,7 +188,7 @@ impl TileCache {
             .build();
         Self {
             tiles,
-            changes: catalog.ids().map(|_| Mutex::default()).collect(),
+            changes: catalog.ids().map(|_| Changes::default()).collect(),
             catalog,
             announce: tokio::sync::broadcast::channel(256).0,
         }
@@ -195,25 +198,27 @@ impl TileCache {
         &self.catalog
     }
 
-    fn changes(&self, layer: LayerId) -> std::sync::MutexGuard<'_, Changes> {
+    /// The log of writes to `layer`, locked.
+    fn log(&self, layer: LayerId) -> std::sync::MutexGuard<'_, VecDeque<(u64, Change)>> {
         self.changes[layer.index()]
+            .log
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The generation of the newest write to `layer`: a query started after reading it sees
+    /// that write (it was committed before it was logged).
     fn generation(&self, layer: LayerId) -> u64 {
-        self.changes(layer).generation
+        self.changes[layer.index()].generation.load(Ordering::Acquire)
     }
 
     /// Whether a write after the tile's build started touches it.
     fn is_stale(&self, key: &TileKey, tile: &Tile) -> bool {
-        let changes = self.changes(key.layer);
-        if tile.generation == changes.generation {
+        if tile.generation == self.generation(key.layer) {
             return false;
         }
         let reach = self.catalog.get(key.layer).reach;
-        changes
-            .log
+        self.log(key.layer)
             .iter()
             .rev()
             .take_while(|(g, _)| *g > tile.generation)
@@ -222,6 +227,22 @@ impl TileCache {
 
     /// The tile, from the cache or built by `build` (one build for concurrent misses).
     pub async fn get<F, Fut>(&self, key: TileKey, build: F) -> Result<Arc<Tile>, BuildError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Vec<u8>, sqlx::Error>> + Send,
+    {
+        if let Some(tile) = self.tiles.get(&key).await
+            && !self.is_stale(&key, &tile)
+        {
+            return Ok(tile);
+        }
+        // Boxed: a build holds kilobytes of query state, which would otherwise enlarge the
+        // future of every request, hits included (it is allocated and moved on each one).
+        Box::pin(self.get_or_build(key, build)).await
+    }
+
+    /// [`Self::get`] past a miss or a stale hit.
+    async fn get_or_build<F, Fut>(&self, key: TileKey, build: F) -> Result<Arc<Tile>, BuildError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Vec<u8>, sqlx::Error>> + Send,
@@ -253,7 +274,8 @@ impl TileCache {
         Fut: Future<Output = Result<Vec<u8>, sqlx::Error>> + Send,
     {
         let generation = self.generation(layer);
-        let mvt = build().await.map_err(Arc::new)?;
+        // Boxed for the reason given in `get`.
+        let mvt = Box::pin(build()).await.map_err(Arc::new)?;
         Ok(Arc::new(Tile::build(
             &self.catalog.get(layer).name,
             mvt,
@@ -265,16 +287,17 @@ impl TileCache {
     /// table changes are announced on `WS /ws/tiles` and free the entries they touch at once.
     pub fn invalidate(&self, layer: LayerId, change: Change) {
         {
-            let mut changes = self.changes(layer);
-            changes.generation += 1;
-            let generation = changes.generation;
-            changes.log.push_back((generation, change.clone()));
-            if changes.log.len() > LOG_LEN
-                && let (Some((_, oldest)), Some((newer, next))) =
-                    (changes.log.pop_front(), changes.log.pop_front())
+            let mut log = self.log(layer);
+            let generation = self.generation(layer) + 1;
+            log.push_back((generation, change.clone()));
+            if log.len() > LOG_LEN
+                && let (Some((_, oldest)), Some((newer, next))) = (log.pop_front(), log.pop_front())
             {
-                changes.log.push_front((newer, oldest.merge(&next)));
+                log.push_front((newer, oldest.merge(&next)));
             }
+            self.changes[layer.index()]
+                .generation
+                .store(generation, Ordering::Release);
         }
         let info = self.catalog.get(layer);
         if !info.announced {
@@ -337,7 +360,7 @@ impl moka::Expiry<TileKey, Arc<Tile>> for LayerExpiry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
     use tokio::sync::Notify;
 
     fn key(z: u8, x: u32, y: u32) -> TileKey {
@@ -512,7 +535,7 @@ mod tests {
         for _ in 0..LOG_LEN + 10 {
             cache.invalidate(LayerId::FENCES, Change::within(vec![[100.0, -10.0, 100.1, -9.9]]));
         }
-        assert_eq!(cache.changes(LayerId::FENCES).log.len(), LOG_LEN);
+        assert_eq!(cache.log(LayerId::FENCES).len(), LOG_LEN);
         // The cache may have dropped Paris already; either way it is rebuilt, and elsewhere is not.
         assert_eq!(&cache.get(paris, build).await.expect("tile").identity[..], b"v2");
         assert_eq!(

@@ -223,8 +223,12 @@ impl Catalog {
     pub async fn describe(&self, pool: &PgPool, id: LayerId) -> Result<Arc<Described>, LayerError> {
         match &self.get(id).origin {
             Origin::Ready(described) => Ok(described.clone()),
-            Origin::Table { config, described } => described
-                .get_or_try_init(|| async {
+            Origin::Table { config, described } => match described.get() {
+                Some(described) => Ok(described.clone()),
+                // Boxed: this future, kilobytes of sqlx state, would otherwise enlarge every
+                // tile request's future (allocated and moved on each request) for a one-time
+                // question.
+                None => Box::pin(described.get_or_try_init(|| async {
                     let table = describe_table(pool, config).await?;
                     let source = Source::Table(table);
                     Ok(Arc::new(Described {
@@ -232,9 +236,10 @@ impl Catalog {
                         fields: source.fields(),
                         source,
                     }))
-                })
+                }))
                 .await
                 .cloned(),
+            },
         }
     }
 }

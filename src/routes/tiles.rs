@@ -94,24 +94,27 @@ fn tile_response(built: &[Arc<Tile>], live: bool, headers: &HeaderMap) -> Result
             )
         }
     };
-    let content_type = [(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(tiles::CONTENT_TYPE),
-    )];
+    // Room for every header the response ends with (these, CORS's, the request id), so the
+    // map is allocated once instead of grown (growing reallocates and rehashes it).
+    let mut response_headers = HeaderMap::with_capacity(RESPONSE_HEADERS);
+    let content_type = HeaderValue::from_static(tiles::CONTENT_TYPE);
     let mut response = match body {
         _ if client_has(headers, &etag) => StatusCode::NOT_MODIFIED.into_response(),
         Body::Kept(tile) if tile.identity.is_empty() => StatusCode::NO_CONTENT.into_response(),
         Body::Composite(identity) if identity.is_empty() => StatusCode::NO_CONTENT.into_response(),
         Body::Kept(tile) => {
             let coding = Coding::negotiate(headers);
-            let mut response = (content_type, tile.body(coding).clone()).into_response();
+            response_headers.insert(header::CONTENT_TYPE, content_type);
             if let Some(encoding) = coding.header() {
-                response.headers_mut().insert(header::CONTENT_ENCODING, encoding);
+                response_headers.insert(header::CONTENT_ENCODING, encoding);
             }
-            response
+            Response::new(axum::body::Body::from(tile.body(coding).clone()))
         }
         // Left to the response compression layer: composites are not cached as such.
-        Body::Composite(identity) => (content_type, identity).into_response(),
+        Body::Composite(identity) => {
+            response_headers.insert(header::CONTENT_TYPE, content_type);
+            Response::new(axum::body::Body::from(identity))
+        }
     };
     let cache_control = if live {
         // Live positions change every second; the tile cache keeps them that long too.
@@ -120,12 +123,15 @@ fn tile_response(built: &[Arc<Tile>], live: bool, headers: &HeaderMap) -> Result
         // Edited whenever someone writes: clients revalidate (a 304 is cheap).
         "public, no-cache"
     };
-    let response_headers = response.headers_mut();
     response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
     response_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     response_headers.insert(header::ETAG, etag);
+    *response.headers_mut() = response_headers;
     Ok(response)
 }
+
+/// Headers a tile response may end with: 5 of its own, 2 of CORS, `x-request-id`, and spare.
+const RESPONSE_HEADERS: usize = 12;
 
 /// What a tile response sends: one layer's tile as kept, or several joined now.
 enum Body<'a> {
