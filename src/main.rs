@@ -7,6 +7,10 @@ use geotrack::cli::{Cli, Command, Import};
 use geotrack::{Application, Config};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's malloc: see `Cargo.toml`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
