@@ -24,6 +24,7 @@ mod routes;
 pub mod simulate;
 pub mod state;
 pub mod tile_cache;
+mod tile_front;
 pub mod tile_layers;
 pub mod web;
 pub mod webhooks;

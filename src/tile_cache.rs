@@ -28,7 +28,8 @@ use moka::future::Cache;
 use tiles::TileCoord;
 
 use crate::content_coding::Coding;
-use crate::tile_layers::{Catalog, LayerId};
+use crate::tile_front::Front;
+use crate::tile_layers::{Catalog, LayerId, LayerInfo};
 
 /// Log entries kept per layer for staleness checks (older ones are merged).
 pub const LOG_LEN: usize = 1_024;
@@ -103,10 +104,14 @@ pub struct Tile {
     pub etag: HeaderValue,
     /// The layer's generation when the build started.
     generation: u64,
+    /// When the layer's TTL ends it (moka expires it then too; the front checks it).
+    expires: Option<Instant>,
 }
 
 impl Tile {
-    fn build(layer: &str, mvt: Vec<u8>, generation: u64) -> Self {
+    pub(crate) fn build(layer: &LayerInfo, mvt: Vec<u8>, generation: u64) -> Self {
+        let expires = layer.ttl.map(|ttl| Instant::now() + ttl);
+        let layer = &layer.name;
         let hash = xxhash_rust::xxh3::xxh3_64(&mvt);
         // The catalog allows only letters, digits, '_' and '-' in layer names, so the quoted tag
         // is always a valid header value (the bare hash is a fallback that cannot be reached).
@@ -125,6 +130,7 @@ impl Tile {
             identity: Bytes::from(mvt),
             etag,
             generation,
+            expires,
         }
     }
 
@@ -137,9 +143,9 @@ impl Tile {
         }
     }
 
-    fn weight(&self) -> u32 {
-        let bytes = self.identity.len() + self.gzip.len() + self.brotli.len() + self.etag.len() + 96;
-        u32::try_from(bytes).unwrap_or(u32::MAX)
+    /// Bytes it holds, about.
+    pub(crate) fn weight(&self) -> usize {
+        self.identity.len() + self.gzip.len() + self.brotli.len() + self.etag.len() + 96
     }
 }
 
@@ -166,6 +172,8 @@ pub struct TileChange {
 #[derive(Debug, Clone)]
 pub struct TileCache {
     tiles: Cache<TileKey, Arc<Tile>>,
+    /// Tiles each worker thread served lately, in front of `tiles`.
+    front: Arc<Front>,
     catalog: Arc<Catalog>,
     changes: Arc<[Changes]>,
     announce: tokio::sync::broadcast::Sender<TileChange>,
@@ -182,12 +190,13 @@ impl TileCache {
     pub fn new(max_bytes: u64, catalog: Arc<Catalog>) -> Self {
         let tiles = Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|_, tile: &Arc<Tile>| tile.weight())
+            .weigher(|_, tile: &Arc<Tile>| u32::try_from(tile.weight()).unwrap_or(u32::MAX))
             .expire_after(LayerExpiry(catalog.clone()))
             .support_invalidation_closures()
             .build();
         Self {
             tiles,
+            front: Arc::new(Front::new(max_bytes)),
             changes: catalog.ids().map(|_| Changes::default()).collect(),
             catalog,
             announce: tokio::sync::broadcast::channel(256).0,
@@ -225,15 +234,27 @@ impl TileCache {
             .any(|(_, change)| change.touches(key, reach))
     }
 
+    /// Whether `tile`, kept under `key`, may be served at `now`: its TTL has not run out and
+    /// no write after its build touched it.
+    fn servable(&self, key: &TileKey, tile: &Tile, now: impl FnOnce() -> Instant) -> bool {
+        tile.expires.is_none_or(|at| now() < at) && !self.is_stale(key, tile)
+    }
+
     /// The tile, from the cache or built by `build` (one build for concurrent misses).
     pub async fn get<F, Fut>(&self, key: TileKey, build: F) -> Result<Arc<Tile>, BuildError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Vec<u8>, sqlx::Error>> + Send,
     {
+        if let Some(tile) = self.front.get(&key)
+            && self.servable(&key, &tile, Instant::now)
+        {
+            return Ok(tile);
+        }
         if let Some(tile) = self.tiles.get(&key).await
             && !self.is_stale(&key, &tile)
         {
+            self.front.insert(key, &tile);
             return Ok(tile);
         }
         // Boxed: a build holds kilobytes of query state, which would otherwise enlarge the
@@ -250,15 +271,16 @@ impl TileCache {
         for _ in 0..ATTEMPTS {
             let generation = self.generation(key.layer);
             let query = build();
-            let name = &self.catalog.get(key.layer).name;
+            let layer = self.catalog.get(key.layer);
             let tile = self
                 .tiles
                 .try_get_with(key, async move {
                     let mvt = query.await?;
-                    Ok::<_, sqlx::Error>(Arc::new(Tile::build(name, mvt, generation)))
+                    Ok::<_, sqlx::Error>(Arc::new(Tile::build(layer, mvt, generation)))
                 })
                 .await?;
             if !self.is_stale(&key, &tile) {
+                self.front.insert(key, &tile);
                 return Ok(tile);
             }
             self.tiles.invalidate(&key).await;
@@ -276,11 +298,7 @@ impl TileCache {
         let generation = self.generation(layer);
         // Boxed for the reason given in `get`.
         let mvt = Box::pin(build()).await.map_err(Arc::new)?;
-        Ok(Arc::new(Tile::build(
-            &self.catalog.get(layer).name,
-            mvt,
-            generation,
-        )))
+        Ok(Arc::new(Tile::build(self.catalog.get(layer), mvt, generation)))
     }
 
     /// Records a committed write to `layer`; call it before acknowledging the write. Fence and
@@ -542,5 +560,27 @@ mod tests {
             &cache.get(elsewhere, build).await.expect("tile").identity[..],
             b"v1"
         );
+    }
+
+    #[tokio::test]
+    async fn a_kept_tile_is_served_until_its_layers_ttl_runs_out_and_not_after() {
+        let cache = cache();
+        let version = Arc::new(AtomicUsize::new(1));
+        let build = || versioned(&version);
+        // Live positions keep for a second.
+        let live = TileKey {
+            layer: LayerId::POSITIONS,
+            ..key(10, 518, 352)
+        };
+        let tile = cache.get(live, build).await.expect("tile");
+        let again = cache.get(live, build).await.expect("hit");
+        assert!(Arc::ptr_eq(&tile, &again), "served as kept within the TTL");
+        assert!(cache.servable(&live, &tile, Instant::now));
+        let later = || Instant::now() + Duration::from_millis(1_001);
+        assert!(!cache.servable(&live, &tile, later), "past the TTL");
+        // Fences have no TTL: only a write ends them.
+        let fence = cache.get(key(10, 518, 352), build).await.expect("tile");
+        let much_later = || Instant::now() + Duration::from_secs(86_400 * 365);
+        assert!(cache.servable(&key(10, 518, 352), &fence, much_later));
     }
 }

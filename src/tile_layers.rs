@@ -6,7 +6,6 @@
 //! `information_schema.columns`) the first time it is needed, and remembered; a description that
 //! fails (database down, table missing) is retried on the next request and explains itself.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -53,10 +52,10 @@ pub struct LayerInfo {
 
 #[derive(Debug)]
 enum Origin {
-    Ready(Arc<Described>),
+    Ready(Described),
     Table {
         config: Box<TableLayerConfig>,
-        described: OnceCell<Arc<Described>>,
+        described: OnceCell<Described>,
     },
 }
 
@@ -119,11 +118,11 @@ impl Catalog {
             // Positions and tracks change with every fix.
             announced: source == Source::Fences,
             reach,
-            origin: Origin::Ready(Arc::new(Described {
+            origin: Origin::Ready(Described {
                 sql: source.sql(name, max_features),
                 fields: source.fields(),
                 source,
-            })),
+            }),
         };
         let mut layers = vec![
             builtin(
@@ -220,25 +219,28 @@ impl Catalog {
     }
 
     /// The layer's SQL and fields, asking the database about a table layer the first time.
-    pub async fn describe(&self, pool: &PgPool, id: LayerId) -> Result<Arc<Described>, LayerError> {
+    /// Borrowed, not a counted reference: every tile request asks, and a count shared by all
+    /// of them is a cache line the worker threads would pass back and forth.
+    pub async fn describe(&self, pool: &PgPool, id: LayerId) -> Result<&Described, LayerError> {
         match &self.get(id).origin {
-            Origin::Ready(described) => Ok(described.clone()),
+            Origin::Ready(described) => Ok(described),
             Origin::Table { config, described } => match described.get() {
-                Some(described) => Ok(described.clone()),
+                Some(described) => Ok(described),
                 // Boxed: this future, kilobytes of sqlx state, would otherwise enlarge every
                 // tile request's future (allocated and moved on each request) for a one-time
                 // question.
-                None => Box::pin(described.get_or_try_init(|| async {
-                    let table = describe_table(pool, config).await?;
-                    let source = Source::Table(table);
-                    Ok(Arc::new(Described {
-                        sql: source.sql(&config.name, self.max_features),
-                        fields: source.fields(),
-                        source,
+                None => {
+                    Box::pin(described.get_or_try_init(|| async {
+                        let table = describe_table(pool, config).await?;
+                        let source = Source::Table(table);
+                        Ok(Described {
+                            sql: source.sql(&config.name, self.max_features),
+                            fields: source.fields(),
+                            source,
+                        })
                     }))
-                }))
-                .await
-                .cloned(),
+                    .await
+                }
             },
         }
     }
