@@ -83,14 +83,15 @@ impl Front {
             })
             .borrow_mut();
         let table = &mut *table;
-        if let Some((_, old)) = table.slots[slot(&key)].take() {
+        let slot = slot(&key);
+        if let Some((_, old)) = table.slots[slot].take() {
             table.bytes -= old.weight();
         }
         if table.bytes + weight > self.thread_bytes {
             table.slots.fill(None);
             table.bytes = 0;
         }
-        table.slots[slot(&key)] = Some((key, tile.clone()));
+        table.slots[slot] = Some((key, tile.clone()));
         table.bytes += weight;
     }
 }
