@@ -104,7 +104,7 @@ pub struct Tile {
     pub etag: HeaderValue,
     /// The layer's generation when the build started.
     generation: u64,
-    /// When the layer's TTL ends it (moka expires it then too; the front checks it).
+    /// When the layer's TTL ends it: moka expires it then, and the front checks it.
     expires: Option<Instant>,
 }
 
@@ -191,7 +191,7 @@ impl TileCache {
         let tiles = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_, tile: &Arc<Tile>| u32::try_from(tile.weight()).unwrap_or(u32::MAX))
-            .expire_after(LayerExpiry(catalog.clone()))
+            .expire_after(TileExpiry)
             .support_invalidation_closures()
             .build();
         Self {
@@ -366,12 +366,13 @@ impl TileCache {
     }
 }
 
-/// Tiles of a layer with a TTL expire by it; other layers stay until invalidated or evicted.
-struct LayerExpiry(Arc<Catalog>);
+/// Tiles of a layer with a TTL expire when the tile says ([`Tile::build`] set it from the
+/// layer's TTL, which the front checks too); other layers stay until invalidated or evicted.
+struct TileExpiry;
 
-impl moka::Expiry<TileKey, Arc<Tile>> for LayerExpiry {
-    fn expire_after_create(&self, key: &TileKey, _: &Arc<Tile>, _: Instant) -> Option<Duration> {
-        self.0.get(key.layer).ttl
+impl moka::Expiry<TileKey, Arc<Tile>> for TileExpiry {
+    fn expire_after_create(&self, _: &TileKey, tile: &Arc<Tile>, created: Instant) -> Option<Duration> {
+        tile.expires.map(|at| at.saturating_duration_since(created))
     }
 }
 
