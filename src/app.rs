@@ -18,7 +18,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::compression::CompressionLayer;
 use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -399,7 +398,6 @@ fn check_access(config: &Config) -> Result<Tokens, StartError> {
 fn router(state: AppState, metrics: HttpMetrics, request_timeout: Duration) -> Router {
     crate::routes::router(state)
         .route_layer(middleware::from_fn_with_state(metrics, http_metrics::track))
-        .layer(CompressionLayer::new())
         // Maps and dashboards on other origins read tiles and the API. Safe to allow any origin:
         // credentials are explicit tokens, never cookies, so there is nothing ambient to abuse.
         .layer(CorsLayer::permissive())

@@ -55,11 +55,10 @@ impl Coding {
     }
 
     /// The best coding the request accepts: brotli, then gzip (the smaller first, unless the
-    /// client ranks gzip higher), else identity. A request accepting neither gzip nor identity
-    /// (say `br, identity;q=0`) is answered 406 by the service's compression layer (tower-http,
-    /// which knows gzip only), whatever is chosen here.
-    pub fn negotiate(headers: &HeaderMap) -> Self {
-        let (mut brotli, mut gzip, mut any) = (None, None, None);
+    /// client ranks gzip higher), else identity; `None` when it accepts none of them (say
+    /// `identity;q=0` alone, or `*;q=0`), which RFC 9110 §12.5.3 answers with 406.
+    pub fn negotiate(headers: &HeaderMap) -> Option<Self> {
+        let (mut brotli, mut gzip, mut identity, mut any) = (None, None, None, None);
         for value in headers.get_all(header::ACCEPT_ENCODING) {
             let Ok(value) = value.to_str() else { continue };
             for entry in value.split(',') {
@@ -72,6 +71,8 @@ impl Coding {
                     &mut brotli
                 } else if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
                     &mut gzip
+                } else if coding.eq_ignore_ascii_case("identity") {
+                    &mut identity
                 } else if coding == "*" {
                     &mut any
                 } else {
@@ -80,14 +81,16 @@ impl Coding {
                 *slot = Some(quality);
             }
         }
-        // `*` stands for every coding not named.
+        // `*` stands for every coding not named; identity is acceptable unless refused.
         let (brotli, gzip) = (brotli.or(any).unwrap_or(0.0), gzip.or(any).unwrap_or(0.0));
         if brotli > 0.0 && brotli >= gzip {
-            Self::Brotli
+            Some(Self::Brotli)
         } else if gzip > 0.0 {
-            Self::Gzip
+            Some(Self::Gzip)
+        } else if identity.or(any).is_none_or(|q| q > 0.0) {
+            Some(Self::Identity)
         } else {
-            Self::Identity
+            None
         }
     }
 }
@@ -96,7 +99,7 @@ impl Coding {
 mod tests {
     use super::*;
 
-    fn negotiated(accept: &[&str]) -> Coding {
+    fn negotiated(accept: &[&str]) -> Option<Coding> {
         let mut headers = HeaderMap::new();
         for value in accept {
             headers.append(
@@ -109,31 +112,41 @@ mod tests {
 
     #[test]
     fn browsers_get_brotli_and_older_clients_gzip() {
-        assert_eq!(negotiated(&["gzip, deflate, br, zstd"]), Coding::Brotli);
-        assert_eq!(negotiated(&["gzip, deflate"]), Coding::Gzip);
-        assert_eq!(negotiated(&["x-gzip"]), Coding::Gzip);
-        assert_eq!(negotiated(&[]), Coding::Identity);
-        assert_eq!(negotiated(&["deflate"]), Coding::Identity);
+        assert_eq!(negotiated(&["gzip, deflate, br, zstd"]), Some(Coding::Brotli));
+        assert_eq!(negotiated(&["gzip, deflate"]), Some(Coding::Gzip));
+        assert_eq!(negotiated(&["x-gzip"]), Some(Coding::Gzip));
+        assert_eq!(negotiated(&[]), Some(Coding::Identity));
+        assert_eq!(negotiated(&["deflate"]), Some(Coding::Identity));
         assert_eq!(
             negotiated(&["gzip", "br"]),
-            Coding::Brotli,
+            Some(Coding::Brotli),
             "several header lines"
         );
     }
 
     #[test]
     fn qualities_rank_and_refuse() {
-        assert_eq!(negotiated(&["br;q=0.5, gzip"]), Coding::Gzip);
-        assert_eq!(negotiated(&["br;q=0, gzip;q=0.1"]), Coding::Gzip);
-        assert_eq!(negotiated(&["gzip;q=0"]), Coding::Identity);
-        assert_eq!(negotiated(&["gzip; q=0.000"]), Coding::Identity);
-        assert_eq!(negotiated(&["*"]), Coding::Brotli);
-        assert_eq!(negotiated(&["*;q=0.5, br;q=0"]), Coding::Gzip);
+        assert_eq!(negotiated(&["br;q=0.5, gzip"]), Some(Coding::Gzip));
+        assert_eq!(negotiated(&["br;q=0, gzip;q=0.1"]), Some(Coding::Gzip));
+        assert_eq!(negotiated(&["gzip;q=0"]), Some(Coding::Identity));
+        assert_eq!(negotiated(&["gzip; q=0.000"]), Some(Coding::Identity));
+        assert_eq!(negotiated(&["*"]), Some(Coding::Brotli));
+        assert_eq!(negotiated(&["*;q=0.5, br;q=0"]), Some(Coding::Gzip));
         assert_eq!(
             negotiated(&["gzip;q=nonsense"]),
-            Coding::Identity,
+            Some(Coding::Identity),
             "a bad q counts as 0"
         );
+    }
+
+    #[test]
+    fn identity_is_acceptable_unless_refused() {
+        assert_eq!(negotiated(&["br, identity;q=0"]), Some(Coding::Brotli));
+        assert_eq!(negotiated(&["gzip;q=0, identity"]), Some(Coding::Identity));
+        assert_eq!(negotiated(&["br;q=0, gzip;q=0, *;q=0.1"]), Some(Coding::Identity));
+        assert_eq!(negotiated(&["identity;q=0"]), None);
+        assert_eq!(negotiated(&["*;q=0"]), None);
+        assert_eq!(negotiated(&["gzip;q=0, identity;q=0"]), None);
     }
 
     #[test]

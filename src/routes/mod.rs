@@ -16,6 +16,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::{Json, Router};
+use tower_http::compression::CompressionLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
@@ -24,10 +25,18 @@ use utoipa_axum::routes;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Every route of the service, without middleware (see `app::router`). All routes are
-/// registered through the OpenAPI router, so `/api/openapi.json` lists exactly what is served.
+/// Every route of the service, with response compression but without the other middleware
+/// (see `app::router`). All routes are registered through the OpenAPI router, so
+/// `/api/openapi.json` lists exactly what is served.
 pub fn router(state: AppState) -> Router {
-    let (router, spec) = documented_routes(state.ingest.max_body_bytes).split_for_parts();
+    let (router, mut spec) = documented_routes(state.ingest.max_body_bytes).split_for_parts();
+    // Tiles are kept compressed in every coding they are served in and negotiate it themselves
+    // (`content_coding`, which also knows brotli): the compression layer only parses the
+    // request's `Accept-Encoding` again, on the route that serves the most requests.
+    let (tiles, tiles_spec) = OpenApiRouter::new()
+        .routes(routes!(tiles::tile))
+        .split_for_parts();
+    spec.merge(tiles_spec);
     let spec = Arc::new(spec);
     let router = crate::web::paths().fold(router, |router, path| router.route(path, get(crate::web::asset)));
     router
@@ -36,6 +45,8 @@ pub fn router(state: AppState) -> Router {
             get(move || async move { Json(spec.as_ref().clone()) }),
         )
         .fallback(not_found)
+        .layer(CompressionLayer::new())
+        .merge(tiles)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
@@ -60,7 +71,6 @@ fn documented_routes(max_body: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::socket))
         .routes(routes!(live::socket))
-        .routes(routes!(tiles::tile))
         .routes(routes!(tiles::invalidate))
         .routes(routes!(tiles::changes))
         .routes(routes!(tile_meta::catalog))

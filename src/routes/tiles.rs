@@ -4,7 +4,8 @@
 //! as `?token=`. Tiles come from the cache (`tile_cache`), sent as kept there: brotli or gzip
 //! as the client's `Accept-Encoding` allows (`content_coding`), with a strong `ETag`
 //! (`If-None-Match` gives 304). `/tiles/fences,positions/...` returns several layers in one
-//! tile. Also here: `POST /tiles/{layer}/invalidate` and `WS /ws/tiles`.
+//! tile, compressed when joined. The service's compression layer is not in front of tiles
+//! (`routes::router`): it would only parse `Accept-Encoding` again. Also here: `POST /tiles/{layer}/invalidate` and `WS /ws/tiles`.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use smallvec::SmallVec;
@@ -102,18 +104,21 @@ fn tile_response(built: &[Arc<Tile>], live: bool, headers: &HeaderMap) -> Result
         _ if client_has(headers, &etag) => StatusCode::NOT_MODIFIED.into_response(),
         Body::Kept(tile) if tile.identity.is_empty() => StatusCode::NO_CONTENT.into_response(),
         Body::Composite(identity) if identity.is_empty() => StatusCode::NO_CONTENT.into_response(),
-        Body::Kept(tile) => {
-            let coding = Coding::negotiate(headers);
+        body => {
+            let Some(coding) = Coding::negotiate(headers) else {
+                return Ok(not_acceptable());
+            };
+            let bytes = match body {
+                Body::Kept(tile) => tile.body(coding).clone(),
+                // Composites are not kept: compressed now, in the one coding asked for.
+                Body::Composite(identity) if coding == Coding::Identity => Bytes::from(identity),
+                Body::Composite(identity) => Bytes::from(coding.encode(&identity)),
+            };
             response_headers.insert(header::CONTENT_TYPE, content_type);
             if let Some(encoding) = coding.header() {
                 response_headers.insert(header::CONTENT_ENCODING, encoding);
             }
-            Response::new(axum::body::Body::from(tile.body(coding).clone()))
-        }
-        // Left to the response compression layer: composites are not cached as such.
-        Body::Composite(identity) => {
-            response_headers.insert(header::CONTENT_TYPE, content_type);
-            Response::new(axum::body::Body::from(identity))
+            Response::new(axum::body::Body::from(bytes))
         }
     };
     let cache_control = if live {
@@ -128,6 +133,20 @@ fn tile_response(built: &[Arc<Tile>], live: bool, headers: &HeaderMap) -> Result
     response_headers.insert(header::ETAG, etag);
     *response.headers_mut() = response_headers;
     Ok(response)
+}
+
+/// 406, for a request whose `Accept-Encoding` refuses identity and every coding tiles are kept in.
+fn not_acceptable() -> Response {
+    let error = ApiError::new(
+        StatusCode::NOT_ACCEPTABLE,
+        "not_acceptable",
+        "Accept-Encoding refuses every coding tiles come in (br, gzip, identity)",
+    );
+    (
+        [(header::VARY, HeaderValue::from_static("accept-encoding"))],
+        error,
+    )
+        .into_response()
 }
 
 /// Headers a tile response may end with: 5 of its own, 2 of CORS, `x-request-id`, and spare.

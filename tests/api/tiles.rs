@@ -274,6 +274,14 @@ async fn tiles_carry_an_etag_answer_304_and_come_compressed_when_asked() {
     )
     .expect("brotli");
     assert_eq!(unbrotlied, mvt.as_ref(), "the same tile, compressed");
+    // A client that takes brotli only gets it; one that refuses every coding gets a 406.
+    let brotli_only = app.get_with(Z10, "accept-encoding", "br, identity;q=0").await;
+    assert_eq!(brotli_only.status(), 200);
+    assert_eq!(brotli_only.headers()["content-encoding"], "br");
+    let refused_all = app.get_with(Z10, "accept-encoding", "identity;q=0").await;
+    assert_eq!(refused_all.headers()["vary"], "accept-encoding");
+    let refused_all = json_with_status(refused_all, 406).await;
+    assert_eq!(refused_all["error"]["code"], "not_acceptable");
 
     // Another write changes the tile and its validator.
     let mut bigger = yard.clone();
@@ -488,6 +496,24 @@ async fn several_layers_come_in_one_tile() {
     let decoded = decoded.expect("tile");
     assert_eq!(decoded.keys().collect::<Vec<_>>(), ["fences", "positions"]);
     assert_eq!(names(Some(&decoded)), ["Yard"]);
+    // Joined tiles are compressed as they are joined, in the coding the client prefers.
+    let plain = app.get("/tiles/fences,positions/10/541/481").await;
+    let plain = plain.bytes().await.expect("bytes");
+    for (accept, coding) in [("gzip, deflate, br, zstd", "br"), ("gzip", "gzip")] {
+        let reply = app
+            .get_with("/tiles/fences,positions/10/541/481", "accept-encoding", accept)
+            .await;
+        assert_eq!(reply.headers()["content-encoding"], coding);
+        let body = reply.bytes().await.expect("bytes");
+        let mut decoded = Vec::new();
+        if coding == "br" {
+            brotli::BrotliDecompress(&mut body.as_ref(), &mut decoded).expect("brotli");
+        } else {
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body.as_ref()), &mut decoded)
+                .expect("gzip");
+        }
+        assert_eq!(decoded, plain.as_ref(), "{coding}");
+    }
     let reply = app.get("/tiles/fences,positions/10/541/481").await;
     let etag = reply.headers()["etag"].to_str().expect("etag").to_owned();
     assert_eq!(
