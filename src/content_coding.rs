@@ -1,5 +1,6 @@
 //! Content codings of bodies kept compressed (cached tiles): which one a request's
-//! `Accept-Encoding` allows (RFC 9110 §12.5.3), and compressing into each once.
+//! `Accept-Encoding` allows (RFC 9110 §12.5.3), compressing into each once, and a strong
+//! validator for each.
 
 use std::io::Write as _;
 
@@ -23,6 +24,9 @@ const BROTLI_QUALITY: u32 = 5;
 const BROTLI_WINDOW: u32 = 22;
 
 impl Coding {
+    /// Every coding, in the order of [`Validators`].
+    const ALL: [Self; 3] = [Self::Identity, Self::Gzip, Self::Brotli];
+
     /// The `Content-Encoding` value (`None` for identity).
     pub fn header(self) -> Option<HeaderValue> {
         match self {
@@ -95,6 +99,44 @@ impl Coding {
     }
 }
 
+/// Strong validators (`ETag` values) of one content, one per coding: RFC 9110 §8.8.3 has a
+/// strong validator differ between representations, and the gzip and brotli bodies are other
+/// representations than the plain one (a cache keeping several must not confuse them).
+#[derive(Debug, Clone)]
+pub struct Validators([HeaderValue; 3]);
+
+impl Validators {
+    /// `"{tag}"` for the plain content, `"{tag}-gzip"` and `"{tag}-br"` for the others. `tag`
+    /// holds only characters valid in an entity tag (e.g. letters, digits, '-' and '_').
+    pub fn new(tag: &str) -> Self {
+        Self(Coding::ALL.map(|coding| {
+            let suffix = match coding {
+                Coding::Identity => "",
+                Coding::Gzip => "-gzip",
+                Coding::Brotli => "-br",
+            };
+            // A tag of other characters falls back to the bare suffix; callers never pass one.
+            HeaderValue::try_from(format!("\"{tag}{suffix}\""))
+                .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+        }))
+    }
+
+    /// The validator of the content in `coding`.
+    pub fn get(&self, coding: Coding) -> &HeaderValue {
+        &self.0[coding as usize]
+    }
+
+    /// Whether `tag` (as sent in `If-None-Match`) validates the content in any coding.
+    pub fn any_is(&self, tag: &[u8]) -> bool {
+        self.0.iter().any(|v| v.as_bytes() == tag)
+    }
+
+    /// Bytes they hold.
+    pub fn size(&self) -> usize {
+        self.0.iter().map(HeaderValue::len).sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +189,16 @@ mod tests {
         assert_eq!(negotiated(&["identity;q=0"]), None);
         assert_eq!(negotiated(&["*;q=0"]), None);
         assert_eq!(negotiated(&["gzip;q=0, identity;q=0"]), None);
+    }
+
+    #[test]
+    fn each_coding_has_its_own_validator() {
+        let tags = Validators::new("points-00ff");
+        assert_eq!(tags.get(Coding::Identity), "\"points-00ff\"");
+        assert_eq!(tags.get(Coding::Gzip), "\"points-00ff-gzip\"");
+        assert_eq!(tags.get(Coding::Brotli), "\"points-00ff-br\"");
+        assert!(tags.any_is(b"\"points-00ff-br\"") && !tags.any_is(b"\"points-00ff-zstd\""));
+        assert_eq!(tags.size(), 13 + 18 + 16);
     }
 
     #[test]

@@ -22,12 +22,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::http::HeaderValue;
 use bytes::Bytes;
 use moka::future::Cache;
 use tiles::TileCoord;
 
-use crate::content_coding::Coding;
+use crate::content_coding::{Coding, Validators};
 use crate::tile_front::Front;
 use crate::tile_layers::{Catalog, LayerId, LayerInfo};
 
@@ -100,8 +99,8 @@ pub struct Tile {
     pub identity: Bytes,
     pub gzip: Bytes,
     pub brotli: Bytes,
-    /// A strong validator of the content, ready to send.
-    pub etag: HeaderValue,
+    /// Its `ETag` in each coding, ready to send.
+    pub etags: Validators,
     /// The layer's generation when the build started.
     generation: u64,
     /// When the layer's TTL ends it: moka expires it then, and the front checks it.
@@ -111,12 +110,12 @@ pub struct Tile {
 impl Tile {
     pub(crate) fn build(layer: &LayerInfo, mvt: Vec<u8>, generation: u64) -> Self {
         let expires = layer.ttl.map(|ttl| Instant::now() + ttl);
-        let layer = &layer.name;
-        let hash = xxhash_rust::xxh3::xxh3_64(&mvt);
-        // The catalog allows only letters, digits, '_' and '-' in layer names, so the quoted tag
-        // is always a valid header value (the bare hash is a fallback that cannot be reached).
-        let etag = HeaderValue::try_from(format!("\"{layer}-{hash:016x}\""))
-            .unwrap_or_else(|_| HeaderValue::from(hash));
+        // The catalog allows only letters, digits, '_' and '-' in layer names.
+        let etags = Validators::new(&format!(
+            "{}-{:016x}",
+            layer.name,
+            xxhash_rust::xxh3::xxh3_64(&mvt)
+        ));
         let compressed = |coding: Coding| {
             if mvt.is_empty() {
                 Bytes::new()
@@ -128,7 +127,7 @@ impl Tile {
             gzip: compressed(Coding::Gzip),
             brotli: compressed(Coding::Brotli),
             identity: Bytes::from(mvt),
-            etag,
+            etags,
             generation,
             expires,
         }
@@ -145,7 +144,7 @@ impl Tile {
 
     /// Bytes it holds, about.
     pub(crate) fn weight(&self) -> usize {
-        self.identity.len() + self.gzip.len() + self.brotli.len() + self.etag.len() + 96
+        self.identity.len() + self.gzip.len() + self.brotli.len() + self.etags.size() + 96
     }
 }
 
@@ -422,7 +421,10 @@ mod tests {
             cache.get(key(10, 518, 352), build),
             cache.get(key(10, 518, 352), build)
         );
-        assert_eq!(a.expect("a").etag, b.expect("b").etag);
+        assert_eq!(
+            a.expect("a").etags.get(Coding::Gzip),
+            b.expect("b").etags.get(Coding::Gzip)
+        );
         let again = cache.get(key(10, 518, 352), build).await.expect("hit");
         assert_eq!(&again.identity[..], b"tile");
         assert_eq!(builds.load(Ordering::SeqCst), 1);

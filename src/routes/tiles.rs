@@ -2,11 +2,12 @@
 //! PostGIS. 204 for an empty tile, 400 for a tile that does not exist, 404 for an unknown layer.
 //! Tiles show where devices are, so they need the `read` scope; map clients may pass the token
 //! as `?token=`. Tiles come from the cache (`tile_cache`), sent as kept there: brotli or gzip
-//! as the client's `Accept-Encoding` allows (`content_coding`), with a strong `ETag`
-//! (`If-None-Match` gives 304). `/tiles/fences,positions/...` returns several layers in one
+//! as the client's `Accept-Encoding` allows (`content_coding`), with a strong `ETag` per coding
+//! (`If-None-Match` with any of them gives 304). `/tiles/fences,positions/...` returns several layers in one
 //! tile, compressed when joined. The service's compression layer is not in front of tiles
 //! (`routes::router`): it would only parse `Accept-Encoding` again. Also here: `POST /tiles/{layer}/invalidate` and `WS /ws/tiles`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::Json;
@@ -23,7 +24,7 @@ use tiles::TileCoord;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{ApiAuth, DeviceAuth, Scope, SocketAuth};
-use crate::content_coding::Coding;
+use crate::content_coding::{Coding, Validators};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tile_cache::{Change, Tile, TileKey};
@@ -74,40 +75,37 @@ pub async fn tile(
         built.push(layer_tile(&state, layer, tile, window).await?);
     }
     let live = layers.contains(&LayerId::POSITIONS) || window.is_some_and(|w| !w.absolute);
-    tile_response(&built, live, request.headers())
+    Ok(tile_response(&built, live, request.headers()))
 }
 
 /// The response carrying `built` (one layer's kept tile, or several joined), in the best coding
 /// the client accepts, or 304 when the client's copy is current.
-fn tile_response(built: &[Arc<Tile>], live: bool, headers: &HeaderMap) -> Result<Response, ApiError> {
-    let (etag, body) = match built {
-        [one] => (one.etag.clone(), Body::Kept(one)),
+fn tile_response(built: &[Arc<Tile>], live: bool, headers: &HeaderMap) -> Response {
+    let (etags, body) = match built {
+        [one] => (Cow::Borrowed(&one.etags), Body::Kept(one)),
         many => {
             // A tile's layers are a repeated field, so tiles concatenate into one.
             let tags: Vec<u8> = many
                 .iter()
-                .flat_map(|t| t.etag.as_bytes().iter().copied())
+                .flat_map(|t| t.etags.get(Coding::Identity).as_bytes().iter().copied())
                 .collect();
-            let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&tags));
+            let etags = Validators::new(&format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&tags)));
             let identity: Vec<u8> = many.iter().flat_map(|t| t.identity.iter().copied()).collect();
-            (
-                HeaderValue::try_from(etag).map_err(|e| ApiError::internal(&e))?,
-                Body::Composite(identity),
-            )
+            (Cow::Owned(etags), Body::Composite(identity))
         }
     };
+    let coding = Coding::negotiate(headers);
     // Room for every header the response ends with (these, CORS's, the request id), so the
     // map is allocated once instead of grown (growing reallocates and rehashes it).
     let mut response_headers = HeaderMap::with_capacity(RESPONSE_HEADERS);
     let content_type = HeaderValue::from_static(tiles::CONTENT_TYPE);
-    let mut response = match body {
-        _ if client_has(headers, &etag) => StatusCode::NOT_MODIFIED.into_response(),
-        Body::Kept(tile) if tile.identity.is_empty() => StatusCode::NO_CONTENT.into_response(),
-        Body::Composite(identity) if identity.is_empty() => StatusCode::NO_CONTENT.into_response(),
-        body => {
-            let Some(coding) = Coding::negotiate(headers) else {
-                return Ok(not_acceptable());
-            };
+    let mut response = match (body, coding) {
+        // A copy in any coding is current: the client has this content.
+        _ if client_has(headers, &etags) => StatusCode::NOT_MODIFIED.into_response(),
+        (Body::Kept(tile), _) if tile.identity.is_empty() => StatusCode::NO_CONTENT.into_response(),
+        (Body::Composite(identity), _) if identity.is_empty() => StatusCode::NO_CONTENT.into_response(),
+        (_, None) => return not_acceptable(),
+        (body, Some(coding)) => {
             let bytes = match body {
                 Body::Kept(tile) => tile.body(coding).clone(),
                 // Composites are not kept: compressed now, in the one coding asked for.
@@ -130,9 +128,10 @@ fn tile_response(built: &[Arc<Tile>], live: bool, headers: &HeaderMap) -> Result
     };
     response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
     response_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    let etag = etags.get(coding.unwrap_or(Coding::Identity)).clone();
     response_headers.insert(header::ETAG, etag);
     *response.headers_mut() = response_headers;
-    Ok(response)
+    response
 }
 
 /// 406, for a request whose `Accept-Encoding` refuses identity and every coding tiles are kept in.
@@ -158,13 +157,13 @@ enum Body<'a> {
     Composite(Vec<u8>),
 }
 
-/// Whether `If-None-Match` names `etag` (or `*`).
-fn client_has(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+/// Whether `If-None-Match` names one of `etags` (or `*`).
+fn client_has(headers: &HeaderMap, etags: &Validators) -> bool {
     headers.get(header::IF_NONE_MATCH).is_some_and(|tags| {
         tags.as_bytes()
             .split(|&b| b == b',')
             .map(<[u8]>::trim_ascii)
-            .any(|tag| tag == etag.as_bytes() || tag == b"*")
+            .any(|tag| tag == b"*" || etags.any_is(tag))
     })
 }
 
