@@ -115,7 +115,7 @@ impl Validators {
                 Coding::Gzip => "-gzip",
                 Coding::Brotli => "-br",
             };
-            // A tag of other characters falls back to the bare suffix; callers never pass one.
+            // A tag of other characters would give an empty validator; callers never pass one.
             HeaderValue::try_from(format!("\"{tag}{suffix}\""))
                 .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
         }))

@@ -3,9 +3,10 @@
 //! Tiles show where devices are, so they need the `read` scope; map clients may pass the token
 //! as `?token=`. Tiles come from the cache (`tile_cache`), sent as kept there: brotli or gzip
 //! as the client's `Accept-Encoding` allows (`content_coding`), with a strong `ETag` per coding
-//! (`If-None-Match` with any of them gives 304). `/tiles/fences,positions/...` returns several layers in one
-//! tile, compressed when joined. The service's compression layer is not in front of tiles
-//! (`routes::router`): it would only parse `Accept-Encoding` again. Also here: `POST /tiles/{layer}/invalidate` and `WS /ws/tiles`.
+//! (`If-None-Match` with any of them gives 304). `/tiles/fences,positions/...` returns several
+//! layers in one tile, compressed when joined. The service's compression layer is not in front
+//! of tiles (`routes::router`): it would only parse `Accept-Encoding` again. Also here:
+//! `POST /tiles/{layer}/invalidate` and `WS /ws/tiles`.
 
 use std::borrow::Cow;
 use std::sync::Arc;
