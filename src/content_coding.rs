@@ -27,13 +27,18 @@ impl Coding {
     /// Every coding, in the order of [`Validators`].
     const ALL: [Self; 3] = [Self::Identity, Self::Gzip, Self::Brotli];
 
-    /// The `Content-Encoding` value (`None` for identity).
-    pub fn header(self) -> Option<HeaderValue> {
+    /// Its name in `Content-Encoding` (`None` for identity, which is not named).
+    fn token(self) -> Option<&'static str> {
         match self {
             Self::Identity => None,
-            Self::Gzip => Some(HeaderValue::from_static("gzip")),
-            Self::Brotli => Some(HeaderValue::from_static("br")),
+            Self::Gzip => Some("gzip"),
+            Self::Brotli => Some("br"),
         }
+    }
+
+    /// The `Content-Encoding` value (`None` for identity).
+    pub fn header(self) -> Option<HeaderValue> {
+        self.token().map(HeaderValue::from_static)
     }
 
     /// `body` compressed in this coding.
@@ -110,14 +115,12 @@ impl Validators {
     /// holds only characters valid in an entity tag (e.g. letters, digits, '-' and '_').
     pub fn new(tag: &str) -> Self {
         Self(Coding::ALL.map(|coding| {
-            let suffix = match coding {
-                Coding::Identity => "",
-                Coding::Gzip => "-gzip",
-                Coding::Brotli => "-br",
+            let tagged = match coding.token() {
+                Some(token) => format!("\"{tag}-{token}\""),
+                None => format!("\"{tag}\""),
             };
             // A tag of other characters would give an empty validator; callers never pass one.
-            HeaderValue::try_from(format!("\"{tag}{suffix}\""))
-                .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+            HeaderValue::try_from(tagged).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
         }))
     }
 
