@@ -29,9 +29,12 @@ db:
 	bash scripts/ensure-postgis.sh
 
 ## Benches are compiled (clippy --all-targets) but run only on demand: `cargo bench -p fences`.
+## check-layout: no import loops, files <= 600 lines, functions <= 80, domain crates without
+## HTTP, the service crate under 35% of the code, nothing citing files outside the repo.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	python3 scripts/check-layout.py --quiet
 
 fmt:
 	$(CARGO) fmt --all

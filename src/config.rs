@@ -1,14 +1,17 @@
 //! Configuration: built-in defaults < `geotrack.toml` (or `--config FILE`) < environment
 //! (`DATABASE_URL`, then `GEOTRACK_*`, nested keys with `__`, e.g. `GEOTRACK_INGEST__SHARDS=8`)
 //! < command-line flags. Unknown keys are errors, so a typo never silently does nothing.
+//! Sections of the domain crates (`[alerts]`, `[webhooks]`, `[tiles]`) are their own types.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use alerts::{AlertsConfig, WebhooksConfig};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use tiles::TilesConfig;
 
 use crate::auth::TokensSetting;
 use crate::limits::LimitsConfig;
@@ -41,159 +44,6 @@ pub struct Config {
     pub ws: WsConfig,
     pub webhooks: WebhooksConfig,
     pub tiles: TilesConfig,
-}
-
-/// Vector tiles.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TilesConfig {
-    /// Memory for cached tiles (compressed and plain), in MiB.
-    pub cache_mb: u64,
-    /// Features per layer per tile at most (keeps z0–z4 tiles small).
-    pub max_features: u32,
-    /// The `tracks` window when a request names no `from` (the last this many seconds).
-    pub tracks_window_s: u64,
-    /// The longest `tracks` window a request may ask for, in seconds.
-    pub tracks_max_window_s: u64,
-    /// Operator tables and views served as layers.
-    pub tables: Vec<TableLayerConfig>,
-}
-
-impl Default for TilesConfig {
-    fn default() -> Self {
-        Self {
-            cache_mb: 256,
-            max_features: 20_000,
-            tracks_window_s: 3_600,
-            tracks_max_window_s: 7 * 86_400,
-            tables: Vec::new(),
-        }
-    }
-}
-
-/// A PostGIS table or view served as the tile layer `name` (`[[tiles.tables]]`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TableLayerConfig {
-    /// The layer name in URLs and in tiles: letters, digits, `_` and `-`.
-    pub name: String,
-    /// `schema.table` or `table` (schema `public`).
-    pub table: String,
-    /// The geometry column; may be left out when the table has only one.
-    pub geometry: Option<String>,
-    /// Columns carried as properties; all columns but the geometry when left out.
-    pub columns: Option<Vec<String>>,
-    /// A column of feature ids (integers are used as they are, other types are hashed).
-    pub id: Option<String>,
-    #[serde(default)]
-    pub description: String,
-    #[serde(default)]
-    pub minzoom: u8,
-    #[serde(default = "max_zoom")]
-    pub maxzoom: u8,
-    /// How long a cached tile of this layer lives, in seconds (writes to an operator table do
-    /// not go through geotrack: invalidate with `POST /tiles/{name}/invalidate`, or
-    /// `NOTIFY geotrack_tiles, '{name}'` from a trigger).
-    #[serde(default = "table_ttl_s")]
-    pub ttl_s: u64,
-}
-
-fn max_zoom() -> u8 {
-    tiles::MAX_ZOOM
-}
-
-fn table_ttl_s() -> u64 {
-    60
-}
-
-/// Webhooks: every alert is posted to `urls` (and to its fence's own `webhooks`), signed with
-/// HMAC-SHA256 of `"<timestamp>.<body>"` under `secret`.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WebhooksConfig {
-    pub urls: Vec<String>,
-    /// Signing key; required as soon as any webhook is configured (here or on a fence).
-    pub secret: Option<String>,
-    /// Attempts before a delivery is given up.
-    pub max_attempts: u32,
-    /// Wait before the first retry; doubled at each further one, up to an hour.
-    pub retry_base_ms: u64,
-    /// Longest wait for a receiver's answer.
-    pub timeout_s: u64,
-    /// Deliveries in flight at once.
-    pub concurrency: usize,
-}
-
-impl std::fmt::Debug for WebhooksConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhooksConfig")
-            .field("urls", &self.urls)
-            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
-            .field("max_attempts", &self.max_attempts)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for WebhooksConfig {
-    fn default() -> Self {
-        Self {
-            urls: Vec::new(),
-            secret: None,
-            max_attempts: 12,
-            retry_base_ms: 1_000,
-            timeout_s: 10,
-            concurrency: 8,
-        }
-    }
-}
-
-/// Fence evaluation and alerts.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AlertsConfig {
-    /// Send `offline` for a device that sent nothing for this long; 0 turns it off.
-    pub offline_after_s: u64,
-    /// Longest gap between two fixes for which a pass through a fence is interpolated.
-    pub max_gap_s: u32,
-    /// Fastest plausible speed between two fixes for an interpolated pass.
-    pub max_speed_mps: f64,
-    /// How often due dwell and offline alerts are looked for.
-    pub tick_ms: u64,
-    /// After this long without new fixes, evaluators look in the database for fixes written
-    /// by another process (such as `geotrack import gpx`).
-    pub idle_poll_ms: u64,
-    /// Alerts the hub keeps for subscribers that fall behind; one further behind is told it
-    /// lagged and is disconnected (it resumes with `since=`).
-    pub hub_capacity: usize,
-}
-
-impl Default for AlertsConfig {
-    fn default() -> Self {
-        let state = fences::StateConfig::default();
-        Self {
-            offline_after_s: 600,
-            max_gap_s: state.max_gap_s,
-            max_speed_mps: state.max_speed_mps,
-            tick_ms: 1_000,
-            idle_poll_ms: 5_000,
-            hub_capacity: 4_096,
-        }
-    }
-}
-
-impl AlertsConfig {
-    pub fn evaluation(&self) -> crate::evaluator::EvalConfig {
-        crate::evaluator::EvalConfig {
-            state: fences::StateConfig {
-                max_gap_s: self.max_gap_s,
-                max_speed_mps: self.max_speed_mps,
-                ..fences::StateConfig::default()
-            },
-            offline_after: (self.offline_after_s > 0).then(|| Duration::from_secs(self.offline_after_s)),
-            tick: Duration::from_millis(self.tick_ms.max(10)),
-            idle_poll: Duration::from_millis(self.idle_poll_ms.max(10)),
-        }
-    }
 }
 
 /// WebSocket sessions.

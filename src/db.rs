@@ -30,22 +30,35 @@ pub async fn migrate(url: &str) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Why the database is not ready to serve.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    #[error("the database did not answer within 2 s")]
+    Timeout,
+    #[error("the database has no migrations applied; run `geotrack migrate`")]
+    NotMigrated,
+    #[error("the database is not reachable: {0}")]
+    Unreachable(sqlx::Error),
+    #[error("migration {latest} is not applied (the database is at {applied}); run `geotrack migrate`")]
+    Behind { latest: i64, applied: i64 },
+}
+
 /// Ok when the database answers within two seconds and every embedded migration is applied.
-pub async fn readiness(pool: &PgPool) -> Result<(), String> {
+pub async fn readiness(pool: &PgPool) -> Result<(), NotReady> {
     let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
     let check =
         sqlx::query_scalar::<_, Option<i64>>("SELECT max(version) FROM _sqlx_migrations WHERE success")
             .fetch_one(pool);
     match tokio::time::timeout(Duration::from_secs(2), check).await {
-        Err(_) => Err("the database did not answer within 2 s".into()),
+        Err(_) => Err(NotReady::Timeout),
         Ok(Err(sqlx::Error::Database(e))) if e.code().as_deref() == Some("42P01") => {
-            Err("the database has no migrations applied; run `geotrack migrate`".into())
+            Err(NotReady::NotMigrated)
         }
-        Ok(Err(e)) => Err(format!("the database is not reachable: {e}")),
-        Ok(Ok(applied)) if applied.unwrap_or(0) < latest => Err(format!(
-            "migration {latest} is not applied (the database is at {}); run `geotrack migrate`",
-            applied.unwrap_or(0)
-        )),
+        Ok(Err(e)) => Err(NotReady::Unreachable(e)),
+        Ok(Ok(applied)) if applied.unwrap_or(0) < latest => Err(NotReady::Behind {
+            latest,
+            applied: applied.unwrap_or(0),
+        }),
         Ok(Ok(_)) => Ok(()),
     }
 }

@@ -125,3 +125,46 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Tile errors: a tile or window that does not exist is the client's (400), an unknown layer
+/// 404, a layer whose table cannot be read 503 with the reason, a failed build as the
+/// database error it was.
+impl From<tiles::Error> for ApiError {
+    fn from(error: tiles::Error) -> Self {
+        match error {
+            tiles::Error::Window(reason) => Self::bad_request("invalid_window", reason),
+            e if e.is_bad_request() => Self::bad_request("invalid_tile", e.to_string()),
+            e @ tiles::Error::UnknownLayer { .. } => Self::not_found("unknown_layer", e.to_string()),
+            e @ (tiles::Error::Misconfigured { .. } | tiles::Error::Describe { .. }) => {
+                tracing::warn!(error = %e, "tile layer unavailable");
+                Self::unavailable("layer_unavailable", e.to_string(), 5)
+            }
+            tiles::Error::Build(cause) => Self::from(&*cause),
+            other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<crate::fence_registry::RegistryError> for ApiError {
+    fn from(error: crate::fence_registry::RegistryError) -> Self {
+        use crate::fence_registry::RegistryError as E;
+        use fences::feature::CollectionError;
+        let message = error.to_string();
+        match error {
+            E::Loading => Self::unavailable("fences_loading", message, 2),
+            E::Invalid(_) | E::Webhook(_) => Self::bad_request("invalid_fence", message),
+            E::Unsigned(_) => Self::bad_request("webhooks_unsigned", message),
+            E::Exists(_) => Self::new(StatusCode::CONFLICT, "fence_exists", message),
+            E::NotFound(_) => Self::not_found("fence_not_found", message),
+            E::IdMismatch { .. } => Self::bad_request("id_mismatch", message),
+            E::Collection(CollectionError::NotACollection) => {
+                Self::bad_request("not_a_feature_collection", message)
+            }
+            E::Collection(CollectionError::Invalid { report, .. }) => {
+                Self::bad_request("invalid_features", message)
+                    .with_detail("invalid", serde_json::Value::Array(report))
+            }
+            E::Database(cause) => Self::from(cause),
+        }
+    }
+}

@@ -1,34 +1,25 @@
-//! geotrack, the service: configuration, HTTP routes and start-up around the domain crates
-//! (`tracker` for ingest, `fences` for geofencing, `tiles` for vector tiles). `main.rs` only
-//! parses the command line and calls into here, so tests run the real application.
+//! geotrack, the service: the one composition point of the domain crates (`tracker` for ingest,
+//! `fences` for geofencing, `alerts` for evaluation and alerts, `tiles` for vector tiles).
+//! It holds configuration, start-up and shutdown ([`Application`]), the router with its thin
+//! handlers, authentication and WebSocket sessions; `main.rs` and `cli/` parse the command line
+//! and call into here, so tests run the real application.
 
-pub mod alerts;
-pub mod app;
 pub mod auth;
-pub mod basemap;
-pub mod bench_alerts;
-pub mod bench_ingest;
-pub mod cli;
+mod checks;
 pub mod config;
-pub mod content_coding;
 pub mod db;
 pub mod error;
-pub mod evaluator;
-pub mod fence_feature;
-pub mod fence_store;
+mod extract;
+pub mod fence_registry;
 mod http_metrics;
-pub mod import;
+pub mod ingest;
 pub mod limits;
-pub mod live;
+mod listen;
 mod routes;
-pub mod simulate;
+pub mod startup;
 pub mod state;
-pub mod tile_cache;
-mod tile_front;
-pub mod tile_layers;
 pub mod web;
-pub mod webhooks;
-mod ws;
+pub mod ws;
 
-pub use app::Application;
 pub use config::Config;
+pub use startup::{Application, StartError};

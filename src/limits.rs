@@ -89,23 +89,15 @@ impl RateLimiter {
     }
 }
 
-/// The limiters of the service.
-#[derive(Debug, Clone)]
-pub struct Limiters {
-    pub tokens: RateLimiter,
-    pub devices: RateLimiter,
-}
+impl LimitsConfig {
+    /// Requests per token.
+    pub fn tokens(&self) -> RateLimiter {
+        RateLimiter::new(self.token_requests_per_s, self.token_burst, self.max_tracked)
+    }
 
-impl Limiters {
-    pub fn new(config: &LimitsConfig) -> Self {
-        Self {
-            tokens: RateLimiter::new(
-                config.token_requests_per_s,
-                config.token_burst,
-                config.max_tracked,
-            ),
-            devices: RateLimiter::new(config.device_fixes_per_s, config.device_burst, config.max_tracked),
-        }
+    /// Fixes per device.
+    pub fn devices(&self) -> RateLimiter {
+        RateLimiter::new(self.device_fixes_per_s, self.device_burst, self.max_tracked)
     }
 }
 

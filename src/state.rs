@@ -1,25 +1,24 @@
-//! `AppState`: what every handler shares, behind one `Arc`.
+//! `AppState`: what the handlers share, behind one `Arc` (axum clones the state for every
+//! request that extracts it), split into sub-states so a handler takes only what it uses:
+//! `State<Arc<Ingest>>`, `State<Arc<FenceRegistry>>`, `State<Arc<Alerting>>`,
+//! `State<Arc<TileStore>>`, `State<LiveFeed>`, `State<Sessions>`, `State<PgPool>` (each through
+//! [`FromRef`], one reference count). Authentication reads [`Shared::auth`] in place.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
-use fences::FenceLimits;
-
+use alerts::Alerting;
+use axum::extract::FromRef;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tiles::TileStore;
+use tracker::live::LiveFeed;
 
-use crate::alerts::hub::AlertHub;
-use crate::auth::Tokens;
-use crate::config::{IngestConfig, WsConfig};
-use crate::evaluator::Evaluators;
-use crate::fence_store::SharedIndex;
-use crate::limits::Limiters;
-use crate::live::LiveFeed;
+use crate::auth::Auth;
+use crate::fence_registry::FenceRegistry;
+use crate::ingest::Ingest;
+use crate::ws::Sessions;
 
-/// Cheap to clone: one reference count, however many fields [`Shared`] has (axum clones the
-/// state for every request that extracts it).
+/// Cheap to clone: one reference count, however many sub-states [`Shared`] has.
 #[derive(Debug, Clone)]
 pub struct AppState(Arc<Shared>);
 
@@ -37,47 +36,42 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// What every handler shares.
+/// The sub-states.
 #[derive(Debug)]
 pub struct Shared {
-    pub pool: PgPool,
-    pub pipeline: tracker::Pipeline,
-    pub limits: tracker::Limits,
-    pub ingest: Arc<IngestConfig>,
-    pub registry: Arc<Registry>,
-    pub tokens: Arc<Tokens>,
-    pub limiters: Limiters,
-    /// The fence index every lookup uses; see `fence_store`.
-    pub fences: SharedIndex,
-    /// False until the index has been loaded from the database (then `/ready` turns true).
-    pub fences_loaded: Arc<AtomicBool>,
-    pub fence_limits: FenceLimits,
-    /// Serialises fence writes so the index changes in the database's commit order.
-    pub fence_writes: Arc<tokio::sync::Mutex<()>>,
-    /// Unit of `speed` on `/osmand` when the request does not say (`?speed_unit=`).
-    pub osmand_speed_unit: tracker::protocols::osmand::SpeedUnit,
-    /// Long-lived tasks (shard writers, later WebSocket sessions); awaited at shutdown,
-    /// because axum's graceful shutdown only waits for HTTP requests.
-    pub tasks: TaskTracker,
-    /// Cancelled when shutdown begins: background loops stop.
-    pub shutdown: CancellationToken,
-    /// Committed alerts, in id order, for WebSocket subscribers.
-    pub hub: Arc<dyn AlertHub>,
+    pub db: PgPool,
+    pub auth: Auth,
+    /// Positions in: validation, rate limits, the durable pipeline.
+    pub ingest: Arc<Ingest>,
+    /// Fences: the index and every write to it.
+    pub fences: Arc<FenceRegistry>,
+    /// Alerts: the hub and the evaluators.
+    pub alerts: Arc<Alerting>,
+    pub tiles: Arc<TileStore>,
     /// Live positions for map views.
     pub live: LiveFeed,
-    pub evaluators: Evaluators,
-    pub ws: Arc<WsConfig>,
-    /// A webhook secret is configured, so fences may name webhook URLs.
-    pub webhooks_signed: bool,
-    pub tiles: crate::tile_cache::TileCache,
-    pub tile_windows: TileWindows,
+    /// WebSocket sessions and the tasks that outlive a request.
+    pub sessions: Sessions,
+    pub registry: Arc<Registry>,
 }
 
-/// Time windows of the `tracks` layer.
-#[derive(Debug, Clone, Copy)]
-pub struct TileWindows {
-    /// When a request names no `from`: the last this long.
-    pub default: std::time::Duration,
-    /// The longest a request may ask for.
-    pub max: std::time::Duration,
+macro_rules! sub_state {
+    ($($field:ident: $type:ty),* $(,)?) => {$(
+        impl FromRef<AppState> for $type {
+            fn from_ref(state: &AppState) -> Self {
+                state.$field.clone()
+            }
+        }
+    )*};
+}
+
+sub_state! {
+    db: PgPool,
+    ingest: Arc<Ingest>,
+    fences: Arc<FenceRegistry>,
+    alerts: Arc<Alerting>,
+    tiles: Arc<TileStore>,
+    live: LiveFeed,
+    sessions: Sessions,
+    registry: Arc<Registry>,
 }

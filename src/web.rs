@@ -83,12 +83,12 @@ const ASSETS: [(&str, &str, &[u8]); 16] = [
         "text/css; charset=utf-8",
         include_bytes!("../web/vendor/ol.css"),
     ),
-    (
-        "/data/countries.geojson",
-        "application/geo+json",
-        crate::basemap::EMBEDDED,
-    ),
+    ("/data/countries.geojson", "application/geo+json", COUNTRIES),
 ];
+
+/// Natural Earth 1:110m countries (public domain): the web map's GeoJSON fallback, and the
+/// basemap `geotrack import basemap` and `serve --demo` load when given no file.
+pub const COUNTRIES: &[u8] = include_bytes!("../web/data/countries.geojson");
 
 /// The paths served, for the router.
 pub fn paths() -> impl Iterator<Item = &'static str> {

@@ -6,6 +6,7 @@
 //! heard from for two intervals is closed. At shutdown the peer gets a Close frame (1001).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
@@ -13,8 +14,9 @@ use axum::response::Response;
 use futures_util::SinkExt;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::state::AppState;
+use crate::config::WsConfig;
 
 /// Why a session ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,36 +40,47 @@ pub struct Socket {
     shutdown: CancellationToken,
 }
 
-/// Upgrades to a WebSocket and runs `session` on it as a tracked task.
-pub fn accept<F, Fut>(state: &AppState, upgrade: WebSocketUpgrade, session: F) -> Response
-where
-    F: FnOnce(Socket) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let tasks = state.tasks.clone();
-    let shutdown = state.shutdown.clone();
-    let ping_every = Duration::from_secs(state.ws.ping_s.max(1));
-    let send_timeout = Duration::from_secs(state.ws.send_timeout_s.max(1));
-    // Small buffers: an idle subscriber should cost kilobytes, not the 128 KiB read buffer
-    // tungstenite allocates by default. Clients only ever send small control messages.
-    let upgrade = upgrade
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(8 * 1024)
-        .max_message_size(64 * 1024)
-        .max_frame_size(64 * 1024);
-    upgrade.on_upgrade(move |inner| {
-        let mut pings = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-        pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let socket = Socket {
-            inner,
-            send_timeout,
-            ping_every,
-            pings,
-            last_heard: Instant::now(),
-            shutdown,
-        };
-        tasks.track_future(session(socket))
-    })
+/// Where WebSocket sessions (and other work that outlives a request) run: tracked tasks, awaited
+/// at shutdown, and the token that tells them to stop.
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    pub tasks: TaskTracker,
+    pub shutdown: CancellationToken,
+    pub config: Arc<WsConfig>,
+}
+
+impl Sessions {
+    /// Upgrades to a WebSocket and runs `session` on it as a tracked task.
+    pub fn accept<F, Fut>(&self, upgrade: WebSocketUpgrade, session: F) -> Response
+    where
+        F: FnOnce(Socket) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let tasks = self.tasks.clone();
+        let shutdown = self.shutdown.clone();
+        let ping_every = Duration::from_secs(self.config.ping_s.max(1));
+        let send_timeout = Duration::from_secs(self.config.send_timeout_s.max(1));
+        // Small buffers: an idle subscriber should cost kilobytes, not the 128 KiB read buffer
+        // tungstenite allocates by default. Clients only ever send small control messages.
+        let upgrade = upgrade
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(8 * 1024)
+            .max_message_size(64 * 1024)
+            .max_frame_size(64 * 1024);
+        upgrade.on_upgrade(move |inner| {
+            let mut pings = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+            pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            let socket = Socket {
+                inner,
+                send_timeout,
+                ping_every,
+                pings,
+                last_heard: Instant::now(),
+                shutdown,
+            };
+            tasks.track_future(session(socket))
+        })
+    }
 }
 
 impl Socket {

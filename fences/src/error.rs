@@ -112,4 +112,24 @@ pub enum FenceError {
     /// h3o rejected a geometry while tiling.
     #[error("H3 tiling failed: {0}")]
     Tiling(String),
+    /// A GeoJSON fence that cannot be read, said in a sentence.
+    #[error("{0}")]
+    Feature(&'static str),
+    /// A Feature whose geometry is of a kind that is not a fence.
+    #[error("a fence geometry must be Polygon, MultiPolygon, Point or LineString, not {0}")]
+    UnsupportedGeometry(String),
+    /// Coordinates that do not have the shape their geometry type needs.
+    #[error("the {kind} coordinates are not valid: {reason}")]
+    BadCoordinates {
+        /// The geometry type.
+        kind: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A numeric fence option in `properties` that is not a number.
+    #[error("`properties.{0}` must be a number")]
+    NotANumber(&'static str),
+    /// `dwell_s` that is not a whole number of seconds.
+    #[error("`properties.dwell_s` must be a whole number of seconds, not {0}")]
+    BadDwell(f64),
 }

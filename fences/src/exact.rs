@@ -141,6 +141,13 @@ impl PreparedFence {
         &self.bboxes
     }
 
+    /// [`Self::bboxes`] as boxes (none crosses the antimeridian: parts are split there).
+    pub fn extents(&self) -> impl Iterator<Item = crate::Bbox> + '_ {
+        self.bboxes
+            .iter()
+            .map(|r| crate::Bbox::covering([r.min().x, r.min().y, r.max().x, r.max().y]))
+    }
+
     /// Whether `(lon, lat)` is in the fence; the boundary counts as inside.
     /// `lon` is used as given (call [`geodesy::normalize_lon`] first for
     /// longitudes outside [-180, 180]).

@@ -12,6 +12,14 @@ use crate::error::FenceError;
 /// A position `[lon, lat]` in degrees, as in GeoJSON.
 pub type Position = [f64; 2];
 
+/// Whether the edge `a`→`b` joins the same point on Earth 360° of longitude
+/// apart away from the poles: the seam of a ring that goes around a pole (a
+/// ring closed by such an edge is closed along the pole, see [`crate::normalize`]).
+pub fn is_pole_seam(a: Position, b: Position) -> bool {
+    const EPS: f64 = 1e-9;
+    ((b[0] - a[0]).abs() - 360.0).abs() < EPS && (b[1] - a[1]).abs() < EPS && a[1].abs() < 90.0
+}
+
 /// The geometry of a fence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -264,7 +272,7 @@ fn check_polygon(index: usize, rings: &[Vec<Position>]) -> Result<(), FenceError
         let (first, last) = (ring[0], ring[ring.len() - 1]);
         #[expect(clippy::float_cmp, reason = "GeoJSON closes a ring on the identical position")]
         let closed = first == last;
-        if !closed && !crate::normalize::is_pole_seam(last, first) {
+        if !closed && !is_pole_seam(last, first) {
             return Err(FenceError::UnclosedRing {
                 ring: name,
                 first,

@@ -1,20 +1,24 @@
 //! Pure geofence engine for geotrack: the fence model and its validation
-//! ([`fence`]), antimeridian and pole normalisation ([`normalize`]), exact
-//! point-in-fence tests and metric distances ([`exact`]), an index that answers
-//! "which fences contain this point" without testing every fence (a 1° tile
-//! pre-filter, exact tests for cheap fences, H3 covers for costly ones:
-//! [`index`]), and the per-(device, fence) enter/exit/dwell/overspeed state
-//! machine ([`state`]). No I/O: callers persist [`FenceState`] values and feed
-//! fixes in.
+//! ([`fence`]), fences as GeoJSON Features ([`feature`]), antimeridian and pole
+//! normalisation ([`normalize`]), exact point-in-fence tests and metric distances
+//! ([`exact`]), an index that answers "which fences contain this point" without
+//! testing every fence (a 1° tile pre-filter, exact tests for cheap fences, H3
+//! covers for costly ones: [`index`]), the per-(device, fence)
+//! enter/exit/dwell/overspeed state machine ([`state`]), and [`Bbox`], the
+//! antimeridian-aware box every geotrack crate uses. No I/O: callers persist
+//! [`FenceState`] values and feed fixes in.
 
+pub mod bbox;
 pub mod error;
 pub mod exact;
+pub mod feature;
 pub mod fence;
 pub mod geodesy;
 pub mod index;
 pub mod normalize;
 pub mod state;
 
+pub use bbox::{Bbox, BboxError};
 pub use error::FenceError;
 pub use exact::PreparedFence;
 pub use fence::{AppliesTo, Fence, FenceKind, FenceLimits, Position};

@@ -11,18 +11,12 @@
 use geo::{BooleanOps, Coord, LineString, MultiPolygon, Polygon, Rect, Validation, coord};
 
 use crate::error::FenceError;
-use crate::fence::Position;
+use crate::fence::{Position, is_pole_seam};
 
 const EPS: f64 = 1e-9;
 /// geo's boolean operations work on a snapped integer grid (about 1e-7° here);
 /// vertices this close to ±180 after the cut are put back on the meridian.
 const CUT_SNAP: f64 = 1e-6;
-
-/// Whether the edge `a`→`b` joins the same point on Earth 360° of longitude
-/// apart away from the poles: the seam of a ring that goes around a pole.
-pub fn is_pole_seam(a: Position, b: Position) -> bool {
-    ((b[0] - a[0]).abs() - 360.0).abs() < EPS && (b[1] - a[1]).abs() < EPS && a[1].abs() < 90.0
-}
 
 /// Normalises polygons (each a list of rings of positions, exterior first).
 /// `check_validity` rejects self-intersecting rings and overlapping parts, tested

@@ -7,24 +7,23 @@
 //! between. A subscriber that falls more than the hub's capacity behind is sent
 //! `{"type":"lagged","resume_from":<cursor>}` and closed, and resumes with `since=<cursor>`.
 
+use std::sync::Arc;
+
+use alerts::store::{self, AlertQuery};
+use alerts::{AlertKind, Alerting, Published, Subscription};
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Query, State};
+use axum::extract::State;
+use axum::extract::ws::{Utf8Bytes, WebSocketUpgrade};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sqlx::PgPool;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
-use crate::alerts::AlertKind;
-use std::sync::Arc;
-
-use crate::alerts::hub::{Published, Subscription};
-use crate::alerts::store::{self, AlertQuery};
-use crate::auth::{ApiAuth, Principal, Scope, SocketAuth};
+use crate::auth::{Authorized, BearerOrQuery, Principal, scope};
 use crate::error::ApiError;
-use crate::state::AppState;
-use crate::ws::{self, Gone, Socket};
+use crate::extract::Params;
+use crate::ws::{Gone, Sessions, Socket};
 
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1_000;
@@ -90,12 +89,6 @@ impl AlertParams {
     }
 }
 
-fn params(params: Result<Query<AlertParams>, QueryRejection>) -> Result<AlertParams, ApiError> {
-    params
-        .map(|Query(p)| p)
-        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
-}
-
 /// `GET /api/v1/alerts?since=&limit=&device=&fence=&kind=`: alerts after the cursor `since`,
 /// oldest first, and the cursor to ask for the next page with.
 #[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", security(("bearer" = [])),
@@ -106,12 +99,10 @@ fn params(params: Result<Query<AlertParams>, QueryRejection>) -> Result<AlertPar
         ("kind" = Option<String>, Query, description = "enter, exit, dwell, overspeed, offline; comma-separated")),
     responses((status = 200, description = "{alerts: [...], cursor, more}"), (status = 400, description = "Bad filter")))]
 pub async fn list(
-    State(state): State<AppState>,
-    ApiAuth(principal): ApiAuth,
-    query: Result<Query<AlertParams>, QueryRejection>,
+    State(db): State<PgPool>,
+    principal: Authorized<scope::Read>,
+    Params(params): Params<AlertParams>,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(Scope::Read)?;
-    let params = params(query)?;
     let mut query = params.query(&principal)?;
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -121,7 +112,7 @@ pub async fn list(
         ));
     }
     query.limit = limit + 1;
-    let mut alerts = store::page(&state.pool, &query).await?;
+    let mut alerts = store::page(&db, &query).await?;
     let more = alerts.len() as i64 > limit;
     alerts.truncate(usize::try_from(limit).unwrap_or(0));
     let cursor = alerts.last().map_or(query.since, |a| a.id);
@@ -140,19 +131,19 @@ pub async fn list(
     responses((status = 101, description = "WebSocket of alerts"), (status = 400, description = "Bad filter"),
         (status = 401, description = "No valid token")))]
 pub async fn socket(
-    State(state): State<AppState>,
-    SocketAuth(principal): SocketAuth,
-    query: Result<Query<AlertParams>, QueryRejection>,
+    State(db): State<PgPool>,
+    State(alerting): State<Arc<Alerting>>,
+    State(sessions): State<Sessions>,
+    Authorized { principal, .. }: Authorized<scope::Read, BearerOrQuery>,
+    Params(params): Params<AlertParams>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::Read)?;
-    let params = params(query)?;
     let query = params.query(&principal)?;
     let replay = params.since.is_some();
-    let session_state = state.clone();
-    Ok(ws::accept(&state, upgrade, move |socket| async move {
+    Ok(sessions.accept(upgrade, move |socket| async move {
         let session = Session {
-            state: session_state,
+            db,
+            alerting,
             principal,
             query,
         };
@@ -161,7 +152,8 @@ pub async fn socket(
 }
 
 struct Session {
-    state: AppState,
+    db: PgPool,
+    alerting: Arc<Alerting>,
     principal: Principal,
     /// The filters; `since` is the cursor: every alert up to it was sent or filtered out.
     query: AlertQuery,
@@ -188,7 +180,7 @@ impl Session {
     }
 
     async fn serve(&mut self, socket: &mut Socket, replay: bool) -> Result<std::convert::Infallible, End> {
-        let mut hub = self.state.hub.subscribe();
+        let mut hub = self.alerting.hub.subscribe();
         let mut pending = None;
         if replay {
             let mut replays = 0;
@@ -201,7 +193,7 @@ impl Session {
                         if replays >= MAX_REPLAYS {
                             return Err(End::Lagged);
                         }
-                        hub = self.state.hub.subscribe();
+                        hub = self.alerting.hub.subscribe();
                     }
                     Ok(alert) => {
                         pending = Some(alert);
@@ -212,7 +204,7 @@ impl Session {
             }
         } else {
             // Live only: start after the newest alert committed before the subscription.
-            self.query.since = store::newest_id(&self.state.pool).await.map_err(|error| {
+            self.query.since = store::newest_id(&self.db).await.map_err(|error| {
                 tracing::warn!(%error, "cannot read the alert cursor for a subscriber");
                 End::Failed
             })?;
@@ -244,16 +236,13 @@ impl Session {
                 limit: REPLAY_PAGE,
                 ..self.query.clone()
             };
-            let alerts = store::page(&self.state.pool, &page).await.map_err(|error| {
+            let alerts = store::page(&self.db, &page).await.map_err(|error| {
                 tracing::warn!(%error, "cannot replay alerts to a subscriber");
                 End::Failed
             })?;
             let full = alerts.len() as i64 == REPLAY_PAGE;
             let last = alerts.last().map(|a| a.id);
-            let messages = alerts
-                .into_iter()
-                .map(|a| Published::new(a).message.clone())
-                .collect();
+            let messages = alerts.into_iter().map(|a| text(&Published::new(a))).collect();
             socket.send_all(messages).await.map_err(End::Gone)?;
             if let Some(id) = last {
                 self.query.since = id;
@@ -279,7 +268,7 @@ impl Session {
             let a = &alert.alert;
             if a.id > self.query.since {
                 if self.query.matches(a, |d| self.principal.allows_device(d)) {
-                    out.push(alert.message.clone());
+                    out.push(text(&alert));
                 }
                 self.query.since = a.id;
             }
@@ -298,4 +287,9 @@ enum End {
     Gone(Gone),
     Lagged,
     Failed,
+}
+
+/// An alert's message as a WebSocket text frame (the hub keeps it as bytes of UTF-8 JSON).
+fn text(alert: &Published) -> Utf8Bytes {
+    Utf8Bytes::try_from(alert.message.clone()).unwrap_or_else(|_| Utf8Bytes::from_static("{}"))
 }

@@ -1,4 +1,4 @@
-//! Endpoints for device apps, answering exactly as each app needs (`PROTOCOLS.md`): success
+//! Endpoints for device apps, answering exactly as each app needs (`tracker/PROTOCOLS.md`): success
 //! for every message processed (stored, duplicate, not a position, or unusable), because apps
 //! retry anything else forever and block their queue behind it. Unusable messages are counted
 //! (`geotrack_ingest_fixes_rejected_total{protocol,reason}`) and logged; messages that are not
@@ -12,6 +12,8 @@
 //! - `/overland`: Overland batches; `?device=` names the device when the app's Device ID is
 //!   empty. Reply: 200 `{"result":"ok"}`, or `{"error": ...}` when the batch can never be stored.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
@@ -22,10 +24,12 @@ use tracker::decode::Records;
 use tracker::metrics::RejectLabels;
 use tracker::protocols::{Message, osmand, overland, owntracks};
 
-use crate::auth::{DeviceAuth, Principal, Scope};
+use crate::auth::{Authorized, DeviceApp, Principal, scope};
 use crate::error::ApiError;
-use crate::routes::ingest;
-use crate::state::AppState;
+use crate::ingest::Ingest;
+
+/// A token with the ingest scope, from wherever a device app can send one.
+type DeviceToken = Authorized<scope::Ingest, DeviceApp>;
 
 /// Query parameters that configure geotrack itself, not part of any protocol.
 const OWN_PARAMS: [&str; 2] = ["token", "speed_unit"];
@@ -36,18 +40,17 @@ const OWN_PARAMS: [&str; 2] = ["token", "speed_unit"];
     responses((status = 200, description = "Processed (stored, duplicate, ignored or unusable)"), (status = 401, description = "No or unknown token"),
         (status = 403, description = "Token lacks ingest or the device"), (status = 503, description = "Not durable now; retry after Retry-After")))]
 pub async fn osmand(
-    State(state): State<AppState>,
-    DeviceAuth(principal): DeviceAuth,
+    State(state): State<Arc<Ingest>>,
+    principal: DeviceToken,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::Ingest)?;
     let query = query_pairs(uri.query());
     let message = match osmand_speed_unit(&state, &query) {
         Err(detail) => Message::Unusable {
             reason: "invalid_speed_unit",
-            detail,
+            detail: detail.to_string(),
         },
         Ok(unit) => decode_osmand(&query, &headers, &body, unit),
     };
@@ -62,8 +65,8 @@ pub async fn osmand(
     responses((status = 200, description = "Processed (stored, duplicate, ignored or unusable)"), (status = 401, description = "No or unknown token"),
         (status = 403, description = "Token lacks ingest or the device"), (status = 503, description = "Not durable now; retry after Retry-After")))]
 pub async fn root(
-    state: State<AppState>,
-    auth: Result<DeviceAuth, Response>,
+    state: State<Arc<Ingest>>,
+    auth: Result<DeviceToken, Response>,
     uri: OriginalUri,
     method: axum::http::Method,
     headers: HeaderMap,
@@ -81,7 +84,10 @@ pub async fn root(
     }
 }
 
-fn osmand_speed_unit(state: &AppState, query: &[(String, String)]) -> Result<osmand::SpeedUnit, String> {
+fn osmand_speed_unit(
+    state: &Ingest,
+    query: &[(String, String)],
+) -> Result<osmand::SpeedUnit, osmand::OsmandError> {
     match last_param(query, "speed_unit") {
         Some(unit) => unit.parse(),
         None => Ok(state.osmand_speed_unit),
@@ -126,13 +132,12 @@ fn decode_osmand(
     responses((status = 200, description = "Processed; body `[]`"), (status = 401, description = "No or unknown token"),
         (status = 403, description = "Token lacks ingest or the device"), (status = 503, description = "Not durable now; retry after Retry-After")))]
 pub async fn owntracks(
-    State(state): State<AppState>,
-    DeviceAuth(principal): DeviceAuth,
+    State(state): State<Arc<Ingest>>,
+    principal: DeviceToken,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::Ingest)?;
     let query = query_pairs(uri.query());
     let param = |name: &str| last_param(&query, name).map(str::to_owned);
     let header_value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -164,18 +169,17 @@ fn basic_user(headers: &HeaderMap) -> Option<String> {
     responses((status = 200, description = "Processed; body {\"result\":\"ok\"} or {\"error\": ...}"), (status = 401, description = "No or unknown token"),
         (status = 403, description = "Token lacks ingest or the device"), (status = 503, description = "Not durable now; retry after Retry-After")))]
 pub async fn overland(
-    State(state): State<AppState>,
-    DeviceAuth(principal): DeviceAuth,
+    State(state): State<Arc<Ingest>>,
+    principal: DeviceToken,
     OriginalUri(uri): OriginalUri,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::Ingest)?;
     let query = query_pairs(uri.query());
     let fallback = last_param(&query, "device");
     let batch = match overland::decode(&body, fallback) {
         Ok(batch) => batch,
         Err(detail) => {
-            count_unusable(&state, "overland", "malformed_body", &detail);
+            count_unusable(&state, "overland", "malformed_body", &detail.to_string());
             return Ok(overland_error(&format!(
                 "geotrack cannot read this batch: {detail}"
             )));
@@ -211,7 +215,7 @@ fn overland_error(message: &str) -> Response {
 
 /// Stores, ignores or counts a decoded message.
 async fn handle(
-    state: &AppState,
+    state: &Ingest,
     principal: &Principal,
     protocol: &'static str,
     message: Message,
@@ -230,12 +234,13 @@ async fn handle(
 }
 
 async fn store(
-    state: &AppState,
+    state: &Ingest,
     principal: &Principal,
     protocol: &'static str,
     records: Records,
 ) -> Result<(), ApiError> {
-    let outcome = ingest::store(state, principal, protocol, records)
+    let outcome = state
+        .store(principal, protocol, records)
         .await
         .map_err(ApiError::for_device_app)?;
     for (index, rejection) in outcome.rejected {
@@ -244,12 +249,12 @@ async fn store(
     Ok(())
 }
 
-fn count_ignored(state: &AppState, protocol: &'static str, reason: &'static str, n: u64) {
+fn count_ignored(state: &Ingest, protocol: &'static str, reason: &'static str, n: u64) {
     let labels = RejectLabels { protocol, reason };
     state.pipeline.metrics().ignored.get_or_create(&labels).inc_by(n);
 }
 
-fn count_unusable(state: &AppState, protocol: &'static str, reason: &'static str, detail: &str) {
+fn count_unusable(state: &Ingest, protocol: &'static str, reason: &'static str, detail: &str) {
     tracing::warn!(protocol, reason, detail, "unusable message from a device app");
     let labels = RejectLabels { protocol, reason };
     state.pipeline.metrics().rejected.get_or_create(&labels).inc();

@@ -6,21 +6,21 @@
 //! changes its view by sending `{"bbox":[minLon,minLat,maxLon,maxLat]}` (or `{"bbox":null}` for
 //! the whole world) and gets a snapshot of the new view. Falling behind also brings a snapshot.
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Query, State};
 use axum::response::Response;
+use fences::Bbox;
 use serde::Deserialize;
 use serde_json::json;
+use sqlx::PgPool;
 use tokio::sync::broadcast::error::RecvError;
 use tracker::latest::ListQuery;
+use tracker::live::{LiveFeed, LivePosition};
 
-use crate::auth::{Principal, Scope, SocketAuth};
+use crate::auth::{Authorized, BearerOrQuery, Principal, scope};
 use crate::error::ApiError;
-use crate::live::LivePosition;
-use crate::routes::devices::{parse_bbox, valid_bbox};
-use crate::state::AppState;
-use crate::ws::{self, Gone, Socket};
+use crate::extract::Params;
+use crate::ws::{Gone, Sessions, Socket};
 
 /// Most positions in a snapshot; zoom in to see the rest.
 const SNAPSHOT_MAX: i64 = 10_000;
@@ -37,7 +37,7 @@ pub struct LiveParams {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ViewChange {
-    bbox: Option<[f64; 4]>,
+    bbox: Option<Bbox>,
 }
 
 /// `WS /ws/positions?bbox=&token=`.
@@ -47,18 +47,18 @@ struct ViewChange {
     responses((status = 101, description = "WebSocket of live positions"), (status = 400, description = "Bad bbox"),
         (status = 401, description = "No valid token")))]
 pub async fn socket(
-    State(state): State<AppState>,
-    SocketAuth(principal): SocketAuth,
-    query: Result<Query<LiveParams>, QueryRejection>,
+    State(db): State<PgPool>,
+    State(live): State<LiveFeed>,
+    State(sessions): State<Sessions>,
+    Authorized { principal, .. }: Authorized<scope::Read, BearerOrQuery>,
+    Params(params): Params<LiveParams>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::Read)?;
-    let Query(params) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let bbox = params.bbox.as_deref().map(parse_bbox).transpose()?;
-    let session_state = state.clone();
-    Ok(ws::accept(&state, upgrade, move |mut socket| async move {
+    let bbox = params.bbox.as_deref().map(crate::extract::bbox).transpose()?;
+    Ok(sessions.accept(upgrade, move |mut socket| async move {
         let mut session = Session {
-            state: session_state,
+            db,
+            live,
             principal,
             bbox,
         };
@@ -68,14 +68,15 @@ pub async fn socket(
 }
 
 struct Session {
-    state: AppState,
+    db: PgPool,
+    live: LiveFeed,
     principal: Principal,
-    bbox: Option<[f64; 4]>,
+    bbox: Option<Bbox>,
 }
 
 impl Session {
     async fn serve(&mut self, socket: &mut Socket) -> Gone {
-        let mut frames = self.state.live.subscribe();
+        let mut frames = self.live.subscribe();
         if let Err(gone) = self.snapshot(socket).await {
             return gone;
         }
@@ -104,7 +105,7 @@ impl Session {
             bbox: self.bbox,
             devices: self.principal.device_filter(),
         };
-        let positions: Vec<LivePosition> = match tracker::latest::list(&self.state.pool, &query).await {
+        let positions: Vec<LivePosition> = match tracker::latest::list(&self.db, &query).await {
             Ok(rows) => rows.iter().map(LivePosition::from).collect(),
             Err(error) => {
                 tracing::warn!(%error, "cannot read live positions for a subscriber");
@@ -120,7 +121,7 @@ impl Session {
     async fn forward(&self, socket: &mut Socket, frame: &[LivePosition]) -> Result<(), Gone> {
         let visible: Vec<&LivePosition> = frame
             .iter()
-            .filter(|p| self.bbox.is_none_or(|b| p.within(b)) && self.principal.allows_device(&p.device))
+            .filter(|p| self.bbox.is_none_or(|b| p.within(&b)) && self.principal.allows_device(&p.device))
             .collect();
         if visible.is_empty() {
             return Ok(());
@@ -132,13 +133,8 @@ impl Session {
 
     async fn change_view(&mut self, socket: &mut Socket, text: &str) -> Result<(), Gone> {
         let bbox = serde_json::from_str::<ViewChange>(text)
-            .map_err(|e| e.to_string())
-            .and_then(|change| match change.bbox {
-                Some(b) if !valid_bbox(b) => {
-                    Err("longitudes must be within ±180, latitudes within ±90, south <= north".into())
-                }
-                bbox => Ok(bbox),
-            });
+            .map(|change| change.bbox)
+            .map_err(|e| e.to_string());
         match bbox {
             Ok(bbox) => {
                 self.bbox = bbox;

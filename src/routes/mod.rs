@@ -4,7 +4,6 @@ mod alerts;
 mod device_apps;
 mod devices;
 mod fences;
-mod ingest;
 mod live;
 mod ops;
 mod positions;
@@ -12,24 +11,65 @@ mod tile_meta;
 mod tiles;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
+use tower_http::cors::CorsLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
+use crate::http_metrics::{self, HttpMetrics};
 use crate::state::AppState;
 
-/// Every route of the service, with response compression but without the other middleware
-/// (see `app::router`). All routes are registered through the OpenAPI router, so
-/// `/api/openapi.json` lists exactly what is served.
-pub fn router(state: AppState) -> Router {
-    let (router, mut spec) = documented_routes(state.ingest.max_body_bytes).split_for_parts();
+/// The routes with the middleware every request goes through.
+pub fn router(state: AppState, metrics: HttpMetrics, request_timeout: Duration) -> Router {
+    routes(state)
+        .route_layer(middleware::from_fn_with_state(metrics, http_metrics::track))
+        // Maps and dashboards on other origins read tiles and the API. Safe to allow any origin:
+        // credentials are explicit tokens, never cookies, so there is nothing ambient to abuse.
+        .layer(CorsLayer::permissive())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(|_| panic_response()))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// The log span of a request: method and path only, never the query (it may carry a token).
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), id)
+}
+
+fn panic_response() -> Response {
+    ApiError::internal(&"a request handler panicked").into_response()
+}
+
+/// Every route of the service, with response compression but without the other middleware.
+/// All routes are registered through the OpenAPI router, so `/api/openapi.json` lists exactly
+/// what is served.
+fn routes(state: AppState) -> Router {
+    let (router, mut spec) = documented_routes(state.ingest.config.max_body_bytes).split_for_parts();
     // Tiles are kept compressed in every coding they are served in and negotiate it themselves
     // (`content_coding`, which also knows brotli): the compression layer only parses the
     // request's `Accept-Encoding` again, on the route that serves the most requests.
@@ -101,14 +141,6 @@ impl Modify for SecuritySchemes {
             SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("token"))),
         );
     }
-}
-
-/// A `{id}` path segment, or 400 when it cannot be read (e.g. invalid percent-encoding).
-fn path_id(
-    id: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<String, ApiError> {
-    id.map(|axum::extract::Path(id)| id)
-        .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
 }
 
 async fn not_found() -> ApiError {

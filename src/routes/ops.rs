@@ -1,13 +1,17 @@
 //! Operations endpoints: liveness, readiness and Prometheus metrics.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
+use sqlx::PgPool;
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::fence_registry::FenceRegistry;
 
 /// `GET /health`: 200 while the process serves requests.
 #[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "The process is up")))]
@@ -18,26 +22,27 @@ pub async fn health() -> Json<Value> {
 /// `GET /ready`: 200 only when the database answers and every migration is applied.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses((status = 200, description = "Database reachable, migrated, fence index loaded"), (status = 503, description = "Not ready, with the reason")))]
-pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    crate::db::readiness(&state.pool)
+pub async fn ready(
+    State(db): State<PgPool>,
+    State(fences): State<Arc<FenceRegistry>>,
+) -> Result<Json<Value>, ApiError> {
+    let not_ready = |reason: String| ApiError::unavailable("not_ready", reason, 5);
+    crate::db::readiness(&db)
         .await
-        .and_then(|()| {
-            if state.fences_loaded.load(std::sync::atomic::Ordering::Acquire) {
-                Ok(Json(json!({"status": "ready"})))
-            } else {
-                Err("the fence index is still loading".to_owned())
-            }
-        })
-        .map_err(|reason| ApiError::unavailable("not_ready", reason, 5))
+        .map_err(|e| not_ready(e.to_string()))?;
+    if fences.is_loaded() {
+        Ok(Json(json!({"status": "ready"})))
+    } else {
+        Err(not_ready("the fence index is still loading".to_owned()))
+    }
 }
 
 /// `GET /metrics`: Prometheus / OpenMetrics text.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus / OpenMetrics text", content_type = "application/openmetrics-text")))]
-pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+pub async fn metrics(State(registry): State<Arc<Registry>>) -> Result<impl IntoResponse, ApiError> {
     let mut text = String::with_capacity(8 * 1024);
-    prometheus_client::encoding::text::encode(&mut text, &state.registry)
-        .map_err(|e| ApiError::internal(&e))?;
+    prometheus_client::encoding::text::encode(&mut text, &registry).map_err(|e| ApiError::internal(&e))?;
     Ok((
         [(
             header::CONTENT_TYPE,

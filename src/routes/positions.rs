@@ -2,6 +2,8 @@
 //! own endpoints, which answer as the apps need). Replies 202 with the accepted count and a
 //! per-fix rejection report, only once every accepted fix is committed.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -10,10 +12,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
 use tracker::decode::{self, BodyFormat, DecodeError};
 
-use crate::auth::{ApiAuth, Scope};
+use crate::auth::{Authorized, scope};
 use crate::error::ApiError;
-use crate::routes::ingest;
-use crate::state::AppState;
+use crate::ingest::Ingest;
 
 const PROTOCOL: &str = "json";
 
@@ -26,12 +27,11 @@ const PROTOCOL: &str = "json";
         (status = 415, description = "Unsupported content type"), (status = 429, description = "Rate limited"),
         (status = 503, description = "Not durable now; retry after Retry-After")))]
 pub async fn post(
-    State(state): State<AppState>,
-    ApiAuth(principal): ApiAuth,
+    State(ingest): State<Arc<Ingest>>,
+    principal: Authorized<scope::Ingest>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    principal.require(Scope::Ingest)?;
     let format = body_format(&headers)?;
     let body = body.map_err(|rejection| {
         let status = rejection.status();
@@ -42,7 +42,7 @@ pub async fn post(
         };
         ApiError::new(status, code, rejection.body_text())
     })?;
-    let records = decode::positions(&body, format, state.ingest.max_request_fixes).map_err(|e| match e {
+    let records = decode::positions(&body, format, ingest.config.max_request_fixes).map_err(|e| match e {
         DecodeError::TooManyFixes { .. } => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_fixes", e.to_string())
         }
@@ -50,7 +50,7 @@ pub async fn post(
         DecodeError::Unsupported(_) => ApiError::bad_request("unsupported_body", e.to_string()),
     })?;
 
-    let outcome = ingest::store(&state, &principal, PROTOCOL, records).await?;
+    let outcome = ingest.store(&principal, PROTOCOL, records).await?;
     let rejected: Vec<Value> = outcome
         .rejected
         .into_iter()

@@ -3,31 +3,31 @@
 //! out use the address the request came to (`Host`, and `X-Forwarded-*` behind a proxy) and
 //! carry the request's `?token=` (and, for `tracks`, its `from`/`to`).
 
+use std::sync::Arc;
+
 use axum::Json;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use tiles::TileStore;
 
-use super::tiles::{known_layer, layer_unavailable};
-use crate::auth::{DeviceAuth, Scope};
+use crate::auth::{Authorized, DeviceApp, scope};
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::extract::PathId;
 
 /// `GET /tiles`: the catalog of layers, each with its TileJSON URL.
 #[utoipa::path(get, path = "/tiles", tag = "tiles", security(("bearer" = []), ("token" = [])),
     responses((status = 200, description = "{tiles: {layer: {content_type, description, minzoom, maxzoom, tilejson}}}")))]
 pub async fn catalog(
-    State(state): State<AppState>,
-    DeviceAuth(principal): DeviceAuth,
+    State(tiles): State<Arc<TileStore>>,
+    _reader: Authorized<scope::Read, DeviceApp>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(Scope::Read)?;
     let base = base_url(&headers);
     let query = kept_query(&uri);
-    let catalog = state.tiles.catalog();
+    let catalog = tiles.catalog();
     let tiles: serde_json::Map<String, Value> = catalog
         .ids()
         .map(|id| {
@@ -51,20 +51,15 @@ pub async fn catalog(
     responses((status = 200, description = "TileJSON 3.0"), (status = 404, description = "Unknown layer"),
         (status = 503, description = "The layer's table cannot be read")))]
 pub async fn tilejson(
-    State(state): State<AppState>,
-    DeviceAuth(principal): DeviceAuth,
-    layer: Result<Path<String>, PathRejection>,
+    State(tiles): State<Arc<TileStore>>,
+    _reader: Authorized<scope::Read, DeviceApp>,
+    PathId(layer): PathId,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(Scope::Read)?;
-    let id = known_layer(&state, &super::path_id(layer)?)?;
-    let catalog = state.tiles.catalog();
-    let described = catalog
-        .describe(&state.pool, id)
-        .await
-        .map_err(|e| layer_unavailable(&e))?;
-    let layer = catalog.get(id);
+    let id = tiles.catalog().layer(&layer)?;
+    let described = tiles.describe(id).await?;
+    let layer = tiles.catalog().get(id);
     let base = base_url(&headers);
     let query = kept_query(&uri);
     let fields: serde_json::Map<String, Value> = described
@@ -134,12 +129,7 @@ const STYLES: [(&str, &str); 1] = [("default", include_str!("../../styles/defaul
 #[utoipa::path(get, path = "/styles/{file}", tag = "tiles",
     params(("file" = String, Path, description = "Style file name, e.g. default.json")),
     responses((status = 200, description = "MapLibre style JSON"), (status = 404, description = "Unknown style")))]
-pub async fn style(
-    file: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Result<Response, ApiError> {
-    let file = super::path_id(file)?;
+pub async fn style(PathId(file): PathId, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
     let name = file.strip_suffix(".json").unwrap_or(&file);
     let Some((_, document)) = STYLES.iter().find(|(n, _)| *n == name) else {
         let known: Vec<String> = STYLES.iter().map(|(n, _)| format!("{n}.json")).collect();

@@ -1,8 +1,8 @@
 //! `GET /tiles/{layer}/{z}/{x}/{y}` (also `.mvt` / `.pbf`): one Mapbox Vector Tile built by
 //! PostGIS. 204 for an empty tile, 400 for a tile that does not exist, 404 for an unknown layer.
 //! Tiles show where devices are, so they need the `read` scope; map clients may pass the token
-//! as `?token=`. Tiles come from the cache (`tile_cache`), sent as kept there: brotli or gzip
-//! as the client's `Accept-Encoding` allows (`content_coding`), with a strong `ETag` per coding
+//! as `?token=`. Tiles come from the cache (`tiles::cache`), sent as kept there: brotli or gzip
+//! as the client's `Accept-Encoding` allows (`tiles::coding`), with a strong `ETag` per coding
 //! (`If-None-Match` with any of them gives 304). `/tiles/fences,positions/...` returns several
 //! layers in one tile, compressed when joined. The service's compression layer is not in front
 //! of tiles (`routes::router`): it would only parse `Accept-Encoding` again. Also here:
@@ -12,25 +12,22 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::{PathRejection, RawPathParamsRejection};
+use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, RawPathParams, Request, State};
+use axum::extract::{RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use fences::Bbox;
 use serde_json::{Value, json};
 use smallvec::SmallVec;
-use tiles::TileCoord;
+use tiles::{Change, Coding, LayerId, Tile, TileCoord, TileStore, Validators, Window};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::auth::{ApiAuth, DeviceAuth, Scope, SocketAuth};
-use crate::content_coding::{Coding, Validators};
+use crate::auth::{Authorized, BearerOrQuery, DeviceApp, scope};
 use crate::error::ApiError;
-use crate::state::AppState;
-use crate::tile_cache::{Change, Tile, TileKey};
-use crate::tile_layers::{LayerError, LayerId};
-use crate::ws::{self, Gone};
+use crate::extract::PathId;
+use crate::ws::{Gone, Sessions};
 
 #[utoipa::path(get, path = "/tiles/{layer}/{z}/{x}/{y}", tag = "tiles", security(("bearer" = []), ("token" = [])),
     params(("layer" = String, Path, description = "A layer (see GET /tiles), or several separated by commas"), ("z" = u8, Path, description = "Zoom, 0 to 22"),
@@ -41,13 +38,12 @@ use crate::ws::{self, Gone};
         (status = 204, description = "No feature in this tile"), (status = 400, description = "No such tile, or a bad time window"),
         (status = 404, description = "Unknown layer"), (status = 503, description = "A layer's table cannot be read")))]
 pub async fn tile(
-    State(state): State<AppState>,
-    DeviceAuth(principal): DeviceAuth,
+    State(tiles): State<Arc<TileStore>>,
+    _reader: Authorized<scope::Read, DeviceApp>,
     params: Result<RawPathParams, RawPathParamsRejection>,
     // The whole request, not `HeaderMap` and `Uri` extractors: those clone what they take.
     request: Request,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::Read)?;
     let params = params.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
     let [layer, z, x, y] = ["layer", "z", "x", "y"].map(|name| {
         params
@@ -55,25 +51,25 @@ pub async fn tile(
             .find_map(|(key, value)| (key == name).then_some(value))
             .unwrap_or("")
     });
+    let catalog = tiles.catalog();
     let layers = layer
         .split(',')
-        .map(|name| known_layer(&state, name))
-        .collect::<Result<SmallVec<[LayerId; 4]>, ApiError>>()?;
-    let tile = TileCoord::parse(z, x, y).map_err(|e| ApiError::bad_request("invalid_tile", e.to_string()))?;
+        .map(|name| catalog.layer(name))
+        .collect::<Result<SmallVec<[LayerId; 4]>, tiles::Error>>()?;
+    let tile = TileCoord::parse(z, x, y)?;
     // Only `tracks` is drawn over a time window; other layers ignore `from` and `to`.
     let window = if layers.contains(&LayerId::TRACKS) {
-        Some(Window::of(&state, request.uri())?)
+        Some(window(&tiles, request.uri())?)
     } else {
         None
     };
-    let catalog = state.tiles.catalog();
     let mut built = SmallVec::<[Arc<Tile>; 4]>::new();
     for &layer in &layers {
         let info = catalog.get(layer);
         if !(info.minzoom..=info.maxzoom).contains(&tile.z) {
             continue;
         }
-        built.push(layer_tile(&state, layer, tile, window).await?);
+        built.push(tiles.tile(layer, tile, window).await?);
     }
     let live = layers.contains(&LayerId::POSITIONS) || window.is_some_and(|w| !w.absolute);
     Ok(tile_response(&built, live, request.headers()))
@@ -168,92 +164,14 @@ fn client_has(headers: &HeaderMap, etags: &Validators) -> bool {
     })
 }
 
-/// The `tracks` time window of a request.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    /// Both ends were named: the tile does not change with the clock and may be cached.
-    absolute: bool,
-}
-
-impl Window {
-    fn of(state: &AppState, uri: &Uri) -> Result<Self, ApiError> {
-        let read = |name: &str| {
-            query_param(uri, name)
-                .map(|text| super::devices::parse_time(name, &text))
-                .transpose()
-        };
-        let (from, to) = (read("from")?, read("to")?);
-        let limits = state.tile_windows;
-        let end = to.unwrap_or_else(Utc::now);
-        let window = Self {
-            from: from.unwrap_or_else(|| end - limits.default),
-            to: end,
-            absolute: from.is_some() && to.is_some(),
-        };
-        if window.from >= window.to {
-            return Err(ApiError::bad_request(
-                "invalid_window",
-                "`from` must be before `to`",
-            ));
-        }
-        if (window.to - window.from).to_std().unwrap_or_default() > limits.max {
-            return Err(ApiError::bad_request(
-                "invalid_window",
-                format!(
-                    "the window may be at most {} s long (tiles.tracks_max_window_s)",
-                    limits.max.as_secs()
-                ),
-            ));
-        }
-        Ok(window)
-    }
-}
-
-/// One layer's tile: cached unless it is a `tracks` tile over a window relative to now. `window`
-/// is the request's (given whenever it asks for `tracks`); only `tracks` uses it.
-async fn layer_tile(
-    state: &AppState,
-    layer: LayerId,
-    tile: TileCoord,
-    window: Option<Window>,
-) -> Result<Arc<Tile>, ApiError> {
-    let described = state
-        .tiles
-        .catalog()
-        .describe(&state.pool, layer)
-        .await
-        .map_err(|e| layer_unavailable(&e))?;
-    let window = window.filter(|_| layer == LayerId::TRACKS);
-    let pool = &state.pool;
-    let sql = described.sql.as_str();
-    let build = || async move {
-        let query = sqlx::query_scalar(sql)
-            .bind(i32::from(tile.z))
-            // ST_TileEnvelope takes integers; x and y stay below 2^22.
-            .bind(i32::try_from(tile.x).unwrap_or(i32::MAX))
-            .bind(i32::try_from(tile.y).unwrap_or(i32::MAX));
-        let query = match window {
-            Some(window) => query.bind(window.from).bind(window.to),
-            None => query,
-        };
-        query.fetch_one(pool).await
+/// The `tracks` time window of a request (`?from=&to=`).
+fn window(tiles: &TileStore, uri: &Uri) -> Result<Window, ApiError> {
+    let read = |name: &str| {
+        query_param(uri, name)
+            .map(|text| crate::extract::time(name, &text))
+            .transpose()
     };
-    let result = match window {
-        Some(window) if !window.absolute => state.tiles.build_uncached(layer, build).await,
-        _ => {
-            let window = window.map(|w| [w.from.timestamp_millis(), w.to.timestamp_millis()]);
-            state.tiles.get(TileKey { layer, tile, window }, build).await
-        }
-    };
-    result.map_err(|e| ApiError::from(&*e))
-}
-
-/// 503 explaining why a layer cannot be read (its table is missing, the database is down).
-pub(super) fn layer_unavailable(error: &LayerError) -> ApiError {
-    tracing::warn!(%error, "tile layer unavailable");
-    ApiError::unavailable("layer_unavailable", error.to_string(), 5)
+    Ok(tiles.windows().window(read("from")?, read("to")?)?)
 }
 
 /// The first value of a query parameter.
@@ -261,17 +179,6 @@ fn query_param(uri: &Uri, name: &str) -> Option<String> {
     form_urlencoded::parse(uri.query()?.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
-}
-
-/// The layer of that name, or 404 listing the layers.
-pub(super) fn known_layer(state: &AppState, name: &str) -> Result<LayerId, ApiError> {
-    let catalog = state.tiles.catalog();
-    catalog.find(name).ok_or_else(|| {
-        ApiError::not_found(
-            "unknown_layer",
-            format!("no layer {name:?}; layers: {}", catalog.names().join(", ")),
-        )
-    })
 }
 
 /// `POST /tiles/{layer}/invalidate?bbox=minLon,minLat,maxLon,maxLat` (admin): the layer's data
@@ -282,31 +189,23 @@ pub(super) fn known_layer(state: &AppState, name: &str) -> Result<LayerId, ApiEr
     responses((status = 200, description = "{layer, bboxes}: what was invalidated"), (status = 400, description = "Bad bbox"),
         (status = 404, description = "Unknown layer")))]
 pub async fn invalidate(
-    State(state): State<AppState>,
-    ApiAuth(principal): ApiAuth,
-    layer: Result<Path<String>, PathRejection>,
+    State(tiles): State<Arc<TileStore>>,
+    _admin: Authorized<scope::Admin>,
+    PathId(layer): PathId,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(Scope::Admin)?;
-    let layer = known_layer(&state, &super::path_id(layer)?)?;
+    let layer = tiles.catalog().layer(&layer)?;
     let change = match query_param(&uri, "bbox") {
         None => Change::default(),
-        Some(text) => {
-            let [w, s, e, n] = super::devices::parse_bbox(&text)?;
-            // A box crossing the antimeridian is two boxes.
-            Change::within(if w > e {
-                vec![[w, s, 180.0, n], [-180.0, s, e, n]]
-            } else {
-                vec![[w, s, e, n]]
-            })
-        }
+        // A box crossing the antimeridian is two boxes.
+        Some(text) => Change::within(crate::extract::bbox(&text)?.halves().collect()),
     };
     let bboxes = change.boxes.clone();
-    state.tiles.invalidate(layer, change);
-    let name = &state.tiles.catalog().get(layer).name;
+    tiles.cache().invalidate(layer, change);
+    let name = &tiles.catalog().get(layer).name;
     tracing::info!(layer = %name, ?bboxes, "tiles invalidated on request");
     Ok(Json(
-        json!({"layer": name, "bboxes": bboxes.as_deref().unwrap_or(&[[-180.0, -90.0, 180.0, 90.0]])}),
+        json!({"layer": name, "bboxes": bboxes.as_deref().unwrap_or(&[Bbox::WORLD])}),
     ))
 }
 
@@ -318,19 +217,19 @@ pub async fn invalidate(
     params(("token" = Option<String>, Query, description = "Token, for browsers")),
     responses((status = 101, description = "WebSocket of tile changes"), (status = 401, description = "No valid token")))]
 pub async fn changes(
-    State(state): State<AppState>,
-    SocketAuth(principal): SocketAuth,
+    State(tiles): State<Arc<TileStore>>,
+    State(sessions): State<Sessions>,
+    _reader: Authorized<scope::Read, BearerOrQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    principal.require(Scope::Read)?;
-    let mut changes = state.tiles.subscribe();
-    Ok(ws::accept(&state, upgrade, move |mut socket| async move {
+    let mut changes = tiles.cache().subscribe();
+    Ok(sessions.accept(upgrade, move |mut socket| async move {
         let gone = loop {
             let sent = tokio::select! {
                 change = changes.recv() => match change {
                     Ok(change) => socket.send_json(&json!({"type": "changed", "layer": change.layer, "bboxes": change.bboxes})).await,
                     Err(RecvError::Lagged(_)) => {
-                        socket.send_json(&json!({"type": "changed", "layer": "*", "bboxes": [[-180.0, -90.0, 180.0, 90.0]]})).await
+                        socket.send_json(&json!({"type": "changed", "layer": "*", "bboxes": [Bbox::WORLD]})).await
                     }
                     Err(RecvError::Closed) => Err(Gone::Shutdown),
                 },

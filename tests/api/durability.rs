@@ -87,7 +87,7 @@ async fn shutdown_commits_queued_fixes_before_the_server_exits() {
         requests.push(tokio::spawn(request.send()));
     }
     let waiting = Instant::now();
-    while app.state.pipeline.queued() < 8 {
+    while app.state.ingest.pipeline.queued() < 8 {
         assert!(waiting.elapsed() < Duration::from_secs(10), "fixes never queued");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -135,7 +135,7 @@ async fn a_full_queue_answers_503_with_retry_after_and_stores_nothing_of_that_re
     let batch: Vec<Value> = (0..5).map(|i| fix("full", i, 1.0, 1.0)).collect();
     let first = tokio::spawn(app.client.post(app.url("/api/v1/positions")).json(&batch).send());
     let waiting = Instant::now();
-    while app.state.pipeline.queued() < 5 {
+    while app.state.ingest.pipeline.queued() < 5 {
         assert!(
             waiting.elapsed() < Duration::from_secs(10),
             "first batch never queued"
@@ -160,7 +160,7 @@ async fn a_full_queue_answers_503_with_retry_after_and_stores_nothing_of_that_re
     let first = first.await.expect("task").expect("answered");
     assert_eq!(json_with_status(first, 202).await["accepted"], 5);
     assert_eq!(app.stored().await, 5, "the refused fix was not stored");
-    assert_eq!(app.state.pipeline.metrics().queue_full.get(), 1);
+    assert_eq!(app.state.ingest.pipeline.metrics().queue_full.get(), 1);
     app.stop().await;
 }
 

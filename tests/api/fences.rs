@@ -352,7 +352,7 @@ async fn the_index_is_rebuilt_from_the_database_after_a_restart() {
     let restarted = geotrack::Application::build(config).await.expect("restart");
     let state = restarted.state().clone();
     let started = std::time::Instant::now();
-    while !state.fences_loaded.load(std::sync::atomic::Ordering::Acquire) {
+    while !state.fences.is_loaded() {
         assert!(
             started.elapsed() < std::time::Duration::from_secs(10),
             "index never loaded"
@@ -360,7 +360,7 @@ async fn the_index_is_rebuilt_from_the_database_after_a_restart() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let (inside, outside) = {
-        let index = state.fences.read();
+        let index = state.fences.index().read();
         let inside: Vec<String> = index
             .contains(5.001, 5.001)
             .expect("lookup")

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use geotrack::app::StartError;
+use geotrack::StartError;
 use geotrack::state::AppState;
 use geotrack::{Application, Config};
 use serde_json::Value;
@@ -83,7 +83,7 @@ pub async fn spawn_on(db_name: String, tweak: impl FnOnce(&mut Config)) -> TestA
     if wait_until_ready {
         // Tests start from a ready service: the fence index has been loaded.
         let started = std::time::Instant::now();
-        while !state.fences_loaded.load(std::sync::atomic::Ordering::Acquire) {
+        while !state.fences.is_loaded() {
             assert!(
                 started.elapsed() < std::time::Duration::from_secs(10),
                 "fence index never loaded"
@@ -215,4 +215,14 @@ pub async fn json_with_status(response: reqwest::Response, status: u16) -> Value
     let body = response.text().await.expect("body");
     assert_eq!(actual, status, "unexpected status; body: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// Runs the `geotrack` binary with `args` to completion (logs go to its stderr).
+pub async fn geotrack(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_geotrack"))
+        .args(args)
+        .env("GEOTRACK_LOG", "warn")
+        .output()
+        .await
+        .expect("the geotrack binary runs")
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::helpers::spawn_with;
+use crate::helpers::{geotrack, spawn_with};
 use crate::tile_layers::{eventually, names_at};
 
 #[tokio::test]
@@ -26,24 +26,38 @@ async fn a_gpx_track_imports_once_and_exports_back_as_the_same_points() {
     let (lon, lat) = (timed[0].lon, timed[0].lat);
     assert!(names_at(&app, "tracks", lon, lat, 14, &window).await.is_empty());
 
-    let config = geotrack::Config {
-        database_url: app.db_url.clone(),
-        ..geotrack::Config::default()
+    let import = || {
+        let file = file.to_str().expect("path");
+        let args = [
+            "import",
+            "gpx",
+            file,
+            "--device",
+            "hiker",
+            "--database-url",
+            &app.db_url,
+        ];
+        async move {
+            let output = geotrack(&args).await;
+            assert!(output.status.success(), "{output:?}");
+            String::from_utf8(output.stdout).expect("utf-8")
+        }
     };
-    let first = geotrack::import::gpx(&config, &file, "hiker")
-        .await
-        .expect("import");
-    assert_eq!(first.points, points.len());
-    assert_eq!(first.stored, timed.len() as u64);
-    assert_eq!(
-        first.rejected,
-        points.len() - timed.len(),
-        "points without time are skipped"
+    let skipped = points.len() - timed.len();
+    let first = import().await;
+    assert!(
+        first.contains(&format!(
+            ": {} points, {} stored, 0 already stored, {skipped} skipped",
+            points.len(),
+            timed.len()
+        )),
+        "points without time are skipped: {first}"
     );
-    let second = geotrack::import::gpx(&config, &file, "hiker")
-        .await
-        .expect("re-import");
-    assert_eq!((second.stored, second.duplicates), (0, timed.len() as u64));
+    let second = import().await;
+    assert!(
+        second.contains(&format!(", 0 stored, {} already stored,", timed.len())),
+        "{second}"
+    );
     assert_eq!(app.stored().await, timed.len() as i64);
 
     assert!(
@@ -76,23 +90,29 @@ async fn importing_fences_from_a_file_reaches_a_running_server() {
         serde_json::json!({"type": "Feature", "id": id, "geometry": {"type": "Point", "coordinates": [7.0, 45.0]},
                            "properties": {"radius_m": radius}})
     };
-    let config = geotrack::Config {
-        database_url: app.db_url.clone(),
-        ..geotrack::Config::default()
+    let import = |file: std::path::PathBuf| {
+        let db_url = app.db_url.clone();
+        async move {
+            let file = file.to_str().expect("path").to_owned();
+            geotrack(&["import", "fences", &file, "--database-url", &db_url]).await
+        }
     };
 
     let bad = dir.join("bad.geojson");
     let collection = serde_json::json!({"type": "FeatureCollection", "features": [circle("ok", 100.0), circle("bad", -5.0)]});
     std::fs::write(&bad, collection.to_string()).expect("write");
-    let error = geotrack::import::fences(&config, &bad)
-        .await
-        .expect_err("invalid");
+    let refused = import(bad).await;
+    // The error is logged (to standard output, as every log line of the binary).
+    let error = String::from_utf8_lossy(&refused.stdout);
+    assert!(!refused.status.success(), "an invalid file is an error");
     assert!(error.contains("1 of 2 features are invalid"), "{error}");
 
     let good = dir.join("good.geojson");
     let collection = serde_json::json!({"type": "FeatureCollection", "features": [circle("alps", 1000.0)]});
     std::fs::write(&good, collection.to_string()).expect("write");
-    assert_eq!(geotrack::import::fences(&config, &good).await.expect("import"), 1);
+    let imported = import(good).await;
+    assert!(imported.status.success(), "{imported:?}");
+    assert!(String::from_utf8_lossy(&imported.stdout).ends_with(": 1 fences imported\n"));
     let started = std::time::Instant::now();
     while app.get("/api/v1/fences/alps").await.status() != 200 {
         assert!(

@@ -195,7 +195,7 @@ async fn a_resent_fix_is_acknowledged_and_stored_once() {
         1
     );
     assert_eq!(app.stored().await, 2);
-    let duplicates = app.state.pipeline.metrics().duplicates.get();
+    let duplicates = app.state.ingest.pipeline.metrics().duplicates.get();
     assert_eq!(duplicates, 2, "one duplicate inside the batch, one re-sent");
     app.stop().await;
 }

@@ -1,8 +1,8 @@
 //! The fleet simulator against a real server: demo fences are drawn, every fix it sends is
 //! accepted and stored, over both the JSON batch endpoint and the OsmAnd protocol.
 
-use geotrack::simulate::{self, Protocol, SimulateArgs};
 use tokio_util::sync::CancellationToken;
+use tools::simulate::{self, Protocol, SimulateArgs};
 
 use crate::helpers::spawn_app;
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use geotrack::config::TableLayerConfig;
 use serde_json::json;
+use tiles::TableLayerConfig;
 
 use crate::helpers::{TestApp, fix, json_with_status, spawn_app, spawn_with};
 use crate::tiles::tile;
@@ -47,7 +47,7 @@ pub async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
 #[tokio::test]
 async fn the_basemap_serves_countries_split_at_the_antimeridian_and_reloads_on_import() {
     let app = spawn_app().await;
-    let count = geotrack::basemap::import(&app.db, geotrack::basemap::EMBEDDED)
+    let count = tiles::basemap::import(&app.db, geotrack::web::COUNTRIES)
         .await
         .expect("import");
     assert!(count > 170, "{count} countries");
@@ -83,10 +83,10 @@ async fn the_basemap_serves_countries_split_at_the_antimeridian_and_reloads_on_i
     );
 
     // A re-import (here France renamed) reaches the cached tile through NOTIFY geotrack_tiles.
-    let renamed = std::str::from_utf8(geotrack::basemap::EMBEDDED)
+    let renamed = std::str::from_utf8(geotrack::web::COUNTRIES)
         .expect("utf-8")
         .replace("\"France\"", "\"République française\"");
-    geotrack::basemap::import(&app.db, renamed.as_bytes())
+    tiles::basemap::import(&app.db, renamed.as_bytes())
         .await
         .expect("re-import");
     assert!(

@@ -391,7 +391,7 @@ async fn the_catalog_and_tilejson_lead_a_client_to_working_tile_urls() {
 
 /// Builds a tile straight from the database, bypassing the cache.
 async fn fresh(app: &TestApp, source: tiles::Source, [z, x, y]: [i32; 3]) -> Vec<u8> {
-    let max_features = geotrack::config::TilesConfig::default().max_features;
+    let max_features = tiles::TilesConfig::default().max_features;
     sqlx::query_scalar(&source.sql("fences", max_features))
         .bind(z)
         .bind(x)
@@ -404,7 +404,7 @@ async fn fresh(app: &TestApp, source: tiles::Source, [z, x, y]: [i32; 3]) -> Vec
 #[tokio::test]
 async fn after_random_fence_writes_every_served_tile_equals_a_fresh_build() {
     let app = spawn_app().await;
-    let mut rng = geotrack::simulate::Rng::new(11);
+    let mut rng = tools::simulate::Rng::new(11);
     // Tiles at several zooms around (10.5, 10.5), where the fences come and go.
     let tiles: Vec<[i32; 3]> = vec![
         [4, 8, 7],

@@ -93,7 +93,7 @@ async fn alerts_are_delivered_signed_to_global_and_fence_urls_and_retried_after_
         assert_eq!(header("x-geotrack-alert-id"), alert_id.to_string());
         let timestamp: i64 = header("x-geotrack-timestamp").parse().expect("timestamp");
         assert!((Utc::now().timestamp() - timestamp).abs() < 60);
-        let expected = geotrack::webhooks::signature(b"hook-secret", timestamp, body.as_bytes());
+        let expected = alerts::webhooks::signature(b"hook-secret", timestamp, body.as_bytes());
         assert_eq!(
             header("x-geotrack-signature"),
             expected,
@@ -140,7 +140,7 @@ async fn webhooks_without_a_signing_secret_are_refused() {
     let config = Config {
         bind: "127.0.0.1:0".parse().expect("addr"),
         migrate_on_start: false,
-        webhooks: geotrack::config::WebhooksConfig {
+        webhooks: alerts::WebhooksConfig {
             urls: vec!["http://127.0.0.1:9/hook".into()],
             ..Default::default()
         },

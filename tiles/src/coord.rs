@@ -1,6 +1,10 @@
 //! XYZ tile coordinates (the slippy-map scheme: z 0–22, x from the antimeridian eastwards,
 //! y from the north), parsed from URL segments with an optional `.mvt` / `.pbf` suffix.
 
+use fences::Bbox;
+
+use crate::Error;
+
 /// Deepest zoom served.
 pub const MAX_ZOOM: u8 = 22;
 
@@ -10,17 +14,6 @@ pub struct TileCoord {
     pub z: u8,
     pub x: u32,
     pub y: u32,
-}
-
-/// Why a tile address is not valid.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TileError {
-    #[error("{0:?} is not a tile coordinate (expected a non-negative integer)")]
-    NotANumber(String),
-    #[error("zoom {0} is outside 0..={MAX_ZOOM}")]
-    ZoomOutOfRange(u32),
-    #[error("tile {x}/{y} does not exist at zoom {z} (x and y must be below {limit})")]
-    OutOfRange { z: u8, x: u32, y: u32, limit: u64 },
 }
 
 impl TileCoord {
@@ -45,22 +38,23 @@ impl TileCoord {
         ]
     }
 
-    /// Whether the tile (widened by `buffer`) meets `[min_lon, min_lat, max_lon, max_lat]`.
-    pub fn meets(self, [w, s, e, n]: [f64; 4], buffer: f64) -> bool {
+    /// Whether the tile (widened by `buffer`) meets `bbox`.
+    pub fn meets(self, bbox: &Bbox, buffer: f64) -> bool {
         let [tw, ts, te, tn] = self.bounds_lonlat(buffer);
         // Near the poles, Web Mercator tiles stop at ±85.05°: anything beyond meets the edge row.
         let (ts, tn) = (
             if ts <= -85.0 { -90.0 } else { ts },
             if tn >= 85.0 { 90.0 } else { tn },
         );
-        w <= te && e >= tw && s <= tn && n >= ts
+        bbox.halves()
+            .any(|b| b.west() <= te && b.east() >= tw && b.south() <= tn && b.north() >= ts)
     }
 
     /// Parses `z`, `x` and `y` URL segments; `y` may end in `.mvt` or `.pbf`.
-    pub fn parse(z: &str, x: &str, y: &str) -> Result<Self, TileError> {
+    pub fn parse(z: &str, x: &str, y: &str) -> Result<Self, Error> {
         let number = |text: &str| {
             text.parse::<u32>()
-                .map_err(|_| TileError::NotANumber(text.to_owned()))
+                .map_err(|_| Error::NotANumber(text.to_owned()))
         };
         let y = y
             .strip_suffix(".mvt")
@@ -70,10 +64,10 @@ impl TileCoord {
         let z = u8::try_from(z)
             .ok()
             .filter(|z| *z <= MAX_ZOOM)
-            .ok_or(TileError::ZoomOutOfRange(z))?;
+            .ok_or(Error::ZoomOutOfRange(z))?;
         let limit = 1u64 << z;
         if u64::from(x) >= limit || u64::from(y) >= limit {
-            return Err(TileError::OutOfRange { z, x, y, limit });
+            return Err(Error::OutOfRange { z, x, y, limit });
         }
         Ok(Self { z, x, y })
     }
@@ -87,31 +81,31 @@ mod tests {
     fn urls_parse_with_or_without_suffix() {
         let tile = TileCoord { z: 3, x: 4, y: 2 };
         for y in ["2", "2.mvt", "2.pbf"] {
-            assert_eq!(TileCoord::parse("3", "4", y), Ok(tile));
+            assert_eq!(TileCoord::parse("3", "4", y).expect("tile"), tile);
         }
     }
 
     #[test]
     fn out_of_range_tiles_are_errors() {
-        assert_eq!(
+        assert!(matches!(
             TileCoord::parse("23", "0", "0"),
-            Err(TileError::ZoomOutOfRange(23))
-        );
+            Err(Error::ZoomOutOfRange(23))
+        ));
         assert!(matches!(
             TileCoord::parse("2", "4", "0"),
-            Err(TileError::OutOfRange { .. })
+            Err(Error::OutOfRange { .. })
         ));
         assert!(matches!(
             TileCoord::parse("0", "0", "1"),
-            Err(TileError::OutOfRange { .. })
+            Err(Error::OutOfRange { .. })
         ));
         assert!(matches!(
             TileCoord::parse("1", "-1", "0"),
-            Err(TileError::NotANumber(_))
+            Err(Error::NotANumber(_))
         ));
         assert!(matches!(
             TileCoord::parse("1", "0", "0.png"),
-            Err(TileError::NotANumber(_))
+            Err(Error::NotANumber(_))
         ));
         assert!(TileCoord::parse("22", "4194303", "4194303").is_ok());
     }
@@ -132,14 +126,20 @@ mod tests {
             "{:?}",
             [w, s, e, n]
         );
-        assert!(paris.meets([2.3, 48.8, 2.4, 48.9], 0.0));
-        assert!(!paris.meets([10.0, 10.0, 11.0, 11.0], 0.0));
+        let bbox = |w, s, e, n| Bbox::new(w, s, e, n).expect("bbox");
+        assert!(paris.meets(&bbox(2.3, 48.8, 2.4, 48.9), 0.0));
+        assert!(!paris.meets(&bbox(10.0, 10.0, 11.0, 11.0), 0.0));
         // Just east of the tile: only within the buffer.
-        let beyond = [e + 0.001, s, e + 0.002, n];
-        assert!(!paris.meets(beyond, 0.0) && paris.meets(beyond, 64.0 / 4096.0));
+        let beyond = bbox(e + 0.001, s, e + 0.002, n);
+        assert!(!paris.meets(&beyond, 0.0) && paris.meets(&beyond, 64.0 / 4096.0));
         assert!(
-            TileCoord { z: 3, x: 4, y: 0 }.meets([0.0, 89.0, 1.0, 90.0], 0.0),
+            TileCoord { z: 3, x: 4, y: 0 }.meets(&bbox(0.0, 89.0, 1.0, 90.0), 0.0),
             "polar caps meet the top row"
+        );
+        let across = bbox(170.0, -10.0, -170.0, 10.0);
+        assert!(
+            TileCoord { z: 1, x: 0, y: 0 }.meets(&across, 0.0)
+                && TileCoord { z: 1, x: 1, y: 1 }.meets(&across, 0.0)
         );
     }
 }

@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use quick_xml::Reader;
+use quick_xml::events::attributes::AttrError;
 use quick_xml::events::{BytesStart, Event};
 
 use crate::decode::time;
@@ -41,72 +42,152 @@ struct Open {
     depth: usize,
 }
 
+/// Why a GPX document cannot be read. The messages reach the user of the import command, so
+/// they name the element and, where the reader knows it, the byte offset.
+// quick-xml's errors are part of the messages (as they always were) rather than `#[source]`s,
+// so that a reporter printing the error chain does not repeat them.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GpxError {
+    /// The document is not XML (an unclosed element, a bad character, ...).
+    #[error("the GPX is not well-formed XML near byte {position}: {error}")]
+    Xml { position: u64, error: quick_xml::Error },
+    /// The attributes of a point element cannot be read.
+    #[error("<{element}> near byte {position}: {error}")]
+    Attribute {
+        element: String,
+        position: u64,
+        error: AttrError,
+    },
+    /// A point element lacks `lat` or `lon`.
+    #[error("<{element}> near byte {position} has no `{key}` attribute")]
+    MissingCoordinate {
+        element: String,
+        position: u64,
+        key: &'static str,
+    },
+    /// A point's `lat` or `lon` is not a number.
+    #[error("<{element}> near byte {position}: `{key}` {value:?} is not a number")]
+    InvalidCoordinate {
+        element: String,
+        position: u64,
+        key: &'static str,
+        value: String,
+    },
+    /// `<ele>` or a `speed` element holds something other than a number.
+    #[error("<{element}> {text:?} is not a number")]
+    NotANumber { element: String, text: String },
+    /// `<time>` is not an ISO 8601 time; the text says why.
+    #[error("<time>: {0}")]
+    Time(String),
+    /// The document is XML but not GPX.
+    #[error("the document has no <gpx> element")]
+    NotGpx,
+}
+
 /// Reads every point of a GPX document (see the module documentation for which ones).
-pub fn parse(xml: &str) -> Result<Vec<GpxPoint>, String> {
+pub fn parse(xml: &str) -> Result<Vec<GpxPoint>, GpxError> {
     let mut reader = Reader::from_str(xml);
-    let mut track = Vec::new();
-    let mut other = Vec::new();
-    let mut open: Option<Open> = None;
-    // Local names of the open elements, innermost last.
-    let mut stack: Vec<String> = Vec::new();
-    let mut text = String::new();
-    let mut seen_gpx = false;
+    let mut points = Points::default();
     loop {
         let position = reader.buffer_position();
         let event = reader
             .read_event()
-            .map_err(|e| format!("the GPX is not well-formed XML near byte {position}: {e}"))?;
+            .map_err(|error| GpxError::Xml { position, error })?;
         match event {
-            Event::Start(element) => {
-                let name = local_name(&element);
-                seen_gpx |= name == "gpx";
-                if open.is_none()
-                    && let Some(kind) = point_kind(&name)
-                {
-                    open = Some(Open {
-                        point: start_point(&element, &name, position)?,
-                        kind,
-                        depth: stack.len(),
-                    });
-                }
-                stack.push(name);
-                text.clear();
-            }
-            Event::Empty(element) => {
-                let name = local_name(&element);
-                seen_gpx |= name == "gpx";
-                if open.is_none()
-                    && let Some(kind) = point_kind(&name)
-                {
-                    let point = start_point(&element, &name, position)?;
-                    push(&mut track, &mut other, kind, point);
-                }
-            }
-            Event::Text(content) => text.push_str(&content.xml10_content()),
-            Event::CData(content) => text.push_str(&content.xml10_content()),
-            Event::End(_) => {
-                let name = stack.pop().unwrap_or_default();
-                if let Some(current) = open.as_mut() {
-                    if stack.len() == current.depth {
-                        let done = open.take().map(|o| (o.kind, o.point));
-                        if let Some((kind, point)) = done {
-                            push(&mut track, &mut other, kind, point);
-                        }
-                    } else {
-                        let direct_child = stack.len() == current.depth + 1;
-                        read_child(&mut current.point, &name, direct_child, text.trim())?;
-                    }
-                }
-                text.clear();
-            }
+            Event::Start(element) => points.start(&element, position)?,
+            Event::Empty(element) => points.empty(&element, position)?,
+            Event::Text(content) => points.text.push_str(&content.xml10_content()),
+            Event::CData(content) => points.text.push_str(&content.xml10_content()),
+            Event::End(_) => points.end()?,
             Event::Eof => break,
             _ => {}
         }
     }
-    if !seen_gpx {
-        return Err("the document has no <gpx> element".into());
+    points.finish()
+}
+
+/// The state of [`parse`] between two XML events.
+#[derive(Default)]
+struct Points {
+    track: Vec<GpxPoint>,
+    other: Vec<GpxPoint>,
+    /// The point element being read, if the reader is inside one.
+    open: Option<Open>,
+    /// Local names of the open elements, innermost last.
+    stack: Vec<String>,
+    /// Text of the innermost element so far.
+    text: String,
+    seen_gpx: bool,
+}
+
+impl Points {
+    /// An opening tag: starts a point unless one is open already (points do not nest).
+    fn start(&mut self, element: &BytesStart<'_>, position: u64) -> Result<(), GpxError> {
+        let name = local_name(element);
+        self.seen_gpx |= name == "gpx";
+        if self.open.is_none()
+            && let Some(kind) = point_kind(&name)
+        {
+            self.open = Some(Open {
+                point: start_point(element, &name, position)?,
+                kind,
+                depth: self.stack.len(),
+            });
+        }
+        self.stack.push(name);
+        self.text.clear();
+        Ok(())
     }
-    Ok(if track.is_empty() { other } else { track })
+
+    /// A self-closing tag: a point without children, complete at once.
+    fn empty(&mut self, element: &BytesStart<'_>, position: u64) -> Result<(), GpxError> {
+        let name = local_name(element);
+        self.seen_gpx |= name == "gpx";
+        if self.open.is_none()
+            && let Some(kind) = point_kind(&name)
+        {
+            let point = start_point(element, &name, position)?;
+            self.push(kind, point);
+        }
+        Ok(())
+    }
+
+    /// A closing tag: completes the open point, or applies one of its children to it.
+    fn end(&mut self) -> Result<(), GpxError> {
+        let name = self.stack.pop().unwrap_or_default();
+        if let Some(current) = self.open.as_mut() {
+            if self.stack.len() == current.depth {
+                let done = self.open.take().map(|o| (o.kind, o.point));
+                if let Some((kind, point)) = done {
+                    self.push(kind, point);
+                }
+            } else {
+                let direct_child = self.stack.len() == current.depth + 1;
+                read_child(&mut current.point, &name, direct_child, self.text.trim())?;
+            }
+        }
+        self.text.clear();
+        Ok(())
+    }
+
+    fn push(&mut self, kind: Kind, point: GpxPoint) {
+        match kind {
+            Kind::Track => self.track.push(point),
+            Kind::Other => self.other.push(point),
+        }
+    }
+
+    /// The track points, or the route points and waypoints of a file without any.
+    fn finish(self) -> Result<Vec<GpxPoint>, GpxError> {
+        if !self.seen_gpx {
+            return Err(GpxError::NotGpx);
+        }
+        Ok(if self.track.is_empty() {
+            self.other
+        } else {
+            self.track
+        })
+    }
 }
 
 /// The fix a GPX point describes, for `device`. The time stays `None` when the point has
@@ -135,25 +216,31 @@ fn point_kind(name: &str) -> Option<Kind> {
     }
 }
 
-fn push(track: &mut Vec<GpxPoint>, other: &mut Vec<GpxPoint>, kind: Kind, point: GpxPoint) {
-    match kind {
-        Kind::Track => track.push(point),
-        Kind::Other => other.push(point),
-    }
-}
-
-fn start_point(element: &BytesStart<'_>, name: &str, position: u64) -> Result<GpxPoint, String> {
-    let coordinate = |key: &str| -> Result<f64, String> {
+/// A point element's coordinates; `name` and `position` are for the error messages.
+fn start_point(element: &BytesStart<'_>, name: &str, position: u64) -> Result<GpxPoint, GpxError> {
+    let coordinate = |key: &'static str| -> Result<f64, GpxError> {
         let attribute = element
             .try_get_attribute(key)
-            .map_err(|e| format!("<{name}> near byte {position}: {e}"))?
-            .ok_or_else(|| format!("<{name}> near byte {position} has no `{key}` attribute"))?;
-        attribute.value.trim().parse().map_err(|_| {
-            format!(
-                "<{name}> near byte {position}: `{key}` {:?} is not a number",
-                attribute.value
-            )
-        })
+            .map_err(|error| GpxError::Attribute {
+                element: name.to_owned(),
+                position,
+                error,
+            })?
+            .ok_or_else(|| GpxError::MissingCoordinate {
+                element: name.to_owned(),
+                position,
+                key,
+            })?;
+        attribute
+            .value
+            .trim()
+            .parse()
+            .map_err(|_| GpxError::InvalidCoordinate {
+                element: name.to_owned(),
+                position,
+                key,
+                value: attribute.value.clone().into_owned(),
+            })
     };
     Ok(GpxPoint {
         lat: coordinate("lat")?,
@@ -166,18 +253,20 @@ fn start_point(element: &BytesStart<'_>, name: &str, position: u64) -> Result<Gp
 
 /// Applies a closed element inside a point: `ele` and `time` as its direct children, `speed`
 /// at any depth (GPX 1.0 child or extension).
-fn read_child(point: &mut GpxPoint, name: &str, direct_child: bool, text: &str) -> Result<(), String> {
+fn read_child(point: &mut GpxPoint, name: &str, direct_child: bool, text: &str) -> Result<(), GpxError> {
     if text.is_empty() {
         return Ok(());
     }
     let number = || {
-        text.parse::<f64>()
-            .map_err(|_| format!("<{name}> {text:?} is not a number"))
+        text.parse::<f64>().map_err(|_| GpxError::NotANumber {
+            element: name.to_owned(),
+            text: text.to_owned(),
+        })
     };
     match name {
         "ele" if direct_child => point.ele = Some(number()?),
         "time" if direct_child => {
-            point.time = Some(time::parse_flexible(text).map_err(|r| format!("<time>: {}", r.message))?);
+            point.time = Some(time::parse_flexible(text).map_err(|r| GpxError::Time(r.message))?);
         }
         "speed" => point.speed = Some(number()?),
         _ => {}
@@ -237,11 +326,13 @@ mod tests {
         assert!(
             parse("<gpx><trkpt lat=\"1\"/></gpx>")
                 .expect_err("lon")
+                .to_string()
                 .contains("lon")
         );
         assert!(
             parse("<gpx><trkpt lat=\"x\" lon=\"1\"/></gpx>")
                 .expect_err("lat")
+                .to_string()
                 .contains("lat")
         );
         assert!(
@@ -249,10 +340,12 @@ mod tests {
                 "<gpx><trk><trkseg><trkpt lat=\"1\" lon=\"1\"><time>noon</time></trkpt></trkseg></trk></gpx>"
             )
             .expect_err("time")
+            .to_string()
             .contains("time")
         );
         assert!(parse("<gpx><trkpt lat=\"1\" lon=\"1\"></gpx>").is_err());
-        assert!(parse("<kml/>").expect_err("not gpx").contains("gpx"));
+        assert!(matches!(parse("<kml/>"), Err(GpxError::NotGpx)));
+        assert!(GpxError::NotGpx.to_string().contains("gpx"));
     }
 
     #[test]

@@ -1,57 +1,88 @@
-//! Reading live positions (`devices_latest`): the newest fix of each device.
+//! Reading live positions (`devices_latest`): the newest fix of each device, as a [`Fix`].
 
 use chrono::{DateTime, Utc};
+use fences::Bbox;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-/// The newest stored fix of one device.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct LatestPosition {
-    pub device: String,
-    pub ts: DateTime<Utc>,
-    pub lon: f64,
-    pub lat: f64,
-    pub speed_mps: Option<f64>,
-    pub heading_deg: Option<f64>,
-    pub accuracy_m: Option<f64>,
-    pub altitude_m: Option<f64>,
-    pub battery: Option<f64>,
-    pub attrs: Option<Value>,
-    pub received_at: DateTime<Utc>,
+use crate::Fix;
+
+/// The columns of a live position, in [`LatestRow`]'s order.
+const COLUMNS: &str = "device, ts, ST_X(geom) AS lon, ST_Y(geom) AS lat, speed_mps, heading_deg,
+                accuracy_m, altitude_m, battery, attrs, received_at";
+
+/// A `devices_latest` row as read.
+#[derive(sqlx::FromRow)]
+struct LatestRow {
+    device: String,
+    ts: DateTime<Utc>,
+    lon: f64,
+    lat: f64,
+    speed_mps: Option<f64>,
+    heading_deg: Option<f64>,
+    accuracy_m: Option<f64>,
+    altitude_m: Option<f64>,
+    battery: Option<f64>,
+    attrs: Option<Value>,
+    received_at: DateTime<Utc>,
 }
 
-impl LatestPosition {
-    /// The position as a GeoJSON Feature (id = device, Point geometry, fields as properties).
-    pub fn to_feature(&self) -> Value {
-        json!({
-            "type": "Feature",
-            "id": self.device,
-            "geometry": {"type": "Point", "coordinates": [self.lon, self.lat]},
-            "properties": {
-                "device": self.device,
-                "ts": self.ts,
-                "speed_mps": self.speed_mps,
-                "heading_deg": self.heading_deg,
-                "accuracy_m": self.accuracy_m,
-                "altitude_m": self.altitude_m,
-                "battery": self.battery,
-                "attrs": self.attrs,
-                "received_at": self.received_at,
-            }
-        })
+impl From<LatestRow> for Fix {
+    fn from(row: LatestRow) -> Self {
+        Self {
+            device: row.device,
+            ts: row.ts,
+            lon: row.lon,
+            lat: row.lat,
+            speed_mps: row.speed_mps,
+            heading_deg: row.heading_deg,
+            accuracy_m: row.accuracy_m,
+            altitude_m: row.altitude_m,
+            battery: row.battery,
+            attrs: match row.attrs {
+                Some(Value::Object(map)) => Some(map),
+                _ => None,
+            },
+            received_at: row.received_at,
+        }
     }
 }
 
+/// A live position as a GeoJSON Feature (id = device, Point geometry, fields as properties).
+pub fn to_feature(fix: &Fix) -> Value {
+    json!({
+        "type": "Feature",
+        "id": fix.device,
+        "geometry": {"type": "Point", "coordinates": [fix.lon, fix.lat]},
+        "properties": {
+            "device": fix.device,
+            "ts": fix.ts,
+            "speed_mps": fix.speed_mps,
+            "heading_deg": fix.heading_deg,
+            "accuracy_m": fix.accuracy_m,
+            "altitude_m": fix.altitude_m,
+            "battery": fix.battery,
+            "attrs": fix.attrs,
+            "received_at": fix.received_at,
+        }
+    })
+}
+
 /// The live position of `device`, if it ever reported.
-pub async fn get(pool: &PgPool, device: &str) -> Result<Option<LatestPosition>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT device, ts, ST_X(geom) AS lon, ST_Y(geom) AS lat, speed_mps, heading_deg,
-                accuracy_m, altitude_m, battery, attrs, received_at
-         FROM devices_latest WHERE device = $1",
-    )
-    .bind(device)
-    .fetch_optional(pool)
-    .await
+pub async fn get(pool: &PgPool, device: &str) -> Result<Option<Fix>, sqlx::Error> {
+    let row: Option<LatestRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM devices_latest WHERE device = $1"))
+            .bind(device)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(Fix::from))
+}
+
+/// The devices a reader may see, as SQL parameters: exact ids, and `LIKE` patterns for prefixes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceFilter {
+    pub exact: Vec<String>,
+    pub patterns: Vec<String>,
 }
 
 /// A page of the device list.
@@ -61,39 +92,35 @@ pub struct ListQuery {
     pub after: Option<String>,
     /// Page size.
     pub limit: i64,
-    /// `[min_lon, min_lat, max_lon, max_lat]`; `min_lon > max_lon` crosses the antimeridian.
-    pub bbox: Option<[f64; 4]>,
-    /// Exact ids and `LIKE` patterns a token is limited to; `None` for all devices.
-    pub devices: Option<(Vec<String>, Vec<String>)>,
+    pub bbox: Option<Bbox>,
+    /// The devices a token is limited to; `None` for all devices.
+    pub devices: Option<DeviceFilter>,
 }
 
 /// Live positions in device-id order (keyset paging: stable while devices report).
-pub async fn list(pool: &PgPool, query: &ListQuery) -> Result<Vec<LatestPosition>, sqlx::Error> {
-    let [min_lon, min_lat, max_lon, max_lat] = query.bbox.map_or([None; 4], |b| b.map(Some));
-    let (exact, patterns) = query.devices.clone().unzip();
-    sqlx::query_as(
-        "SELECT device, ts, ST_X(geom) AS lon, ST_Y(geom) AS lat, speed_mps, heading_deg,
-                accuracy_m, altitude_m, battery, attrs, received_at
+pub async fn list(pool: &PgPool, query: &ListQuery) -> Result<Vec<Fix>, sqlx::Error> {
+    let [west, south, east, north] = query.bbox.map_or([None; 4], |b| b.to_array().map(Some));
+    let (exact, patterns) = query.devices.clone().map(|d| (d.exact, d.patterns)).unzip();
+    let rows: Vec<LatestRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS}
          FROM devices_latest
          WHERE ($1::text IS NULL OR device > $1)
-           AND ($2::float8 IS NULL OR CASE
-                WHEN $2 <= $4 THEN geom && ST_MakeEnvelope($2, $3, $4, $5, 4326)
-                ELSE geom && ST_MakeEnvelope($2, $3, 180, $5, 4326)
-                  OR geom && ST_MakeEnvelope(-180, $3, $4, $5, 4326) END)
+           AND ($2::float8 IS NULL OR geotrack_bbox_meets(geom, $2, $3, $4, $5))
            AND ($6::text[] IS NULL OR device = ANY($6) OR device LIKE ANY($7))
          ORDER BY device
-         LIMIT $8",
-    )
+         LIMIT $8"
+    ))
     .bind(query.after.as_deref())
-    .bind(min_lon)
-    .bind(min_lat)
-    .bind(max_lon)
-    .bind(max_lat)
+    .bind(west)
+    .bind(south)
+    .bind(east)
+    .bind(north)
     .bind(exact)
     .bind(patterns)
     .bind(query.limit)
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(Fix::from).collect())
 }
 
 /// What erasing a device removed.

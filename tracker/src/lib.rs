@@ -1,5 +1,6 @@
 //! Ingest for geotrack: turns what devices and programs post into validated [`Fix`] values,
-//! writes them durably into PostGIS through a sharded batch writer, and reads live positions.
+//! writes them durably into PostGIS through a sharded batch writer, reads live positions
+//! ([`latest`]) and feeds them to map views ([`live`]).
 //!
 //! Nothing here knows HTTP: the binary's handlers call [`decode`] to parse a body, hand the
 //! accepted fixes to a [`Pipeline`], and answer only once the pipeline says they are committed.
@@ -9,6 +10,7 @@ pub mod export;
 pub mod fix;
 pub mod gpx;
 pub mod latest;
+pub mod live;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;

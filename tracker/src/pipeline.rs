@@ -11,6 +11,7 @@
 //! instead of lingering, while requests already in flight can still queue; [`Pipeline::close`]
 //! (once no request is left) stops intake, and the writers flush everything queued and exit.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,7 @@ use crate::fix::{Fix, Rejection};
 use crate::metrics::{ErrorKindLabel, IngestMetrics, ShardLabel};
 use crate::outbox::{Committed, OutboxSender};
 use crate::shard::shard_of;
-use crate::writer::{ShardWriter, is_data_error};
+use crate::writer::{ShardWriter, Stored, is_data_error};
 
 /// Sizing of the pipeline. The shard count must stay fixed for a database: it is stored with
 /// every fix and defines evaluation order.
@@ -325,94 +326,16 @@ impl Writer {
     /// Writes a batch, isolating fixes the database refuses, answers every job in it and hands
     /// what committed to the outbox.
     async fn write(&mut self, mut jobs: Vec<Job>) {
-        // (job, position in job) of every fix, in queue order.
-        let entries: Vec<(usize, usize)> = jobs
-            .iter()
-            .enumerate()
-            .flat_map(|(j, job)| (0..job.fixes.len()).map(move |i| (j, i)))
-            .collect();
-        let mut refused: Vec<Vec<(usize, Rejection)>> = jobs.iter().map(|_| Vec::new()).collect();
-        let mut failed: Vec<Option<String>> = jobs.iter().map(|_| None).collect();
-        // (entries range, max seq) of every committed transaction, in commit order.
-        let mut committed: Vec<(std::ops::Range<usize>, i64)> = Vec::new();
-        let mut pending: Vec<std::ops::Range<usize>> = Vec::with_capacity(8);
-        pending.push(0..entries.len());
-        while let Some(range) = pending.pop() {
-            let chunk = &entries[range.clone()];
-            let fixes: Vec<&Fix> = chunk.iter().map(|&(j, i)| &jobs[j].fixes[i].1).collect();
-            let started = Instant::now();
-            let mut result = self.db.write(&fixes).await;
-            if result.as_ref().is_err_and(|e| !is_data_error(e)) {
-                // Once more on a fresh connection: the kept one may have died with a restart.
-                result = self.db.write(&fixes).await;
-            }
-            match result {
-                Ok(stored) => {
-                    if let Some(on_commit) = &self.on_commit {
-                        on_commit(&fixes);
-                    }
-                    self.metrics
-                        .commit_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                    self.metrics.batch_fixes.observe(fixes.len() as f64);
-                    self.metrics.stored.inc_by(stored.new);
-                    self.metrics.duplicates.inc_by(fixes.len() as u64 - stored.new);
-                    if let Some(max_seq) = stored.max_seq {
-                        committed.push((range, max_seq));
-                    }
-                }
-                Err(error) if is_data_error(&error) => {
-                    self.count_error("data");
-                    if let [(j, i)] = chunk {
-                        let (index, fix) = &jobs[*j].fixes[*i];
-                        tracing::warn!(device = %fix.device, ts = %fix.ts, %error, "database refused a fix");
-                        refused[*j].push((
-                            *index,
-                            Rejection::new(
-                                "refused_by_database",
-                                format!("the database refused this fix: {error}"),
-                            ),
-                        ));
-                    } else {
-                        let middle = range.start + range.len() / 2;
-                        pending.push(middle..range.end);
-                        pending.push(range.start..middle);
-                    }
-                }
-                Err(error) => {
-                    self.count_error("transient");
-                    // The first attempt may have committed before its connection died.
-                    if let Some(outbox) = &self.outbox {
-                        outbox.missed();
-                    }
-                    if let Some(on_commit) = &self.on_commit {
-                        on_commit(&fixes);
-                    }
-                    tracing::error!(%error, fixes = chunk.len(), "batch write failed; the senders will retry");
-                    for &(j, _) in chunk {
-                        failed[j].get_or_insert_with(|| error.to_string());
-                    }
-                }
-            }
-        }
+        let entries = entries_of(&jobs);
+        let BatchOutcome {
+            refused,
+            failed,
+            committed,
+        } = self.write_entries(&jobs, &entries).await;
+        // Counted before the outbox takes the fixes out of the jobs.
         let sizes: Vec<usize> = jobs.iter().map(|job| job.fixes.len()).collect();
         if let Some(outbox) = &self.outbox {
-            let mut taken: Vec<Vec<Option<Fix>>> = jobs
-                .iter_mut()
-                .map(|job| {
-                    std::mem::take(&mut job.fixes)
-                        .into_iter()
-                        .map(|(_, fix)| Some(fix))
-                        .collect()
-                })
-                .collect();
-            for (range, max_seq) in committed {
-                let fixes = entries[range]
-                    .iter()
-                    .filter_map(|&(j, i)| taken[j][i].take())
-                    .collect();
-                outbox.offer(Committed { max_seq, fixes });
-            }
+            offer_committed(outbox, &mut jobs, &entries, committed);
         }
         for (((job, refused), failed), size) in jobs.into_iter().zip(refused).zip(failed).zip(sizes) {
             self.depth.dec_by(size as i64);
@@ -422,10 +345,152 @@ impl Writer {
         }
     }
 
+    /// Writes the fixes of `entries` (see [`entries_of`]), one transaction per chunk: the whole
+    /// batch first, then, when the database refuses a chunk for its data, each half of it, until
+    /// the fix responsible is alone and refused. Chunks are written in queue order.
+    async fn write_entries(&mut self, jobs: &[Job], entries: &[(usize, usize)]) -> BatchOutcome {
+        let mut outcome = BatchOutcome::new(jobs.len());
+        let mut pending: Vec<Range<usize>> = Vec::with_capacity(8);
+        pending.push(0..entries.len());
+        while let Some(range) = pending.pop() {
+            let chunk = &entries[range.clone()];
+            let fixes: Vec<&Fix> = chunk.iter().map(|&(j, i)| &jobs[j].fixes[i].1).collect();
+            let started = Instant::now();
+            match self.write_with_retry(&fixes).await {
+                Ok(stored) => {
+                    self.record_commit(&fixes, started, &stored);
+                    if let Some(max_seq) = stored.max_seq {
+                        outcome.committed.push((range, max_seq));
+                    }
+                }
+                Err(error) if is_data_error(&error) => {
+                    self.count_error("data");
+                    if let [(j, i)] = chunk {
+                        let (index, fix) = &jobs[*j].fixes[*i];
+                        outcome.refused[*j].push((*index, refusal(fix, &error)));
+                    } else {
+                        let middle = range.start + range.len() / 2;
+                        pending.push(middle..range.end);
+                        pending.push(range.start..middle);
+                    }
+                }
+                Err(error) => {
+                    self.record_unknown_outcome(&fixes, &error);
+                    for &(j, _) in chunk {
+                        outcome.failed[j].get_or_insert_with(|| error.to_string());
+                    }
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Writes `fixes` in one transaction, a second time on a fresh connection when the first
+    /// attempt fails for a reason other than the data: the kept connection may have died with a
+    /// database restart.
+    async fn write_with_retry(&mut self, fixes: &[&Fix]) -> Result<Stored, sqlx::Error> {
+        let result = self.db.write(fixes).await;
+        if result.as_ref().is_err_and(|e| !is_data_error(e)) {
+            return self.db.write(fixes).await;
+        }
+        result
+    }
+
+    /// A transaction committed: tells the commit hook and counts it.
+    fn record_commit(&self, fixes: &[&Fix], started: Instant, stored: &Stored) {
+        if let Some(on_commit) = &self.on_commit {
+            on_commit(fixes);
+        }
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.batch_fixes.observe(fixes.len() as f64);
+        self.metrics.stored.inc_by(stored.new);
+        self.metrics.duplicates.inc_by(fixes.len() as u64 - stored.new);
+    }
+
+    /// A transaction failed for a reason other than its data (its senders will retry). The first
+    /// attempt may have committed before its connection died, so the outbox and the commit hook
+    /// are told the fixes may be stored.
+    fn record_unknown_outcome(&self, fixes: &[&Fix], error: &sqlx::Error) {
+        self.count_error("transient");
+        if let Some(outbox) = &self.outbox {
+            outbox.missed();
+        }
+        if let Some(on_commit) = &self.on_commit {
+            on_commit(fixes);
+        }
+        tracing::error!(%error, fixes = fixes.len(), "batch write failed; the senders will retry");
+    }
+
     fn count_error(&self, kind: &'static str) {
         self.metrics
             .write_errors
             .get_or_create(&ErrorKindLabel { kind })
             .inc();
+    }
+}
+
+/// What became of a batch's fixes, per job, once every chunk of it is written.
+struct BatchOutcome {
+    /// Fixes the database refused, by their index in the submitted vector.
+    refused: Vec<Vec<(usize, Rejection)>>,
+    /// The first error that left some of the job's fixes unwritten: the job is then not
+    /// acknowledged at all, and its sender retries.
+    failed: Vec<Option<String>>,
+    /// (entries range, max seq) of every committed transaction, in commit order.
+    committed: Vec<(Range<usize>, i64)>,
+}
+
+impl BatchOutcome {
+    fn new(jobs: usize) -> Self {
+        Self {
+            refused: (0..jobs).map(|_| Vec::new()).collect(),
+            failed: vec![None; jobs],
+            committed: Vec::new(),
+        }
+    }
+}
+
+/// (job, position in job) of every fix of `jobs`, in queue order.
+fn entries_of(jobs: &[Job]) -> Vec<(usize, usize)> {
+    jobs.iter()
+        .enumerate()
+        .flat_map(|(j, job)| (0..job.fixes.len()).map(move |i| (j, i)))
+        .collect()
+}
+
+/// Logs a fix the database refused on its own and returns its rejection.
+fn refusal(fix: &Fix, error: &sqlx::Error) -> Rejection {
+    tracing::warn!(device = %fix.device, ts = %fix.ts, %error, "database refused a fix");
+    Rejection::new(
+        "refused_by_database",
+        format!("the database refused this fix: {error}"),
+    )
+}
+
+/// Hands the fixes of every committed transaction to the outbox, in commit order, moving them
+/// out of `jobs`.
+fn offer_committed(
+    outbox: &OutboxSender,
+    jobs: &mut [Job],
+    entries: &[(usize, usize)],
+    committed: Vec<(Range<usize>, i64)>,
+) {
+    let mut taken: Vec<Vec<Option<Fix>>> = jobs
+        .iter_mut()
+        .map(|job| {
+            std::mem::take(&mut job.fixes)
+                .into_iter()
+                .map(|(_, fix)| Some(fix))
+                .collect()
+        })
+        .collect();
+    for (range, max_seq) in committed {
+        let fixes = entries[range]
+            .iter()
+            .filter_map(|&(j, i)| taken[j][i].take())
+            .collect();
+        outbox.offer(Committed { max_seq, fixes });
     }
 }

@@ -1,5 +1,5 @@
 //! The device-protocol decoders against the request fixtures in `tests/data/` (one file per
-//! request, written from the sources `shared/PROTOCOLS.md` cites; see `tests/data/README.md`).
+//! request, written from the sources `tracker/PROTOCOLS.md` cites; see `tests/data/README.md`).
 //! Each test decodes fixtures the way the HTTP handler will, checks the decoded values, and
 //! validates the fixes with the same rules as every other ingest path.
 
@@ -528,7 +528,7 @@ mod overland_batches {
     fn a_body_without_locations_is_an_envelope_error() {
         let error = overland::decode(&fixture("protocols/overland/not-an-envelope.json"), None)
             .expect_err("envelope");
-        assert!(error.contains("locations"), "{error}");
+        assert!(error.to_string().contains("locations"), "{error}");
     }
 }
 

@@ -4,7 +4,7 @@
 //! The decoders are pure: the HTTP handler extracts parameters, headers and the body, a
 //! decoder turns them into unchecked [`RawFix`] values or says why the message holds none, and
 //! the handler validates each fix with [`RawFix::validate`]. Apps retry any non-2xx answer
-//! forever (`shared/PROTOCOLS.md` section 5), so a message that is not a position
+//! forever (`tracker/PROTOCOLS.md` section 5), so a message that is not a position
 //! ([`Message::Ignored`]) and one that cannot be used ([`Message::Unusable`]) are both answered
 //! with success; the two variants exist so that handlers count and log them apart.
 //!

@@ -1,4 +1,4 @@
-//! The OsmAnd protocol as Traccar defines and parses it (`shared/PROTOCOLS.md` 1.2): what the
+//! The OsmAnd protocol as Traccar defines and parses it (`tracker/PROTOCOLS.md` 1.2): what the
 //! OsmAnd app, Traccar Client up to 8.x (query string) and 10.x (form body) send, plus the
 //! JSON body of Traccar Client 9.x ([`decode_json`], section 2.2).
 //!
@@ -43,7 +43,7 @@ impl SpeedUnit {
 }
 
 impl FromStr for SpeedUnit {
-    type Err = String;
+    type Err = OsmandError;
 
     /// `knots`/`kn`, `mps`/`ms`, `kmh`/`kph`, `mph` (any case).
     fn from_str(text: &str) -> Result<Self, Self::Err> {
@@ -52,11 +52,53 @@ impl FromStr for SpeedUnit {
             "mps" | "ms" => Ok(Self::Mps),
             "kmh" | "kph" => Ok(Self::Kmh),
             "mph" => Ok(Self::Mph),
-            other => Err(format!(
-                "unknown speed unit {other:?}; expected knots, mps, kmh or mph"
-            )),
+            other => Err(OsmandError::UnknownSpeedUnit(other.to_owned())),
         }
     }
+}
+
+/// A speed unit, a parameter or a JSON field that cannot be read. For a parameter or field the
+/// message becomes the detail of [`Message::Unusable`] (`invalid_field`), which handlers log and
+/// count; for a speed unit it reaches whoever configured it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OsmandError {
+    /// A speed unit that is none of those [`SpeedUnit`] parses (as lowercased).
+    #[error("unknown speed unit {0:?}; expected knots, mps, kmh or mph")]
+    UnknownSpeedUnit(String),
+    /// A numeric parameter (`lat`, `speed`, ...) that holds other text.
+    #[error("`{key}` {value:?} is not a number")]
+    NotANumber { key: String, value: String },
+    /// A `location` parameter without the comma of `lat,lon`.
+    #[error("`location` {0:?} is not `lat,lon`")]
+    Location(String),
+    /// A `timestamp` parameter in none of the accepted forms; the text says why.
+    #[error("`timestamp`: {0}")]
+    Timestamp(String),
+    /// A `cell` parameter with fewer than four or more than five parts.
+    #[error("`cell` {0:?} is not `mcc,mnc,lac,cid[,rssi]`")]
+    Cell(String),
+    /// A part of a `cell` parameter that is not an integer.
+    #[error("`cell` {value:?}: {name} {part:?} is not an integer")]
+    CellPart {
+        value: String,
+        name: &'static str,
+        part: String,
+    },
+    /// A `wifi` parameter without the comma of `mac,rssi`.
+    #[error("`wifi` {0:?} is not `mac,rssi`")]
+    Wifi(String),
+    /// The signal strength of a `wifi` parameter is not an integer.
+    #[error("`wifi` {value:?}: rssi {rssi:?} is not an integer")]
+    WifiRssi { value: String, rssi: String },
+    /// A JSON `location.timestamp` text or number that is not a usable time; the text says why.
+    #[error("`location.timestamp`: {0}")]
+    JsonTimestamp(String),
+    /// A JSON `location.timestamp` that is neither text nor a number.
+    #[error("`location.timestamp` {0} is not a time")]
+    JsonNotATime(Value),
+    /// A numeric JSON field (`coords.latitude`, `battery.level`, ...) holding another type.
+    #[error("`{key}` {value} is not a number")]
+    JsonNotANumber { key: &'static str, value: Value },
 }
 
 /// Decodes one OsmAnd-protocol request from its parameters, in request order.
@@ -88,7 +130,7 @@ pub fn decode_params(
     let mut request = Request::default();
     for (key, value) in params {
         if let Err(detail) = request.apply(key, value, speed_unit) {
-            return Message::unusable("invalid_field", detail);
+            return Message::unusable("invalid_field", detail.to_string());
         }
     }
     request.into_message(received_at)
@@ -112,7 +154,7 @@ struct Request {
 }
 
 impl Request {
-    fn apply(&mut self, key: &str, value: &str, speed_unit: SpeedUnit) -> Result<(), String> {
+    fn apply(&mut self, key: &str, value: &str, speed_unit: SpeedUnit) -> Result<(), OsmandError> {
         match key {
             "id" | "deviceid" => self.device = Some(value.to_owned()).filter(|v| !v.trim().is_empty()),
             "timestamp" => {
@@ -125,7 +167,7 @@ impl Request {
             "location" => {
                 let (lat, lon) = value
                     .split_once(',')
-                    .ok_or_else(|| format!("`location` {value:?} is not `lat,lon`"))?;
+                    .ok_or_else(|| OsmandError::Location(value.to_owned()))?;
                 self.lat = float(key, lat)?;
                 self.lon = float(key, lon)?;
             }
@@ -206,11 +248,13 @@ fn non_empty(value: &str) -> Option<&str> {
 }
 
 /// A float parameter; empty means absent. Accepts Java's `toString()` forms (`5.0E-4`, `NaN`).
-fn float(key: &str, value: &str) -> Result<Option<f64>, String> {
+fn float(key: &str, value: &str) -> Result<Option<f64>, OsmandError> {
     non_empty(value)
         .map(|text| {
-            text.parse::<f64>()
-                .map_err(|_| format!("`{key}` {value:?} is not a number"))
+            text.parse::<f64>().map_err(|_| OsmandError::NotANumber {
+                key: key.to_owned(),
+                value: value.to_owned(),
+            })
         })
         .transpose()
 }
@@ -226,7 +270,7 @@ fn truthy(value: &str) -> bool {
     value.eq_ignore_ascii_case("true") || value == "1"
 }
 
-fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, String> {
+fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, OsmandError> {
     let parsed = if let Ok(epoch) = text.parse::<i64>() {
         time::from_epoch_traccar(epoch)
     } else if text.contains('T') {
@@ -234,34 +278,36 @@ fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, String> {
     } else {
         time::parse_naive_utc(text)
     };
-    parsed.map_err(|rejection| format!("`timestamp`: {}", rejection.message))
+    parsed.map_err(|rejection| OsmandError::Timestamp(rejection.message))
 }
 
 /// `cell=mcc,mnc,lac,cid[,rssi]`.
-fn parse_cell(value: &str) -> Result<Value, String> {
+fn parse_cell(value: &str) -> Result<Value, OsmandError> {
     let parts: Vec<&str> = value.split(',').map(str::trim).collect();
     if !(4..=5).contains(&parts.len()) {
-        return Err(format!("`cell` {value:?} is not `mcc,mnc,lac,cid[,rssi]`"));
+        return Err(OsmandError::Cell(value.to_owned()));
     }
     let mut cell = Map::new();
     for (name, part) in ["mcc", "mnc", "lac", "cid", "rssi"].into_iter().zip(parts) {
-        let number: i64 = part
-            .parse()
-            .map_err(|_| format!("`cell` {value:?}: {name} {part:?} is not an integer"))?;
+        let number: i64 = part.parse().map_err(|_| OsmandError::CellPart {
+            value: value.to_owned(),
+            name,
+            part: part.to_owned(),
+        })?;
         cell.insert(name.into(), Value::from(number));
     }
     Ok(Value::Object(cell))
 }
 
 /// `wifi=mac,rssi`, the MAC written with dashes (stored with colons, as Traccar does).
-fn parse_wifi(value: &str) -> Result<Value, String> {
+fn parse_wifi(value: &str) -> Result<Value, OsmandError> {
     let (mac, rssi) = value
         .split_once(',')
-        .ok_or_else(|| format!("`wifi` {value:?} is not `mac,rssi`"))?;
-    let rssi: i64 = rssi
-        .trim()
-        .parse()
-        .map_err(|_| format!("`wifi` {value:?}: rssi {rssi:?} is not an integer"))?;
+        .ok_or_else(|| OsmandError::Wifi(value.to_owned()))?;
+    let rssi: i64 = rssi.trim().parse().map_err(|_| OsmandError::WifiRssi {
+        value: value.to_owned(),
+        rssi: rssi.to_owned(),
+    })?;
     let mut wifi = Map::new();
     wifi.insert("mac".into(), Value::String(mac.trim().replace('-', ":")));
     wifi.insert("rssi".into(), Value::from(rssi));
@@ -292,7 +338,7 @@ fn text_value(text: &str) -> Value {
         .map_or_else(|| Value::String(text.to_owned()), Value::Number)
 }
 
-/// Decodes a Traccar Client 9.x JSON body (`shared/PROTOCOLS.md` 2.2):
+/// Decodes a Traccar Client 9.x JSON body (`tracker/PROTOCOLS.md` 2.2):
 /// `{"device_id": …, "location": {…}}`, where `location` may also be an array (the SDK's batch
 /// sync), or a top-level array of such objects.
 ///
@@ -364,11 +410,18 @@ fn json_message(root: &Value, received_at: DateTime<Utc>) -> Message {
 fn json_location(device: Option<&str>, location: &Value, received_at: DateTime<Utc>) -> Message {
     match json_fix(device, location, received_at) {
         Ok(message) => message,
-        Err(detail) => Message::unusable("invalid_field", detail),
+        Err(detail) => Message::unusable("invalid_field", detail.to_string()),
     }
 }
 
-fn json_fix(device: Option<&str>, location: &Value, received_at: DateTime<Utc>) -> Result<Message, String> {
+/// One location of a Traccar Client 9.x body: a fix, a heartbeat, or unusable. `Err` is a field
+/// that does not parse (`invalid_field`); the checks run in the order the fields were always
+/// read, so a location with several bad fields names the same one.
+fn json_fix(
+    device: Option<&str>,
+    location: &Value,
+    received_at: DateTime<Utc>,
+) -> Result<Message, OsmandError> {
     let Some(device) = device else {
         return Ok(Message::unusable(
             "missing_device",
@@ -394,17 +447,48 @@ fn json_fix(device: Option<&str>, location: &Value, received_at: DateTime<Utc>) 
             ));
         }
     };
-    let ts = match location.get("timestamp") {
-        None | Some(Value::Null) => received_at,
+    let ts = json_timestamp(location.get("timestamp"), received_at)?;
+    let attrs = json_attrs(location, coords, battery, extras);
+    Ok(Message::Fixes(vec![RawFix {
+        device: Some(device.to_owned()),
+        ts: Some(ts),
+        lon: Some(lon),
+        lat: Some(lat),
+        speed_mps: known(json_number(coords, "speed")?),
+        heading_deg: known(json_number(coords, "heading")?),
+        accuracy_m: known_accuracy(json_number(coords, "accuracy")?),
+        altitude_m: json_number(coords, "altitude")?,
+        battery: known(json_number(battery, "level")?).map(|level| level * 100.0),
+        attrs: into_attrs(attrs),
+    }]))
+}
+
+/// `location.timestamp`: ISO 8601 text or an epoch number; missing or `null` is `received_at`.
+fn json_timestamp(
+    timestamp: Option<&Value>,
+    received_at: DateTime<Utc>,
+) -> Result<DateTime<Utc>, OsmandError> {
+    match timestamp {
+        None | Some(Value::Null) => Ok(received_at),
         Some(Value::String(text)) => {
-            time::parse_flexible(text).map_err(|r| format!("`location.timestamp`: {}", r.message))?
+            time::parse_flexible(text).map_err(|r| OsmandError::JsonTimestamp(r.message))
         }
         Some(Value::Number(epoch)) => {
-            time::from_epoch_number(epoch).map_err(|r| format!("`location.timestamp`: {}", r.message))?
+            time::from_epoch_number(epoch).map_err(|r| OsmandError::JsonTimestamp(r.message))
         }
-        Some(other) => return Err(format!("`location.timestamp` {other} is not a time")),
-    };
+        Some(other) => Err(OsmandError::JsonNotATime(other.clone())),
+    }
+}
 
+/// The attributes of a JSON location (see [`decode_json`] for which fields): `charge`, fields
+/// of the location, those the SDK may put in `coords` or beside it, `activity`, and last
+/// `extras`, which never overwrites any of them.
+fn json_attrs(
+    location: &Value,
+    coords: &Value,
+    battery: &Value,
+    extras: Option<&Map<String, Value>>,
+) -> Map<String, Value> {
     let mut attrs = Map::new();
     if let Some(charging) = battery.get("is_charging").filter(|v| !v.is_null()) {
         attrs.insert("charge".into(), charging.clone());
@@ -435,27 +519,18 @@ fn json_fix(device: Option<&str>, location: &Value, received_at: DateTime<Utc>) 
             attrs.entry(key.clone()).or_insert_with(|| value.clone());
         }
     }
-
-    Ok(Message::Fixes(vec![RawFix {
-        device: Some(device.to_owned()),
-        ts: Some(ts),
-        lon: Some(lon),
-        lat: Some(lat),
-        speed_mps: known(json_number(coords, "speed")?),
-        heading_deg: known(json_number(coords, "heading")?),
-        accuracy_m: known_accuracy(json_number(coords, "accuracy")?),
-        altitude_m: json_number(coords, "altitude")?,
-        battery: known(json_number(battery, "level")?).map(|level| level * 100.0),
-        attrs: into_attrs(attrs),
-    }]))
+    attrs
 }
 
 /// A numeric field: absent or `null` is `None`, any other non-number is an error.
-fn json_number(object: &Value, key: &str) -> Result<Option<f64>, String> {
+fn json_number(object: &Value, key: &'static str) -> Result<Option<f64>, OsmandError> {
     match object.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(other) => Err(format!("`{key}` {other} is not a number")),
+        Some(other) => Err(OsmandError::JsonNotANumber {
+            key,
+            value: other.clone(),
+        }),
     }
 }
 
@@ -466,344 +541,4 @@ fn copy_non_null(attrs: &mut Map<String, Value>, key: &str, value: Option<&Value
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn params(query: &[(&str, &str)]) -> Vec<(String, String)> {
-        query
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    fn now() -> DateTime<Utc> {
-        DateTime::from_timestamp(1_750_000_000, 0).expect("now")
-    }
-
-    fn one_fix(message: Message) -> RawFix {
-        match message {
-            Message::Fixes(mut fixes) if fixes.len() == 1 => fixes.remove(0),
-            other => panic!("expected one fix, got {other:?}"),
-        }
-    }
-
-    fn decode(query: &[(&str, &str)]) -> Message {
-        decode_params(&params(query), SpeedUnit::Knots, now())
-    }
-
-    fn attr(fix: &RawFix, key: &str) -> Value {
-        fix.attrs
-            .as_ref()
-            .and_then(|a| a.get(key))
-            .cloned()
-            .unwrap_or(Value::Null)
-    }
-
-    #[test]
-    fn speed_units_parse_and_convert() {
-        let cases = [
-            ("knots", SpeedUnit::Knots, 0.514_444),
-            ("kn", SpeedUnit::Knots, 0.514_444),
-            ("MPS", SpeedUnit::Mps, 1.0),
-            ("ms", SpeedUnit::Mps, 1.0),
-            ("kmh", SpeedUnit::Kmh, 0.277_778),
-            ("kph", SpeedUnit::Kmh, 0.277_778),
-            ("mph", SpeedUnit::Mph, 0.447_04),
-        ];
-        for (text, unit, one_in_mps) in cases {
-            assert_eq!(text.parse::<SpeedUnit>(), Ok(unit), "{text}");
-            assert!((unit.to_mps(1.0) - one_in_mps).abs() < 1e-6, "{text}");
-        }
-        assert!("furlongs".parse::<SpeedUnit>().is_err());
-        assert_eq!(SpeedUnit::default(), SpeedUnit::Knots);
-    }
-
-    #[test]
-    fn the_speed_unit_applies_to_the_speed_parameter() {
-        let query = [("id", "a"), ("lat", "1"), ("lon", "2"), ("speed", "10")];
-        for (unit, expected) in [
-            (SpeedUnit::Knots, 5.144_444),
-            (SpeedUnit::Mps, 10.0),
-            (SpeedUnit::Kmh, 2.777_778),
-            (SpeedUnit::Mph, 4.4704),
-        ] {
-            let fix = one_fix(decode_params(&params(&query), unit, now()));
-            let speed = fix.speed_mps.expect("speed");
-            assert!((speed - expected).abs() < 1e-5, "{unit:?}: {speed}");
-        }
-    }
-
-    #[test]
-    fn every_timestamp_form() {
-        let cases = [
-            ("1700000000", "2023-11-14T22:13:20+00:00"),
-            ("0", "1970-01-01T00:00:00+00:00"),
-            ("1700000000123", "2023-11-14T22:13:20.123+00:00"),
-            ("2016-01-27T18:55:47Z", "2016-01-27T18:55:47+00:00"),
-            ("2016-01-27T19:55:47+01:00", "2016-01-27T18:55:47+00:00"),
-            ("2014-06-04 09:10:11", "2014-06-04T09:10:11+00:00"),
-        ];
-        for (text, expected) in cases {
-            let fix = one_fix(decode(&[
-                ("id", "a"),
-                ("lat", "1"),
-                ("lon", "2"),
-                ("timestamp", text),
-            ]));
-            assert_eq!(fix.ts.expect("ts").to_rfc3339(), expected, "{text}");
-        }
-        let fix = one_fix(decode(&[("id", "a"), ("lat", "1"), ("lon", "2")]));
-        assert_eq!(fix.ts, Some(now()));
-        let message = decode(&[("id", "a"), ("lat", "1"), ("lon", "2"), ("timestamp", "soon")]);
-        assert!(
-            matches!(message, Message::Unusable { reason: "invalid_field", ref detail } if detail.contains("timestamp")),
-            "{message:?}"
-        );
-    }
-
-    #[test]
-    fn scientific_notation_and_java_specials_parse() {
-        let fix = one_fix(decode_params(
-            &params(&[
-                ("id", "a"),
-                ("lat", "5.0E-4"),
-                ("lon", "-1.5E-5"),
-                ("speed", "5.0E-4"),
-                ("hdop", "1.0E1"),
-                ("altitude", "NaN"),
-                ("bearing", "Infinity"),
-            ]),
-            SpeedUnit::Mps,
-            now(),
-        ));
-        assert_eq!(fix.lat, Some(0.0005));
-        assert_eq!(fix.lon, Some(-0.000_015));
-        assert_eq!(fix.speed_mps, Some(0.0005));
-        assert_eq!(attr(&fix, "hdop"), json!(10.0));
-        assert_eq!((fix.altitude_m, fix.heading_deg), (None, None));
-    }
-
-    #[test]
-    fn repeated_keys_last_wins_but_cell_and_wifi_accumulate() {
-        let fix = one_fix(decode(&[
-            ("id", "first"),
-            ("lat", "1"),
-            ("lon", "2"),
-            ("id", "second"),
-            ("lat", "3"),
-            ("cell", "262,1,1234,56789"),
-            ("cell", "262,1,1234,56790,-71"),
-            ("wifi", "00-11-22-33-44-55,-60"),
-            ("wifi", "66-77-88-99-aa-bb,-75"),
-            ("fuel", "10"),
-            ("fuel", "24"),
-        ]));
-        assert_eq!(fix.device.as_deref(), Some("second"));
-        assert_eq!(fix.lat, Some(3.0));
-        assert_eq!(attr(&fix, "fuel"), json!(24));
-        assert_eq!(
-            attr(&fix, "cell"),
-            json!([
-                {"mcc": 262, "mnc": 1, "lac": 1234, "cid": 56789},
-                {"mcc": 262, "mnc": 1, "lac": 1234, "cid": 56790, "rssi": -71}
-            ])
-        );
-        assert_eq!(
-            attr(&fix, "wifi"),
-            json!([{"mac": "00:11:22:33:44:55", "rssi": -60}, {"mac": "66:77:88:99:aa:bb", "rssi": -75}])
-        );
-    }
-
-    #[test]
-    fn unknown_parameters_keep_their_type() {
-        let fix = one_fix(decode(&[
-            ("id", "a"),
-            ("lat", "1"),
-            ("lon", "2"),
-            ("ignition", "true"),
-            ("door", "false"),
-            ("rpm", "933"),
-            ("temp", "-4.5"),
-            ("tiny", "5.0E-4"),
-            ("iccid", "89490200001234567890"),
-            ("pin", "0123"),
-            ("alarm", "sos"),
-            ("nan", "NaN"),
-            ("driverUniqueId", "123"),
-            ("token", "secret"),
-            ("notificationToken", "push-secret"),
-        ]));
-        assert_eq!(attr(&fix, "ignition"), json!(true));
-        assert_eq!(attr(&fix, "door"), json!(false));
-        assert_eq!(attr(&fix, "rpm"), json!(933));
-        assert_eq!(attr(&fix, "temp"), json!(-4.5));
-        assert_eq!(attr(&fix, "tiny"), json!(0.0005));
-        assert_eq!(attr(&fix, "iccid"), json!("89490200001234567890"));
-        assert_eq!(attr(&fix, "pin"), json!("0123"));
-        assert_eq!(attr(&fix, "alarm"), json!("sos"));
-        assert_eq!(attr(&fix, "nan"), json!("NaN"));
-        assert_eq!(attr(&fix, "driverUniqueId"), json!("123"));
-        assert_eq!(attr(&fix, "token"), Value::Null);
-        assert_eq!(attr(&fix, "notificationToken"), Value::Null);
-    }
-
-    #[test]
-    fn unknown_and_unreported_values_are_none() {
-        let fix = one_fix(decode(&[
-            ("id", "a"),
-            ("lat", "1"),
-            ("lon", "2"),
-            ("speed", "-1"),
-            ("bearing", "-1.0"),
-            ("accuracy", "0.0"),
-            ("batt", "-100.0"),
-            ("altitude", ""),
-        ]));
-        assert_eq!(
-            (
-                fix.speed_mps,
-                fix.heading_deg,
-                fix.accuracy_m,
-                fix.battery,
-                fix.altitude_m
-            ),
-            (None, None, None, None, None)
-        );
-    }
-
-    #[test]
-    fn identity_and_coordinates_classify_the_message() {
-        assert!(matches!(
-            decode(&[("lat", "1"), ("lon", "2")]),
-            Message::Unusable {
-                reason: "missing_device",
-                ..
-            }
-        ));
-        assert!(matches!(
-            decode(&[("id", " "), ("lat", "1"), ("lon", "2")]),
-            Message::Unusable {
-                reason: "missing_device",
-                ..
-            }
-        ));
-        assert!(matches!(
-            decode(&[("id", "a"), ("timestamp", "1700000000"), ("batt", "80")]),
-            Message::Ignored { reason: "heartbeat" }
-        ));
-        assert!(matches!(
-            decode(&[("id", "a"), ("cell", "262,1,1,1")]),
-            Message::Unusable {
-                reason: "missing_coordinates",
-                ..
-            }
-        ));
-        assert!(matches!(
-            decode(&[("id", "a"), ("lat", "1")]),
-            Message::Unusable {
-                reason: "missing_coordinates",
-                ..
-            }
-        ));
-        for bad in [
-            ("lat", "north"),
-            ("location", "1"),
-            ("location", "1;2"),
-            ("cell", "1,2"),
-            ("cell", "a,b,c,d"),
-            ("wifi", "00-11"),
-            ("wifi", "00-11,loud"),
-            ("speed", "fast"),
-        ] {
-            let message = decode(&[("id", "a"), ("lat", "1"), ("lon", "2"), bad]);
-            assert!(
-                matches!(
-                    message,
-                    Message::Unusable {
-                        reason: "invalid_field",
-                        ..
-                    }
-                ),
-                "{bad:?}: {message:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn location_valid_and_charge() {
-        let fix = one_fix(decode(&[
-            ("id", "a"),
-            ("location", "52.5,13.4"),
-            ("valid", "0"),
-            ("charge", "true"),
-        ]));
-        assert_eq!((fix.lat, fix.lon), (Some(52.5), Some(13.4)));
-        assert_eq!(attr(&fix, "valid"), json!(false));
-        assert_eq!(attr(&fix, "charge"), json!(true));
-        let fix = one_fix(decode(&[("id", "a"), ("lat", "1"), ("lon", "2"), ("valid", "1")]));
-        assert_eq!(attr(&fix, "valid"), json!(true));
-    }
-
-    #[test]
-    fn json_minimal_location_and_classifications() {
-        let body = json!({"device_id": 42, "location": {"coords": {"latitude": 1, "longitude": 2}}});
-        let fix = one_fix(decode_json(&body, now()));
-        assert_eq!(fix.device.as_deref(), Some("42"));
-        assert_eq!(fix.ts, Some(now()));
-        assert!(fix.attrs.is_none());
-
-        let cases = [
-            (json!("text"), "malformed_body"),
-            (json!({"device_id": "a"}), "malformed_body"),
-            (
-                json!({"location": {"coords": {"latitude": 1, "longitude": 2}}}),
-                "missing_device",
-            ),
-            (json!({"device_id": "a", "location": {}}), "missing_coordinates"),
-            (
-                json!({"device_id": "a", "location": {"coords": {"latitude": "1", "longitude": 2}}}),
-                "invalid_field",
-            ),
-            (
-                json!({"device_id": "a", "location": {"timestamp": "later",
-                       "coords": {"latitude": 1, "longitude": 2}}}),
-                "invalid_field",
-            ),
-            (json!([1]), "malformed_body"),
-        ];
-        for (body, reason) in cases {
-            let message = decode_json(&body, now());
-            assert!(
-                matches!(message, Message::Unusable { reason: r, .. } if r == reason),
-                "{body}: {message:?}"
-            );
-        }
-        assert!(matches!(
-            decode_json(
-                &json!({"device_id": "a", "location": {"extras": {"heartbeat": true}}}),
-                now()
-            ),
-            Message::Ignored { reason: "heartbeat" }
-        ));
-        assert!(matches!(
-            decode_json(&json!([]), now()),
-            Message::Ignored { reason: "empty_body" }
-        ));
-    }
-
-    #[test]
-    fn json_location_arrays_share_the_device() {
-        let body = json!({"device_id": "a", "location": [
-            {"timestamp": "2025-06-15T13:45:12.862Z", "coords": {"latitude": 1, "longitude": 2}},
-            {"extras": {"heartbeat": true}},
-            {"timestamp": 1_750_000_000, "coords": {"latitude": 3, "longitude": 4}}
-        ]});
-        let Message::Fixes(fixes) = decode_json(&body, now()) else {
-            panic!("fixes")
-        };
-        assert_eq!(fixes.len(), 2);
-        assert!(fixes.iter().all(|f| f.device.as_deref() == Some("a")));
-        assert_eq!(fixes[1].ts, Some(now()));
-    }
-}
+mod tests;

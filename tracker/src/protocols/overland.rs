@@ -1,4 +1,4 @@
-//! Overland (iOS) and Overland for Android batches (`shared/PROTOCOLS.md` section 4):
+//! Overland (iOS) and Overland for Android batches (`tracker/PROTOCOLS.md` section 4):
 //! `{"locations": [Feature, …], "current": …, "trip": …}`.
 //!
 //! Each GeoJSON Point Feature of `locations` is one fix; records that are not fixes (visits
@@ -21,6 +21,20 @@ pub struct Batch {
     /// Records that are not fixes (`properties.action`, `properties.type == "trip"`, no
     /// geometry); answered as success, stored nowhere.
     pub skipped: usize,
+}
+
+/// Why an Overland request body is unusable as a whole. The handler shows the message to the
+/// app's user (`{"error": …}`), so it says what is wrong with the body.
+// serde's error is part of the message (as it always was) rather than a `#[source]`, so that a
+// reporter printing the error chain does not repeat it.
+#[derive(Debug, thiserror::Error)]
+pub enum OverlandError {
+    /// The body does not parse as JSON.
+    #[error("the body is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// The body is JSON but has no `locations` array (not an object, or a wrong envelope).
+    #[error("the body has no `locations` array")]
+    NoLocations,
 }
 
 /// Properties that map to [`RawFix`] columns rather than attrs.
@@ -50,12 +64,12 @@ const ACCURACY_ATTRS: [&str; 3] = ["vertical_accuracy", "speed_accuracy", "cours
 /// every other property (`motion`, `battery_state` as text or boolean, `wifi`, `unique_id`,
 /// `trip_id`, `vertical_accuracy`, stats fields, ...) becomes an attribute, except `null`
 /// values and `-1` accuracies.
-pub fn decode(body: &[u8], fallback_device: Option<&str>) -> Result<Batch, String> {
-    let envelope: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+pub fn decode(body: &[u8], fallback_device: Option<&str>) -> Result<Batch, OverlandError> {
+    let envelope: Value = serde_json::from_slice(body).map_err(OverlandError::NotJson)?;
     let locations = envelope
         .get("locations")
         .and_then(Value::as_array)
-        .ok_or("the body has no `locations` array")?;
+        .ok_or(OverlandError::NoLocations)?;
     let fallback_device = fallback_device.filter(|d| !d.trim().is_empty());
     let mut batch = Batch::default();
     for record in locations {
@@ -333,9 +347,15 @@ mod tests {
 
     #[test]
     fn envelope_errors() {
-        assert!(decode(b"not json", None).is_err());
-        assert!(decode(b"[]", None).is_err());
-        assert!(decode(br#"{"locations": {}}"#, None).is_err());
+        assert!(matches!(
+            decode(b"not json", None),
+            Err(OverlandError::NotJson(_))
+        ));
+        assert!(matches!(decode(b"[]", None), Err(OverlandError::NoLocations)));
+        assert!(matches!(
+            decode(br#"{"locations": {}}"#, None),
+            Err(OverlandError::NoLocations)
+        ));
         let b = decode(br#"{"locations": []}"#, None).expect("empty batch");
         assert_eq!((b.fixes.len(), b.skipped), (0, 0));
     }

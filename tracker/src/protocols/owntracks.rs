@@ -1,4 +1,4 @@
-//! OwnTracks HTTP mode (`shared/PROTOCOLS.md` section 3): one JSON object per request,
+//! OwnTracks HTTP mode (`tracker/PROTOCOLS.md` section 3): one JSON object per request,
 //! dispatched on `_type`. Only `location` carries a fix; every other type is understood and
 //! ignored, because the apps POST everything they would publish over MQTT to the same URL.
 //!
@@ -9,7 +9,7 @@
 //! Case and spaces are kept as sent: the Recorder lowercases, but two users differing only in
 //! case are distinct in every other part of geotrack, and lowercasing cannot be undone.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
 use super::{Message, into_attrs, known, known_accuracy, number};
 use crate::decode::time;
@@ -23,6 +23,27 @@ pub struct Identity {
     pub user: Option<String>,
     pub device: Option<String>,
     pub basic_user: Option<String>,
+}
+
+/// A location field that cannot be read. Its message becomes the detail of
+/// [`Message::Unusable`] (`invalid_field`), which the handler logs and counts.
+#[derive(Debug, thiserror::Error)]
+enum FieldError {
+    /// `lat` or `lon` holds something other than a number.
+    #[error("`{key}` {value} is not a number")]
+    NotANumber { key: &'static str, value: Value },
+    /// `tst` is text that is not a number.
+    #[error("`tst` {0:?} is not an epoch time")]
+    TstText(String),
+    /// `tst` is neither a number nor text.
+    #[error("`tst` {0} is not an epoch time")]
+    TstType(Value),
+    /// `tst` is 0.
+    #[error("`tst` is 0, which the OwnTracks apps use for \"no time\"")]
+    TstZero,
+    /// `tst` is a number, but not a time geotrack can store; `code` says why.
+    #[error("`tst` {epoch} is not a usable epoch time: {code}")]
+    TstUnusable { epoch: Number, code: &'static str },
 }
 
 /// Fields of a location that map to [`RawFix`] columns or are dropped; all others are attrs.
@@ -69,43 +90,28 @@ pub fn decode(body: &[u8], identity: &Identity) -> Message {
     };
     match kind {
         "location" => location(object, identity),
-        "encrypted" => Message::Ignored { reason: "encrypted" },
-        "transition" => Message::Ignored {
-            reason: "owntracks_transition",
+        other => Message::Ignored {
+            reason: ignored_reason(other),
         },
-        "waypoint" => Message::Ignored {
-            reason: "owntracks_waypoint",
-        },
-        "waypoints" => Message::Ignored {
-            reason: "owntracks_waypoints",
-        },
-        "card" => Message::Ignored {
-            reason: "owntracks_card",
-        },
-        "status" => Message::Ignored {
-            reason: "owntracks_status",
-        },
-        "steps" => Message::Ignored {
-            reason: "owntracks_steps",
-        },
-        "beacon" => Message::Ignored {
-            reason: "owntracks_beacon",
-        },
-        "configuration" => Message::Ignored {
-            reason: "owntracks_configuration",
-        },
-        "lwt" => Message::Ignored {
-            reason: "owntracks_lwt",
-        },
-        "request" => Message::Ignored {
-            reason: "owntracks_request",
-        },
-        "cmd" => Message::Ignored {
-            reason: "owntracks_cmd",
-        },
-        _ => Message::Ignored {
-            reason: "owntracks_unknown",
-        },
+    }
+}
+
+/// The metrics label of a message type that carries no fix (every `_type` but `location`).
+fn ignored_reason(kind: &str) -> &'static str {
+    match kind {
+        "encrypted" => "encrypted",
+        "transition" => "owntracks_transition",
+        "waypoint" => "owntracks_waypoint",
+        "waypoints" => "owntracks_waypoints",
+        "card" => "owntracks_card",
+        "status" => "owntracks_status",
+        "steps" => "owntracks_steps",
+        "beacon" => "owntracks_beacon",
+        "configuration" => "owntracks_configuration",
+        "lwt" => "owntracks_lwt",
+        "request" => "owntracks_request",
+        "cmd" => "owntracks_cmd",
+        _ => "owntracks_unknown",
     }
 }
 
@@ -129,7 +135,7 @@ fn location(mut object: Map<String, Value>, identity: &Identity) -> Message {
     };
     let (lat, lon) = match (coordinate(&object, "lat"), coordinate(&object, "lon")) {
         (Ok(Some(lat)), Ok(Some(lon))) => (lat, lon),
-        (Err(detail), _) | (_, Err(detail)) => return Message::unusable("invalid_field", detail),
+        (Err(detail), _) | (_, Err(detail)) => return Message::unusable("invalid_field", detail.to_string()),
         _ => {
             return Message::unusable(
                 "missing_coordinates",
@@ -146,7 +152,7 @@ fn location(mut object: Map<String, Value>, identity: &Identity) -> Message {
         }
         Some(tst) => match timestamp(tst) {
             Ok(ts) => ts,
-            Err(detail) => return Message::unusable("invalid_field", detail),
+            Err(detail) => return Message::unusable("invalid_field", detail.to_string()),
         },
     };
     let fix = RawFix {
@@ -168,29 +174,31 @@ fn location(mut object: Map<String, Value>, identity: &Identity) -> Message {
     }])
 }
 
-fn coordinate(object: &Map<String, Value>, key: &str) -> Result<Option<f64>, String> {
+fn coordinate(object: &Map<String, Value>, key: &'static str) -> Result<Option<f64>, FieldError> {
     match object.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(other) => Err(format!("`{key}` {other} is not a number")),
+        Some(other) => Err(FieldError::NotANumber {
+            key,
+            value: other.clone(),
+        }),
     }
 }
 
 /// `tst`: epoch seconds as a number, or as text (as `lwt` messages carry it).
-fn timestamp(tst: &Value) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    let epoch = match tst {
+fn timestamp(tst: &Value) -> Result<chrono::DateTime<chrono::Utc>, FieldError> {
+    let epoch: Number = match tst {
         Value::Number(n) => n.clone(),
         Value::String(text) => text
             .trim()
             .parse()
-            .map_err(|_| format!("`tst` {text:?} is not an epoch time"))?,
-        other => return Err(format!("`tst` {other} is not an epoch time")),
+            .map_err(|_| FieldError::TstText(text.clone()))?,
+        other => return Err(FieldError::TstType(other.clone())),
     };
     if epoch.as_f64() == Some(0.0) {
-        return Err("`tst` is 0, which the OwnTracks apps use for \"no time\"".into());
+        return Err(FieldError::TstZero);
     }
-    time::from_epoch_number(&epoch)
-        .map_err(|r| format!("`tst` {epoch} is not a usable epoch time: {}", r.code))
+    time::from_epoch_number(&epoch).map_err(|r| FieldError::TstUnusable { epoch, code: r.code })
 }
 
 /// The device id, by the precedence in the module documentation.

@@ -1,0 +1,66 @@
+//! Metrics of evaluation and alerting (prefix `geotrack_alerts_`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+/// The metrics, registered once and shared by the writer and the evaluators.
+#[derive(Clone, Debug)]
+pub struct AlertMetrics {
+    /// Alerts committed, by kind.
+    pub committed: Family<KindLabel, Counter>,
+    /// Seconds from a fix reaching the server to its alert being published.
+    pub latency_seconds: Histogram,
+    /// Seconds to commit one group of changes.
+    pub commit_seconds: Histogram,
+    /// Failed commits (retried).
+    pub commit_errors: Counter,
+    /// Seconds from a fix reaching the server to its evaluation (per batch, its oldest fix).
+    pub evaluation_lag_seconds: Histogram,
+}
+
+impl AlertMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            committed: Family::default(),
+            latency_seconds: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
+            commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
+            commit_errors: Counter::default(),
+            evaluation_lag_seconds: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
+        };
+        let registry = registry.sub_registry_with_prefix("geotrack_alerts");
+        registry.register(
+            "committed",
+            "Alerts committed, by kind",
+            metrics.committed.clone(),
+        );
+        registry.register(
+            "latency_seconds",
+            "Time from receiving a fix to publishing its alert",
+            metrics.latency_seconds.clone(),
+        );
+        registry.register(
+            "commit_seconds",
+            "Time to commit a group of evaluation changes",
+            metrics.commit_seconds.clone(),
+        );
+        registry.register(
+            "commit_errors",
+            "Failed commits (retried)",
+            metrics.commit_errors.clone(),
+        );
+        registry.register(
+            "evaluation_lag_seconds",
+            "Time from receiving a fix to evaluating it",
+            metrics.evaluation_lag_seconds.clone(),
+        );
+        metrics
+    }
+}

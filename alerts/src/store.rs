@@ -1,0 +1,368 @@
+//! The `alerts` table and the evaluation state stored with it (`fence_states`,
+//! `offline_devices`, `eval_watermarks`, `webhook_deliveries`): writing one group of
+//! [`Changes`] in a transaction, and reading alerts back in cursor order.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+use tracker::latest::DeviceFilter;
+
+use crate::model::{Alert, AlertKind, Changes, Event, NewAlert, Visit, time_of_ms};
+
+/// Which alerts to read: those after the cursor `since`, optionally only some devices, fences
+/// or kinds, and only devices a token may see.
+#[derive(Debug, Clone, Default)]
+pub struct AlertQuery {
+    pub since: i64,
+    pub limit: i64,
+    pub devices: Vec<String>,
+    pub fences: Vec<String>,
+    pub kinds: Vec<AlertKind>,
+    /// The devices a token is limited to; `None` for all devices.
+    pub allowed: Option<DeviceFilter>,
+}
+
+impl AlertQuery {
+    /// Whether a live alert passes the same filters as the SQL in [`page`].
+    pub fn matches(&self, alert: &Alert, allows_device: impl Fn(&str) -> bool) -> bool {
+        let event = &alert.event;
+        alert.id > self.since
+            && (self.devices.is_empty() || self.devices.contains(&event.device))
+            && (self.fences.is_empty() || event.fence.as_ref().is_some_and(|f| self.fences.contains(f)))
+            && (self.kinds.is_empty() || self.kinds.contains(&event.kind))
+            && allows_device(&event.device)
+    }
+}
+
+type AlertRow = (
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    DateTime<Utc>,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    bool,
+    Option<DateTime<Utc>>,
+    DateTime<Utc>,
+);
+
+/// Alerts matching `query`, in id order.
+pub async fn page(pool: &PgPool, query: &AlertQuery) -> Result<Vec<Alert>, sqlx::Error> {
+    let kinds: Vec<&str> = query.kinds.iter().map(|k| k.as_str()).collect();
+    let (exact, patterns) = query.allowed.clone().map(|d| (d.exact, d.patterns)).unzip();
+    let rows: Vec<AlertRow> = sqlx::query_as(
+        "SELECT id, device, fence, fence_name, kind, ts, ST_X(geom), ST_Y(geom), speed_mps,
+                interpolated, received_at, created_at
+         FROM alerts
+         WHERE id > $1
+           AND (cardinality($2::text[]) = 0 OR device = ANY($2))
+           AND (cardinality($3::text[]) = 0 OR fence = ANY($3))
+           AND (cardinality($4::text[]) = 0 OR kind = ANY($4))
+           AND ($5::text[] IS NULL OR device = ANY($5) OR device LIKE ANY($6))
+         ORDER BY id
+         LIMIT $7",
+    )
+    .bind(query.since)
+    .bind(&query.devices)
+    .bind(&query.fences)
+    .bind(&kinds)
+    .bind(exact)
+    .bind(patterns)
+    .bind(query.limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(alert_of_row).collect())
+}
+
+fn alert_of_row(
+    (id, device, fence, fence_name, kind, ts, lon, lat, speed_mps, interpolated, received_at, created_at): AlertRow,
+) -> Alert {
+    Alert {
+        id,
+        event: Event {
+            device,
+            fence,
+            fence_name,
+            // The table's CHECK constraint allows only known kinds.
+            kind: AlertKind::parse(&kind).unwrap_or(AlertKind::Enter),
+            ts,
+            position: lon.zip(lat).map(|(x, y)| [x, y]),
+            speed_mps,
+            interpolated,
+            received_at,
+        },
+        created_at,
+    }
+}
+
+/// The alerts with these ids (those that still exist), in id order.
+pub async fn by_ids(pool: &PgPool, ids: &[i64]) -> Result<Vec<Alert>, sqlx::Error> {
+    let rows: Vec<AlertRow> = sqlx::query_as(
+        "SELECT id, device, fence, fence_name, kind, ts, ST_X(geom), ST_Y(geom), speed_mps,
+                interpolated, received_at, created_at
+         FROM alerts WHERE id = ANY($1) ORDER BY id",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(alert_of_row).collect())
+}
+
+/// The id of the newest alert (0 when there is none).
+pub async fn newest_id(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM alerts")
+        .fetch_one(pool)
+        .await
+}
+
+/// Changes of several evaluation steps merged into one write: later steps win for the same
+/// (device, fence) or device, watermarks keep the highest per shard, alerts keep their order.
+#[derive(Debug, Default)]
+pub struct Merged {
+    visits: HashMap<(String, String), (i16, Option<Visit>)>,
+    offline: HashMap<String, Option<DateTime<Utc>>>,
+    watermarks: HashMap<i16, i64>,
+    pub alerts: Vec<NewAlert>,
+}
+
+impl Merged {
+    pub fn add(&mut self, changes: Changes) {
+        for (key, visit) in changes.visits {
+            self.visits.insert(key, (changes.shard, visit));
+        }
+        self.offline.extend(changes.offline);
+        if let Some(seq) = changes.watermark {
+            let mark = self.watermarks.entry(changes.shard).or_insert(seq);
+            *mark = (*mark).max(seq);
+        }
+        self.alerts.extend(changes.alerts);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.visits.is_empty()
+            && self.offline.is_empty()
+            && self.watermarks.is_empty()
+            && self.alerts.is_empty()
+    }
+}
+
+/// Writes merged changes in `tx`; returns the stored alerts in id order.
+/// `webhooks` are the URLs every alert is delivered to, besides its fence's own.
+pub async fn write(
+    tx: &mut Transaction<'_, Postgres>,
+    merged: &Merged,
+    webhooks: &[String],
+) -> Result<Vec<Alert>, sqlx::Error> {
+    write_visits(tx, merged).await?;
+    write_offline(tx, merged).await?;
+    let alerts = insert_alerts(tx, &merged.alerts).await?;
+    queue_webhooks(tx, &merged.alerts, &alerts, webhooks).await?;
+    let (shards, seqs): (Vec<i16>, Vec<i64>) = merged.watermarks.iter().map(|(s, q)| (*s, *q)).unzip();
+    if !shards.is_empty() {
+        sqlx::query(
+            "INSERT INTO eval_watermarks (shard, seq) SELECT * FROM unnest($1::int2[], $2::int8[])
+             ON CONFLICT (shard) DO UPDATE SET seq = GREATEST(eval_watermarks.seq, EXCLUDED.seq)",
+        )
+        .bind(&shards)
+        .bind(&seqs)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(alerts)
+}
+
+/// Visits to store, as columns for `unnest`.
+#[derive(Default)]
+struct KeptVisits<'a> {
+    devices: Vec<&'a str>,
+    fences: Vec<&'a str>,
+    shards: Vec<i16>,
+    entered_at: Vec<DateTime<Utc>>,
+    dwell_fired: Vec<bool>,
+    overspeed_fired: Vec<bool>,
+}
+
+async fn write_visits(tx: &mut Transaction<'_, Postgres>, merged: &Merged) -> Result<(), sqlx::Error> {
+    let (mut gone_devices, mut gone_fences) = (Vec::new(), Vec::new());
+    let mut kept = KeptVisits::default();
+    for ((device, fence), (shard, visit)) in &merged.visits {
+        match visit {
+            None => {
+                gone_devices.push(device.as_str());
+                gone_fences.push(fence.as_str());
+            }
+            Some(v) => {
+                kept.devices.push(device);
+                kept.fences.push(fence);
+                kept.shards.push(*shard);
+                kept.entered_at.push(time_of_ms(v.entered_at_ms));
+                kept.dwell_fired.push(v.dwell_fired);
+                kept.overspeed_fired.push(v.overspeed_fired);
+            }
+        }
+    }
+    if !gone_devices.is_empty() {
+        sqlx::query(
+            "DELETE FROM fence_states s USING unnest($1::text[], $2::text[]) AS g(device, fence)
+             WHERE s.device = g.device AND s.fence = g.fence",
+        )
+        .bind(&gone_devices)
+        .bind(&gone_fences)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !kept.devices.is_empty() {
+        sqlx::query(
+            "INSERT INTO fence_states (device, fence, shard, entered_at, dwell_fired, overspeed_fired)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::int2[], $4::timestamptz[], $5::bool[], $6::bool[])
+             ON CONFLICT (device, fence) DO UPDATE SET shard = EXCLUDED.shard,
+                 entered_at = EXCLUDED.entered_at, dwell_fired = EXCLUDED.dwell_fired,
+                 overspeed_fired = EXCLUDED.overspeed_fired",
+        )
+        .bind(&kept.devices)
+        .bind(&kept.fences)
+        .bind(&kept.shards)
+        .bind(&kept.entered_at)
+        .bind(&kept.dwell_fired)
+        .bind(&kept.overspeed_fired)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn write_offline(tx: &mut Transaction<'_, Postgres>, merged: &Merged) -> Result<(), sqlx::Error> {
+    let mut back = Vec::new();
+    let (mut gone, mut since) = (Vec::new(), Vec::new());
+    for (device, offline) in &merged.offline {
+        match offline {
+            None => back.push(device.as_str()),
+            Some(t) => {
+                gone.push(device.as_str());
+                since.push(*t);
+            }
+        }
+    }
+    if !back.is_empty() {
+        sqlx::query("DELETE FROM offline_devices WHERE device = ANY($1)")
+            .bind(&back)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !gone.is_empty() {
+        sqlx::query(
+            "INSERT INTO offline_devices (device, since) SELECT * FROM unnest($1::text[], $2::timestamptz[])
+             ON CONFLICT (device) DO UPDATE SET since = EXCLUDED.since",
+        )
+        .bind(&gone)
+        .bind(&since)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Inserts alerts in their order: ids are drawn row by row in that order, so they grow with it.
+async fn insert_alerts(
+    tx: &mut Transaction<'_, Postgres>,
+    alerts: &[NewAlert],
+) -> Result<Vec<Alert>, sqlx::Error> {
+    if alerts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let column = |f: fn(&NewAlert) -> Option<f64>| alerts.iter().map(f).collect::<Vec<_>>();
+    let rows: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
+        "INSERT INTO alerts (device, fence, fence_name, kind, ts, geom, speed_mps, interpolated, received_at)
+         SELECT device, fence, fence_name, kind, ts,
+                CASE WHEN lon IS NULL THEN NULL ELSE ST_SetSRID(ST_MakePoint(lon, lat), 4326) END,
+                speed, interpolated, received_at
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[],
+                     $7::float8[], $8::float8[], $9::bool[], $10::timestamptz[])
+              WITH ORDINALITY AS a(device, fence, fence_name, kind, ts, lon, lat, speed, interpolated,
+                                   received_at, ord)
+         ORDER BY ord
+         RETURNING id, created_at",
+    )
+    .bind(alerts.iter().map(|a| a.event.device.as_str()).collect::<Vec<_>>())
+    .bind(
+        alerts
+            .iter()
+            .map(|a| a.event.fence.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        alerts
+            .iter()
+            .map(|a| a.event.fence_name.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(alerts.iter().map(|a| a.event.kind.as_str()).collect::<Vec<_>>())
+    .bind(alerts.iter().map(|a| a.event.ts).collect::<Vec<_>>())
+    .bind(column(|a| a.event.position.map(|p| p[0])))
+    .bind(column(|a| a.event.position.map(|p| p[1])))
+    .bind(column(|a| a.event.speed_mps))
+    .bind(alerts.iter().map(|a| a.event.interpolated).collect::<Vec<_>>())
+    .bind(alerts.iter().map(|a| a.event.received_at).collect::<Vec<_>>())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut ids: Vec<(i64, DateTime<Utc>)> = rows;
+    ids.sort_unstable_by_key(|(id, _)| *id);
+    Ok(alerts
+        .iter()
+        .zip(ids)
+        .map(|(a, (id, created_at))| Alert {
+            id,
+            event: a.event.clone(),
+            created_at,
+        })
+        .collect())
+}
+
+async fn queue_webhooks(
+    tx: &mut Transaction<'_, Postgres>,
+    new: &[NewAlert],
+    stored: &[Alert],
+    webhooks: &[String],
+) -> Result<(), sqlx::Error> {
+    let (mut ids, mut urls) = (Vec::new(), Vec::new());
+    for (alert, row) in new.iter().zip(stored) {
+        for url in webhooks.iter().chain(&alert.webhooks) {
+            ids.push(row.id);
+            urls.push(url.as_str());
+        }
+    }
+    if !ids.is_empty() {
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (alert_id, url) SELECT * FROM unnest($1::int8[], $2::text[])",
+        )
+        .bind(&ids)
+        .bind(&urls)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Erases what evaluation stored about a device (its alerts, fence states, offline mark).
+pub async fn erase_device(tx: &mut Transaction<'_, Postgres>, device: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM fence_states WHERE device = $1")
+        .bind(device)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM offline_devices WHERE device = $1")
+        .bind(device)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "WITH gone AS (DELETE FROM alerts WHERE device = $1 RETURNING id)
+         DELETE FROM webhook_deliveries WHERE alert_id IN (SELECT id FROM gone)",
+    )
+    .bind(device)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,343 @@
+//! Fences as the API speaks them: GeoJSON Features. A Polygon or MultiPolygon is a polygon
+//! fence; a Point with `properties.radius_m` a circle; a LineString with `properties.buffer_m`
+//! a corridor. Options live in `properties` too (`name`, `hysteresis_m`, `dwell_s`,
+//! `speed_limit_mps`, `applies_to`: device ids, `prefix*` entries, `webhooks`: URLs, checked by
+//! the caller, which knows its webhook policy); every other property is kept as given. The
+//! Feature's `id` is the fence id. Converting back gives the same Feature, so a client can GET,
+//! edit and PUT.
+
+use serde_json::{Map, Value, json};
+
+use crate::{AppliesTo, Fence, FenceError, FenceKind, FenceLimits, PreparedFence};
+
+/// Properties that configure the fence and are not kept as free-form properties.
+const OPTION_KEYS: [&str; 8] = [
+    "name",
+    "radius_m",
+    "buffer_m",
+    "hysteresis_m",
+    "dwell_s",
+    "speed_limit_mps",
+    "applies_to",
+    "webhooks",
+];
+
+/// Reads a Feature into a fence. `fallback_id` is used when the Feature has no `id`.
+pub fn to_fence(feature: &Value, fallback_id: impl FnOnce() -> String) -> Result<Fence, FenceError> {
+    let object = feature
+        .as_object()
+        .ok_or(FenceError::Feature("a fence must be a GeoJSON Feature object"))?;
+    if object.get("type").and_then(Value::as_str) != Some("Feature") {
+        return Err(FenceError::Feature(
+            "a fence must be a GeoJSON Feature (\"type\": \"Feature\")",
+        ));
+    }
+    let empty = Map::new();
+    let props = match object.get("properties") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(FenceError::Feature("`properties` must be an object")),
+    };
+    let geometry = object
+        .get("geometry")
+        .and_then(Value::as_object)
+        .ok_or(FenceError::Feature("a fence needs a `geometry`"))?;
+    let kind = kind(geometry, props)?;
+    let id = match object.get("id") {
+        None | Some(Value::Null) => fallback_id(),
+        Some(Value::String(id)) => id.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => return Err(FenceError::Feature("`id` must be a string or a number")),
+    };
+    let name = match props.get("name") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(name)) => name.clone(),
+        Some(_) => return Err(FenceError::Feature("`properties.name` must be a string")),
+    };
+    let dwell_s = number(props, "dwell_s")?
+        .map(|d| {
+            if d.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&d) {
+                Ok(d as u32)
+            } else {
+                Err(FenceError::BadDwell(d))
+            }
+        })
+        .transpose()?;
+    Ok(Fence {
+        id,
+        name,
+        kind,
+        hysteresis_m: number(props, "hysteresis_m")?.unwrap_or(0.0),
+        dwell_s,
+        speed_limit_mps: number(props, "speed_limit_mps")?,
+        applies_to: applies_to(props.get("applies_to"))?,
+        webhooks: webhooks(props.get("webhooks"))?,
+        properties: props
+            .iter()
+            .filter(|(k, _)| !OPTION_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    })
+}
+
+/// The fence kind of a Feature's geometry (circles and corridors take their size from `props`).
+fn kind(geometry: &Map<String, Value>, props: &Map<String, Value>) -> Result<FenceKind, FenceError> {
+    let coordinates = geometry
+        .get("coordinates")
+        .ok_or(FenceError::Feature("the geometry has no `coordinates`"))?;
+    match geometry.get("type").and_then(Value::as_str) {
+        Some("Polygon") => Ok(FenceKind::Polygon {
+            rings: parse(coordinates, "Polygon")?,
+        }),
+        Some("MultiPolygon") => Ok(FenceKind::MultiPolygon {
+            polygons: parse(coordinates, "MultiPolygon")?,
+        }),
+        Some("Point") => Ok(FenceKind::Circle {
+            centre: parse(coordinates, "Point")?,
+            radius_m: number(props, "radius_m")?.ok_or(FenceError::Feature(
+                "a Point fence (circle) needs `properties.radius_m`",
+            ))?,
+        }),
+        Some("LineString") => Ok(FenceKind::Corridor {
+            line: parse(coordinates, "LineString")?,
+            buffer_m: number(props, "buffer_m")?.ok_or(FenceError::Feature(
+                "a LineString fence (corridor) needs `properties.buffer_m`",
+            ))?,
+        }),
+        Some(other) => Err(FenceError::UnsupportedGeometry(other.to_owned())),
+        None => Err(FenceError::Feature("the geometry has no `type`")),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(coordinates: &Value, kind: &'static str) -> Result<T, FenceError> {
+    T::deserialize(coordinates).map_err(|e| FenceError::BadCoordinates {
+        kind,
+        reason: e.to_string(),
+    })
+}
+
+fn number(props: &Map<String, Value>, key: &'static str) -> Result<Option<f64>, FenceError> {
+    match props.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value.as_f64().map(Some).ok_or(FenceError::NotANumber(key)),
+    }
+}
+
+/// `webhooks`: absent or a list of URLs the fence's alerts are also posted to (whether each
+/// may be delivered to is the caller's policy).
+fn webhooks(value: Option<&Value>) -> Result<Vec<String>, FenceError> {
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(entries)) => entries
+            .iter()
+            .map(|entry| {
+                entry
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or(FenceError::Feature("`properties.webhooks` entries must be URLs"))
+            })
+            .collect(),
+        Some(_) => Err(FenceError::Feature(
+            "`properties.webhooks` must be a list of URLs",
+        )),
+    }
+}
+
+/// `applies_to`: absent, `"all"`, or a list of device ids where `prefix*` is a prefix.
+fn applies_to(value: Option<&Value>) -> Result<AppliesTo, FenceError> {
+    let entries = match value {
+        None | Some(Value::Null) => return Ok(AppliesTo::All),
+        Some(Value::String(all)) if all == "all" => return Ok(AppliesTo::All),
+        Some(Value::Array(entries)) => entries,
+        Some(_) => {
+            return Err(FenceError::Feature(
+                "`properties.applies_to` must be \"all\" or a list of device ids (`prefix*` for prefixes)",
+            ));
+        }
+    };
+    let mut ids = std::collections::BTreeSet::new();
+    let mut prefixes = Vec::new();
+    for entry in entries {
+        let entry = entry.as_str().ok_or(FenceError::Feature(
+            "`properties.applies_to` entries must be strings",
+        ))?;
+        match entry.strip_suffix('*') {
+            Some(prefix) => prefixes.push(prefix.to_owned()),
+            None => {
+                ids.insert(entry.to_owned());
+            }
+        }
+    }
+    Ok(AppliesTo::Devices { ids, prefixes })
+}
+
+/// The fence as a Feature, the inverse of [`to_fence`].
+pub fn to_feature(fence: &Fence) -> Value {
+    let mut props = fence.properties.clone();
+    props.insert("name".into(), json!(fence.name));
+    props.insert("kind".into(), json!(kind_name(&fence.kind)));
+    let geometry = match &fence.kind {
+        FenceKind::Polygon { rings } => json!({"type": "Polygon", "coordinates": rings}),
+        FenceKind::MultiPolygon { polygons } => json!({"type": "MultiPolygon", "coordinates": polygons}),
+        FenceKind::Circle { centre, radius_m } => {
+            props.insert("radius_m".into(), json!(radius_m));
+            json!({"type": "Point", "coordinates": centre})
+        }
+        FenceKind::Corridor { line, buffer_m } => {
+            props.insert("buffer_m".into(), json!(buffer_m));
+            json!({"type": "LineString", "coordinates": line})
+        }
+    };
+    props.insert("hysteresis_m".into(), json!(fence.hysteresis_m));
+    props.insert("dwell_s".into(), json!(fence.dwell_s));
+    props.insert("speed_limit_mps".into(), json!(fence.speed_limit_mps));
+    let applies: Value = match &fence.applies_to {
+        AppliesTo::All => json!("all"),
+        AppliesTo::Devices { ids, prefixes } => {
+            json!(
+                ids.iter()
+                    .cloned()
+                    .chain(prefixes.iter().map(|p| format!("{p}*")))
+                    .collect::<Vec<_>>()
+            )
+        }
+    };
+    props.insert("applies_to".into(), applies);
+    if !fence.webhooks.is_empty() {
+        props.insert("webhooks".into(), json!(fence.webhooks));
+    }
+    json!({"type": "Feature", "id": fence.id, "geometry": geometry, "properties": props})
+}
+
+/// `polygon`, `multipolygon`, `circle` or `corridor`.
+pub fn kind_name(kind: &FenceKind) -> &'static str {
+    match kind {
+        FenceKind::Polygon { .. } => "polygon",
+        FenceKind::MultiPolygon { .. } => "multipolygon",
+        FenceKind::Circle { .. } => "circle",
+        FenceKind::Corridor { .. } => "corridor",
+    }
+}
+
+/// Reads a Feature as [`to_fence`] does, dropping `kind`, which [`to_feature`] derives.
+pub fn fence_from_feature(
+    feature: &Value,
+    fallback_id: impl FnOnce() -> String,
+) -> Result<Fence, FenceError> {
+    let mut fence = to_fence(feature, fallback_id)?;
+    fence.properties.remove("kind");
+    Ok(fence)
+}
+
+/// Why a FeatureCollection cannot be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectionError {
+    #[error("the body must be a GeoJSON FeatureCollection")]
+    NotACollection,
+    /// `report`: `{index, id, reason}` for every invalid feature, of `total`.
+    #[error("{} of {total} features are invalid; nothing was imported", report.len())]
+    Invalid { report: Vec<Value>, total: usize },
+}
+
+/// Validates and prepares every fence of a FeatureCollection, or reports every invalid one
+/// (all or nothing). Each feature needs an `id`, unique in the collection, and must pass the
+/// caller's `check` (its webhook policy, say). `progress` is called once per feature (preparing
+/// a fence computes its H3 cover, the slow part of an import).
+pub fn prepare_collection<E: std::fmt::Display>(
+    collection: &Value,
+    limits: &FenceLimits,
+    check: impl Fn(&Fence) -> Result<(), E>,
+    progress: impl Fn(),
+) -> Result<Vec<PreparedFence>, CollectionError> {
+    let (Some("FeatureCollection"), Some(Value::Array(features))) = (
+        collection.get("type").and_then(Value::as_str),
+        collection.get("features"),
+    ) else {
+        return Err(CollectionError::NotACollection);
+    };
+    let mut prepared = Vec::with_capacity(features.len());
+    let mut report = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (index, feature) in features.iter().enumerate() {
+        let result = match fence_from_feature(feature, String::new) {
+            Ok(fence) if fence.id.is_empty() => Err("every imported fence needs an `id`".to_owned()),
+            Ok(fence) if !seen.insert(fence.id.clone()) => {
+                Err(format!("id {:?} appears twice in the collection", fence.id))
+            }
+            Ok(fence) => match check(&fence) {
+                Ok(()) => PreparedFence::new(fence, limits).map_err(|e| e.to_string()),
+                Err(refused) => Err(refused.to_string()),
+            },
+            Err(reason) => Err(reason.to_string()),
+        };
+        match result {
+            Ok(fence) => prepared.push(fence),
+            Err(reason) => report.push(json!({"index": index, "id": feature.get("id"), "reason": reason})),
+        }
+        progress();
+    }
+    if report.is_empty() {
+        Ok(prepared)
+    } else {
+        Err(CollectionError::Invalid {
+            report,
+            total: features.len(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips_through_a_feature() {
+        let features = [
+            json!({"type": "Feature", "id": "p", "geometry": {"type": "Polygon", "coordinates": [[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]]},
+                   "properties": {"name": "square", "colour": "red", "dwell_s": 60, "applies_to": ["a", "fleet-*"]}}),
+            json!({"type": "Feature", "id": "c", "geometry": {"type": "Point", "coordinates": [2.0, 3.0]},
+                   "properties": {"radius_m": 150.0, "hysteresis_m": 5.0}}),
+            json!({"type": "Feature", "id": "r", "geometry": {"type": "LineString", "coordinates": [[0.0, 0.0], [1.0, 1.0]]},
+                   "properties": {"buffer_m": 20.0, "speed_limit_mps": 13.9}}),
+        ];
+        for feature in features {
+            let fence = fence_from_feature(&feature, || unreachable!()).expect("fence");
+            let back = to_feature(&fence);
+            let again = fence_from_feature(&back, || unreachable!()).expect("round trip");
+            assert_eq!(fence, again, "{back}");
+        }
+    }
+
+    #[test]
+    fn bad_features_say_what_is_wrong() {
+        let cases = [
+            (
+                json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]}}),
+                "radius_m",
+            ),
+            (
+                json!({"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[0, 0], [1, 1]]}}),
+                "buffer_m",
+            ),
+            (
+                json!({"type": "Feature", "geometry": {"type": "MultiPoint", "coordinates": [[0, 0]]}}),
+                "MultiPoint",
+            ),
+            (
+                json!({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[0, 0]]}}),
+                "coordinates",
+            ),
+            (json!({"type": "Feature"}), "geometry"),
+            (json!({"type": "FeatureCollection"}), "Feature"),
+            (
+                json!({"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]},
+                    "properties": {"radius_m": 5, "dwell_s": 1.5}}),
+                "dwell_s",
+            ),
+        ];
+        for (feature, needle) in cases {
+            let error = to_fence(&feature, || "x".into()).expect_err(needle).to_string();
+            assert!(error.contains(needle), "{needle}: {error}");
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Bearer tokens with scopes (`ingest`, `read`, `admin`), optionally limited to device ids or
+//! id prefixes. Tokens come from config (`[[tokens]]`) or `GEOTRACK_TOKENS`
+//! (`TOKEN=SCOPE[+SCOPE][@DEVICE[|DEVICE]]` entries separated by `;`, a trailing `*` making a
+//! device entry a prefix). Only SHA-256 digests are kept, compared in constant time against every
+//! configured token, and tokens are never logged. With no token configured, access is open.
+//!
+//! Handlers take an [`Authorized`] extractor naming the scope they need; the API takes
+//! `Authorization: Bearer`, WebSockets also `?token=`, device apps and maps also HTTP Basic (the
+//! password, or the user when the password is empty), because apps and browsers cannot always
+//! set headers.
+
+mod extract;
+mod principal;
+mod tokens;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+pub use extract::{Authorized, Bearer, BearerOrQuery, Credentials, DeviceApp, basic_credentials, scope};
+pub use principal::{Principal, Scope};
+pub use tokens::{TokenConfig, TokenError, Tokens, TokensSetting};
+
+use crate::error::ApiError;
+use crate::limits::RateLimiter;
+
+/// The tokens and the per-token request limit: everything authentication needs.
+#[derive(Debug)]
+pub struct Auth {
+    pub tokens: Tokens,
+    pub limiter: RateLimiter,
+}
+
+impl Auth {
+    /// The principal of the presented token, charged one request against its rate limit.
+    pub fn resolve(&self, presented: Option<String>) -> Result<Principal, AuthError> {
+        if self.tokens.is_open() {
+            return Ok(Principal::open());
+        }
+        let presented = presented.ok_or(AuthError::Missing)?;
+        let principal = self.tokens.lookup(&presented).ok_or(AuthError::Invalid)?;
+        if let Some(key) = principal.key() {
+            self.limiter
+                .try_take(key, 1.0)
+                .map_err(|wait| AuthError::RateLimited(wait.as_secs().max(1)))?;
+        }
+        Ok(principal)
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug)]
+pub enum AuthError {
+    Missing,
+    Invalid,
+    Forbidden(String),
+    /// The token made too many requests; retry after the given seconds.
+    RateLimited(u64),
+}
+
+impl Principal {
+    /// 403 unless the token may act on `device`.
+    pub fn require_device(&self, device: &str) -> Result<(), AuthError> {
+        if self.allows_device(device) {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden(format!(
+                "this token is not allowed to access device {device:?}"
+            )))
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Missing => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a token is required: send Authorization: Bearer <token>",
+            ),
+            AuthError::Invalid => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the token is not valid")
+            }
+            AuthError::Forbidden(message) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
+            AuthError::RateLimited(retry_after_s) => ApiError::too_many_requests(
+                "this token is making requests faster than its rate limit",
+                retry_after_s,
+            ),
+        }
+    }
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let unauthorized = matches!(self, AuthError::Missing | AuthError::Invalid);
+        let mut response = ApiError::from(self).into_response();
+        if unauthorized {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"geotrack\""),
+            );
+        }
+        response
+    }
+}

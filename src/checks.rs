@@ -1,0 +1,84 @@
+//! What the configuration must satisfy before anything starts: enough database connections,
+//! usable tokens, no open server on a public address unless asked for, deliverable and signed
+//! webhooks, a known OsmAnd speed unit. Each failure says what to change.
+
+use tracker::protocols::osmand::SpeedUnit;
+
+use crate::auth::{TokenError, Tokens};
+use crate::config::Config;
+
+/// A configuration the service refuses to start with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "db_max_connections ({connections}) must exceed ingest.shards ({shards}) + 1: each shard writer and the fence listener keep a connection"
+    )]
+    TooFewConnections { connections: u32, shards: usize },
+    #[error("{0}")]
+    Tokens(#[from] TokenError),
+    #[error(
+        "no tokens are configured, so {0} would be open to anyone; configure tokens (GEOTRACK_TOKENS) or pass --insecure"
+    )]
+    OpenToAnyone(std::net::SocketAddr),
+    #[error("webhooks.urls: {0}")]
+    WebhookUrl(alerts::Error),
+    #[error("webhooks.urls is set but webhooks.secret is not: deliveries must be signed")]
+    UnsignedWebhooks,
+    #[error("ingest.osmand_speed_unit: {0}")]
+    SpeedUnit(String),
+    #[error("{0}")]
+    Tiles(#[from] tiles::Error),
+    #[error("fences: {0}")]
+    Fences(#[from] fences::FenceError),
+}
+
+/// Checks everything but the speed unit (see [`osmand_speed_unit`]); returns the tokens.
+pub fn configuration(config: &Config) -> Result<Tokens, ConfigError> {
+    if config.db_max_connections as usize <= config.ingest.shards + 1 {
+        return Err(ConfigError::TooFewConnections {
+            connections: config.db_max_connections,
+            shards: config.ingest.shards,
+        });
+    }
+    let tokens = access(config)?;
+    webhooks(config)?;
+    Ok(tokens)
+}
+
+/// Loads the tokens and refuses an open server on a non-loopback address unless `insecure`.
+fn access(config: &Config) -> Result<Tokens, ConfigError> {
+    let entries = config.tokens.entries()?;
+    let tokens = Tokens::from_config(&entries)?;
+    if tokens.is_open() {
+        if !config.bind.ip().is_loopback() && !config.insecure {
+            return Err(ConfigError::OpenToAnyone(config.bind));
+        }
+        tracing::warn!(
+            "NO TOKENS CONFIGURED: anyone who can reach {} can read and write everything",
+            config.bind
+        );
+    } else {
+        tracing::info!(tokens = entries.len(), "token authentication on");
+    }
+    Ok(tokens)
+}
+
+/// Every configured webhook URL must be deliverable, and signed: a secret is required.
+fn webhooks(config: &Config) -> Result<(), ConfigError> {
+    for url in &config.webhooks.urls {
+        alerts::webhooks::check_url(url).map_err(ConfigError::WebhookUrl)?;
+    }
+    if !config.webhooks.urls.is_empty() && config.webhooks.secret.is_none() {
+        return Err(ConfigError::UnsignedWebhooks);
+    }
+    Ok(())
+}
+
+/// The configured unit of `speed` on `/osmand`.
+pub fn osmand_speed_unit(config: &Config) -> Result<SpeedUnit, ConfigError> {
+    config
+        .ingest
+        .osmand_speed_unit
+        .parse()
+        .map_err(|e: tracker::protocols::osmand::OsmandError| ConfigError::SpeedUnit(e.to_string()))
+}

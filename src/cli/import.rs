@@ -1,0 +1,165 @@
+//! `geotrack import ...`: loading files into the database. Fixes go through the same pipeline
+//! as live ingest (validated and de-duplicated like any other); fences through the same
+//! validation as the API, all or nothing; countries into the basemap table.
+
+use std::path::Path;
+use std::time::Duration;
+
+use geotrack::Config;
+use indicatif::{ProgressBar, ProgressStyle};
+use prometheus_client::registry::Registry;
+use tokio_util::task::TaskTracker;
+
+/// Fixes handed to the pipeline at once.
+const CHUNK: usize = 1_000;
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Points in the file.
+    pub points: usize,
+    /// Fixes newly stored.
+    pub stored: u64,
+    /// Fixes that were already in history (same device and time).
+    pub duplicates: u64,
+    /// Points that could not be stored (no time, out of range...).
+    pub rejected: usize,
+}
+
+/// Imports a GeoJSON FeatureCollection of fences, all or nothing (fences with an existing id
+/// are replaced). A running server hears of it and reloads its fence index. Returns how many
+/// fences were stored.
+pub async fn fences(config: &Config, file: &Path) -> Result<usize, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let collection: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
+    let total = collection["features"].as_array().map_or(0, Vec::len);
+    let progress = bar(total, "fences");
+    let prepared = fences::feature::prepare_collection(
+        &collection,
+        &config.fences.limits(),
+        geotrack::fence_registry::check_webhooks,
+        || progress.inc(1),
+    );
+    progress.finish_and_clear();
+    let prepared = prepared.map_err(|e| match e {
+        fences::feature::CollectionError::NotACollection => {
+            format!("{} is not a GeoJSON FeatureCollection", file.display())
+        }
+        fences::feature::CollectionError::Invalid { report, total } => {
+            let lines: Vec<String> = report.iter().take(20).map(ToString::to_string).collect();
+            format!(
+                "{} of {total} features are invalid; nothing was imported:\n{}{}",
+                report.len(),
+                lines.join("\n"),
+                if report.len() > 20 { "\n..." } else { "" }
+            )
+        }
+    })?;
+    if config.webhooks.secret.is_none()
+        && let Some(fence) = prepared.iter().find(|f| !f.fence().webhooks.is_empty())
+    {
+        return Err(format!(
+            "fence {:?} names webhooks, but no webhooks.secret is configured to sign them with",
+            fence.id()
+        ));
+    }
+    geotrack::db::migrate(&config.database_url)
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    let pool = geotrack::db::pool(&config.database_url, 2).map_err(|e| format!("database: {e}"))?;
+    alerts::fence_store::store_and_announce(&pool, &prepared)
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    pool.close().await;
+    Ok(prepared.len())
+}
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {what} {{per_sec}} {{eta}}");
+    ProgressBar::new(len as u64)
+        .with_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()))
+}
+
+/// Imports the track points of a GPX file as the history of `device`, then tells running
+/// servers (`NOTIFY geotrack_tiles, 'tracks'`) so their cached track tiles show it.
+pub async fn gpx(config: &Config, file: &Path, device: &str) -> Result<ImportSummary, String> {
+    let xml = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let points = tracker::gpx::parse(&xml).map_err(|e| format!("{}: {e}", file.display()))?;
+    geotrack::db::migrate(&config.database_url)
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    let pool = geotrack::db::pool(&config.database_url, 2).map_err(|e| format!("database: {e}"))?;
+    let metrics = tracker::metrics::IngestMetrics::register(&mut Registry::default());
+    let tasks = TaskTracker::new();
+    let mut pipeline_config = config.ingest.pipeline();
+    pipeline_config.shards = 1;
+    pipeline_config.enqueue_wait = Duration::from_secs(60);
+    let pipeline =
+        tracker::Pipeline::start(&pool, pipeline_config, metrics.clone(), Vec::new(), None, &tasks);
+    // History may be of any age; only the future limit still applies.
+    let limits = tracker::Limits {
+        max_age: chrono::Duration::days(365 * 200),
+        ..config.ingest.limits()
+    };
+
+    let progress = bar(points.len(), "points");
+    let received_at = chrono::Utc::now();
+    let mut rejected = 0;
+    let mut result = Ok(());
+    for chunk in points.chunks(CHUNK) {
+        let mut fixes = Vec::with_capacity(chunk.len());
+        for point in chunk {
+            match tracker::gpx::to_raw_fix(point, device).validate(received_at, &limits) {
+                Ok(fix) => fixes.push(fix),
+                Err(rejection) => {
+                    rejected += 1;
+                    tracing::warn!(lat = point.lat, lon = point.lon, reason = %rejection.message, "point skipped");
+                }
+            }
+        }
+        match pipeline.submit(fixes).await {
+            Ok(submitted) => rejected += submitted.rejected.len(),
+            Err(e) => {
+                result = Err(format!("import stopped: {e}"));
+                break;
+            }
+        }
+        progress.inc(chunk.len() as u64);
+    }
+    progress.finish_and_clear();
+    pipeline.close();
+    tasks.close();
+    tasks.wait().await;
+    if metrics.stored.get() > 0 {
+        // Running servers keep cached `tracks` tiles; this history may fall in their windows.
+        if let Err(e) = tiles::notify::tiles_changed(&pool, "tracks").await {
+            tracing::warn!(%e, "running servers were not told that tracks changed; their cached track tiles may lag");
+        }
+    }
+    pool.close().await;
+    result?;
+    Ok(ImportSummary {
+        points: points.len(),
+        stored: metrics.stored.get(),
+        duplicates: metrics.duplicates.get(),
+        rejected,
+    })
+}
+
+/// Replaces the basemap with the countries of `file` (the built-in 1:110m countries without
+/// one); returns what was loaded and how many countries.
+pub async fn basemap(config: &Config, file: Option<&Path>) -> Result<(String, usize), String> {
+    let bytes = match file {
+        Some(file) => std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?,
+        None => geotrack::web::COUNTRIES.to_vec(),
+    };
+    let pool = geotrack::db::pool(&config.database_url, 2).map_err(|e| e.to_string())?;
+    let count = tiles::basemap::import(&pool, &bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    let source = file.map_or("built-in 1:110m countries".to_owned(), |f| {
+        f.display().to_string()
+    });
+    Ok((source, count))
+}

@@ -1,0 +1,137 @@
+//! The command line: global flags (the last configuration layer), subcommands, and what each
+//! runs: the server ([`serve`]), migrations, imports ([`import`]) and the clients of the `tools`
+//! crate (the simulator and the benchmarks).
+
+mod import;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use geotrack::Config;
+use geotrack::config::Overrides;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "geotrack",
+    version,
+    about = "Real-time geo-tracking, geofencing and vector tiles on PostGIS"
+)]
+pub struct Cli {
+    /// Configuration file (default: ./geotrack.toml when present).
+    #[arg(long, global = true, env = "GEOTRACK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, global = true)]
+    pub bind: Option<SocketAddr>,
+    /// PostgreSQL URL (default `postgres://postgres@127.0.0.1:5432/geotrack`).
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// Allow listening on a non-loopback address with no tokens configured (open access).
+    #[arg(long, global = true)]
+    pub insecure: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service.
+    Serve {
+        /// Also drive a demo fleet of 50 vehicles, with demo fences, inside the server.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Create the database if needed and apply pending migrations (idempotent).
+    Migrate,
+    /// Load data from files.
+    #[command(subcommand)]
+    Import(Import),
+    /// Measure ingest throughput of a running server against a raw COPY of the same rows.
+    BenchIngest(tools::bench_ingest::BenchIngestArgs),
+    /// Drive a simulated fleet against a server (`--demo` also draws fences).
+    Simulate(tools::simulate::SimulateArgs),
+    /// Measure alert latency (fix received to alert on a WebSocket) under an open-loop drive.
+    BenchAlerts(tools::bench_alerts::BenchAlertsArgs),
+}
+
+impl Cli {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            bind: self.bind,
+            database_url: self.database_url.clone(),
+            insecure: self.insecure,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Import {
+    /// Load the track points of a GPX file as the history of one device (de-duplicated).
+    Gpx {
+        /// The GPX file.
+        file: PathBuf,
+        /// Device id to store the points under.
+        #[arg(long)]
+        device: String,
+    },
+    /// Load a GeoJSON FeatureCollection of fences (all or nothing; existing ids are replaced).
+    Fences {
+        /// The GeoJSON file.
+        file: PathBuf,
+    },
+    /// Replace the basemap (the `countries` tile layer) with planar countries GeoJSON (see
+    /// scripts/prepare-basemap.py); without a file, the 1:110m countries built in.
+    Basemap {
+        /// The GeoJSON file.
+        file: Option<PathBuf>,
+    },
+}
+
+/// Runs the command; the error is the message to print.
+pub async fn run(cli: Cli) -> Result<(), String> {
+    let config =
+        Config::load(cli.config.as_deref(), &cli.overrides()).map_err(|e| format!("configuration: {e}"))?;
+    match cli.command {
+        Command::Migrate => {
+            geotrack::db::migrate(&config.database_url)
+                .await
+                .map_err(|e| format!("migrate: {e}"))?;
+            tracing::info!("database is migrated");
+        }
+        Command::Import(Import::Gpx { file, device }) => {
+            let summary = import::gpx(&config, &file, &device).await?;
+            println!(
+                "{}: {} points, {} stored, {} already stored, {} skipped",
+                file.display(),
+                summary.points,
+                summary.stored,
+                summary.duplicates,
+                summary.rejected
+            );
+        }
+        Command::Import(Import::Fences { file }) => {
+            let count = import::fences(&config, &file).await?;
+            println!("{}: {count} fences imported", file.display());
+        }
+        Command::Import(Import::Basemap { file }) => {
+            let (source, count) = import::basemap(&config, file.as_deref()).await?;
+            println!("{source}: {count} countries imported into the basemap");
+        }
+        Command::BenchIngest(args) => tools::bench_ingest::run(&args, &config.database_url).await?,
+        Command::BenchAlerts(args) => tools::bench_alerts::run(&args, &config.database_url).await?,
+        Command::Serve { demo } => serve::serve(config, demo).await?,
+        Command::Simulate(args) => {
+            let stop = tokio_util::sync::CancellationToken::new();
+            let on_signal = stop.clone();
+            tokio::spawn(async move {
+                geotrack::startup::shutdown_signal().await;
+                on_signal.cancel();
+            });
+            let report = tools::simulate::run(&args, stop).await?;
+            println!("{report}");
+        }
+    }
+    Ok(())
+}

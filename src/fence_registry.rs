@@ -1,0 +1,239 @@
+//! [`FenceRegistry`]: the one owner of fence writes and reloads. A write is validated, stored
+//! in one transaction, then put in the in-memory index, and the fence tiles it touches are
+//! invalidated before it is acknowledged (the next tile request sees it). Writes are serialised
+//! (fence writes are rare, and one at a time keeps database and index in the same order); a
+//! reload from the table (at start, and when another process announces a change) takes the
+//! same lock, so the index never goes back to an older table state.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use alerts::{SharedIndex, fence_store};
+use fences::feature::{CollectionError, fence_from_feature, prepare_collection, to_feature};
+use fences::{Bbox, Fence, FenceError, FenceLimits, PreparedFence};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tiles::{Change, LayerId, TileStore};
+
+/// Why a fence write was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("the fence index is not loaded yet")]
+    Loading,
+    #[error("{0}")]
+    Invalid(FenceError),
+    /// A webhook the policy refuses (see `alerts::webhooks::check_url`).
+    #[error("{0}")]
+    Webhook(alerts::Error),
+    #[error("fence {0:?} names webhooks, but the server has no webhooks.secret to sign them with")]
+    Unsigned(String),
+    #[error("fence {0:?} exists; PUT /api/v1/fences/{{id}} replaces it")]
+    Exists(String),
+    #[error("there is no fence {0:?}")]
+    NotFound(String),
+    #[error("the Feature's id {given} differs from the path's {path:?}")]
+    IdMismatch { given: Value, path: String },
+    #[error("{0}")]
+    Collection(CollectionError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// The fence index, its loaded flag, the limits fences are checked against and the write lock.
+#[derive(Debug)]
+pub struct FenceRegistry {
+    pool: PgPool,
+    index: SharedIndex,
+    loaded: AtomicBool,
+    limits: FenceLimits,
+    /// Serialises writes and reloads.
+    writes: tokio::sync::Mutex<()>,
+    tiles: Arc<TileStore>,
+    /// A webhook secret is configured, so fences may name webhook URLs.
+    webhooks_signed: bool,
+}
+
+impl FenceRegistry {
+    /// An empty registry; nothing is served until the first [`Self::reload`].
+    pub fn new(
+        pool: PgPool,
+        index: SharedIndex,
+        limits: FenceLimits,
+        tiles: Arc<TileStore>,
+        webhooks_signed: bool,
+    ) -> Self {
+        Self {
+            pool,
+            index,
+            loaded: AtomicBool::new(false),
+            limits,
+            writes: tokio::sync::Mutex::new(()),
+            tiles,
+            webhooks_signed,
+        }
+    }
+
+    /// The index every lookup uses.
+    pub fn index(&self) -> &SharedIndex {
+        &self.index
+    }
+
+    /// Whether the index has been loaded from the database (`/ready` waits for it).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    pub fn limits(&self) -> &FenceLimits {
+        &self.limits
+    }
+
+    /// The fence with that id, as a Feature.
+    pub fn feature(&self, id: &str) -> Result<Value, RegistryError> {
+        let index = self.index.read();
+        index
+            .get(id)
+            .map(|f| to_feature(f.fence()))
+            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))
+    }
+
+    /// Every fence (or those whose area meets `bbox`) as Features, in id order.
+    pub async fn features(&self, bbox: Option<Bbox>) -> Result<Vec<Value>, RegistryError> {
+        let wanted: Option<std::collections::HashSet<String>> = match bbox {
+            Some(bbox) => Some(
+                fence_store::ids_in_bbox(&self.pool, bbox)
+                    .await?
+                    .into_iter()
+                    .collect(),
+            ),
+            None => None,
+        };
+        let index = self.index.read();
+        let mut features: Vec<(&str, Value)> = index
+            .fences()
+            .filter(|f| wanted.as_ref().is_none_or(|ids| ids.contains(f.id())))
+            .map(|f| (f.id(), to_feature(f.fence())))
+            .collect();
+        features.sort_by(|a, b| a.0.cmp(b.0));
+        Ok(features.into_iter().map(|(_, f)| f).collect())
+    }
+
+    /// Creates a fence from a Feature (an id is generated when it has none); refuses an id that
+    /// exists. Returns the stored Feature.
+    pub async fn create(&self, feature: &Value) -> Result<Value, RegistryError> {
+        let _writing = self.writes.lock().await;
+        let generated = fence_store::next_id(&self.pool).await?;
+        let fence = self.prepare(fence_from_feature(feature, || generated))?;
+        if self.index.read().get(fence.id()).is_some() {
+            return Err(RegistryError::Exists(fence.id().to_owned()));
+        }
+        Ok(self.write(vec![fence]).await?.remove(0))
+    }
+
+    /// Creates or replaces the fence `id`; returns the stored Feature and whether it existed.
+    pub async fn put(&self, id: &str, mut feature: Value) -> Result<(Value, bool), RegistryError> {
+        match feature.get("id") {
+            None | Some(Value::Null) => {}
+            Some(given) if given.as_str() == Some(id) || *given == json!(id) => {}
+            Some(given) => {
+                return Err(RegistryError::IdMismatch {
+                    given: given.clone(),
+                    path: id.to_owned(),
+                });
+            }
+        }
+        if let Some(object) = feature.as_object_mut() {
+            object.insert("id".into(), json!(id));
+        }
+        let _writing = self.writes.lock().await;
+        let fence = self.prepare(fence_from_feature(&feature, || id.to_owned()))?;
+        let existed = self.index.read().get(id).is_some();
+        Ok((self.write(vec![fence]).await?.remove(0), existed))
+    }
+
+    /// Deletes the fence `id`.
+    pub async fn delete(&self, id: &str) -> Result<(), RegistryError> {
+        let _writing = self.writes.lock().await;
+        if !fence_store::delete(&self.pool, id).await? {
+            return Err(RegistryError::NotFound(id.to_owned()));
+        }
+        if let Some(old) = self.index.update(|index| index.remove(id)) {
+            self.tiles
+                .cache()
+                .invalidate(LayerId::FENCES, Change::within(old.extents().collect()));
+        }
+        Ok(())
+    }
+
+    /// Imports a FeatureCollection, all or nothing; returns how many fences it held.
+    pub async fn import(&self, collection: &Value) -> Result<usize, RegistryError> {
+        let _writing = self.writes.lock().await;
+        let prepared = prepare_collection(collection, &self.limits, check_webhooks, || {})
+            .map_err(RegistryError::Collection)?;
+        let count = prepared.len();
+        self.write(prepared).await?;
+        Ok(count)
+    }
+
+    /// Rebuilds the index from the `fences` table (at start, and after a change announced by
+    /// another process); returns how many fences it holds.
+    pub async fn reload(&self) -> Result<usize, alerts::Error> {
+        let _writing = self.writes.lock().await;
+        let index = fence_store::load(&self.pool, &self.limits).await?;
+        let count = index.len();
+        self.index.update(|current| *current = index);
+        self.tiles.cache().invalidate_layer(LayerId::FENCES);
+        self.loaded.store(true, Ordering::Release);
+        Ok(count)
+    }
+
+    fn prepare(&self, fence: Result<Fence, FenceError>) -> Result<PreparedFence, RegistryError> {
+        let fence = fence.map_err(RegistryError::Invalid)?;
+        check_webhooks(&fence).map_err(RegistryError::Webhook)?;
+        PreparedFence::new(fence, &self.limits).map_err(RegistryError::Invalid)
+    }
+
+    /// Stores `fences` in one transaction, then puts them in the index and invalidates the
+    /// tiles their old and new extents touch. Returns their Features. Call with the write lock.
+    async fn write(&self, fences: Vec<PreparedFence>) -> Result<Vec<Value>, RegistryError> {
+        if !self.is_loaded() {
+            return Err(RegistryError::Loading);
+        }
+        if !self.webhooks_signed
+            && let Some(fence) = fences.iter().find(|f| !f.fence().webhooks.is_empty())
+        {
+            return Err(RegistryError::Unsigned(fence.id().to_owned()));
+        }
+        let mut tx = self.pool.begin().await?;
+        for fence in &fences {
+            fence_store::upsert(&mut tx, fence).await?;
+        }
+        tx.commit().await?;
+        let features = fences.iter().map(|f| to_feature(f.fence())).collect();
+        let touched = self.index.update(|index| {
+            let mut touched = Vec::new();
+            for fence in fences {
+                let id = fence.id().to_owned();
+                touched.extend(fence.extents());
+                match index.replace(fence) {
+                    Ok(old) => touched.extend(old.iter().flat_map(PreparedFence::extents)),
+                    // Preparation succeeded, so this is a bug in the index: the database has the fence.
+                    Err(error) => tracing::error!(fence = %id, %error, "fence stored but not indexed"),
+                }
+            }
+            touched
+        });
+        // Before the reply: the next tile request must see this write.
+        self.tiles
+            .cache()
+            .invalidate(LayerId::FENCES, Change::within(touched));
+        Ok(features)
+    }
+}
+
+/// Every webhook a fence names must be deliverable.
+pub fn check_webhooks(fence: &Fence) -> Result<(), alerts::Error> {
+    fence
+        .webhooks
+        .iter()
+        .try_for_each(|url| alerts::webhooks::check_url(url))
+}

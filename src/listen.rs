@@ -1,0 +1,90 @@
+//! Keeps this server in step with writes made by other processes, through PostgreSQL
+//! notifications: `NOTIFY geotrack_fences` (sent by `geotrack import fences` and any other
+//! fence writer) reloads the fence index, `NOTIFY geotrack_tiles, '<layer>'` (from `geotrack
+//! import basemap` or gpx, or an operator's trigger) drops that layer's cached tiles.
+//! Listening starts before the first load, so no change falls between the two. While the
+//! database is down or not migrated it retries every 2 s; `/ready` stays false until the
+//! first load.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tiles::TileStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::fence_registry::FenceRegistry;
+
+/// Follows both channels until `shutdown`; loads the fence index first.
+pub async fn follow(
+    pool: PgPool,
+    fences: Arc<FenceRegistry>,
+    tiles: Arc<TileStore>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let error = match follow_once(&pool, &fences, &tiles, &shutdown).await {
+            Ok(()) => return,
+            Err(error) => error,
+        };
+        tracing::warn!(%error, "fence index not in sync with the database; retrying in 2 s");
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Why following stopped.
+#[derive(Debug, thiserror::Error)]
+enum Lost {
+    #[error("cannot listen for changes: {0}")]
+    Listen(#[from] sqlx::Error),
+    #[error("cannot load fences: {0}")]
+    Load(#[from] alerts::Error),
+}
+
+async fn follow_once(
+    pool: &PgPool,
+    fences: &FenceRegistry,
+    tiles: &TileStore,
+    shutdown: &CancellationToken,
+) -> Result<(), Lost> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener
+        .listen_all([alerts::fence_store::CHANGED_CHANNEL, tiles::notify::CHANNEL])
+        .await?;
+    reload(fences).await?;
+    loop {
+        tokio::select! {
+            notification = listener.recv() => {
+                let notification = notification?;
+                if notification.channel() == tiles::notify::CHANNEL {
+                    invalidate_named_layer(tiles, notification.payload());
+                } else {
+                    reload(fences).await?;
+                }
+            }
+            () = shutdown.cancelled() => return Ok(()),
+        }
+    }
+}
+
+async fn reload(fences: &FenceRegistry) -> Result<(), alerts::Error> {
+    let count = fences.reload().await?;
+    tracing::info!(fences = count, "fence index loaded");
+    Ok(())
+}
+
+fn invalidate_named_layer(tiles: &TileStore, name: &str) {
+    if let Some(layer) = tiles.catalog().find(name.trim()) {
+        tiles.cache().invalidate_layer(layer);
+        tracing::info!(
+            layer = name,
+            "tile layer changed in the database; cached tiles dropped"
+        );
+    } else {
+        tracing::warn!(layer = name, "NOTIFY geotrack_tiles names no layer; ignored");
+    }
+}

@@ -1,0 +1,266 @@
+//! Start-up and shutdown as functions a test can call: [`Application::build`] connects,
+//! migrates (if configured), starts the ingest pipeline, evaluation and the fence listener, and
+//! binds the listener (port 0 gives a free port); [`Application::run_until`] serves until the
+//! given future resolves, then stops accepting, lets in-flight requests finish, flushes every
+//! queued batch and returns.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alerts::{AlertMetrics, SharedIndex};
+use axum::Router;
+use prometheus_client::registry::Registry;
+use sqlx::PgPool;
+use tiles::{Change, LayerId, TileStore};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracker::live::LiveFeed;
+
+use crate::auth::{Auth, Tokens};
+use crate::checks::ConfigError;
+use crate::config::Config;
+use crate::fence_registry::FenceRegistry;
+use crate::http_metrics::HttpMetrics;
+use crate::ingest::Ingest;
+use crate::state::{AppState, Shared};
+use crate::ws::Sessions;
+
+/// Committed batches each shard may hand to its evaluator before it has to catch up from the
+/// database instead.
+const OUTBOX_BATCHES: usize = 64;
+/// Live-position frames a WebSocket subscriber may fall behind by before it gets a snapshot.
+const LIVE_BACKLOG: usize = 16;
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::checks::ConfigError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A built service, bound to its address, not yet serving.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    router: Router,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let tokens = crate::checks::configuration(&config)?;
+        if config.migrate_on_start {
+            crate::db::migrate(&config.database_url).await?;
+        }
+        // Bind before starting any task, so a taken port leaves nothing running behind.
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let pool = crate::db::pool(&config.database_url, config.db_max_connections)?;
+        let mut registry = Registry::default();
+        let http_metrics = HttpMetrics::register(&mut registry);
+        let state = start(&config, pool, tokens, registry)?;
+        state.sessions.tasks.spawn(crate::listen::follow(
+            state.db.clone(),
+            state.fences.clone(),
+            state.tiles.clone(),
+            state.sessions.shutdown.clone(),
+        ));
+        let router = crate::routes::router(
+            state.clone(),
+            http_metrics,
+            Duration::from_secs(config.request_timeout_s),
+        );
+        Ok(Self {
+            listener,
+            state,
+            router,
+            shutdown_timeout: Duration::from_secs(config.shutdown_timeout_s),
+        })
+    }
+
+    /// The address actually bound (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains: no new connections, in-flight requests
+    /// finish (up to the shutdown timeout), queued fixes are committed, tasks are awaited.
+    pub async fn run_until<F>(self, shutdown: F) -> Result<(), StartError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Self {
+            listener,
+            state,
+            router,
+            shutdown_timeout,
+        } = self;
+        let stop = state.sessions.shutdown.clone();
+        let ingest = state.ingest.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            // Requests still in flight must not wait out a batch linger: commit at once.
+            ingest.pipeline.flush_now();
+            stop.cancel();
+        });
+        let stop = state.sessions.shutdown.clone();
+        let serve = axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned());
+        tokio::select! {
+            result = serve.into_future() => result.map_err(StartError::Serve)?,
+            () = async { stop.cancelled().await; tokio::time::sleep(shutdown_timeout).await } => {
+                tracing::warn!(?shutdown_timeout, "connections still open after the shutdown timeout; closing them");
+            }
+        }
+        tracing::info!(
+            queued = state.ingest.pipeline.queued(),
+            "stopped accepting requests; flushing queued fixes"
+        );
+        state.ingest.pipeline.close();
+        state.sessions.tasks.close();
+        state.sessions.tasks.wait().await;
+        state.db.close().await;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Starts the pipeline, evaluation and the live feed, and assembles the state the routes share.
+fn start(
+    config: &Config,
+    pool: PgPool,
+    tokens: Tokens,
+    mut registry: Registry,
+) -> Result<AppState, StartError> {
+    let ingest_metrics = tracker::metrics::IngestMetrics::register(&mut registry);
+    let alert_metrics = AlertMetrics::register(&mut registry);
+    let sessions = Sessions {
+        tasks: TaskTracker::new(),
+        shutdown: CancellationToken::new(),
+        config: Arc::new(config.ws.clone()),
+    };
+    let pipeline_config = config.ingest.pipeline();
+    let (outboxes, committed): (Vec<_>, Vec<_>) = (0..pipeline_config.shards)
+        .map(|_| tracker::outbox::outbox(OUTBOX_BATCHES))
+        .unzip();
+    let tiles = Arc::new(TileStore::new(&config.tiles, pool.clone()).map_err(ConfigError::from)?);
+    let pipeline = tracker::Pipeline::start(
+        &pool,
+        pipeline_config,
+        ingest_metrics,
+        outboxes,
+        Some(&tracks_changed(tiles.clone())),
+        &sessions.tasks,
+    );
+    let index = fences::FenceIndex::new(fences::IndexConfig::default()).map_err(ConfigError::from)?;
+    let index = SharedIndex::new(index);
+    let live = LiveFeed::new(LIVE_BACKLOG);
+    sessions.tasks.spawn(live.clone().run(
+        Duration::from_millis(config.ws.positions_interval_ms.max(10)),
+        sessions.shutdown.clone(),
+    ));
+    let alerting = alerts::start(
+        alerts::Inputs {
+            pool: pool.clone(),
+            alerts: config.alerts.clone(),
+            webhooks: config.webhooks.clone(),
+            index: index.clone(),
+            live: live.clone(),
+            committed,
+            metrics: alert_metrics,
+        },
+        &sessions.shutdown,
+        &sessions.tasks,
+    );
+    let fences = FenceRegistry::new(
+        pool.clone(),
+        index,
+        config.fences.limits(),
+        tiles.clone(),
+        config.webhooks.secret.is_some(),
+    );
+    let ingest = Ingest {
+        pipeline,
+        limits: config.ingest.limits(),
+        config: config.ingest.clone(),
+        devices: config.limits.devices(),
+        osmand_speed_unit: crate::checks::osmand_speed_unit(config)?,
+    };
+    Ok(AppState::new(Shared {
+        db: pool,
+        auth: Auth {
+            tokens,
+            limiter: config.limits.tokens(),
+        },
+        ingest: Arc::new(ingest),
+        fences: Arc::new(fences),
+        alerts: Arc::new(alerting),
+        tiles,
+        live,
+        sessions,
+        registry: Arc::new(registry),
+    }))
+}
+
+/// What the ingest pipeline calls with every committed batch, before it is acknowledged: the
+/// `tracks` tiles whose window holds the fixes' times are stale.
+fn tracks_changed(tiles: Arc<TileStore>) -> tracker::CommitHook {
+    Arc::new(move |batch| {
+        let fix_times = batch.iter().map(|f| f.ts.timestamp_millis());
+        if let (Some(first), Some(last)) = (fix_times.clone().min(), fix_times.max()) {
+            tiles
+                .cache()
+                .invalidate(LayerId::TRACKS, Change::during(first, last));
+        }
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(%e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(%e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

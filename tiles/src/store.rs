@@ -1,0 +1,86 @@
+//! [`TileStore`]: a node's tiles, the catalog and cache with the database they are built from.
+//! The service's tile route asks it for one layer's tile; whether it comes from the cache or
+//! from `ST_AsMVT` is decided here.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::cache::{Tile, TileCache, TileKey};
+use crate::catalog::{Catalog, Described, LayerId};
+use crate::window::{Window, Windows};
+use crate::{Error, TileCoord, TilesConfig};
+
+/// The catalog, the cache and the pool tiles are built from.
+#[derive(Debug)]
+pub struct TileStore {
+    cache: TileCache,
+    pool: PgPool,
+    windows: Windows,
+}
+
+impl TileStore {
+    /// The built-in layers plus the configured tables, with an empty cache.
+    pub fn new(config: &TilesConfig, pool: PgPool) -> Result<Self, Error> {
+        let catalog = Catalog::new(config)?;
+        Ok(Self {
+            cache: TileCache::new(config.cache_mb.saturating_mul(1 << 20), Arc::new(catalog)),
+            pool,
+            windows: Windows {
+                default: std::time::Duration::from_secs(config.tracks_window_s.max(1)),
+                max: std::time::Duration::from_secs(config.tracks_max_window_s.max(1)),
+            },
+        })
+    }
+
+    pub fn cache(&self) -> &TileCache {
+        &self.cache
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        self.cache.catalog()
+    }
+
+    pub fn windows(&self) -> &Windows {
+        &self.windows
+    }
+
+    /// The layer's SQL and fields (a table layer is described by the database once).
+    pub async fn describe(&self, layer: LayerId) -> Result<&Described, Error> {
+        self.catalog().describe(&self.pool, layer).await
+    }
+
+    /// One layer's tile: cached unless it is a `tracks` tile over a window relative to now.
+    /// `window` is the request's (given whenever it asks for `tracks`); only `tracks` uses it.
+    pub async fn tile(
+        &self,
+        layer: LayerId,
+        tile: TileCoord,
+        window: Option<Window>,
+    ) -> Result<Arc<Tile>, Error> {
+        let described = self.describe(layer).await?;
+        let window = window.filter(|_| layer == LayerId::TRACKS);
+        let pool = &self.pool;
+        let sql = described.sql.as_str();
+        let build = || async move {
+            let query = sqlx::query_scalar(sql)
+                .bind(i32::from(tile.z))
+                // ST_TileEnvelope takes integers; x and y stay below 2^22.
+                .bind(i32::try_from(tile.x).unwrap_or(i32::MAX))
+                .bind(i32::try_from(tile.y).unwrap_or(i32::MAX));
+            let query = match window {
+                Some(window) => query.bind(window.from).bind(window.to),
+                None => query,
+            };
+            query.fetch_one(pool).await
+        };
+        let result = match window {
+            Some(window) if !window.absolute => self.cache.build_uncached(layer, build).await,
+            _ => {
+                let window = window.map(|w| w.millis());
+                self.cache.get(TileKey { layer, tile, window }, build).await
+            }
+        };
+        result.map_err(Error::Build)
+    }
+}

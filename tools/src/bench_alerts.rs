@@ -1,0 +1,323 @@
+//! `geotrack bench-alerts`: end-to-end alert latency against a running server.
+//!
+//! Loads `--fences` circles, connects `--subscribers` WebSocket clients to `/ws/alerts`, then
+//! drives `--devices` simulated vehicles open loop (a fixed send schedule, not request after
+//! reply) at `--rate` fixes/s for `--duration-s` seconds over HTTP. Each alert carries the time
+//! its fix reached the server (`received_at`, same clock), so a subscriber's receive time minus
+//! it is the latency from ingest to socket. Reports latency percentiles over every delivery,
+//! alerts/s, and whether every subscriber saw exactly the alerts in the table, in id order.
+//! With `--idle-subscribers N` it instead holds N idle sockets open and reports the server's
+//! memory per socket.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::process::{cpu_seconds, peak_rss, rss_kib};
+use crate::simulate::{Rng, offset};
+
+#[derive(Debug, Args)]
+pub struct BenchAlertsArgs {
+    /// Base URL of the running server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    #[arg(long, default_value_t = 10_000)]
+    pub devices: usize,
+    /// Fixes per second, all devices together.
+    #[arg(long, default_value_t = 25_000)]
+    pub rate: usize,
+    #[arg(long, default_value_t = 60)]
+    pub duration_s: u64,
+    #[arg(long, default_value_t = 1_000)]
+    pub fences: usize,
+    #[arg(long, default_value_t = 100)]
+    pub subscribers: usize,
+    /// Fixes per request.
+    #[arg(long, default_value_t = 250)]
+    pub batch: usize,
+    /// Instead of driving: hold this many idle sockets and report memory per socket.
+    #[arg(long, default_value_t = 0)]
+    pub idle_subscribers: usize,
+    /// PID of the server, for its CPU time and memory (read from /proc).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+}
+
+/// The area the fleet drives in and the fences lie in: half a degree square at 10°N 10°E.
+const AREA: [f64; 4] = [10.0, 10.0, 10.5, 10.5];
+
+pub async fn run(args: &BenchAlertsArgs, database_url: &str) -> Result<(), String> {
+    if args.idle_subscribers > 0 {
+        return idle(args).await;
+    }
+    let db = sqlx::PgPool::connect(database_url)
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    let client = reqwest::Client::new();
+    load_fences(&client, args).await?;
+    let start_cursor: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM alerts")
+        .fetch_one(&db)
+        .await
+        .map_err(|e| e.to_string())?;
+    let stop = CancellationToken::new();
+    let mut subscribers = Vec::new();
+    for _ in 0..args.subscribers {
+        let socket = subscribe(&args.url).await?;
+        subscribers.push(tokio::spawn(collect(socket, stop.clone())));
+    }
+    println!(
+        "{} fences, {} subscribers; driving {} devices at {} fixes/s for {} s ...",
+        args.fences, args.subscribers, args.devices, args.rate, args.duration_s
+    );
+    let cpu_before = cpu_seconds(args.server_pid);
+    let drive = drive(&client, args).await;
+    let cpu_after = cpu_seconds(args.server_pid);
+    // Let the last alerts reach every socket.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.cancel();
+    let mut seen = Vec::new();
+    for s in subscribers {
+        seen.push(s.await.map_err(|e| e.to_string())?);
+    }
+    let stored: Vec<i64> = sqlx::query_scalar("SELECT id FROM alerts WHERE id > $1 ORDER BY id")
+        .bind(start_cursor)
+        .fetch_all(&db)
+        .await
+        .map_err(|e| e.to_string())?;
+    report(args, &drive, &stored, &seen);
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+        let secs = drive.elapsed.as_secs_f64();
+        println!(
+            "CPU during the drive: server {:.0}%, PostgreSQL {:.0}% (of one core; 2 cores shared with this client)",
+            100.0 * (after.server - before.server) / secs,
+            100.0 * (after.postgres - before.postgres) / secs
+        );
+    }
+    if let Some(pid) = args.server_pid {
+        println!(
+            "server peak RSS: {}",
+            peak_rss(pid).unwrap_or_else(|| "unknown".into())
+        );
+    }
+    Ok(())
+}
+
+async fn load_fences(client: &reqwest::Client, args: &BenchAlertsArgs) -> Result<(), String> {
+    let mut rng = Rng::new(0x5eed_f00d);
+    let features: Vec<Value> = (0..args.fences)
+        .map(|i| {
+            let lon = AREA[0] + rng.unit() * (AREA[2] - AREA[0]);
+            let lat = AREA[1] + rng.unit() * (AREA[3] - AREA[1]);
+            json!({"type": "Feature", "id": format!("bench-{i}"),
+                   "geometry": {"type": "Point", "coordinates": [lon, lat]},
+                   "properties": {"radius_m": 200.0 + rng.unit() * 600.0}})
+        })
+        .collect();
+    let reply = client
+        .post(format!("{}/api/v1/fences/import", args.url))
+        .json(&json!({"type": "FeatureCollection", "features": features}))
+        .send()
+        .await
+        .map_err(|e| format!("fence import: {e}"))?;
+    if !reply.status().is_success() {
+        return Err(format!(
+            "fence import: {}",
+            reply.text().await.unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to `/ws/alerts` and waits for the live marker.
+async fn subscribe(url: &str) -> Result<Socket, String> {
+    let ws_url = format!("{}/ws/alerts", url.replacen("http", "ws", 1));
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .map_err(|e| format!("subscribe: {e}"))?;
+    while let Some(message) = socket.next().await {
+        if let Ok(Message::Text(text)) = message
+            && text.contains("\"live\"")
+        {
+            return Ok(socket);
+        }
+    }
+    Err("the socket closed before going live".into())
+}
+
+/// (alert id, latency in ms) of every alert a subscriber received, in arrival order.
+async fn collect(mut socket: Socket, stop: CancellationToken) -> Vec<(i64, f64)> {
+    let mut seen = Vec::new();
+    loop {
+        let message = tokio::select! {
+            m = socket.next() => m,
+            () = stop.cancelled() => return seen,
+        };
+        let Some(Ok(message)) = message else { return seen };
+        let Message::Text(text) = message else { continue };
+        let now = chrono::Utc::now();
+        let Ok(alert) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        let (Some(id), Some(received)) = (alert["id"].as_i64(), alert["received_at"].as_str()) else {
+            continue;
+        };
+        let Ok(received) = chrono::DateTime::parse_from_rfc3339(received) else {
+            continue;
+        };
+        let latency = (now - received.with_timezone(&chrono::Utc))
+            .num_microseconds()
+            .unwrap_or(0) as f64
+            / 1e3;
+        seen.push((id, latency));
+    }
+}
+
+struct Drive {
+    sent: usize,
+    accepted: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    late: usize,
+    elapsed: Duration,
+}
+
+/// Sends the fixes on a fixed schedule; a request never waits for the previous one's reply.
+async fn drive(client: &reqwest::Client, args: &BenchAlertsArgs) -> Drive {
+    let devices = args.devices.max(1);
+    let batch = args.batch.max(1);
+    let mut rng = Rng::new(42);
+    // Position and heading of each device; they drive at 20 m/s.
+    let mut fleet: Vec<([f64; 2], f64)> = (0..devices)
+        .map(|_| {
+            let lon = AREA[0] + rng.unit() * (AREA[2] - AREA[0]);
+            let lat = AREA[1] + rng.unit() * (AREA[3] - AREA[1]);
+            ([lon, lat], rng.unit() * std::f64::consts::TAU)
+        })
+        .collect();
+    let step_m = 20.0 * devices as f64 / args.rate.max(1) as f64;
+    let requests = (args.rate as u64 * args.duration_s) as usize / batch;
+    let every = Duration::from_secs_f64(batch as f64 / args.rate.max(1) as f64);
+    let in_flight = Arc::new(Semaphore::new(512));
+    let (accepted, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut next_device = 0;
+    let mut late = 0;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..requests {
+        ticks.tick().await;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let fixes: Vec<Value> = (0..batch)
+            .map(|_| {
+                let d = next_device;
+                next_device = (next_device + 1) % devices;
+                let (pos, heading) = &mut fleet[d];
+                *heading += (rng.unit() - 0.5) * 0.3;
+                *pos = offset(*pos, step_m, *heading);
+                if !(AREA[0]..AREA[2]).contains(&pos[0]) || !(AREA[1]..AREA[3]).contains(&pos[1]) {
+                    *heading += std::f64::consts::PI;
+                    pos[0] = pos[0].clamp(AREA[0], AREA[2]);
+                    pos[1] = pos[1].clamp(AREA[1], AREA[3]);
+                }
+                json!({"device": format!("bench-{d}"), "ts": now, "lon": pos[0], "lat": pos[1]})
+            })
+            .collect();
+        let permit = if let Ok(permit) = in_flight.clone().try_acquire_owned() {
+            permit
+        } else {
+            late += 1; // the server is behind: this send waits, the schedule slips
+            in_flight.clone().acquire_owned().await.expect("never closed")
+        };
+        let request = client.post(format!("{}/api/v1/positions", args.url)).json(&fixes);
+        let (accepted, failed) = (accepted.clone(), failed.clone());
+        tasks.spawn(async move {
+            match request.send().await {
+                Ok(reply) if reply.status().as_u16() == 202 => accepted.fetch_add(batch, Ordering::Relaxed),
+                _ => failed.fetch_add(batch, Ordering::Relaxed),
+            };
+            drop(permit);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Drive {
+        sent: requests * batch,
+        accepted,
+        failed,
+        late,
+        elapsed: started.elapsed(),
+    }
+}
+
+fn report(args: &BenchAlertsArgs, drive: &Drive, stored: &[i64], seen: &[Vec<(i64, f64)>]) {
+    let secs = drive.elapsed.as_secs_f64();
+    println!(
+        "fixes: {} sent in {secs:.1} s ({:.0}/s, target {}), {} acknowledged, {} failed; {} sends waited for room",
+        drive.sent,
+        drive.sent as f64 / secs,
+        args.rate,
+        drive.accepted.load(Ordering::Relaxed),
+        drive.failed.load(Ordering::Relaxed),
+        drive.late
+    );
+    println!("alerts: {} ({:.0}/s)", stored.len(), stored.len() as f64 / secs);
+    let exact = seen
+        .iter()
+        .filter(|s| s.iter().map(|(id, _)| *id).eq(stored.iter().copied()))
+        .count();
+    println!(
+        "subscribers whose stream equals the table, in id order: {exact}/{}",
+        seen.len()
+    );
+    let mut latencies: Vec<f64> = seen.iter().flatten().map(|(_, ms)| *ms).collect();
+    if latencies.is_empty() {
+        return;
+    }
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "latency received → on the socket over {} deliveries: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (target p99 < 25 ms)",
+        latencies.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+}
+
+/// Holds `idle_subscribers` open sockets and reports the server's memory per socket.
+async fn idle(args: &BenchAlertsArgs) -> Result<(), String> {
+    let before = args.server_pid.and_then(rss_kib);
+    let started = Instant::now();
+    let mut sockets = Vec::with_capacity(args.idle_subscribers);
+    for i in 0..args.idle_subscribers {
+        match subscribe(&args.url).await {
+            Ok(socket) => sockets.push(socket),
+            Err(e) => {
+                println!("socket {i} failed: {e}");
+                break;
+            }
+        }
+    }
+    println!(
+        "{} idle sockets open after {:.1} s",
+        sockets.len(),
+        started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = args.server_pid.and_then(rss_kib);
+    if let (Some(before), Some(after)) = (before, after) {
+        println!(
+            "server RSS {before} KiB -> {after} KiB: {:.1} KiB per idle socket",
+            (after - before) as f64 / sockets.len().max(1) as f64
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! Clients of a running geotrack, kept out of the service: the fleet simulator
+//! ([`simulate`], also the demo fleet of `geotrack serve --demo`) and the load benchmarks
+//! ([`bench_ingest`], [`bench_alerts`]). They speak to the server only over HTTP and
+//! WebSockets, as any client would (and, for a benchmark's ceiling, to PostgreSQL directly);
+//! the `geotrack` binary exposes them as subcommands.
+
+pub mod bench_alerts;
+pub mod bench_ingest;
+pub mod process;
+pub mod simulate;

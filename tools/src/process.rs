@@ -1,0 +1,54 @@
+//! What the benchmarks read about processes from `/proc`: CPU time (of the server and of
+//! PostgreSQL) and memory (peak and current resident size).
+
+/// CPU seconds (user + system) of the server and of every `postgres` process.
+#[derive(Debug, Clone, Copy)]
+pub struct Cpu {
+    pub server: f64,
+    pub postgres: f64,
+}
+
+/// User + system CPU seconds of the server process and of all `postgres` processes; `None`
+/// where `/proc` cannot be read.
+pub fn cpu_seconds(server_pid: Option<u32>) -> Option<Cpu> {
+    let server = server_pid.map_or(Some(0.0), |pid| process_cpu(&format!("/proc/{pid}/stat")))?;
+    let mut postgres = 0.0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let stat = entry.path().join("stat");
+        if let Ok(text) = std::fs::read_to_string(&stat)
+            && text.contains("(postgres)")
+        {
+            postgres += process_cpu(&stat.to_string_lossy()).unwrap_or(0.0);
+        }
+    }
+    Some(Cpu { server, postgres })
+}
+
+fn process_cpu(stat_path: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(stat_path).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+pub fn peak_rss(pid: u32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .map(|line| line.trim_start_matches("VmHWM:").trim().to_owned())
+}
+
+/// Resident memory of a process now, in KiB.
+pub fn rss_kib(pid: u32) -> Option<i64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
