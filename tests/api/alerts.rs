@@ -8,61 +8,10 @@ use chrono::{DateTime, Utc};
 use geotrack::auth::TokensSetting;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json_with_status, spawn_app, spawn_on, spawn_with};
-use crate::ws_client::{Next, WsClient};
-
-/// A square fence around (lon, lat), `half` degrees from the centre to each side.
-pub fn square(id: &str, lon: f64, lat: f64, half: f64) -> Value {
-    let ring = [
-        [lon - half, lat - half],
-        [lon + half, lat - half],
-        [lon + half, lat + half],
-        [lon - half, lat + half],
-        [lon - half, lat - half],
-    ];
-    json!({"type": "Feature", "id": id, "geometry": {"type": "Polygon", "coordinates": [ring]},
-           "properties": {"name": format!("square {id}")}})
-}
-
-pub fn circle(id: &str, lon: f64, lat: f64, radius_m: f64) -> Value {
-    json!({"type": "Feature", "id": id, "geometry": {"type": "Point", "coordinates": [lon, lat]},
-           "properties": {"name": format!("circle {id}"), "radius_m": radius_m}})
-}
-
-pub async fn create_fence(app: &TestApp, feature: &Value) {
-    let reply = app
-        .send_json(reqwest::Method::POST, "/api/v1/fences", feature)
-        .await;
-    json_with_status(reply, 201).await;
-}
-
-/// Posts one fix and checks it was accepted.
-pub async fn post_fix(app: &TestApp, device: &str, ts: DateTime<Utc>, lon: f64, lat: f64) {
-    let body = json!({"device": device, "ts": ts.to_rfc3339(), "lon": lon, "lat": lat});
-    let reply = json_with_status(app.post_json(&body).await, 202).await;
-    assert_eq!(reply["accepted"], 1, "{reply}");
-}
-
-/// Waits until the table holds `n` alerts (10 s at most) and returns (device, fence, kind) of
-/// each, in id order.
-pub async fn wait_for_alerts(app: &TestApp, n: usize) -> Vec<(String, Option<String>, String)> {
-    let started = std::time::Instant::now();
-    loop {
-        let rows: Vec<(String, Option<String>, String)> =
-            sqlx::query_as("SELECT device, fence, kind FROM alerts ORDER BY id")
-                .fetch_all(&app.db)
-                .await
-                .expect("alerts");
-        if rows.len() >= n {
-            return rows;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "expected {n} alerts, have {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use crate::helpers::{
+    Next, TestApp, WsClient, circle, corridor, create_fence, fix_at, in_and_out, json_with_status, post_fix,
+    replace_fence, spawn_app, spawn_on, spawn_with, square, wait_for_alerts,
+};
 
 fn summary(alerts: &[Value]) -> Vec<(String, String, String)> {
     alerts
@@ -223,9 +172,8 @@ async fn a_lagging_subscriber_is_told_where_to_resume_and_then_gets_the_rest_exa
     let start = Utc::now() - chrono::Duration::seconds(n as i64);
     let fixes: Vec<Value> = (0..n)
         .map(|i| {
-            let lon = if i.is_multiple_of(2) { 10.0025 } else { 10.02 };
-            let ts = start + chrono::Duration::seconds(i as i64);
-            json!({"device": "blinker", "ts": ts.to_rfc3339(), "lon": lon, "lat": 10.0})
+            let (lon, lat) = in_and_out(i);
+            fix_at("blinker", start + chrono::Duration::seconds(i as i64), lon, lat)
         })
         .collect();
     json_with_status(app.post_json(&Value::Array(fixes)).await, 202).await;
@@ -361,13 +309,13 @@ async fn alerts_keep_id_order_under_four_shards_with_slow_commits() {
         let app = &app;
         async move {
             for i in 0..fixes {
-                let lon = if i.is_multiple_of(2) { 10.0025 } else { 10.02 };
+                let (lon, lat) = in_and_out(i);
                 post_fix(
                     app,
                     &format!("dev-{d}"),
                     start + chrono::Duration::seconds(i as i64),
                     lon,
-                    10.0,
+                    lat,
                 )
                 .await;
             }
@@ -464,14 +412,7 @@ async fn editing_and_deleting_fences_re_evaluates_the_devices_in_them() {
         owned(&[("parked", "a", "enter")])
     );
     // Moved away from it: it is outside now.
-    let moved = app
-        .send_json(
-            reqwest::Method::PUT,
-            "/api/v1/fences/a",
-            &square("a", 11.0, 10.0, 0.0025),
-        )
-        .await;
-    json_with_status(moved, 200).await;
+    replace_fence(&app, &square("a", 11.0, 10.0, 0.0025)).await;
     assert_eq!(
         summary(&socket.alerts(1).await),
         owned(&[("parked", "a", "exit")])
@@ -493,10 +434,7 @@ async fn editing_and_deleting_fences_re_evaluates_the_devices_in_them() {
 #[tokio::test]
 async fn a_fast_pass_through_a_thin_corridor_and_speeding_inside_a_fence_are_reported() {
     let app = spawn_app().await;
-    let corridor = json!({"type": "Feature", "id": "road",
-        "geometry": {"type": "LineString", "coordinates": [[10.0, 9.99], [10.0, 10.01]]},
-        "properties": {"buffer_m": 10.0}});
-    create_fence(&app, &corridor).await;
+    create_fence(&app, &corridor("road", &[[10.0, 9.99], [10.0, 10.01]], 10.0)).await;
     let mut zone = circle("school", 10.1, 10.0, 300.0);
     zone["properties"]["speed_limit_mps"] = json!(8.0);
     create_fence(&app, &zone).await;

@@ -2,6 +2,7 @@
 
 use geotrack::Config;
 use geotrack::auth::TokensSetting;
+use reqwest::Method;
 use serde_json::json;
 
 use crate::helpers::{TestApp, fix, json_with_status, spawn_with};
@@ -13,12 +14,13 @@ async fn app() -> TestApp {
     spawn_with(|c| c.tokens = TokensSetting::Compact(TOKENS.into())).await
 }
 
+/// Fixes posted with `token` (none at all for `None`).
 async fn post_as(app: &TestApp, token: Option<&str>, body: &serde_json::Value) -> reqwest::Response {
-    let mut request = app.client.post(app.url("/api/v1/positions")).json(body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
+    let request = app.request(Method::POST, "/api/v1/positions").json(body);
+    match token {
+        Some(token) => request.token(token).send().await,
+        None => request.send().await,
     }
-    request.send().await.expect("sent")
 }
 
 #[tokio::test]
@@ -33,7 +35,11 @@ async fn missing_or_unknown_tokens_are_401_with_a_challenge() {
         );
     }
     // The API takes the token in the Authorization header only.
-    let reply = app.get("/api/v1/devices?token=reader-token").await;
+    let reply = app
+        .request(Method::GET, "/api/v1/devices")
+        .query_token("reader-token")
+        .send()
+        .await;
     assert_eq!(reply.status(), 401);
     assert_eq!(
         app.get("/health").await.status(),
@@ -65,8 +71,8 @@ async fn scopes_and_device_limits_are_enforced() {
 
     let fleet = json!([fix("fleet-a", 1, 1.0, 1.0), fix("fleet-b", 1, 2.0, 2.0)]);
     json_with_status(post_as(&app, Some("fleet-token"), &fleet).await, 202).await;
-    let read = |path: &str, token: &str| app.client.get(app.url(path)).bearer_auth(token.to_owned()).send();
-    let listed = json_with_status(read("/api/v1/devices", "fleet-token").await.expect("sent"), 200).await;
+    let read = |path: &str, token: &str| app.request(Method::GET, path).token(token).send();
+    let listed = json_with_status(read("/api/v1/devices", "fleet-token").await, 200).await;
     let ids: Vec<&str> = listed["features"]
         .as_array()
         .expect("features")
@@ -78,29 +84,17 @@ async fn scopes_and_device_limits_are_enforced() {
         ["fleet-a", "fleet-b"],
         "a limited token lists only its devices"
     );
+    assert_eq!(read("/api/v1/devices/phone-1", "fleet-token").await.status(), 403);
     assert_eq!(
-        read("/api/v1/devices/phone-1", "fleet-token")
-            .await
-            .expect("sent")
-            .status(),
-        403
-    );
-    assert_eq!(
-        read("/api/v1/devices/phone-1", "phone-1-token")
-            .await
-            .expect("sent")
-            .status(),
+        read("/api/v1/devices/phone-1", "phone-1-token").await.status(),
         403,
         "ingest only"
     );
     assert_eq!(
-        read("/api/v1/devices/phone-1", "reader-token")
-            .await
-            .expect("sent")
-            .status(),
+        read("/api/v1/devices/phone-1", "reader-token").await.status(),
         200
     );
-    let all = json_with_status(read("/api/v1/devices", "admin-token-1").await.expect("sent"), 200).await;
+    let all = json_with_status(read("/api/v1/devices", "admin-token-1").await, 200).await;
     assert_eq!(all["features"].as_array().expect("features").len(), 3);
     app.stop().await;
 }

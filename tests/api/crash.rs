@@ -10,11 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{database_url, new_database};
-use crate::ws_client::{Next, WsClient};
+use crate::helpers::{
+    Next, WsClient, admin_exec, database_url, fix_at, in_and_out, new_database, poll_until, square,
+};
 
 const DEVICES: usize = 6;
 const FIXES: usize = 30;
@@ -44,19 +45,13 @@ impl Server {
             .expect("the server binary starts");
         let server = Self { child, port };
         let client = reqwest::Client::new();
-        let started = std::time::Instant::now();
-        loop {
-            if let Ok(reply) = client.get(server.url("/ready")).send().await
-                && reply.status() == 200
-            {
-                return server;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "the server never got ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let ready = poll_until(Duration::from_secs(20), Duration::from_millis(50), async || {
+            let reply = client.get(server.url("/ready")).send().await;
+            reply.is_ok_and(|reply| reply.status() == 200)
+        })
+        .await;
+        assert!(ready, "the server never got ready");
+        server
     }
 
     fn url(&self, path: &str) -> String {
@@ -71,9 +66,13 @@ impl Server {
 
 /// The fix `i` of a device: inside the fence at even `i`, outside at odd `i`, one second apart.
 fn fix(device: usize, i: usize, start: DateTime<Utc>) -> Value {
-    let lon = if i.is_multiple_of(2) { 10.0025 } else { 10.02 };
-    let ts = start + chrono::Duration::seconds(i as i64);
-    json!({"device": format!("dev-{device}"), "ts": ts.to_rfc3339(), "lon": lon, "lat": 10.0})
+    let (lon, lat) = in_and_out(i);
+    fix_at(
+        &format!("dev-{device}"),
+        start + chrono::Duration::seconds(i as i64),
+        lon,
+        lat,
+    )
 }
 
 /// Posts a device's fixes from `next` on, one request each, until one is not acknowledged.
@@ -121,17 +120,9 @@ async fn sigkill_mid_drive_loses_and_doubles_no_alert() {
     let db_name = new_database().await;
     let server = Server::start(&db_name).await;
     let client = reqwest::Client::new();
-    let ring = [
-        [10.0, 9.9975],
-        [10.005, 9.9975],
-        [10.005, 10.0025],
-        [10.0, 10.0025],
-        [10.0, 9.9975],
-    ];
-    let fence = json!({"type": "Feature", "id": "a", "geometry": {"type": "Polygon", "coordinates": [ring]}});
     let created = client
         .post(server.url("/api/v1/fences"))
-        .json(&fence)
+        .json(&square("a", 10.0025, 10.0, 0.0025))
         .send()
         .await
         .expect("sent");
@@ -147,9 +138,16 @@ async fn sigkill_mid_drive_loses_and_doubles_no_alert() {
     let drives: Vec<_> = (0..DEVICES)
         .map(|d| tokio::spawn(drive(server.url(""), d, 0, start, acks.clone())))
         .collect();
-    while acks.load(Ordering::Relaxed) < KILL_AFTER {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    // Looked at often, so that the kill comes while the devices are still driving.
+    let enough = poll_until(Duration::from_secs(20), Duration::from_millis(2), async || {
+        acks.load(Ordering::Relaxed) >= KILL_AFTER
+    })
+    .await;
+    assert!(
+        enough,
+        "only {} of {KILL_AFTER} fixes acknowledged in 20 s",
+        acks.load(Ordering::Relaxed)
+    );
     server.kill().await;
     let mut resume = Vec::new();
     for d in drives {
@@ -221,5 +219,5 @@ async fn sigkill_mid_drive_loses_and_doubles_no_alert() {
     db.close().await;
     drop(subscriber);
     server.kill().await;
-    crate::helpers::admin_exec(&format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)")).await;
+    admin_exec(&format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)")).await;
 }

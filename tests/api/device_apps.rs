@@ -3,9 +3,10 @@
 //! unusable messages answered with success, auth failures and "not durable" as the only errors.
 
 use geotrack::auth::TokensSetting;
+use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_with};
+use crate::helpers::{TestApp, admin_exec, spawn_with};
 
 fn fixture(path: &str) -> String {
     let full = format!("{}/tests/data/protocols/{path}", env!("CARGO_MANIFEST_DIR"));
@@ -52,12 +53,7 @@ fn close(a: Option<f64>, b: f64) -> bool {
 async fn traccar_client_8x_posts_the_query_with_an_empty_body_and_speed_in_knots() {
     let app = app().await;
     let query = fixture("osmand/traccar-client-android-8x-query.txt");
-    let reply = app
-        .client
-        .post(app.url(&format!("/?{query}")))
-        .send()
-        .await
-        .expect("sent");
+    let reply = app.request(Method::POST, &format!("/?{query}")).send().await;
     assert_eq!(reply.status(), 200);
     assert_eq!(
         reply.text().await.expect("body"),
@@ -77,11 +73,9 @@ async fn traccar_client_8x_posts_the_query_with_an_empty_body_and_speed_in_knots
 
     // The same request again (the app retries until it sees a 2xx): acknowledged, stored once.
     let again = app
-        .client
-        .post(app.url(&format!("/osmand?{query}")))
+        .request(Method::POST, &format!("/osmand?{query}"))
         .send()
-        .await
-        .expect("sent");
+        .await;
     assert_eq!(again.status(), 200);
     assert_eq!(stored(&app).await.len(), 1);
     app.stop().await;
@@ -111,8 +105,7 @@ async fn the_osmand_app_sends_metres_per_second_selected_by_speed_unit() {
 async fn traccar_client_10x_form_posts_and_heartbeats() {
     let app = app().await;
     let post_form = |body: String| {
-        app.client
-            .post(app.url("/"))
+        app.request(Method::POST, "/")
             .header("content-type", "application/x-www-form-urlencoded; charset=UTF-8")
             .body(body)
             .send()
@@ -120,14 +113,12 @@ async fn traccar_client_10x_form_posts_and_heartbeats() {
     assert_eq!(
         post_form(fixture("osmand/traccar-client-10x-form.txt"))
             .await
-            .expect("sent")
             .status(),
         200
     );
     assert_eq!(
         post_form(fixture("osmand/traccar-client-10x-heartbeat-form.txt"))
             .await
-            .expect("sent")
             .status(),
         200
     );
@@ -146,13 +137,11 @@ async fn traccar_client_10x_form_posts_and_heartbeats() {
 async fn traccar_client_9x_json_is_stored_with_metres_per_second() {
     let app = app().await;
     let reply = app
-        .client
-        .post(app.url("/"))
+        .request(Method::POST, "/")
         .header("content-type", "application/json")
         .body(fixture("traccar-client-9x/location.json"))
         .send()
-        .await
-        .expect("sent");
+        .await;
     assert_eq!(reply.status(), 200);
     let rows = stored(&app).await;
     assert_eq!(rows.len(), 1);
@@ -175,11 +164,10 @@ async fn unusable_osmand_requests_are_answered_200_counted_and_not_stored() {
         200
     );
     let garbage = app
-        .client
-        .post(app.url("/osmand"))
+        .request(Method::POST, "/osmand")
         .header("content-type", "application/json")
         .body("{oops");
-    assert_eq!(garbage.send().await.expect("sent").status(), 200);
+    assert_eq!(garbage.send().await.status(), 200);
     assert!(stored(&app).await.is_empty());
     let text = metrics(&app).await;
     for reason in ["missing_device", "invalid_speed_unit", "malformed_body"] {
@@ -194,8 +182,7 @@ async fn unusable_osmand_requests_are_answered_200_counted_and_not_stored() {
 async fn owntracks_locations_are_stored_and_every_message_is_answered_with_an_empty_array() {
     let app = app().await;
     let post = |body: String| {
-        app.client
-            .post(app.url("/owntracks"))
+        app.request(Method::POST, "/owntracks")
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -205,7 +192,7 @@ async fn owntracks_locations_are_stored_and_every_message_is_answered_with_an_em
         fixture("owntracks/card.json"),
         String::new(),
     ] {
-        let reply = post(body).await.expect("sent");
+        let reply = post(body).await;
         assert_eq!(reply.status(), 200);
         assert!(
             reply.headers()["content-type"]
@@ -227,14 +214,12 @@ async fn owntracks_locations_are_stored_and_every_message_is_answered_with_an_em
     let body = json!({"_type": "location", "lat": 1.5, "lon": 2.5, "tst": chrono::Utc::now().timestamp(),
                       "vel": 36, "tid": "jp"});
     let reply = app
-        .client
-        .post(app.url("/owntracks"))
+        .request(Method::POST, "/owntracks")
         .header("x-limit-u", "Jane")
         .header("x-limit-d", "iPhone 12")
         .json(&body)
         .send()
-        .await
-        .expect("sent");
+        .await;
     assert_eq!(reply.status(), 200);
     let rows = stored(&app).await;
     let phone = rows
@@ -249,15 +234,12 @@ async fn owntracks_locations_are_stored_and_every_message_is_answered_with_an_em
 async fn overland_batches_reply_result_ok_and_skip_non_fixes() {
     let app = app().await;
     let post = |path: &str, body: String| {
-        app.client
-            .post(app.url(path))
+        app.request(Method::POST, path)
             .header("content-type", "application/json")
             .body(body)
             .send()
     };
-    let reply = post("/overland", fixture("overland/ios-batch.json"))
-        .await
-        .expect("sent");
+    let reply = post("/overland", fixture("overland/ios-batch.json")).await;
     assert_eq!(reply.status(), 200);
     assert!(
         reply.headers()["content-type"]
@@ -277,17 +259,13 @@ async fn overland_batches_reply_result_ok_and_skip_non_fixes() {
     assert!(ios > 0, "the batch's fixes are stored");
 
     // The README sample has an empty device_id: without ?device= the app must be told why.
-    let reply = post("/overland", fixture("overland/readme-sample.json"))
-        .await
-        .expect("sent");
+    let reply = post("/overland", fixture("overland/readme-sample.json")).await;
     let body = reply.json::<Value>().await.expect("json");
     assert!(
         body["error"].as_str().expect("error").contains("?device="),
         "{body}"
     );
-    let reply = post("/overland?device=sample", fixture("overland/readme-sample.json"))
-        .await
-        .expect("sent");
+    let reply = post("/overland?device=sample", fixture("overland/readme-sample.json")).await;
     assert_eq!(
         reply.json::<Value>().await.expect("json"),
         json!({"result": "ok"})
@@ -300,9 +278,7 @@ async fn overland_batches_reply_result_ok_and_skip_non_fixes() {
     assert_eq!(sample.len(), 2);
     assert!(close(Some(sample[0].lon), -122.621) && close(sample[0].speed_mps, 4.0));
 
-    let reply = post("/overland", fixture("overland/not-an-envelope.json"))
-        .await
-        .expect("sent");
+    let reply = post("/overland", fixture("overland/not-an-envelope.json")).await;
     assert!(reply.json::<Value>().await.expect("json")["error"].is_string());
     app.stop().await;
 }
@@ -315,38 +291,29 @@ async fn device_endpoints_take_the_token_in_the_url_or_basic_auth() {
     })
     .await;
     let query = fixture("osmand/traccar-client-android-8x-query.txt");
-    let denied = app
-        .client
-        .post(app.url(&format!("/?{query}")))
-        .send()
-        .await
-        .expect("sent");
+    let denied = app.request(Method::POST, &format!("/?{query}")).send().await;
     assert_eq!(denied.status(), 401);
     let allowed = app
-        .client
-        .post(app.url(&format!("/?{query}&token=phone-token-1")))
+        .request(Method::POST, &format!("/?{query}"))
+        .query_token("phone-token-1")
         .send()
-        .await
-        .expect("sent");
+        .await;
     assert_eq!(allowed.status(), 200);
 
     let owntracks = |user: &str| {
-        app.client
-            .post(app.url("/owntracks"))
-            .basic_auth(user, Some("phone-token-1"))
+        app.request(Method::POST, "/owntracks")
+            .basic_token(user, "phone-token-1")
             .header("content-type", "application/json")
             .body(fixture("owntracks/android-location.json"))
             .send()
     };
-    assert_eq!(owntracks("jane").await.expect("sent").status(), 200);
+    assert_eq!(owntracks("jane").await.status(), 200);
     let wrong = app
-        .client
-        .post(app.url("/owntracks"))
-        .basic_auth("jane", Some("wrong-token"))
+        .request(Method::POST, "/owntracks")
+        .basic_token("jane", "wrong-token")
         .body(fixture("owntracks/android-location.json"))
         .send()
-        .await
-        .expect("sent");
+        .await;
     assert_eq!(wrong.status(), 401);
     let devices: Vec<String> = stored(&app).await.into_iter().map(|r| r.device).collect();
     assert_eq!(devices, ["123456", "jane/pixel"]);
@@ -356,14 +323,12 @@ async fn device_endpoints_take_the_token_in_the_url_or_basic_auth() {
 #[tokio::test]
 async fn a_fix_that_cannot_be_made_durable_is_a_503_so_the_app_retries() {
     let app = app().await;
-    crate::helpers::admin_exec(&format!("DROP DATABASE \"{}\" WITH (FORCE)", app.db_name)).await;
+    admin_exec(&format!("DROP DATABASE \"{}\" WITH (FORCE)", app.db_name)).await;
     let query = fixture("osmand/traccar-client-android-8x-query.txt");
     let reply = app
-        .client
-        .post(app.url(&format!("/osmand?{query}")))
+        .request(Method::POST, &format!("/osmand?{query}"))
         .send()
-        .await
-        .expect("sent");
+        .await;
     assert_eq!(reply.status(), 503);
     assert!(reply.headers().contains_key("retry-after"));
     app.stop().await;

@@ -216,23 +216,13 @@ async fn erasing_a_device_removes_its_history_and_live_position() {
         fix("kept", 1, 1.0, 1.0)
     ]);
     json_with_status(app.post_json(&fixes).await, 202).await;
-    let erased = app
-        .client
-        .delete(app.url("/api/v1/devices/gone"))
-        .send()
-        .await
-        .expect("sent");
+    let erased = app.delete("/api/v1/devices/gone").await;
     assert_eq!(
         json_with_status(erased, 200).await,
         json!({"device": "gone", "erased_positions": 2})
     );
     assert_eq!(app.get("/api/v1/devices/gone").await.status(), 404);
-    let again = app
-        .client
-        .delete(app.url("/api/v1/devices/gone"))
-        .send()
-        .await
-        .expect("sent");
+    let again = app.delete("/api/v1/devices/gone").await;
     assert_eq!(again.status(), 404);
     assert_eq!(app.stored().await, 1, "other devices keep their history");
     let registered: i64 = sqlx::query_scalar("SELECT count(*) FROM devices WHERE id = 'gone'")

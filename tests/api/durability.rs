@@ -3,10 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::helpers::{admin_exec, fix, json_with_status, spawn_app, spawn_with};
+use crate::helpers::{admin_exec, fix, json_with_status, spawn_app, spawn_with, wait_until};
 
 #[tokio::test]
 async fn every_acknowledged_fix_is_in_the_table_when_the_reply_arrives() {
@@ -81,16 +82,14 @@ async fn shutdown_commits_queued_fixes_before_the_server_exits() {
     let mut requests = Vec::new();
     for i in 0..8 {
         let request =
-            app.client
-                .post(app.url("/api/v1/positions"))
+            app.request(Method::POST, "/api/v1/positions")
                 .json(&fix(&format!("sd-{i}"), 1, 1.0, 1.0));
-        requests.push(tokio::spawn(request.send()));
+        requests.push(tokio::spawn(request.try_send()));
     }
-    let waiting = Instant::now();
-    while app.state.ingest.pipeline.queued() < 8 {
-        assert!(waiting.elapsed() < Duration::from_secs(10), "fixes never queued");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("fixes never queued", async || {
+        app.state.ingest.pipeline.queued() >= 8
+    })
+    .await;
     assert_eq!(
         app.stored().await,
         0,
@@ -133,15 +132,12 @@ async fn a_full_queue_answers_503_with_retry_after_and_stores_nothing_of_that_re
         .expect("lock");
 
     let batch: Vec<Value> = (0..5).map(|i| fix("full", i, 1.0, 1.0)).collect();
-    let first = tokio::spawn(app.client.post(app.url("/api/v1/positions")).json(&batch).send());
-    let waiting = Instant::now();
-    while app.state.ingest.pipeline.queued() < 5 {
-        assert!(
-            waiting.elapsed() < Duration::from_secs(10),
-            "first batch never queued"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let first = app.request(Method::POST, "/api/v1/positions").json(&batch);
+    let first = tokio::spawn(first.try_send());
+    wait_until("first batch never queued", async || {
+        app.state.ingest.pipeline.queued() >= 5
+    })
+    .await;
 
     let refused = app.post_json(&fix("full", 30, 1.0, 1.0)).await;
     assert_eq!(refused.status(), 503);

@@ -3,40 +3,28 @@
 //! rebuilt from the database after a restart.
 
 use geotrack::auth::TokensSetting;
+use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{fix, json_with_status, spawn_app, spawn_with};
+use crate::helpers::{
+    circle, corridor, create_fence, fix, json_with_status, polygon, spawn_app, spawn_with,
+    wait_for_fence_index,
+};
 
-fn circle(id: &str, lon: f64, lat: f64, radius_m: f64) -> Value {
-    json!({"type": "Feature", "id": id, "geometry": {"type": "Point", "coordinates": [lon, lat]},
-           "properties": {"name": format!("circle {id}"), "radius_m": radius_m}})
-}
-
-fn square(id: Option<&str>, lon: f64, lat: f64, size: f64) -> Value {
-    let ring = [
-        [lon, lat],
-        [lon + size, lat],
-        [lon + size, lat + size],
-        [lon, lat + size],
-        [lon, lat],
-    ];
-    json!({"type": "Feature", "id": id, "geometry": {"type": "Polygon", "coordinates": [ring]},
-           "properties": {"name": "square", "colour": "red", "dwell_s": 60, "applies_to": ["truck-*"]}})
+/// A square of `size` degrees from (lon, lat) north-east, with free-form properties, for trucks
+/// only; without an id (`null`) the server names it.
+fn truck_square(id: Option<&str>, lon: f64, lat: f64, size: f64) -> Value {
+    let mut fence = polygon(id.unwrap_or_default(), [lon, lat, lon + size, lat + size]);
+    fence["id"] = json!(id);
+    fence["properties"] =
+        json!({"name": "square", "colour": "red", "dwell_s": 60, "applies_to": ["truck-*"]});
+    fence
 }
 
 #[tokio::test]
 async fn fences_of_every_kind_are_created_read_replaced_and_deleted() {
     let app = spawn_app().await;
-    let created = json_with_status(
-        app.send_json(
-            reqwest::Method::POST,
-            "/api/v1/fences",
-            &square(None, 10.0, 10.0, 1.0),
-        )
-        .await,
-        201,
-    )
-    .await;
+    let created = create_fence(&app, &truck_square(None, 10.0, 10.0, 1.0)).await;
     let generated = created["id"].as_str().expect("generated id").to_owned();
     assert!(generated.starts_with('f'), "{created}");
     assert_eq!(created["properties"]["kind"], "polygon");
@@ -46,30 +34,12 @@ async fn fences_of_every_kind_are_created_read_replaced_and_deleted() {
     );
     assert_eq!(created["properties"]["applies_to"], json!(["truck-*"]));
 
-    json_with_status(
-        app.send_json(
-            reqwest::Method::POST,
-            "/api/v1/fences",
-            &circle("depot", 2.35, 48.85, 500.0),
-        )
-        .await,
-        201,
-    )
-    .await;
-    let corridor = json!({"type": "Feature", "id": "road", "geometry": {"type": "LineString", "coordinates": [[0.0, 0.0], [0.1, 0.1]]},
-                          "properties": {"buffer_m": 50, "speed_limit_mps": 13.9}});
-    json_with_status(
-        app.send_json(reqwest::Method::POST, "/api/v1/fences", &corridor)
-            .await,
-        201,
-    )
-    .await;
+    create_fence(&app, &circle("depot", 2.35, 48.85, 500.0)).await;
+    let mut road = corridor("road", &[[0.0, 0.0], [0.1, 0.1]], 50.0);
+    road["properties"]["speed_limit_mps"] = json!(13.9);
+    create_fence(&app, &road).await;
     let conflict = app
-        .send_json(
-            reqwest::Method::POST,
-            "/api/v1/fences",
-            &circle("depot", 0.0, 0.0, 5.0),
-        )
+        .send_json(Method::POST, "/api/v1/fences", &circle("depot", 0.0, 0.0, 5.0))
         .await;
     assert_eq!(
         json_with_status(conflict, 409).await["error"]["code"],
@@ -110,19 +80,10 @@ async fn fences_of_every_kind_are_created_read_replaced_and_deleted() {
 #[tokio::test]
 async fn a_fence_is_replaced_by_put_and_deleted() {
     let app = spawn_app().await;
-    json_with_status(
-        app.send_json(
-            reqwest::Method::POST,
-            "/api/v1/fences",
-            &circle("depot", 2.35, 48.85, 500.0),
-        )
-        .await,
-        201,
-    )
-    .await;
+    create_fence(&app, &circle("depot", 2.35, 48.85, 500.0)).await;
     let replaced = app
         .send_json(
-            reqwest::Method::PUT,
+            Method::PUT,
             "/api/v1/fences/depot",
             &circle("depot", 2.35, 48.85, 800.0),
         )
@@ -133,7 +94,7 @@ async fn a_fence_is_replaced_by_put_and_deleted() {
     );
     let created_by_put = app
         .send_json(
-            reqwest::Method::PUT,
+            Method::PUT,
             "/api/v1/fences/new-one",
             &circle("new-one", 1.0, 1.0, 10.0),
         )
@@ -141,7 +102,7 @@ async fn a_fence_is_replaced_by_put_and_deleted() {
     assert_eq!(created_by_put.status(), 201);
     let mismatch = app
         .send_json(
-            reqwest::Method::PUT,
+            Method::PUT,
             "/api/v1/fences/depot",
             &circle("other", 1.0, 1.0, 10.0),
         )
@@ -151,23 +112,10 @@ async fn a_fence_is_replaced_by_put_and_deleted() {
         "id_mismatch"
     );
 
-    let deleted = app
-        .client
-        .delete(app.url("/api/v1/fences/depot"))
-        .send()
-        .await
-        .expect("sent");
+    let deleted = app.delete("/api/v1/fences/depot").await;
     assert_eq!(json_with_status(deleted, 200).await, json!({"deleted": "depot"}));
     assert_eq!(app.get("/api/v1/fences/depot").await.status(), 404);
-    assert_eq!(
-        app.client
-            .delete(app.url("/api/v1/fences/depot"))
-            .send()
-            .await
-            .expect("sent")
-            .status(),
-        404
-    );
+    assert_eq!(app.delete("/api/v1/fences/depot").await.status(), 404);
     app.stop().await;
 }
 
@@ -190,22 +138,11 @@ async fn invalid_fences_are_400_with_the_reason() {
             "MultiPoint",
         ),
     ] {
-        let reply = json_with_status(
-            app.send_json(reqwest::Method::POST, "/api/v1/fences", &body)
-                .await,
-            400,
-        )
-        .await;
+        let reply = json_with_status(app.send_json(Method::POST, "/api/v1/fences", &body).await, 400).await;
         let message = reply["error"]["message"].as_str().expect("message");
         assert!(message.contains(needle), "{needle}: {message}");
     }
-    let malformed = app
-        .client
-        .post(app.url("/api/v1/fences"))
-        .body("{")
-        .send()
-        .await
-        .expect("sent");
+    let malformed = app.request(Method::POST, "/api/v1/fences").body("{").send().await;
     assert_eq!(
         json_with_status(malformed, 400).await["error"]["code"],
         "malformed_body"
@@ -219,12 +156,11 @@ async fn an_import_is_all_or_nothing_and_reports_every_invalid_feature() {
     let bad = json!({"type": "FeatureCollection", "features": [
         circle("a", 0.0, 0.0, 100.0),
         circle("b", 0.0, 0.0, -1.0),
-        square(None, 0.0, 0.0, 1.0),
+        truck_square(None, 0.0, 0.0, 1.0),
         circle("a", 1.0, 1.0, 100.0),
     ]});
     let reply = json_with_status(
-        app.send_json(reqwest::Method::POST, "/api/v1/fences/import", &bad)
-            .await,
+        app.send_json(Method::POST, "/api/v1/fences/import", &bad).await,
         400,
     )
     .await;
@@ -247,8 +183,7 @@ async fn an_import_is_all_or_nothing_and_reports_every_invalid_feature() {
         .collect();
     let good = json!({"type": "FeatureCollection", "features": features});
     let reply = json_with_status(
-        app.send_json(reqwest::Method::POST, "/api/v1/fences/import", &good)
-            .await,
+        app.send_json(Method::POST, "/api/v1/fences/import", &good).await,
         200,
     )
     .await;
@@ -261,16 +196,7 @@ async fn an_import_is_all_or_nothing_and_reports_every_invalid_feature() {
 #[tokio::test]
 async fn devices_inside_a_fence_are_those_whose_live_position_is_in_it() {
     let app = spawn_app().await;
-    json_with_status(
-        app.send_json(
-            reqwest::Method::POST,
-            "/api/v1/fences",
-            &square(Some("yard"), 10.0, 10.0, 1.0),
-        )
-        .await,
-        201,
-    )
-    .await;
+    create_fence(&app, &truck_square(Some("yard"), 10.0, 10.0, 1.0)).await;
     let fixes = json!([
         fix("truck-1", 1, 10.5, 10.5),
         fix("truck-2", 1, 12.0, 12.0),
@@ -299,31 +225,19 @@ async fn devices_inside_a_fence_are_those_whose_live_position_is_in_it() {
 async fn fence_writes_need_admin_and_reads_need_read() {
     let app =
         spawn_with(|c| c.tokens = TokensSetting::Compact("admin-token=admin;reader-token=read".into())).await;
-    let as_reader = app
-        .client
-        .post(app.url("/api/v1/fences"))
-        .bearer_auth("reader-token")
-        .json(&circle("x", 0.0, 0.0, 10.0))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(as_reader.status(), 403);
-    let as_admin = app
-        .client
-        .post(app.url("/api/v1/fences"))
-        .bearer_auth("admin-token")
-        .json(&circle("x", 0.0, 0.0, 10.0))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(as_admin.status(), 201);
+    let create_as = |token: &str| {
+        app.request(Method::POST, "/api/v1/fences")
+            .token(token)
+            .json(&circle("x", 0.0, 0.0, 10.0))
+            .send()
+    };
+    assert_eq!(create_as("reader-token").await.status(), 403);
+    assert_eq!(create_as("admin-token").await.status(), 201);
     let read = app
-        .client
-        .get(app.url("/api/v1/fences/x"))
-        .bearer_auth("reader-token")
+        .request(Method::GET, "/api/v1/fences/x")
+        .token("reader-token")
         .send()
-        .await
-        .expect("sent");
+        .await;
     assert_eq!(read.status(), 200);
     assert_eq!(app.get("/api/v1/fences").await.status(), 401);
     app.stop().await;
@@ -332,16 +246,7 @@ async fn fence_writes_need_admin_and_reads_need_read() {
 #[tokio::test]
 async fn the_index_is_rebuilt_from_the_database_after_a_restart() {
     let mut app = spawn_app().await;
-    json_with_status(
-        app.send_json(
-            reqwest::Method::POST,
-            "/api/v1/fences",
-            &circle("kept", 5.0, 5.0, 1000.0),
-        )
-        .await,
-        201,
-    )
-    .await;
+    create_fence(&app, &circle("kept", 5.0, 5.0, 1000.0)).await;
     app.shutdown().await;
 
     let config = geotrack::Config {
@@ -351,14 +256,7 @@ async fn the_index_is_rebuilt_from_the_database_after_a_restart() {
     };
     let restarted = geotrack::Application::build(config).await.expect("restart");
     let state = restarted.state().clone();
-    let started = std::time::Instant::now();
-    while !state.fences.is_loaded() {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "index never loaded"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_for_fence_index(&state).await;
     let (inside, outside) = {
         let index = state.fences.index().read();
         let inside: Vec<String> = index

@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::helpers::{geotrack, spawn_with};
-use crate::tile_layers::{eventually, names_at};
+use crate::helpers::{circle, eventually, geotrack, names_at, spawn_with, wait_until};
 
 #[tokio::test]
 async fn a_gpx_track_imports_once_and_exports_back_as_the_same_points() {
@@ -86,10 +85,6 @@ async fn importing_fences_from_a_file_reaches_a_running_server() {
     let app = spawn_with(|_| {}).await;
     let dir = std::env::temp_dir().join(format!("geotrack-fences-{}", app.db_name));
     std::fs::create_dir_all(&dir).expect("dir");
-    let circle = |id: &str, radius: f64| {
-        serde_json::json!({"type": "Feature", "id": id, "geometry": {"type": "Point", "coordinates": [7.0, 45.0]},
-                           "properties": {"radius_m": radius}})
-    };
     let import = |file: std::path::PathBuf| {
         let db_url = app.db_url.clone();
         async move {
@@ -99,7 +94,7 @@ async fn importing_fences_from_a_file_reaches_a_running_server() {
     };
 
     let bad = dir.join("bad.geojson");
-    let collection = serde_json::json!({"type": "FeatureCollection", "features": [circle("ok", 100.0), circle("bad", -5.0)]});
+    let collection = serde_json::json!({"type": "FeatureCollection", "features": [circle("ok", 7.0, 45.0, 100.0), circle("bad", 7.0, 45.0, -5.0)]});
     std::fs::write(&bad, collection.to_string()).expect("write");
     let refused = import(bad).await;
     // The error is logged (to standard output, as every log line of the binary).
@@ -108,19 +103,16 @@ async fn importing_fences_from_a_file_reaches_a_running_server() {
     assert!(error.contains("1 of 2 features are invalid"), "{error}");
 
     let good = dir.join("good.geojson");
-    let collection = serde_json::json!({"type": "FeatureCollection", "features": [circle("alps", 1000.0)]});
+    let collection =
+        serde_json::json!({"type": "FeatureCollection", "features": [circle("alps", 7.0, 45.0, 1000.0)]});
     std::fs::write(&good, collection.to_string()).expect("write");
     let imported = import(good).await;
     assert!(imported.status.success(), "{imported:?}");
     assert!(String::from_utf8_lossy(&imported.stdout).ends_with(": 1 fences imported\n"));
-    let started = std::time::Instant::now();
-    while app.get("/api/v1/fences/alps").await.status() != 200 {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "the server never reloaded its fences"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_until("the server never reloaded its fences", async || {
+        app.get("/api/v1/fences/alps").await.status() == 200
+    })
+    .await;
     assert_eq!(
         app.get("/api/v1/fences/ok").await.status(),
         404,

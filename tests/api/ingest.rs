@@ -1,5 +1,6 @@
 //! `POST /api/v1/positions`: every body format, every rejection path, duplicates, late fixes.
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{fix, json_with_status, spawn_app, spawn_with};
@@ -164,12 +165,10 @@ async fn whole_request_errors_are_json_with_the_right_status() {
     ];
     for (content_type, body, status, code) in cases {
         let response = if content_type.is_empty() {
-            app.client
-                .post(app.url("/api/v1/positions"))
+            app.request(Method::POST, "/api/v1/positions")
                 .body(body)
                 .send()
                 .await
-                .expect("sent")
         } else {
             app.post_raw(content_type, body).await
         };

@@ -2,6 +2,7 @@
 //! wait, and device apps are told with a 503 (they drop data on some 4xx).
 
 use geotrack::auth::TokensSetting;
+use reqwest::Method;
 use serde_json::json;
 
 use crate::helpers::{fix, json_with_status, spawn_with};
@@ -53,12 +54,7 @@ async fn a_flooding_device_cannot_starve_the_others() {
         1
     );
 
-    let over = app
-        .client
-        .get(app.url("/osmand?id=calm&lat=1&lon=1"))
-        .send()
-        .await
-        .expect("sent");
+    let over = app.get("/osmand?id=calm&lat=1&lon=1").await;
     assert_eq!(over.status(), 503, "a device app is asked to retry, not refused");
     assert!(over.headers().contains_key("retry-after"));
     assert_eq!(app.stored().await, 6);
@@ -73,24 +69,15 @@ async fn a_token_over_its_request_rate_gets_429() {
         c.limits.token_burst = 2.0;
     })
     .await;
-    let get = |token: &'static str| {
-        app.client
-            .get(app.url("/api/v1/devices"))
-            .bearer_auth(token)
-            .send()
-    };
-    assert_eq!(get("busy-token").await.expect("sent").status(), 200);
-    assert_eq!(get("busy-token").await.expect("sent").status(), 200);
-    let refused = get("busy-token").await.expect("sent");
+    let get = |token: &str| app.request(Method::GET, "/api/v1/devices").token(token).send();
+    assert_eq!(get("busy-token").await.status(), 200);
+    assert_eq!(get("busy-token").await.status(), 200);
+    let refused = get("busy-token").await;
     assert!(refused.headers().contains_key("retry-after"));
     assert_eq!(
         json_with_status(refused, 429).await["error"]["code"],
         "rate_limited"
     );
-    assert_eq!(
-        get("other-token").await.expect("sent").status(),
-        200,
-        "limits are per token"
-    );
+    assert_eq!(get("other-token").await.status(), 200, "limits are per token");
     app.stop().await;
 }

@@ -1,5 +1,6 @@
 //! Integration tests: the real application on a real socket against a fresh PostGIS database
-//! per test (see `helpers`). One test binary, so the suite links once.
+//! per test. Shared code lives in `helpers`, the one module the others import from. One test
+//! binary, so the suite links once.
 
 mod alerts;
 mod auth;
@@ -18,4 +19,3 @@ mod simulate;
 mod tile_layers;
 mod tiles;
 mod webhooks;
-mod ws_client;

@@ -1,6 +1,6 @@
 //! Operations endpoints and the JSON shape of routing errors.
 
-use crate::helpers::{fix, json_with_status, spawn_app, spawn_with};
+use crate::helpers::{fix, json_with_status, spawn_app, spawn_with, wait_until};
 
 #[tokio::test]
 async fn health_ready_and_metrics() {
@@ -56,14 +56,10 @@ async fn ready_is_false_until_migrations_are_applied() {
         .await
         .expect("migrating twice is a no-op");
     // The fence index loader retries every 2 s; ready once it has loaded.
-    let started = std::time::Instant::now();
-    while app.get("/ready").await.status() != 200 {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "never became ready"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_until("never became ready", async || {
+        app.get("/ready").await.status() == 200
+    })
+    .await;
     app.stop().await;
 }
 
@@ -74,12 +70,7 @@ async fn unknown_routes_and_methods_are_json_errors() {
         json_with_status(app.get("/nope").await, 404).await["error"]["code"],
         "no_route"
     );
-    let reply = app
-        .client
-        .delete(app.url("/api/v1/positions"))
-        .send()
-        .await
-        .expect("sent");
+    let reply = app.delete("/api/v1/positions").await;
     assert_eq!(
         json_with_status(reply, 405).await["error"]["code"],
         "method_not_allowed"

@@ -1,48 +1,12 @@
 //! The basemap (`countries`), operator tables from config and `tracks`: decoded tiles checked
 //! against what the database holds, and never stale after each kind of write.
 
-use std::time::Duration;
-
 use serde_json::json;
 use tiles::TableLayerConfig;
 
-use crate::helpers::{TestApp, fix, json_with_status, spawn_app, spawn_with};
-use crate::tiles::tile;
-
-/// The XYZ tile holding a point.
-pub fn tile_of(lon: f64, lat: f64, z: u8) -> (u32, u32) {
-    let n = f64::from(1u32 << z);
-    let x = ((lon + 180.0) / 360.0 * n).floor();
-    let lat = lat.to_radians();
-    let y = ((1.0 - (lat.tan() + 1.0 / lat.cos()).ln() / std::f64::consts::PI) / 2.0 * n).floor();
-    (x as u32, y as u32)
-}
-
-/// The `name` property of every feature of `layer` in the tile at (lon, lat, z).
-pub async fn names_at(app: &TestApp, layer: &str, lon: f64, lat: f64, z: u8, query: &str) -> Vec<String> {
-    let (x, y) = tile_of(lon, lat, z);
-    let (status, decoded) = tile(app, &format!("/tiles/{layer}/{z}/{x}/{y}.mvt{query}")).await;
-    assert!(status == 200 || status == 204, "status {status}");
-    let mut names: Vec<String> = decoded
-        .and_then(|d| d.get(layer).cloned())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(_, props)| props.get("name").or_else(|| props.get("device")).cloned())
-        .collect();
-    names.sort();
-    names
-}
-
-/// Waits up to 5 s for `check` to hold (for changes that arrive by NOTIFY).
-pub async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
-    for _ in 0..50 {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
+use crate::helpers::{
+    TestApp, eventually, fix, json_with_status, names_at, spawn_app, spawn_with, tile, tile_of,
+};
 
 #[tokio::test]
 async fn the_basemap_serves_countries_split_at_the_antimeridian_and_reloads_on_import() {

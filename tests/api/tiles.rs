@@ -1,78 +1,20 @@
 //! Vector tiles built by PostGIS: decoded and checked feature by feature.
 
-use std::collections::BTreeMap;
+use reqwest::Method;
+use serde_json::{Value, json};
 
-use geozero::mvt::{Message, Tile};
-use serde_json::json;
-
-use crate::helpers::{TestApp, fix, json_with_status, spawn_app};
-
-/// Layer name -> features as (id, properties) of a decoded tile.
-pub type Decoded = BTreeMap<String, Vec<(u64, BTreeMap<String, String>)>>;
-
-/// GETs a tile and decodes it (`None` unless 200).
-pub async fn tile(app: &TestApp, path: &str) -> (u16, Option<Decoded>) {
-    let reply = app.get(path).await;
-    let status = reply.status().as_u16();
-    if status != 200 {
-        return (status, None);
-    }
-    assert_eq!(
-        reply.headers()["content-type"],
-        "application/vnd.mapbox-vector-tile"
-    );
-    let bytes = reply.bytes().await.expect("bytes");
-    let decoded = Tile::decode(bytes.as_ref()).expect("a valid vector tile");
-    let mut layers = BTreeMap::new();
-    for layer in decoded.layers {
-        assert_eq!(layer.extent, Some(4096));
-        let features = layer
-            .features
-            .iter()
-            .map(|feature| {
-                let props = feature
-                    .tags
-                    .chunks(2)
-                    .map(|pair| {
-                        let value = &layer.values[pair[1] as usize];
-                        let text = value
-                            .string_value
-                            .clone()
-                            .or_else(|| value.double_value.map(|v| v.to_string()))
-                            .or_else(|| value.int_value.map(|v| v.to_string()))
-                            .or_else(|| value.uint_value.map(|v| v.to_string()))
-                            .or_else(|| value.sint_value.map(|v| v.to_string()))
-                            .or_else(|| value.bool_value.map(|v| v.to_string()))
-                            .unwrap_or_default();
-                        (layer.keys[pair[0] as usize].clone(), text)
-                    })
-                    .collect();
-                assert!(!feature.geometry.is_empty(), "every feature has a geometry");
-                (feature.id.expect("feature ids are set"), props)
-            })
-            .collect();
-        layers.insert(layer.name, features);
-    }
-    (status, Some(layers))
-}
+use crate::helpers::{
+    TestApp, WsClient, circle, create_fence, fix, json_with_status, named, names, polygon, replace_fence,
+    spawn_app, spawn_with, tile,
+};
 
 #[tokio::test]
 async fn fences_and_positions_tiles_hold_the_stored_features() {
     let app = spawn_app().await;
-    let square = json!({"type": "Feature", "id": "yard", "geometry": {"type": "Polygon",
-        "coordinates": [[[10.0, 10.0], [11.0, 10.0], [11.0, 11.0], [10.0, 11.0], [10.0, 10.0]]]},
-        "properties": {"name": "Yard"}});
-    let polar = json!({"type": "Feature", "id": "pole", "geometry": {"type": "Point", "coordinates": [0.0, -89.9]},
-        "properties": {"radius_m": 800_000}});
+    let square = named(polygon("yard", [10.0, 10.0, 11.0, 11.0]), "Yard");
+    let polar = circle("pole", 0.0, -89.9, 800_000.0);
     for fence in [&square, &polar] {
-        let reply = app
-            .client
-            .post(app.url("/api/v1/fences"))
-            .json(fence)
-            .send()
-            .await
-            .expect("sent");
-        json_with_status(reply, 201).await;
+        create_fence(&app, fence).await;
     }
     json_with_status(
         app.post_json(&json!([
@@ -138,14 +80,12 @@ async fn bad_tile_addresses_are_json_errors() {
 async fn browsers_on_other_origins_may_fetch_tiles() {
     let app = spawn_app().await;
     let preflight = app
-        .client
-        .request(reqwest::Method::OPTIONS, app.url("/tiles/fences/0/0/0"))
+        .request(Method::OPTIONS, "/tiles/fences/0/0/0")
         .header("origin", "http://maps.example")
         .header("access-control-request-method", "GET")
         .header("access-control-request-headers", "authorization")
         .send()
-        .await
-        .expect("sent");
+        .await;
     assert!(preflight.status().is_success(), "{}", preflight.status());
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
     let reply = app
@@ -158,60 +98,32 @@ async fn browsers_on_other_origins_may_fetch_tiles() {
 /// The z10 tile holding (10.5, 10.5).
 const Z10: &str = "/tiles/fences/10/541/481";
 
-fn names(decoded: Option<&Decoded>) -> Vec<String> {
-    decoded
-        .and_then(|d| d.get("fences"))
-        .map(|features| {
-            features
-                .iter()
-                .filter_map(|(_, p)| p.get("name").cloned())
-                .collect()
-        })
-        .unwrap_or_default()
+/// The fence `yard`, 0.2° square from (lon, 10.4): inside `Z10` at lon 10.4.
+fn yard(lon: f64) -> Value {
+    polygon("yard", [lon, 10.4, lon + 0.2, 10.6])
 }
 
 #[tokio::test]
 async fn a_cached_tile_is_never_stale_after_a_fence_write() {
     let app = spawn_app().await;
-    let yard = |name: &str, lon: f64| {
-        json!({"type": "Feature", "id": "yard", "geometry": {"type": "Polygon",
-            "coordinates": [[[lon, 10.4], [lon + 0.2, 10.4], [lon + 0.2, 10.6], [lon, 10.6], [lon, 10.4]]]},
-            "properties": {"name": name}})
-    };
     assert_eq!(tile(&app, Z10).await.0, 204, "nothing there yet");
-    json_with_status(
-        app.send_json(reqwest::Method::POST, "/api/v1/fences", &yard("first", 10.4))
-            .await,
-        201,
-    )
-    .await;
+    create_fence(&app, &named(yard(10.4), "first")).await;
     let (status, decoded) = tile(&app, Z10).await;
-    assert_eq!((status, names(decoded.as_ref())), (200, vec!["first".to_owned()]));
+    assert_eq!(
+        (status, names(decoded.as_ref(), "fences")),
+        (200, vec!["first".to_owned()])
+    );
     // Cached now; each write is visible to the very next request.
-    json_with_status(
-        app.send_json(
-            reqwest::Method::PUT,
-            "/api/v1/fences/yard",
-            &yard("renamed", 10.4),
-        )
-        .await,
-        200,
-    )
-    .await;
-    assert_eq!(names(tile(&app, Z10).await.1.as_ref()), ["renamed"]);
-    json_with_status(
-        app.send_json(reqwest::Method::PUT, "/api/v1/fences/yard", &yard("moved", 50.0))
-            .await,
-        200,
-    )
-    .await;
+    replace_fence(&app, &named(yard(10.4), "renamed")).await;
+    assert_eq!(names(tile(&app, Z10).await.1.as_ref(), "fences"), ["renamed"]);
+    replace_fence(&app, &named(yard(50.0), "moved")).await;
     assert_eq!(
         tile(&app, Z10).await.0,
         204,
         "moved away: the old extent was invalidated too"
     );
     assert_eq!(
-        names(tile(&app, "/tiles/fences/10/654/481").await.1.as_ref()),
+        names(tile(&app, "/tiles/fences/10/654/481").await.1.as_ref(), "fences"),
         ["moved"]
     );
     json_with_status(app.delete("/api/v1/fences/yard").await, 200).await;
@@ -222,14 +134,7 @@ async fn a_cached_tile_is_never_stale_after_a_fence_write() {
 #[tokio::test]
 async fn tiles_carry_an_etag_answer_304_and_come_compressed_when_asked() {
     let app = spawn_app().await;
-    let yard = json!({"type": "Feature", "id": "yard", "geometry": {"type": "Polygon",
-        "coordinates": [[[10.4, 10.4], [10.6, 10.4], [10.6, 10.6], [10.4, 10.6], [10.4, 10.4]]]}});
-    json_with_status(
-        app.send_json(reqwest::Method::POST, "/api/v1/fences", &yard)
-            .await,
-        201,
-    )
-    .await;
+    create_fence(&app, &polygon("yard", [10.4, 10.4, 10.6, 10.6])).await;
     let plain = app.get(Z10).await;
     assert_eq!(plain.status(), 200);
     let etag = plain.headers()["etag"].to_str().expect("etag").to_owned();
@@ -288,20 +193,7 @@ async fn tiles_carry_an_etag_answer_304_and_come_compressed_when_asked() {
     assert_eq!(refused_all["error"]["code"], "not_acceptable");
 
     // Another write changes the tile and its validator.
-    let mut bigger = yard.clone();
-    bigger["geometry"]["coordinates"] = json!([[
-        [10.3, 10.3],
-        [10.7, 10.3],
-        [10.7, 10.7],
-        [10.3, 10.7],
-        [10.3, 10.3]
-    ]]);
-    json_with_status(
-        app.send_json(reqwest::Method::PUT, "/api/v1/fences/yard", &bigger)
-            .await,
-        200,
-    )
-    .await;
+    replace_fence(&app, &polygon("yard", [10.3, 10.3, 10.7, 10.7])).await;
     let changed = app.get_with(Z10, "if-none-match", &etag).await;
     assert_eq!(changed.status(), 200);
     assert_ne!(changed.headers()["etag"], etag.as_str());
@@ -311,27 +203,13 @@ async fn tiles_carry_an_etag_answer_304_and_come_compressed_when_asked() {
 #[tokio::test]
 async fn fence_writes_are_announced_on_the_tiles_socket_with_their_extents() {
     let app = spawn_app().await;
-    let mut socket = crate::ws_client::WsClient::connect(&app, "/ws/tiles").await;
-    let yard = |lon: f64| {
-        json!({"type": "Feature", "id": "yard", "geometry": {"type": "Polygon",
-            "coordinates": [[[lon, 10.4], [lon + 0.2, 10.4], [lon + 0.2, 10.6], [lon, 10.6], [lon, 10.4]]]}})
-    };
-    json_with_status(
-        app.send_json(reqwest::Method::POST, "/api/v1/fences", &yard(10.4))
-            .await,
-        201,
-    )
-    .await;
+    let mut socket = WsClient::connect(&app, "/ws/tiles").await;
+    create_fence(&app, &yard(10.4)).await;
     let created = socket.json().await;
     assert_eq!(created["type"], "changed");
     assert_eq!(created["layer"], "fences");
     assert_eq!(created["bboxes"], json!([[10.4, 10.4, 10.6, 10.6]]));
-    json_with_status(
-        app.send_json(reqwest::Method::PUT, "/api/v1/fences/yard", &yard(20.0))
-            .await,
-        200,
-    )
-    .await;
+    replace_fence(&app, &yard(20.0)).await;
     let moved = socket.json().await;
     let mut boxes: Vec<Vec<f64>> = serde_json::from_value(moved["bboxes"].clone()).expect("boxes");
     boxes.sort_by(|a, b| a[0].total_cmp(&b[0]));
@@ -345,11 +223,12 @@ async fn fence_writes_are_announced_on_the_tiles_socket_with_their_extents() {
 
 #[tokio::test]
 async fn the_catalog_and_tilejson_lead_a_client_to_working_tile_urls() {
-    let app = crate::helpers::spawn_with(|c| {
+    let app = spawn_with(|c| {
         c.tokens = geotrack::auth::TokensSetting::Compact("map-token-1=read".into());
     })
     .await;
-    let catalog = json_with_status(app.get("/tiles?token=map-token-1").await, 200).await;
+    let read = |path: &str| app.request(Method::GET, path).query_token("map-token-1").send();
+    let catalog = json_with_status(read("/tiles").await, 200).await;
     for layer in ["fences", "positions"] {
         assert_eq!(
             catalog["tiles"][layer]["content_type"],
@@ -361,12 +240,10 @@ async fn the_catalog_and_tilejson_lead_a_client_to_working_tile_urls() {
         .expect("tilejson url")
         .to_owned();
     assert_eq!(url, app.url("/tiles/fences?token=map-token-1"));
-    let tilejson: serde_json::Value = app
-        .client
-        .get(&url)
+    let tilejson: Value = app
+        .request_url(Method::GET, &url)
         .send()
         .await
-        .expect("sent")
         .json()
         .await
         .expect("json");
@@ -382,9 +259,9 @@ async fn the_catalog_and_tilejson_lead_a_client_to_working_tile_urls() {
         .replace("{z}", "3")
         .replace("{x}", "4")
         .replace("{y}", "3");
-    let reply = app.client.get(&tile_url).send().await.expect("sent");
+    let reply = app.request_url(Method::GET, &tile_url).send().await;
     assert_eq!(reply.status(), 204, "{tile_url}: a real, empty tile");
-    assert_eq!(app.get("/tiles/roads?token=map-token-1").await.status(), 404);
+    assert_eq!(read("/tiles/roads").await.status(), 404);
     assert_eq!(app.get("/tiles").await.status(), 401);
     app.stop().await;
 }
@@ -421,11 +298,12 @@ async fn after_random_fence_writes_every_served_tile_equals_a_fresh_build() {
         } else {
             let (lon, lat) = (10.0 + rng.unit(), 10.0 + rng.unit());
             let size = 0.01 + rng.unit() * 0.3;
-            let fence = json!({"type": "Feature", "id": id, "geometry": {"type": "Polygon",
-                "coordinates": [[[lon, lat], [lon + size, lat], [lon + size, lat + size], [lon, lat + size], [lon, lat]]]},
-                "properties": {"name": format!("step {step}")}});
+            let fence = named(
+                polygon(&id, [lon, lat, lon + size, lat + size]),
+                &format!("step {step}"),
+            );
             let put = app
-                .send_json(reqwest::Method::PUT, &format!("/api/v1/fences/{id}"), &fence)
+                .send_json(Method::PUT, &format!("/api/v1/fences/{id}"), &fence)
                 .await;
             assert!(put.status().is_success(), "PUT answered {}", put.status());
         }
@@ -449,7 +327,12 @@ async fn after_random_fence_writes_every_served_tile_equals_a_fresh_build() {
 #[tokio::test]
 async fn the_default_style_points_its_sources_at_this_server_with_the_token() {
     let app = spawn_app().await;
-    let style = json_with_status(app.get("/styles/default.json?token=abc%22def").await, 200).await;
+    let style = app
+        .request(Method::GET, "/styles/default.json")
+        .query_token("abc\"def")
+        .send()
+        .await;
+    let style = json_with_status(style, 200).await;
     assert_eq!(style["version"], 8);
     assert_eq!(
         style["sources"]["fences"]["url"],
@@ -474,7 +357,7 @@ async fn the_default_style_points_its_sources_at_this_server_with_the_token() {
     // Every source URL it names is served.
     for source in ["countries", "fences", "positions", "tracks"] {
         let url = style["sources"][source]["url"].as_str();
-        let reply = app.client.get(url.expect("url")).send().await.expect("sent");
+        let reply = app.request_url(Method::GET, url.expect("url")).send().await;
         assert_eq!(reply.status(), 200, "{url:?}");
     }
     let unknown = json_with_status(app.get("/styles/nope.json").await, 404).await;
@@ -485,21 +368,13 @@ async fn the_default_style_points_its_sources_at_this_server_with_the_token() {
 #[tokio::test]
 async fn several_layers_come_in_one_tile() {
     let app = spawn_app().await;
-    let yard = json!({"type": "Feature", "id": "yard", "geometry": {"type": "Polygon",
-        "coordinates": [[[10.4, 10.4], [10.6, 10.4], [10.6, 10.6], [10.4, 10.6], [10.4, 10.4]]]},
-        "properties": {"name": "Yard"}});
-    json_with_status(
-        app.send_json(reqwest::Method::POST, "/api/v1/fences", &yard)
-            .await,
-        201,
-    )
-    .await;
+    create_fence(&app, &named(polygon("yard", [10.4, 10.4, 10.6, 10.6]), "Yard")).await;
     json_with_status(app.post_json(&fix("truck", 1, 10.5, 10.5)).await, 202).await;
     let (status, decoded) = tile(&app, "/tiles/fences,positions/10/541/481.mvt").await;
     assert_eq!(status, 200);
     let decoded = decoded.expect("tile");
     assert_eq!(decoded.keys().collect::<Vec<_>>(), ["fences", "positions"]);
-    assert_eq!(names(Some(&decoded)), ["Yard"]);
+    assert_eq!(names(Some(&decoded), "fences"), ["Yard"]);
     // Joined tiles are compressed as they are joined, in the coding the client prefers.
     let plain = app.get("/tiles/fences,positions/10/541/481").await;
     let plain = plain.bytes().await.expect("bytes");

@@ -3,7 +3,6 @@
 //! are refused.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -11,8 +10,7 @@ use chrono::Utc;
 use geotrack::{Application, Config};
 use serde_json::{Value, json};
 
-use crate::alerts::{create_fence, post_fix, square};
-use crate::helpers::{json_with_status, spawn_app, spawn_with};
+use crate::helpers::{create_fence, json_with_status, post_fix, spawn_app, spawn_with, square, wait_until};
 
 /// What the receiver was sent: path, headers, body.
 type Received = Arc<Mutex<Vec<(String, HeaderMap, String)>>>;
@@ -55,22 +53,15 @@ async fn alerts_are_delivered_signed_to_global_and_fence_urls_and_retried_after_
     create_fence(&app, &fence).await;
     post_fix(&app, "car", Utc::now(), 10.0025, 10.0).await;
 
-    let started = std::time::Instant::now();
-    loop {
+    wait_until("deliveries did not complete", async || {
         let delivered: i64 =
             sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE delivered_at IS NOT NULL")
                 .fetch_one(&app.db)
                 .await
                 .expect("count");
-        if delivered == 2 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "deliveries did not complete"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        delivered == 2
+    })
+    .await;
     let alert_id: i64 = sqlx::query_scalar("SELECT id FROM alerts")
         .fetch_one(&app.db)
         .await

@@ -1,7 +1,8 @@
-//! Test harness: a fresh database per test (created from template1, which
-//! `scripts/ensure-postgis.sh` gives PostGIS), the real `Application` on 127.0.0.1:0, a real
-//! HTTP client, and a `stop` that shuts the server down like SIGTERM and drops the database.
-//! Databases of tests that failed are left behind and purged by `make test` on the next run.
+//! The application under test: a fresh database per test (created from template1, which
+//! `scripts/ensure-postgis.sh` gives PostGIS), the real `Application` on 127.0.0.1:0, requests
+//! to it with or without a token ([`TestRequest`]), the `geotrack` binary, and a `stop` that
+//! shuts the server down like SIGTERM and drops the database. Databases of tests that failed are
+//! left behind and purged by `make test` on the next run.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -9,10 +10,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use geotrack::StartError;
 use geotrack::state::AppState;
 use geotrack::{Application, Config};
+use reqwest::Method;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use super::wait::wait_for_fence_index;
 
 /// Server URL without a database name; override with `PG_TEST_URL`.
 fn server_url() -> String {
@@ -82,14 +86,7 @@ pub async fn spawn_on(db_name: String, tweak: impl FnOnce(&mut Config)) -> TestA
     }));
     if wait_until_ready {
         // Tests start from a ready service: the fence index has been loaded.
-        let started = std::time::Instant::now();
-        while !state.fences.is_loaded() {
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(10),
-                "fence index never loaded"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        wait_for_fence_index(&state).await;
     }
     TestApp {
         addr,
@@ -111,59 +108,103 @@ pub async fn admin_exec(sql: &str) {
     sqlx::raw_sql(sql).execute(&mut conn).await.expect(sql);
 }
 
+/// A request to the test server, built like a `reqwest` one and sent with `send`:
+/// `app.request(Method::POST, "/api/v1/fences").token("admin-token-1").json(&fence).send().await`.
+/// A token goes where the client under test would put it: `token` (the `Authorization` header,
+/// as API clients send it), `query_token` (`?token=`, as maps and device apps do) or
+/// `basic_token` (the password of basic auth, as `OwnTracks` does).
+#[must_use = "a request does nothing until it is sent"]
+pub struct TestRequest(reqwest::RequestBuilder);
+
+impl TestRequest {
+    /// `Authorization: Bearer <token>`.
+    pub fn token(self, token: &str) -> Self {
+        Self(self.0.bearer_auth(token))
+    }
+
+    /// `token=<token>` appended to the query of the path (percent-encoded).
+    pub fn query_token(self, token: &str) -> Self {
+        let (client, request) = self.0.build_split();
+        let mut request = request.expect("a valid request");
+        request.url_mut().query_pairs_mut().append_pair("token", token);
+        Self(reqwest::RequestBuilder::from_parts(client, request))
+    }
+
+    /// HTTP basic auth with the token as the password.
+    pub fn basic_token(self, user: &str, token: &str) -> Self {
+        Self(self.0.basic_auth(user, Some(token)))
+    }
+
+    pub fn header(self, name: &str, value: &str) -> Self {
+        Self(self.0.header(name, value))
+    }
+
+    /// A JSON body, with `content-type: application/json`.
+    pub fn json(self, body: &(impl serde::Serialize + ?Sized)) -> Self {
+        Self(self.0.json(body))
+    }
+
+    /// A body as it is, with no content type unless a `header` sets one.
+    pub fn body(self, body: impl Into<reqwest::Body>) -> Self {
+        Self(self.0.body(body))
+    }
+
+    /// Sends the request; panics if no response comes (any status is a response).
+    pub async fn send(self) -> reqwest::Response {
+        self.try_send().await.expect("request sent")
+    }
+
+    /// Sends the request, for a test that looks at the transport error itself.
+    pub async fn try_send(self) -> reqwest::Result<reqwest::Response> {
+        self.0.send().await
+    }
+}
+
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
+    /// A request to `path` (with its query) on this server.
+    pub fn request(&self, method: Method, path: &str) -> TestRequest {
+        self.request_url(method, &self.url(path))
+    }
+
+    /// A request to a whole URL, such as one the server handed out (TileJSON, style sources).
+    pub fn request_url(&self, method: Method, url: &str) -> TestRequest {
+        TestRequest(self.client.request(method, url))
+    }
+
+    /// Fixes as JSON to `POST /api/v1/positions`.
     pub async fn post_json(&self, body: &Value) -> reqwest::Response {
         self.post_raw("application/json", body.to_string()).await
     }
 
+    /// A body of any content type to `POST /api/v1/positions`.
     pub async fn post_raw(&self, content_type: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
-        self.client
-            .post(self.url("/api/v1/positions"))
+        self.request(Method::POST, "/api/v1/positions")
             .header("content-type", content_type)
             .body(body)
             .send()
             .await
-            .expect("request sent")
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request sent")
+        self.request(Method::GET, path).send().await
     }
 
     /// A request with a JSON body.
-    pub async fn send_json(&self, method: reqwest::Method, path: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .request(method, self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request sent")
+    pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> reqwest::Response {
+        self.request(method, path).json(body).send().await
     }
 
     /// A GET with one extra header.
     pub async fn get_with(&self, path: &str, name: &str, value: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .header(name, value)
-            .send()
-            .await
-            .expect("request sent")
+        self.request(Method::GET, path).header(name, value).send().await
     }
 
     pub async fn delete(&self, path: &str) -> reqwest::Response {
-        self.client
-            .delete(self.url(path))
-            .send()
-            .await
-            .expect("request sent")
+        self.request(Method::DELETE, path).send().await
     }
 
     /// Rows in `positions`.
@@ -201,12 +242,6 @@ impl TestApp {
         ))
         .await;
     }
-}
-
-/// A fix as JSON, timestamped `age_s` seconds ago.
-pub fn fix(device: &str, age_s: i64, lon: f64, lat: f64) -> Value {
-    let ts = chrono::Utc::now() - chrono::Duration::seconds(age_s);
-    serde_json::json!({"device": device, "ts": ts.to_rfc3339(), "lon": lon, "lat": lat})
 }
 
 /// The JSON body of a response, asserting its status first.
