@@ -20,8 +20,8 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt().with_env_filter(filter).init();
     match cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            tracing::error!("{message}");
+        Err(error) => {
+            tracing::error!("{error}");
             ExitCode::FAILURE
         }
     }

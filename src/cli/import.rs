@@ -10,6 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use prometheus_client::registry::Registry;
 use tokio_util::task::TaskTracker;
 
+use super::error::CliError;
+
 /// Fixes handed to the pipeline at once.
 const CHUNK: usize = 1_000;
 
@@ -29,10 +31,12 @@ pub struct ImportSummary {
 /// Imports a GeoJSON FeatureCollection of fences, all or nothing (fences with an existing id
 /// are replaced). A running server hears of it and reloads its fence index. Returns how many
 /// fences were stored.
-pub async fn fences(config: &Config, file: &Path) -> Result<usize, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let collection: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
+pub async fn fences(config: &Config, file: &Path) -> Result<usize, CliError> {
+    let text = std::fs::read_to_string(file).map_err(CliError::read(file))?;
+    let collection: serde_json::Value = serde_json::from_str(&text).map_err(|source| CliError::NotJson {
+        path: file.to_owned(),
+        source,
+    })?;
     let total = collection["features"].as_array().map_or(0, Vec::len);
     let progress = bar(total, "fences");
     let prepared = fences::feature::prepare_collection(
@@ -42,35 +46,20 @@ pub async fn fences(config: &Config, file: &Path) -> Result<usize, String> {
         || progress.inc(1),
     );
     progress.finish_and_clear();
-    let prepared = prepared.map_err(|e| match e {
-        fences::feature::CollectionError::NotACollection => {
-            format!("{} is not a GeoJSON FeatureCollection", file.display())
-        }
-        fences::feature::CollectionError::Invalid { report, total } => {
-            let lines: Vec<String> = report.iter().take(20).map(ToString::to_string).collect();
-            format!(
-                "{} of {total} features are invalid; nothing was imported:\n{}{}",
-                report.len(),
-                lines.join("\n"),
-                if report.len() > 20 { "\n..." } else { "" }
-            )
-        }
+    let prepared = prepared.map_err(|source| CliError::Fences {
+        path: file.to_owned(),
+        source,
     })?;
     if config.webhooks.secret.is_none()
         && let Some(fence) = prepared.iter().find(|f| !f.fence().webhooks.is_empty())
     {
-        return Err(format!(
-            "fence {:?} names webhooks, but no webhooks.secret is configured to sign them with",
-            fence.id()
-        ));
+        return Err(CliError::UnsignedWebhooks {
+            fence: fence.id().to_owned(),
+        });
     }
-    geotrack::db::migrate(&config.database_url)
-        .await
-        .map_err(|e| format!("database: {e}"))?;
-    let pool = geotrack::db::pool(&config.database_url, 2).map_err(|e| format!("database: {e}"))?;
-    alerts::fence_store::store_and_announce(&pool, &prepared)
-        .await
-        .map_err(|e| format!("database: {e}"))?;
+    geotrack::db::migrate(&config.database_url).await?;
+    let pool = geotrack::db::pool(&config.database_url, 2)?;
+    alerts::fence_store::store_and_announce(&pool, &prepared).await?;
     pool.close().await;
     Ok(prepared.len())
 }
@@ -83,13 +72,14 @@ fn bar(len: usize, what: &str) -> ProgressBar {
 
 /// Imports the track points of a GPX file as the history of `device`, then tells running
 /// servers (`NOTIFY geotrack_tiles, 'tracks'`) so their cached track tiles show it.
-pub async fn gpx(config: &Config, file: &Path, device: &str) -> Result<ImportSummary, String> {
-    let xml = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let points = tracker::gpx::parse(&xml).map_err(|e| format!("{}: {e}", file.display()))?;
-    geotrack::db::migrate(&config.database_url)
-        .await
-        .map_err(|e| format!("database: {e}"))?;
-    let pool = geotrack::db::pool(&config.database_url, 2).map_err(|e| format!("database: {e}"))?;
+pub async fn gpx(config: &Config, file: &Path, device: &str) -> Result<ImportSummary, CliError> {
+    let xml = std::fs::read_to_string(file).map_err(CliError::read(file))?;
+    let points = tracker::gpx::parse(&xml).map_err(|source| CliError::Gpx {
+        path: file.to_owned(),
+        source,
+    })?;
+    geotrack::db::migrate(&config.database_url).await?;
+    let pool = geotrack::db::pool(&config.database_url, 2)?;
     let metrics = tracker::metrics::IngestMetrics::register(&mut Registry::default());
     let tasks = TaskTracker::new();
     let mut pipeline_config = config.ingest.pipeline();
@@ -121,7 +111,7 @@ pub async fn gpx(config: &Config, file: &Path, device: &str) -> Result<ImportSum
         match pipeline.submit(fixes).await {
             Ok(submitted) => rejected += submitted.rejected.len(),
             Err(e) => {
-                result = Err(format!("import stopped: {e}"));
+                result = Err(CliError::ImportStopped(e));
                 break;
             }
         }
@@ -149,15 +139,13 @@ pub async fn gpx(config: &Config, file: &Path, device: &str) -> Result<ImportSum
 
 /// Replaces the basemap with the countries of `file` (the built-in 1:110m countries without
 /// one); returns what was loaded and how many countries.
-pub async fn basemap(config: &Config, file: Option<&Path>) -> Result<(String, usize), String> {
+pub async fn basemap(config: &Config, file: Option<&Path>) -> Result<(String, usize), CliError> {
     let bytes = match file {
-        Some(file) => std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?,
+        Some(file) => std::fs::read(file).map_err(CliError::read(file))?,
         None => geotrack::web::COUNTRIES.to_vec(),
     };
-    let pool = geotrack::db::pool(&config.database_url, 2).map_err(|e| e.to_string())?;
-    let count = tiles::basemap::import(&pool, &bytes)
-        .await
-        .map_err(|e| e.to_string())?;
+    let pool = geotrack::db::pool(&config.database_url, 2)?;
+    let count = tiles::basemap::import(&pool, &bytes).await?;
     let source = file.map_or("built-in 1:110m countries".to_owned(), |f| {
         f.display().to_string()
     });

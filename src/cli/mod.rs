@@ -2,6 +2,7 @@
 //! runs: the server ([`serve`]), migrations, imports ([`import`]) and the clients of the `tools`
 //! crate (the simulator and the benchmarks).
 
+mod error;
 mod import;
 mod serve;
 
@@ -11,6 +12,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use geotrack::Config;
 use geotrack::config::Overrides;
+
+pub use error::CliError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -89,15 +92,14 @@ pub enum Import {
     },
 }
 
-/// Runs the command; the error is the message to print.
-pub async fn run(cli: Cli) -> Result<(), String> {
-    let config =
-        Config::load(cli.config.as_deref(), &cli.overrides()).map_err(|e| format!("configuration: {e}"))?;
+/// Runs the command; the error's message is what to print.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let config = Config::load(cli.config.as_deref(), &cli.overrides())?;
     match cli.command {
         Command::Migrate => {
             geotrack::db::migrate(&config.database_url)
                 .await
-                .map_err(|e| format!("migrate: {e}"))?;
+                .map_err(CliError::Migrate)?;
             tracing::info!("database is migrated");
         }
         Command::Import(Import::Gpx { file, device }) => {

@@ -6,10 +6,12 @@ use geotrack::{Application, Config};
 use tokio_util::sync::CancellationToken;
 use tools::simulate::{self, SimulateArgs};
 
+use super::error::CliError;
+
 /// Runs the server until a shutdown signal.
-pub async fn serve(config: Config, demo: bool) -> Result<(), String> {
+pub async fn serve(config: Config, demo: bool) -> Result<(), CliError> {
     let token = demo_token(&config);
-    let app = Application::build(config).await.map_err(|e| e.to_string())?;
+    let app = Application::build(config).await?;
     if demo {
         // The demo map's land and borders come from the `countries` layer.
         match tiles::basemap::ensure(&app.state().db, geotrack::web::COUNTRIES).await {
@@ -43,8 +45,8 @@ pub async fn serve(config: Config, demo: bool) -> Result<(), String> {
         geotrack::startup::shutdown_signal().await;
         on_signal.cancel();
     })
-    .await
-    .map_err(|e| e.to_string())
+    .await?;
+    Ok(())
 }
 
 /// A configured token that may write positions and fences, for the demo fleet.

@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use crate::Error;
 use crate::process::{cpu_seconds, peak_rss, rss_kib};
 use crate::simulate::{Rng, offset};
 
@@ -53,19 +54,19 @@ pub struct BenchAlertsArgs {
 /// The area the fleet drives in and the fences lie in: half a degree square at 10°N 10°E.
 const AREA: [f64; 4] = [10.0, 10.0, 10.5, 10.5];
 
-pub async fn run(args: &BenchAlertsArgs, database_url: &str) -> Result<(), String> {
+pub async fn run(args: &BenchAlertsArgs, database_url: &str) -> Result<(), Error> {
     if args.idle_subscribers > 0 {
         return idle(args).await;
     }
     let db = sqlx::PgPool::connect(database_url)
         .await
-        .map_err(|e| format!("database: {e}"))?;
+        .map_err(Error::database("cannot connect to the database"))?;
     let client = reqwest::Client::new();
     load_fences(&client, args).await?;
     let start_cursor: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM alerts")
         .fetch_one(&db)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::database("cannot read the last alert id"))?;
     let stop = CancellationToken::new();
     let mut subscribers = Vec::new();
     for _ in 0..args.subscribers {
@@ -84,13 +85,16 @@ pub async fn run(args: &BenchAlertsArgs, database_url: &str) -> Result<(), Strin
     stop.cancel();
     let mut seen = Vec::new();
     for s in subscribers {
-        seen.push(s.await.map_err(|e| e.to_string())?);
+        seen.push(s.await.map_err(|source| Error::Task {
+            what: "subscriber",
+            source,
+        })?);
     }
     let stored: Vec<i64> = sqlx::query_scalar("SELECT id FROM alerts WHERE id > $1 ORDER BY id")
         .bind(start_cursor)
         .fetch_all(&db)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::database("cannot read the alerts of the run"))?;
     report(args, &drive, &stored, &seen);
     if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
         let secs = drive.elapsed.as_secs_f64();
@@ -109,7 +113,7 @@ pub async fn run(args: &BenchAlertsArgs, database_url: &str) -> Result<(), Strin
     Ok(())
 }
 
-async fn load_fences(client: &reqwest::Client, args: &BenchAlertsArgs) -> Result<(), String> {
+async fn load_fences(client: &reqwest::Client, args: &BenchAlertsArgs) -> Result<(), Error> {
     let mut rng = Rng::new(0x5eed_f00d);
     let features: Vec<Value> = (0..args.fences)
         .map(|i| {
@@ -125,12 +129,9 @@ async fn load_fences(client: &reqwest::Client, args: &BenchAlertsArgs) -> Result
         .json(&json!({"type": "FeatureCollection", "features": features}))
         .send()
         .await
-        .map_err(|e| format!("fence import: {e}"))?;
+        .map_err(Error::request("fence import"))?;
     if !reply.status().is_success() {
-        return Err(format!(
-            "fence import: {}",
-            reply.text().await.unwrap_or_default()
-        ));
+        return Err(Error::status("fence import", reply).await);
     }
     Ok(())
 }
@@ -138,11 +139,12 @@ async fn load_fences(client: &reqwest::Client, args: &BenchAlertsArgs) -> Result
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Connects to `/ws/alerts` and waits for the live marker.
-async fn subscribe(url: &str) -> Result<Socket, String> {
+async fn subscribe(url: &str) -> Result<Socket, Error> {
     let ws_url = format!("{}/ws/alerts", url.replacen("http", "ws", 1));
-    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url)
-        .await
-        .map_err(|e| format!("subscribe: {e}"))?;
+    let (mut socket, _) = match tokio_tungstenite::connect_async(&ws_url).await {
+        Ok(connected) => connected,
+        Err(source) => return Err(Error::WebSocket { url: ws_url, source }),
+    };
     while let Some(message) = socket.next().await {
         if let Ok(Message::Text(text)) = message
             && text.contains("\"live\"")
@@ -150,7 +152,7 @@ async fn subscribe(url: &str) -> Result<Socket, String> {
             return Ok(socket);
         }
     }
-    Err("the socket closed before going live".into())
+    Err(Error::NotLive { url: ws_url })
 }
 
 /// (alert id, latency in ms) of every alert a subscriber received, in arrival order.
@@ -293,7 +295,7 @@ fn report(args: &BenchAlertsArgs, drive: &Drive, stored: &[i64], seen: &[Vec<(i6
 }
 
 /// Holds `idle_subscribers` open sockets and reports the server's memory per socket.
-async fn idle(args: &BenchAlertsArgs) -> Result<(), String> {
+async fn idle(args: &BenchAlertsArgs) -> Result<(), Error> {
     let before = args.server_pid.and_then(rss_kib);
     let started = Instant::now();
     let mut sockets = Vec::with_capacity(args.idle_subscribers);

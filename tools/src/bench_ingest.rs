@@ -14,6 +14,7 @@ use bytes::Bytes;
 use clap::Args;
 use sqlx::{Connection, PgConnection};
 
+use crate::Error;
 use crate::process::{cpu_seconds, peak_rss};
 
 #[derive(Debug, Args)]
@@ -36,7 +37,7 @@ pub struct BenchIngestArgs {
 }
 
 /// Runs the benchmark and prints the report. `database_url` is the server's database.
-pub async fn run(args: &BenchIngestArgs, database_url: &str) -> Result<(), String> {
+pub async fn run(args: &BenchIngestArgs, database_url: &str) -> Result<(), Error> {
     let run_id = chrono::Utc::now().timestamp_millis() % 1_000_000_000;
     let base_ts = chrono::Utc::now() - chrono::Duration::hours(6);
     println!(
@@ -98,10 +99,10 @@ pub async fn run(args: &BenchIngestArgs, database_url: &str) -> Result<(), Strin
     }
     print!("{report}");
     if http.accepted != args.fixes {
-        return Err(format!(
-            "only {} of {} fixes were accepted",
-            http.accepted, args.fixes
-        ));
+        return Err(Error::Incomplete {
+            accepted: http.accepted,
+            sent: args.fixes,
+        });
     }
     Ok(())
 }
@@ -154,7 +155,7 @@ fn json_body(rows: &[Row]) -> Vec<u8> {
     body.into_bytes()
 }
 
-fn write_copy_file(rows: &[Row], run_id: i64) -> Result<PathBuf, String> {
+fn write_copy_file(rows: &[Row], run_id: i64) -> Result<PathBuf, Error> {
     let mut text = String::with_capacity(rows.len() * 120);
     let received = chrono::Utc::now().to_rfc3339();
     for row in rows {
@@ -169,8 +170,10 @@ fn write_copy_file(rows: &[Row], run_id: i64) -> Result<PathBuf, String> {
         );
     }
     let path = std::env::temp_dir().join(format!("geotrack-bench-{run_id}.tsv"));
-    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(path)
+    match std::fs::write(&path, text) {
+        Ok(()) => Ok(path),
+        Err(source) => Err(Error::Write { path, source }),
+    }
 }
 
 struct HttpResult {
@@ -178,11 +181,11 @@ struct HttpResult {
     elapsed: Duration,
 }
 
-async fn post_all(args: &BenchIngestArgs, bodies: Vec<Bytes>) -> Result<HttpResult, String> {
+async fn post_all(args: &BenchIngestArgs, bodies: Vec<Bytes>) -> Result<HttpResult, Error> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections)
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::Client)?;
     let url = format!("{}/api/v1/positions", args.url.trim_end_matches('/'));
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
@@ -202,29 +205,19 @@ async fn post_all(args: &BenchIngestArgs, bodies: Vec<Bytes>) -> Result<HttpResu
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(body) = bodies.get(i) else {
-                        return Ok::<(), String>(());
+                        return Ok::<(), Error>(());
                     };
-                    let reply = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .map_err(|e| format!("request failed: {e}"))?;
-                    let status = reply.status();
-                    let text = reply.text().await.map_err(|e| e.to_string())?;
-                    if status.as_u16() != 202 {
-                        return Err(format!("server answered {status}: {text}"));
-                    }
-                    let reply: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-                    let n = reply["accepted"].as_u64().unwrap_or(0);
+                    let n = post_one(&client, &url, body.clone()).await?;
                     accepted.fetch_add(usize::try_from(n).unwrap_or(0), Ordering::Relaxed);
                 }
             })
         })
         .collect();
     for worker in workers {
-        worker.await.map_err(|e| e.to_string())??;
+        worker.await.map_err(|source| Error::Task {
+            what: "posting",
+            source,
+        })??;
     }
     Ok(HttpResult {
         accepted: accepted.load(Ordering::Relaxed),
@@ -232,18 +225,39 @@ async fn post_all(args: &BenchIngestArgs, bodies: Vec<Bytes>) -> Result<HttpResu
     })
 }
 
+/// Posts one body; returns how many fixes the server accepted.
+async fn post_one(client: &reqwest::Client, url: &str, body: Bytes) -> Result<u64, Error> {
+    const ACTION: &str = "POST /api/v1/positions";
+    let reply = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(Error::request(ACTION))?;
+    if reply.status() != reqwest::StatusCode::ACCEPTED {
+        return Err(Error::status(ACTION, reply).await);
+    }
+    let text = reply.text().await.map_err(Error::request(ACTION))?;
+    let reply: serde_json::Value = serde_json::from_str(&text).map_err(|source| Error::Reply {
+        action: ACTION.to_owned(),
+        source,
+    })?;
+    Ok(reply["accepted"].as_u64().unwrap_or(0))
+}
+
 /// Times `psql -c "\copy ..."` of the same rows into a fresh table shaped like `positions`.
-async fn copy_baseline(database_url: &str, file: &std::path::Path, run_id: i64) -> Result<Duration, String> {
+async fn copy_baseline(database_url: &str, file: &std::path::Path, run_id: i64) -> Result<Duration, Error> {
     let table = format!("bench_copy_{run_id}");
     let mut conn = PgConnection::connect(database_url)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::database("cannot connect to the database"))?;
     sqlx::raw_sql(&format!(
         "CREATE TABLE {table} (LIKE positions INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)"
     ))
     .execute(&mut conn)
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(Error::database("cannot create the COPY table"))?;
     println!("COPY baseline through psql ...");
     let command = format!(
         "\\copy {table} (device, ts, geom, speed_mps, received_at, shard) FROM '{}'",
@@ -263,25 +277,28 @@ async fn copy_baseline(database_url: &str, file: &std::path::Path, run_id: i64) 
         ])
         .status()
         .await
-        .map_err(|e| format!("cannot run psql: {e}"))?;
+        .map_err(|source| Error::Spawn {
+            program: "psql",
+            source,
+        })?;
     let elapsed = started.elapsed();
     sqlx::raw_sql(&format!("DROP TABLE {table}"))
         .execute(&mut conn)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::database("cannot drop the COPY table"))?;
     if !status.success() {
-        return Err(format!("psql COPY failed: {status}"));
+        return Err(Error::Copy(status));
     }
     Ok(elapsed)
 }
 
-async fn checkpoint(database_url: &str) -> Result<(), String> {
+async fn checkpoint(database_url: &str) -> Result<(), Error> {
     let mut conn = PgConnection::connect(database_url)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::database("cannot connect to the database"))?;
     sqlx::raw_sql("CHECKPOINT")
         .execute(&mut conn)
         .await
-        .map_err(|e| format!("CHECKPOINT: {e}"))?;
+        .map_err(Error::database("CHECKPOINT"))?;
     Ok(())
 }

@@ -2,9 +2,12 @@
 //! ([`simulate`], also the demo fleet of `geotrack serve --demo`) and the load benchmarks
 //! ([`bench_ingest`], [`bench_alerts`]). They speak to the server only over HTTP and
 //! WebSockets, as any client would (and, for a benchmark's ceiling, to PostgreSQL directly);
-//! the `geotrack` binary exposes them as subcommands.
+//! the `geotrack` binary exposes them as subcommands. Every failure is an [`Error`].
 
 pub mod bench_alerts;
 pub mod bench_ingest;
+mod error;
 pub mod process;
 pub mod simulate;
+
+pub use error::Error;

@@ -9,8 +9,12 @@ use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::Error;
+
 /// Metres per degree of latitude.
 const M_PER_DEG: f64 = 111_320.0;
+/// How long a run waits for the server's `/ready`.
+const READY_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Protocol {
@@ -123,12 +127,12 @@ struct Vehicle {
 }
 
 /// Drives the fleet until `duration_s` or `stop`.
-pub async fn run(args: &SimulateArgs, stop: CancellationToken) -> Result<Report, String> {
+pub async fn run(args: &SimulateArgs, stop: CancellationToken) -> Result<Report, Error> {
     let centre = parse_centre(&args.centre)?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::Client)?;
     wait_until_ready(&client, &args.url, &stop).await?;
     if args.demo {
         create_demo_fences(&client, args, centre).await?;
@@ -180,35 +184,45 @@ pub async fn run(args: &SimulateArgs, stop: CancellationToken) -> Result<Report,
 }
 
 /// Waits (up to a minute) for the server's `/ready`: a server that just started may still be
-/// loading its fences.
+/// loading its fences. The error says why the last attempt failed.
 async fn wait_until_ready(
     client: &reqwest::Client,
     url: &str,
     stop: &CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let started = Instant::now();
+    let ready = format!("{url}/ready");
     loop {
-        if let Ok(reply) = client.get(format!("{url}/ready")).send().await
-            && reply.status().is_success()
-        {
-            return Ok(());
-        }
-        if started.elapsed() > Duration::from_secs(60) || stop.is_cancelled() {
-            return Err(format!("{url} did not become ready"));
+        let last = match client.get(&ready).send().await {
+            Ok(reply) if reply.status().is_success() => return Ok(()),
+            Ok(reply) => Error::status("GET /ready", reply).await,
+            Err(e) => Error::request("GET /ready")(e),
+        };
+        if started.elapsed() > READY_WAIT || stop.is_cancelled() {
+            return Err(Error::NotReady {
+                url: url.to_owned(),
+                waited_s: started.elapsed().as_secs(),
+                last: Box::new(last),
+            });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-fn parse_centre(text: &str) -> Result<[f64; 2], String> {
+fn parse_centre(text: &str) -> Result<[f64; 2], Error> {
+    let bad = |expected| Error::Argument {
+        flag: "--centre",
+        value: text.to_owned(),
+        expected,
+    };
     let parts: Vec<f64> = text
         .split(',')
         .map(|p| p.trim().parse::<f64>())
         .collect::<Result<_, _>>()
-        .map_err(|_| format!("--centre {text:?} must be lon,lat"))?;
+        .map_err(|_| bad("must be lon,lat"))?;
     match parts[..] {
         [lon, lat] if (-180.0..=180.0).contains(&lon) && (-80.0..=80.0).contains(&lat) => Ok([lon, lat]),
-        _ => Err(format!("--centre {text:?} must be lon,lat within ±180, ±80")),
+        _ => Err(bad("must be lon,lat within ±180, ±80")),
     }
 }
 
@@ -303,11 +317,7 @@ fn authorised(request: reqwest::RequestBuilder, args: &SimulateArgs) -> reqwest:
 }
 
 /// Draws (or redraws: `PUT` replaces) the demo fences around the centre.
-async fn create_demo_fences(
-    client: &reqwest::Client,
-    args: &SimulateArgs,
-    c: [f64; 2],
-) -> Result<(), String> {
+async fn create_demo_fences(client: &reqwest::Client, args: &SimulateArgs, c: [f64; 2]) -> Result<(), Error> {
     let r = args.radius_m;
     let at = |fraction: f64, bearing_deg: f64| offset(c, r * fraction, bearing_deg.to_radians());
     let square = |centre: [f64; 2], half_m: f64| {
@@ -339,16 +349,14 @@ async fn create_demo_fences(
     ];
     for fence in fences {
         let id = fence["id"].as_str().unwrap_or_default();
+        let action = format!("cannot create demo fence {id}");
         let reply = authorised(client.put(format!("{}/api/v1/fences/{id}", args.url)), args)
             .json(&fence)
             .send()
             .await
-            .map_err(|e| format!("cannot create demo fence {id}: {e}"))?;
+            .map_err(Error::request(action.clone()))?;
         if !reply.status().is_success() {
-            return Err(format!(
-                "cannot create demo fence {id}: {}",
-                reply.text().await.unwrap_or_default()
-            ));
+            return Err(Error::status(action, reply).await);
         }
     }
     Ok(())

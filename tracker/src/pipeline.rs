@@ -69,12 +69,14 @@ pub struct Submitted {
 }
 
 /// Why fixes could not be made durable now. Nothing was acknowledged; the sender should retry.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     #[error("ingest queue is full; retry in {retry_after:?}")]
     QueueFull { retry_after: Duration },
+    /// A write failed for a reason other than its data (connection lost, database down); the
+    /// error is shared by every request whose fixes were in the failed transaction.
     #[error("the database cannot store fixes right now: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Arc<sqlx::Error>),
     #[error("the server is shutting down")]
     ShuttingDown,
 }
@@ -110,7 +112,8 @@ struct Job {
     _room: OwnedSemaphorePermit,
 }
 
-type JobOutcome = Result<Vec<(usize, Rejection)>, String>;
+/// The fixes of a job the database refused, or the write failure that left some unwritten.
+type JobOutcome = Result<Vec<(usize, Rejection)>, Arc<sqlx::Error>>;
 
 impl Pipeline {
     /// Starts one writer task per shard on `tasks`. Each writer hands its committed batches to
@@ -230,7 +233,7 @@ impl Pipeline {
         for outcome in replies {
             match outcome.await {
                 Ok(Ok(mut refused)) => rejected.append(&mut refused),
-                Ok(Err(reason)) => return Err(SubmitError::Unavailable(reason)),
+                Ok(Err(error)) => return Err(SubmitError::Unavailable(error)),
                 Err(_) => return Err(SubmitError::ShuttingDown),
             }
         }
@@ -376,8 +379,9 @@ impl Writer {
                 }
                 Err(error) => {
                     self.record_unknown_outcome(&fixes, &error);
+                    let error = Arc::new(error);
                     for &(j, _) in chunk {
-                        outcome.failed[j].get_or_insert_with(|| error.to_string());
+                        outcome.failed[j].get_or_insert_with(|| error.clone());
                     }
                 }
             }
@@ -437,7 +441,7 @@ struct BatchOutcome {
     refused: Vec<Vec<(usize, Rejection)>>,
     /// The first error that left some of the job's fixes unwritten: the job is then not
     /// acknowledged at all, and its sender retries.
-    failed: Vec<Option<String>>,
+    failed: Vec<Option<Arc<sqlx::Error>>>,
     /// (entries range, max seq) of every committed transaction, in commit order.
     committed: Vec<(Range<usize>, i64)>,
 }
