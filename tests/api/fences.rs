@@ -271,3 +271,30 @@ async fn the_index_is_rebuilt_from_the_database_after_a_restart() {
     assert!(outside);
     app.stop().await;
 }
+
+/// Every `bbox=` query filters through `geotrack_bbox_meets`; the planner must inline it so the
+/// GiST index serves both a plain box and one crossing the antimeridian, in a generic plan too.
+#[tokio::test]
+async fn the_bbox_filter_uses_the_gist_index() {
+    let app = spawn_app().await;
+    let mut conn = app.db.acquire().await.expect("connection");
+    for sql in [
+        "SET enable_seqscan = off",
+        "SET plan_cache_mode = force_generic_plan",
+        "PREPARE fences_in(float8, float8, float8, float8) AS
+         SELECT id FROM fences WHERE geotrack_bbox_meets(geom, $1, $2, $3, $4)",
+    ] {
+        sqlx::raw_sql(sql).execute(&mut *conn).await.expect(sql);
+    }
+    for bbox in ["2, 48, 3, 49", "170, -10, -170, 10"] {
+        let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE fences_in({bbox})"))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("plan");
+        let plan = plan.join("\n");
+        assert!(plan.contains("fences_geom_gist"), "{bbox}: no GiST index in\n{plan}");
+        assert!(!plan.contains("Seq Scan"), "{bbox}: a sequential scan in\n{plan}");
+    }
+    drop(conn);
+    app.stop().await;
+}

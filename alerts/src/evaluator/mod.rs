@@ -262,19 +262,21 @@ impl Evaluator {
         }
     }
 
+    /// Dwell and offline alerts that time alone made due.
     async fn tick(&mut self) {
-        let mut changes = Changes::new(self.shard);
-        self.state.tick(
-            &self.shared.index.read(),
-            Utc::now().timestamp_millis(),
-            &mut changes,
-        );
-        self.send(changes).await;
+        self.at_now(ShardState::tick).await;
     }
 
+    /// Every device checked against the fences as they are now (after a fence edit).
     async fn reassess(&mut self) {
+        self.at_now(ShardState::reassess).await;
+    }
+
+    /// Runs a step of the shard state that depends on the clock, and sends what it changed.
+    async fn at_now(&mut self, step: fn(&mut ShardState, &fences::FenceIndex, i64, &mut Changes)) {
         let mut changes = Changes::new(self.shard);
-        self.state.reassess(
+        step(
+            &mut self.state,
             &self.shared.index.read(),
             Utc::now().timestamp_millis(),
             &mut changes,
