@@ -292,7 +292,10 @@ async fn the_bbox_filter_uses_the_gist_index() {
             .await
             .expect("plan");
         let plan = plan.join("\n");
-        assert!(plan.contains("fences_geom_gist"), "{bbox}: no GiST index in\n{plan}");
+        assert!(
+            plan.contains("fences_geom_gist"),
+            "{bbox}: no GiST index in\n{plan}"
+        );
         assert!(!plan.contains("Seq Scan"), "{bbox}: a sequential scan in\n{plan}");
     }
     drop(conn);
