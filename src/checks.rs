@@ -20,9 +20,9 @@ pub enum ConfigError {
         "no tokens are configured, so {0} would be open to anyone; configure tokens (GEOTRACK_TOKENS) or pass --insecure"
     )]
     OpenToAnyone(std::net::SocketAddr),
-    #[error("webhooks.urls: {0}")]
+    #[error("webhooks: {0}")]
     WebhookUrl(alerts::Error),
-    #[error("webhooks.urls is set but webhooks.secret is not: deliveries must be signed")]
+    #[error("webhooks.urls is set but webhooks.secret is not (or is empty): deliveries must be signed")]
     UnsignedWebhooks,
     #[error("ingest.osmand_speed_unit: {0}")]
     SpeedUnit(String),
@@ -63,15 +63,22 @@ fn access(config: &Config) -> Result<Tokens, ConfigError> {
     Ok(tokens)
 }
 
-/// Every configured webhook URL must be deliverable, and signed: a secret is required.
+/// Every configured webhook URL must be deliverable under the policy, and signed: a non-empty
+/// secret is required.
 fn webhooks(config: &Config) -> Result<(), ConfigError> {
+    let policy = webhook_policy(config)?;
     for url in &config.webhooks.urls {
-        alerts::webhooks::check_url(url).map_err(ConfigError::WebhookUrl)?;
+        policy.check_url(url).map_err(ConfigError::WebhookUrl)?;
     }
-    if !config.webhooks.urls.is_empty() && config.webhooks.secret.is_none() {
+    if !config.webhooks.urls.is_empty() && config.webhooks.secret().is_none() {
         return Err(ConfigError::UnsignedWebhooks);
     }
     Ok(())
+}
+
+/// Where webhooks may be delivered (`webhooks.allowed_networks`).
+pub fn webhook_policy(config: &Config) -> Result<alerts::webhooks::Policy, ConfigError> {
+    alerts::webhooks::Policy::new(&config.webhooks.allowed_networks).map_err(ConfigError::WebhookUrl)
 }
 
 /// The configured unit of `speed` on `/osmand`.

@@ -15,6 +15,7 @@ use tiles::TilesConfig;
 
 use crate::auth::TokensSetting;
 use crate::limits::LimitsConfig;
+use crate::server::HttpConfig;
 
 /// Everything the server can be configured with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +38,7 @@ pub struct Config {
     pub tokens: TokensSetting,
     /// Allow a non-loopback bind with no tokens configured.
     pub insecure: bool,
+    pub http: HttpConfig,
     pub ingest: IngestConfig,
     pub limits: LimitsConfig,
     pub fences: FencesConfig,
@@ -140,6 +142,7 @@ impl Default for Config {
             shutdown_timeout_s: 30,
             tokens: TokensSetting::None,
             insecure: false,
+            http: HttpConfig::default(),
             ingest: IngestConfig::default(),
             limits: LimitsConfig::default(),
             fences: FencesConfig::default(),

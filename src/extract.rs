@@ -1,8 +1,10 @@
-//! Extractors and parsers that answer bad input themselves with the JSON 400 every route uses:
-//! query strings ([`Params`]), `{id}` path segments ([`PathId`]), bounding boxes ([`bbox`]) and
-//! times ([`time`]).
+//! Extractors and parsers that answer bad input themselves with the JSON error every route
+//! uses: query strings ([`Params`]), `{id}` path segments ([`PathId`]), bodies ([`RawBody`]: 413
+//! when too large), bounding boxes ([`bbox`]) and times ([`time`]).
 
-use axum::extract::{FromRequestParts, Path, Query};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use fences::Bbox;
@@ -25,7 +27,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
     }
 }
 
-/// A route's one `{id}` segment, or 400 `invalid_path` (e.g. invalid percent-encoding).
+/// A route's one `{id}` segment, or 400: `invalid_path` when it cannot be read (e.g. invalid
+/// percent-encoding), `invalid_id` when it is no id ([`fences::check_id`]).
 #[derive(Debug)]
 pub struct PathId(pub String);
 
@@ -33,10 +36,42 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Path::<String>::from_request_parts(parts, state)
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map(|Path(id)| Self(id))
-            .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
+            .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+        checked_id("the id in the path", &id)?;
+        Ok(Self(id))
+    }
+}
+
+/// 400 `invalid_id` unless `id` is an id ([`fences::check_id`]); `what` names it in the message.
+pub fn checked_id<'a>(what: &str, id: &'a str) -> Result<&'a str, ApiError> {
+    fences::check_id(id)
+        .map(|()| id)
+        .map_err(|e| ApiError::bad_request("invalid_id", format!("{what} {id:?} {e}")))
+}
+
+/// The request body, or 413 `body_too_large` past the route's body limit, or 400
+/// `unreadable_body`, in the JSON error shape (axum's own rejections are plain text).
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Self)
+            .map_err(|rejection| {
+                let status = rejection.status();
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "body_too_large"
+                } else {
+                    "unreadable_body"
+                };
+                ApiError::new(status, code, rejection.body_text())
+            })
     }
 }
 

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use alerts::webhooks::Policy;
 use alerts::{SharedIndex, fence_store};
 use fences::feature::{CollectionError, fence_from_feature, prepare_collection, to_feature};
 use fences::{Bbox, Fence, FenceError, FenceLimits, PreparedFence};
@@ -49,8 +50,16 @@ pub struct FenceRegistry {
     /// Serialises writes and reloads.
     writes: tokio::sync::Mutex<()>,
     tiles: Arc<TileStore>,
+    webhooks: Webhooks,
+}
+
+/// What fences' webhooks are checked against.
+#[derive(Debug, Clone)]
+pub struct Webhooks {
     /// A webhook secret is configured, so fences may name webhook URLs.
-    webhooks_signed: bool,
+    pub signed: bool,
+    /// Where webhooks may be delivered.
+    pub policy: Arc<Policy>,
 }
 
 impl FenceRegistry {
@@ -60,7 +69,7 @@ impl FenceRegistry {
         index: SharedIndex,
         limits: FenceLimits,
         tiles: Arc<TileStore>,
-        webhooks_signed: bool,
+        webhooks: Webhooks,
     ) -> Self {
         Self {
             pool,
@@ -69,13 +78,23 @@ impl FenceRegistry {
             limits,
             writes: tokio::sync::Mutex::new(()),
             tiles,
-            webhooks_signed,
+            webhooks,
         }
     }
 
     /// The index every lookup uses.
     pub fn index(&self) -> &SharedIndex {
         &self.index
+    }
+
+    /// The fence `id` as it is now (for reads that need its geometry).
+    pub fn prepared(&self, id: &str) -> Result<PreparedFence, RegistryError> {
+        self.loaded()?;
+        self.index
+            .read()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))
     }
 
     /// Whether the index has been loaded from the database (`/ready` waits for it).
@@ -87,8 +106,18 @@ impl FenceRegistry {
         &self.limits
     }
 
+    /// 503 until the index is loaded: an empty answer would say there are no fences.
+    fn loaded(&self) -> Result<(), RegistryError> {
+        if self.is_loaded() {
+            Ok(())
+        } else {
+            Err(RegistryError::Loading)
+        }
+    }
+
     /// The fence with that id, as a Feature.
     pub fn feature(&self, id: &str) -> Result<Value, RegistryError> {
+        self.loaded()?;
         let index = self.index.read();
         index
             .get(id)
@@ -98,6 +127,7 @@ impl FenceRegistry {
 
     /// Every fence (or those whose area meets `bbox`) as Features, in id order.
     pub async fn features(&self, bbox: Option<Bbox>) -> Result<Vec<Value>, RegistryError> {
+        self.loaded()?;
         let wanted: Option<std::collections::HashSet<String>> = match bbox {
             Some(bbox) => Some(
                 fence_store::ids_in_bbox(&self.pool, bbox)
@@ -167,8 +197,13 @@ impl FenceRegistry {
     /// Imports a FeatureCollection, all or nothing; returns how many fences it held.
     pub async fn import(&self, collection: &Value) -> Result<usize, RegistryError> {
         let _writing = self.writes.lock().await;
-        let prepared = prepare_collection(collection, &self.limits, check_webhooks, || {})
-            .map_err(RegistryError::Collection)?;
+        let prepared = prepare_collection(
+            collection,
+            &self.limits,
+            webhook_check(&self.webhooks.policy),
+            || {},
+        )
+        .map_err(RegistryError::Collection)?;
         let count = prepared.len();
         self.write(prepared).await?;
         Ok(count)
@@ -188,17 +223,15 @@ impl FenceRegistry {
 
     fn prepare(&self, fence: Result<Fence, FenceError>) -> Result<PreparedFence, RegistryError> {
         let fence = fence.map_err(RegistryError::Invalid)?;
-        check_webhooks(&fence).map_err(RegistryError::Webhook)?;
+        webhook_check(&self.webhooks.policy)(&fence).map_err(RegistryError::Webhook)?;
         PreparedFence::new(fence, &self.limits).map_err(RegistryError::Invalid)
     }
 
     /// Stores `fences` in one transaction, then puts them in the index and invalidates the
     /// tiles their old and new extents touch. Returns their Features. Call with the write lock.
     async fn write(&self, fences: Vec<PreparedFence>) -> Result<Vec<Value>, RegistryError> {
-        if !self.is_loaded() {
-            return Err(RegistryError::Loading);
-        }
-        if !self.webhooks_signed
+        self.loaded()?;
+        if !self.webhooks.signed
             && let Some(fence) = fences.iter().find(|f| !f.fence().webhooks.is_empty())
         {
             return Err(RegistryError::Unsigned(fence.id().to_owned()));
@@ -230,10 +263,12 @@ impl FenceRegistry {
     }
 }
 
-/// Every webhook a fence names must be deliverable.
-pub fn check_webhooks(fence: &Fence) -> Result<(), alerts::Error> {
-    fence
-        .webhooks
-        .iter()
-        .try_for_each(|url| alerts::webhooks::check_url(url))
+/// The check every webhook a fence names must pass: deliverable under `policy`.
+pub fn webhook_check(policy: &Policy) -> impl Fn(&Fence) -> Result<(), alerts::Error> + '_ {
+    move |fence| {
+        fence
+            .webhooks
+            .iter()
+            .try_for_each(|url| policy.check_url(url).map(drop))
+    }
 }

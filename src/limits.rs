@@ -21,6 +21,11 @@ pub struct LimitsConfig {
     pub device_burst: f64,
     /// Most buckets kept; idle ones are dropped first.
     pub max_tracked: u64,
+    /// Failed authentications (an unknown token) per minute from one client address; past
+    /// them the address is refused before its token is even looked at.
+    pub failed_auth_per_min: f64,
+    /// Failed authentications one address may make at once.
+    pub failed_auth_burst: f64,
 }
 
 impl Default for LimitsConfig {
@@ -31,6 +36,8 @@ impl Default for LimitsConfig {
             device_fixes_per_s: 20.0,
             device_burst: 10_000.0,
             max_tracked: 1_000_000,
+            failed_auth_per_min: 30.0,
+            failed_auth_burst: 30.0,
         }
     }
 }
@@ -65,6 +72,37 @@ impl RateLimiter {
 
     /// Takes `n` units for `key`, or says how long until they would be there.
     pub fn try_take(&self, key: &str, n: f64) -> Result<(), Duration> {
+        self.with_bucket(key, |bucket, rate, burst| {
+            // A request larger than the burst passes when the bucket is full, and is charged in
+            // full: the bucket goes into debt, so the next requests wait for all of it.
+            let wanted = n.min(burst);
+            if bucket.tokens >= wanted {
+                bucket.tokens -= n;
+                Ok(())
+            } else {
+                Err(Duration::from_secs_f64((wanted - bucket.tokens) / rate))
+            }
+        })
+    }
+
+    /// Whether `n` units are there for `key` now (taking none), or how long until they are.
+    pub fn check(&self, key: &str, n: f64) -> Result<(), Duration> {
+        self.with_bucket(key, |bucket, rate, burst| {
+            let wanted = n.min(burst);
+            if bucket.tokens >= wanted {
+                Ok(())
+            } else {
+                Err(Duration::from_secs_f64((wanted - bucket.tokens) / rate))
+            }
+        })
+    }
+
+    /// Runs `f` on `key`'s bucket, refilled to now (a zero rate is no limit).
+    fn with_bucket(
+        &self,
+        key: &str,
+        f: impl FnOnce(&mut Bucket, f64, f64) -> Result<(), Duration>,
+    ) -> Result<(), Duration> {
         if self.rate <= 0.0 {
             return Ok(());
         }
@@ -79,13 +117,7 @@ impl RateLimiter {
         let refilled = bucket.tokens + now.duration_since(bucket.updated).as_secs_f64() * self.rate;
         bucket.tokens = refilled.min(self.burst);
         bucket.updated = now;
-        let wanted = n.min(self.burst);
-        if bucket.tokens >= wanted {
-            bucket.tokens -= wanted;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((wanted - bucket.tokens) / self.rate))
-        }
+        f(&mut bucket, self.rate, self.burst)
     }
 }
 
@@ -98,6 +130,15 @@ impl LimitsConfig {
     /// Fixes per device.
     pub fn devices(&self) -> RateLimiter {
         RateLimiter::new(self.device_fixes_per_s, self.device_burst, self.max_tracked)
+    }
+
+    /// Failed authentications per client address.
+    pub fn failed_auths(&self) -> RateLimiter {
+        RateLimiter::new(
+            self.failed_auth_per_min / 60.0,
+            self.failed_auth_burst,
+            self.max_tracked,
+        )
     }
 }
 
@@ -118,10 +159,14 @@ mod tests {
     }
 
     #[test]
-    fn a_request_larger_than_the_burst_needs_a_full_bucket_not_forever() {
+    fn a_request_larger_than_the_burst_needs_a_full_bucket_and_pays_in_full() {
         let limiter = RateLimiter::new(1.0, 5.0, 100);
         assert!(limiter.try_take("a", 50.0).is_ok());
-        assert!(limiter.try_take("a", 1.0).is_err());
+        let wait = limiter.try_take("a", 1.0).expect_err("in debt");
+        assert!(
+            wait > Duration::from_secs(45),
+            "the debt of 45 fixes is waited out: {wait:?}"
+        );
     }
 
     #[test]

@@ -22,9 +22,11 @@ use tracker::live::LiveFeed;
 use crate::auth::{Auth, Tokens};
 use crate::checks::ConfigError;
 use crate::config::Config;
-use crate::fence_registry::FenceRegistry;
+use crate::fence_registry::{FenceRegistry, Webhooks};
+use crate::guard::LocalOnly;
 use crate::http_metrics::HttpMetrics;
 use crate::ingest::Ingest;
+use crate::server::HttpConfig;
 use crate::state::{AppState, Shared};
 use crate::ws::Sessions;
 
@@ -56,6 +58,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     router: Router,
+    http: HttpConfig,
+    max_connections: usize,
     shutdown_timeout: Duration,
 }
 
@@ -82,15 +86,24 @@ impl Application {
             state.tiles.clone(),
             state.sessions.shutdown.clone(),
         ));
+        // Without tokens, only local names and same-site requests (see `guard`).
+        let local_only = state
+            .auth
+            .tokens
+            .is_open()
+            .then(|| LocalOnly::new(config.bind.ip(), &config.http.allowed_hosts));
         let router = crate::routes::router(
             state.clone(),
             http_metrics,
             Duration::from_secs(config.request_timeout_s),
+            local_only,
         );
         Ok(Self {
             listener,
             state,
             router,
+            max_connections: crate::server::connection_cap(&config.http),
+            http: config.http,
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout_s),
         })
     }
@@ -116,6 +129,8 @@ impl Application {
             listener,
             state,
             router,
+            http,
+            max_connections,
             shutdown_timeout,
         } = self;
         let stop = state.sessions.shutdown.clone();
@@ -127,9 +142,9 @@ impl Application {
             stop.cancel();
         });
         let stop = state.sessions.shutdown.clone();
-        let serve = axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let serve = crate::server::serve(listener, router, &http, max_connections, stop.clone());
         tokio::select! {
-            result = serve.into_future() => result.map_err(StartError::Serve)?,
+            () = serve => {}
             () = async { stop.cancelled().await; tokio::time::sleep(shutdown_timeout).await } => {
                 tracing::warn!(?shutdown_timeout, "connections still open after the shutdown timeout; closing them");
             }
@@ -161,19 +176,8 @@ fn start(
         shutdown: CancellationToken::new(),
         config: Arc::new(config.ws.clone()),
     };
-    let pipeline_config = config.ingest.pipeline();
-    let (outboxes, committed): (Vec<_>, Vec<_>) = (0..pipeline_config.shards)
-        .map(|_| tracker::outbox::outbox(OUTBOX_BATCHES))
-        .unzip();
     let tiles = Arc::new(TileStore::new(&config.tiles, pool.clone()).map_err(ConfigError::from)?);
-    let pipeline = tracker::Pipeline::start(
-        &pool,
-        pipeline_config,
-        ingest_metrics,
-        outboxes,
-        Some(&tracks_changed(tiles.clone())),
-        &sessions.tasks,
-    );
+    let (pipeline, committed) = start_pipeline(config, &pool, ingest_metrics, &tiles, &sessions);
     let index = fences::FenceIndex::new(fences::IndexConfig::default()).map_err(ConfigError::from)?;
     let index = SharedIndex::new(index);
     let live = LiveFeed::new(LIVE_BACKLOG);
@@ -181,11 +185,13 @@ fn start(
         Duration::from_millis(config.ws.positions_interval_ms.max(10)),
         sessions.shutdown.clone(),
     ));
+    let webhook_policy = Arc::new(crate::checks::webhook_policy(config)?);
     let alerting = alerts::start(
         alerts::Inputs {
             pool: pool.clone(),
             alerts: config.alerts.clone(),
             webhooks: config.webhooks.clone(),
+            webhook_policy: webhook_policy.clone(),
             index: index.clone(),
             live: live.clone(),
             committed,
@@ -199,7 +205,10 @@ fn start(
         index,
         config.fences.limits(),
         tiles.clone(),
-        config.webhooks.secret.is_some(),
+        Webhooks {
+            signed: config.webhooks.secret().is_some(),
+            policy: webhook_policy,
+        },
     );
     let ingest = Ingest {
         pipeline,
@@ -213,6 +222,7 @@ fn start(
         auth: Auth {
             tokens,
             limiter: config.limits.tokens(),
+            failures: config.limits.failed_auths(),
         },
         ingest: Arc::new(ingest),
         fences: Arc::new(fences),
@@ -222,6 +232,30 @@ fn start(
         sessions,
         registry: Arc::new(registry),
     }))
+}
+
+/// Starts the ingest pipeline; returns it and, for each shard, where its committed batches
+/// go (the evaluators read them).
+fn start_pipeline(
+    config: &Config,
+    pool: &PgPool,
+    metrics: tracker::metrics::IngestMetrics,
+    tiles: &Arc<TileStore>,
+    sessions: &Sessions,
+) -> (tracker::Pipeline, Vec<tracker::outbox::OutboxReceiver>) {
+    let pipeline_config = config.ingest.pipeline();
+    let (outboxes, committed): (Vec<_>, Vec<_>) = (0..pipeline_config.shards)
+        .map(|_| tracker::outbox::outbox(OUTBOX_BATCHES))
+        .unzip();
+    let pipeline = tracker::Pipeline::start(
+        pool,
+        pipeline_config,
+        metrics,
+        outboxes,
+        Some(&tracks_changed(tiles.clone())),
+        &sessions.tasks,
+    );
+    (pipeline, committed)
 }
 
 /// What the ingest pipeline calls with every committed batch, before it is acknowledged: the

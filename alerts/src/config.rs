@@ -22,6 +22,17 @@ pub struct WebhooksConfig {
     pub timeout_s: u64,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// Networks webhooks may reach beyond public addresses (`10.1.0.0/16`, `127.0.0.1`): by
+    /// default loopback, private and link-local addresses are refused (see
+    /// `webhooks::policy`).
+    pub allowed_networks: Vec<String>,
+}
+
+impl WebhooksConfig {
+    /// The signing secret, when one is configured (an empty one is none).
+    pub fn secret(&self) -> Option<&str> {
+        self.secret.as_deref().filter(|s| !s.is_empty())
+    }
 }
 
 impl std::fmt::Debug for WebhooksConfig {
@@ -30,6 +41,7 @@ impl std::fmt::Debug for WebhooksConfig {
             .field("urls", &self.urls)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("max_attempts", &self.max_attempts)
+            .field("allowed_networks", &self.allowed_networks)
             .finish_non_exhaustive()
     }
 }
@@ -43,6 +55,7 @@ impl Default for WebhooksConfig {
             retry_base_ms: 1_000,
             timeout_s: 10,
             concurrency: 8,
+            allowed_networks: Vec::new(),
         }
     }
 }

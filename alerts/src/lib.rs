@@ -48,6 +48,8 @@ pub struct Inputs {
     pub pool: PgPool,
     pub alerts: AlertsConfig,
     pub webhooks: WebhooksConfig,
+    /// Where webhooks may be delivered.
+    pub webhook_policy: Arc<webhooks::Policy>,
     pub index: SharedIndex,
     /// Where evaluators record the fixes that move a device.
     pub live: LiveFeed,
@@ -89,6 +91,7 @@ pub fn start(inputs: Inputs, shutdown: &CancellationToken, tasks: &TaskTracker) 
         webhooks::Deliverer {
             pool: inputs.pool.clone(),
             config: inputs.webhooks,
+            policy: inputs.webhook_policy,
             wake: deliveries,
             shutdown: shutdown.clone(),
         }

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use fences::DeviceFilter;
 use sqlx::{PgPool, Postgres, Transaction};
-use tracker::latest::DeviceFilter;
 
 use crate::model::{Alert, AlertKind, Changes, Event, NewAlert, Visit, time_of_ms};
 
@@ -53,7 +53,11 @@ type AlertRow = (
 /// Alerts matching `query`, in id order.
 pub async fn page(pool: &PgPool, query: &AlertQuery) -> Result<Vec<Alert>, sqlx::Error> {
     let kinds: Vec<&str> = query.kinds.iter().map(|k| k.as_str()).collect();
-    let (exact, patterns) = query.allowed.clone().map(|d| (d.exact, d.patterns)).unzip();
+    let (exact, patterns) = query
+        .allowed
+        .as_ref()
+        .map(|d| (d.exact(), d.like_patterns()))
+        .unzip();
     let rows: Vec<AlertRow> = sqlx::query_as(
         "SELECT id, device, fence, fence_name, kind, ts, ST_X(geom), ST_Y(geom), speed_mps,
                 interpolated, received_at, created_at

@@ -7,6 +7,18 @@ pub enum FenceError {
     /// The fence id is empty.
     #[error("fence id must not be empty")]
     EmptyId,
+    /// A fence id that is too long or holds control or invisible characters.
+    #[error("fence id {0}")]
+    BadId(crate::IdError),
+    /// A fence name with control or invisible characters.
+    #[error("fence name {0}")]
+    BadName(crate::IdError),
+    /// A fence name longer than [`crate::fence::MAX_NAME_BYTES`].
+    #[error("fence name is {0} bytes long; the limit is {max}", max = crate::fence::MAX_NAME_BYTES)]
+    NameTooLong(usize),
+    /// Text in `properties` that PostgreSQL cannot store.
+    #[error("`properties` must not contain NUL characters (\\u0000)")]
+    NulInProperties,
     /// A polygon ring does not end where it starts.
     #[error("{ring}: ring is not closed (first position {first:?}, last position {last:?})")]
     UnclosedRing {

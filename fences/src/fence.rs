@@ -12,6 +12,19 @@ use crate::error::FenceError;
 /// A position `[lon, lat]` in degrees, as in GeoJSON.
 pub type Position = [f64; 2];
 
+/// Longest fence name, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// Whether a JSON value holds a NUL character in any string (PostgreSQL's `jsonb` cannot).
+fn holds_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(holds_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
 /// Whether the edge `a`→`b` joins the same point on Earth 360° of longitude
 /// apart away from the poles: the seam of a ring that goes around a pole (a
 /// ring closed by such an edge is closed along the pole, see [`crate::normalize`]).
@@ -146,8 +159,21 @@ impl Fence {
     /// Self-intersection is checked by [`crate::exact::PreparedFence::new`], after
     /// pole rings are closed.
     pub fn validate(&self, limits: &FenceLimits) -> Result<(), FenceError> {
-        if self.id.is_empty() {
-            return Err(FenceError::EmptyId);
+        match crate::check_id(&self.id) {
+            Ok(()) => {}
+            Err(crate::IdError::Empty) => return Err(FenceError::EmptyId),
+            Err(other) => return Err(FenceError::BadId(other)),
+        }
+        if self.name.len() > MAX_NAME_BYTES {
+            return Err(FenceError::NameTooLong(self.name.len()));
+        }
+        crate::id::check_text(&self.name).map_err(FenceError::BadName)?;
+        if self
+            .properties
+            .iter()
+            .any(|(k, v)| k.contains('\0') || holds_nul(v))
+        {
+            return Err(FenceError::NulInProperties);
         }
         check_param("hysteresis_m", self.hysteresis_m)?;
         if let Some(v) = self.speed_limit_mps {

@@ -4,23 +4,28 @@
 //! ([`exact`]), an index that answers "which fences contain this point" without
 //! testing every fence (a 1° tile pre-filter, exact tests for cheap fences, H3
 //! covers for costly ones: [`index`]), the per-(device, fence)
-//! enter/exit/dwell/overspeed state machine ([`state`]), and [`Bbox`], the
-//! antimeridian-aware box every geotrack crate uses. No I/O: callers persist
+//! enter/exit/dwell/overspeed state machine ([`state`]), and the pure value
+//! types every geotrack crate shares: [`Bbox`], the antimeridian-aware box, and
+//! [`DeviceFilter`], the devices a reader may see. No I/O: callers persist
 //! [`FenceState`] values and feed fixes in.
 
 pub mod bbox;
+pub mod devices;
 pub mod error;
 pub mod exact;
 pub mod feature;
 pub mod fence;
 pub mod geodesy;
+pub mod id;
 pub mod index;
 pub mod normalize;
 pub mod state;
 
 pub use bbox::{Bbox, BboxError};
+pub use devices::DeviceFilter;
 pub use error::FenceError;
 pub use exact::PreparedFence;
 pub use fence::{AppliesTo, Fence, FenceKind, FenceLimits, Position};
+pub use id::{IdError, check_id};
 pub use index::{Candidate, FenceIndex, Hit, IndexConfig, IndexStats};
 pub use state::{FenceState, Fix, StateConfig, Status, Transition, TransitionKind, dwell_due_at, step, tick};

@@ -4,8 +4,9 @@
 //! WebSockets, [`DeviceApp`] for device apps and maps).
 
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -88,7 +89,9 @@ impl Credentials for DeviceApp {
 
     fn refuse(error: AuthError) -> Response {
         match error {
-            AuthError::RateLimited(_) => ApiError::from(error).for_device_app().into_response(),
+            AuthError::RateLimited(_) | AuthError::TooManyFailures(_) => {
+                ApiError::from(error).for_device_app().into_response()
+            }
             other => other.into_response(),
         }
     }
@@ -114,7 +117,14 @@ impl<S: Required, C: Credentials> FromRequestParts<AppState> for Authorized<S, C
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let principal = state.auth.resolve(C::presented(parts)).map_err(C::refuse)?;
+        let client = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip());
+        let principal = state
+            .auth
+            .resolve(C::presented(parts), client)
+            .map_err(C::refuse)?;
         if !principal.has(S::SCOPE) {
             let message = format!("this token lacks the {:?} scope", S::SCOPE).to_lowercase();
             return Err(C::refuse(AuthError::Forbidden(message)));

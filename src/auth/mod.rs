@@ -13,6 +13,8 @@ mod extract;
 mod principal;
 mod tokens;
 
+use std::net::IpAddr;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -23,21 +25,36 @@ pub use tokens::{TokenConfig, TokenError, Tokens, TokensSetting};
 use crate::error::ApiError;
 use crate::limits::RateLimiter;
 
-/// The tokens and the per-token request limit: everything authentication needs.
+/// The tokens and the limits on using them: everything authentication needs.
 #[derive(Debug)]
 pub struct Auth {
     pub tokens: Tokens,
+    /// Requests per token.
     pub limiter: RateLimiter,
+    /// Failed authentications per client address: guessing tokens is slowed to a trickle.
+    pub failures: RateLimiter,
 }
 
 impl Auth {
-    /// The principal of the presented token, charged one request against its rate limit.
-    pub fn resolve(&self, presented: Option<String>) -> Result<Principal, AuthError> {
+    /// The principal of the token presented from `client`, charged one request against its
+    /// rate limit. An address that presented too many unknown tokens is refused first.
+    pub fn resolve(&self, presented: Option<String>, client: Option<IpAddr>) -> Result<Principal, AuthError> {
         if self.tokens.is_open() {
             return Ok(Principal::open());
         }
         let presented = presented.ok_or(AuthError::Missing)?;
-        let principal = self.tokens.lookup(&presented).ok_or(AuthError::Invalid)?;
+        let client = client.map(|ip| ip.to_string());
+        if let Some(client) = &client {
+            self.failures
+                .check(client, 1.0)
+                .map_err(|wait| AuthError::TooManyFailures(wait.as_secs().max(1)))?;
+        }
+        let Some(principal) = self.tokens.lookup(&presented) else {
+            if let Some(client) = &client {
+                let _ = self.failures.try_take(client, 1.0);
+            }
+            return Err(AuthError::Invalid);
+        };
         if let Some(key) = principal.key() {
             self.limiter
                 .try_take(key, 1.0)
@@ -55,6 +72,8 @@ pub enum AuthError {
     Forbidden(String),
     /// The token made too many requests; retry after the given seconds.
     RateLimited(u64),
+    /// The client's address presented too many unknown tokens; retry after the given seconds.
+    TooManyFailures(u64),
 }
 
 impl Principal {
@@ -84,6 +103,10 @@ impl From<AuthError> for ApiError {
             AuthError::Forbidden(message) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
             AuthError::RateLimited(retry_after_s) => ApiError::too_many_requests(
                 "this token is making requests faster than its rate limit",
+                retry_after_s,
+            ),
+            AuthError::TooManyFailures(retry_after_s) => ApiError::too_many_requests(
+                "too many unknown tokens from this address; retry later",
                 retry_after_s,
             ),
         }

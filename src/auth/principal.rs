@@ -1,8 +1,8 @@
 //! [`Principal`]: who is calling, as far as the token presented says: its scopes and the
 //! devices it may see or write (every device when it names none, or when access is open).
 
+use fences::DeviceFilter;
 use serde::{Deserialize, Serialize};
-use tracker::latest::DeviceFilter;
 
 /// What a token may do. `admin` includes the other two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,37 +19,12 @@ pub struct Principal {
     /// Names the token in rate limits (a digest prefix, never the token); `None` when open.
     key: Option<String>,
     scopes: Vec<Scope>,
-    devices: DeviceLimit,
-}
-
-/// Device ids a token is limited to: exact ids and id prefixes (`fleet-*`); none means all.
-#[derive(Debug, Clone, Default)]
-pub(super) struct DeviceLimit {
-    exact: Vec<String>,
-    prefixes: Vec<String>,
-}
-
-impl DeviceLimit {
-    /// From configured entries, where a trailing `*` makes a prefix.
-    pub(super) fn new(entries: &[String]) -> Self {
-        let (prefixes, exact): (Vec<String>, Vec<String>) =
-            entries.iter().cloned().partition(|d| d.ends_with('*'));
-        Self {
-            exact,
-            prefixes: prefixes
-                .iter()
-                .map(|p| p.trim_end_matches('*').to_owned())
-                .collect(),
-        }
-    }
-
-    fn is_unlimited(&self) -> bool {
-        self.exact.is_empty() && self.prefixes.is_empty()
-    }
+    /// `None`: every device.
+    devices: Option<DeviceFilter>,
 }
 
 impl Principal {
-    pub(super) fn new(key: String, scopes: Vec<Scope>, devices: DeviceLimit) -> Self {
+    pub(super) fn new(key: String, scopes: Vec<Scope>, devices: Option<DeviceFilter>) -> Self {
         Self {
             key: Some(key),
             scopes,
@@ -62,7 +37,7 @@ impl Principal {
         Self {
             key: None,
             scopes: vec![Scope::Admin],
-            devices: DeviceLimit::default(),
+            devices: None,
         }
     }
 
@@ -76,31 +51,11 @@ impl Principal {
     }
 
     pub fn allows_device(&self, device: &str) -> bool {
-        let limit = &self.devices;
-        limit.is_unlimited()
-            || limit.exact.iter().any(|d| d == device)
-            || limit.prefixes.iter().any(|p| device.starts_with(p.as_str()))
+        self.devices.as_ref().is_none_or(|filter| filter.allows(device))
     }
 
-    /// The device limit as SQL parameters (`LIKE` patterns for prefixes); `None` when unlimited.
-    pub fn device_filter(&self) -> Option<DeviceFilter> {
-        if self.devices.is_unlimited() {
-            return None;
-        }
-        let patterns = self
-            .devices
-            .prefixes
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}%",
-                    p.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
-                )
-            })
-            .collect();
-        Some(DeviceFilter {
-            exact: self.devices.exact.clone(),
-            patterns,
-        })
+    /// The devices it is limited to; `None` when it may see every device.
+    pub fn device_filter(&self) -> Option<&DeviceFilter> {
+        self.devices.as_ref()
     }
 }

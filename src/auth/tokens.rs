@@ -8,7 +8,12 @@ use std::fmt::{self, Write as _};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::principal::{DeviceLimit, Principal, Scope};
+use fences::DeviceFilter;
+
+use super::principal::{Principal, Scope};
+
+/// Shortest token accepted: tokens are the only credential, and a short one can be guessed.
+pub const MIN_TOKEN_LEN: usize = 16;
 
 /// Why the token configuration cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,7 +22,7 @@ pub enum TokenError {
     UnknownScope(String),
     #[error("a GEOTRACK_TOKENS entry must look like TOKEN=SCOPE[+SCOPE][@DEVICE[|DEVICE]]")]
     Malformed,
-    #[error("token #{0} is shorter than 8 characters")]
+    #[error("token #{0} is shorter than {MIN_TOKEN_LEN} characters (32 or more is better)")]
     TooShort(usize),
     #[error("token #{0} has no scope")]
     NoScope(usize),
@@ -104,7 +109,7 @@ impl Tokens {
         let mut seen = HashMap::new();
         let mut entries = Vec::with_capacity(configs.len());
         for (i, config) in configs.iter().enumerate() {
-            if config.token.len() < 8 {
+            if config.token.chars().count() < MIN_TOKEN_LEN {
                 return Err(TokenError::TooShort(i + 1));
             }
             if config.scopes.is_empty() {
@@ -118,7 +123,7 @@ impl Tokens {
                 let _ = write!(hex, "{b:02x}");
                 hex
             });
-            let principal = Principal::new(key, config.scopes.clone(), DeviceLimit::new(&config.devices));
+            let principal = Principal::new(key, config.scopes.clone(), DeviceFilter::new(&config.devices));
             entries.push((digest, principal));
         }
         Ok(Self { entries })
@@ -161,29 +166,31 @@ mod tests {
 
     #[test]
     fn the_compact_form_gives_scopes_and_device_limits() {
-        let t = tokens("admin-secret=admin; phone-token=ingest@phone-1|fleet-*;viewer-token=read+ingest");
-        let admin = t.lookup("admin-secret").expect("admin");
+        let t = tokens(
+            "admin-secret-00001=admin; phone-token-000001=ingest@phone-1|fleet-*;viewer-token-00001=read+ingest",
+        );
+        let admin = t.lookup("admin-secret-00001").expect("admin");
         assert!(admin.has(Scope::Read) && admin.has(Scope::Ingest) && admin.allows_device("any"));
-        let phone = t.lookup("phone-token").expect("phone");
+        let phone = t.lookup("phone-token-000001").expect("phone");
         assert!(phone.has(Scope::Ingest) && !phone.has(Scope::Read));
         assert!(phone.allows_device("phone-1") && phone.allows_device("fleet-9"));
         assert!(!phone.allows_device("phone-2") && !phone.allows_device("xfleet-1"));
         let filter = phone.device_filter().expect("limited");
         assert_eq!(
-            (filter.exact, filter.patterns),
-            (vec!["phone-1".into()], vec!["fleet-%".into()])
+            (filter.exact(), filter.like_patterns()),
+            (&["phone-1".to_owned()][..], vec!["fleet-%".to_owned()])
         );
-        assert!(t.lookup("viewer-token").expect("viewer").has(Scope::Read));
-        assert!(t.lookup("admin-secreT").is_none());
+        assert!(t.lookup("viewer-token-00001").expect("viewer").has(Scope::Read));
+        assert!(t.lookup("admin-secret-0000T").is_none());
     }
 
     #[test]
     fn bad_specs_are_refused_with_a_reason() {
         for (spec, needle) in [
             ("short=admin", "shorter"),
-            ("long-enough=root", "unknown scope"),
+            ("long-enough-00001=root", "unknown scope"),
             ("no-equals-sign", "must look like"),
-            ("dup-token-1=read;dup-token-1=admin", "twice"),
+            ("dup-token-0000001=read;dup-token-0000001=admin", "twice"),
         ] {
             let err = TokensSetting::Compact(spec.into())
                 .entries()
@@ -196,13 +203,10 @@ mod tests {
 
     #[test]
     fn prefix_patterns_escape_like_wildcards() {
-        let t = tokens("some-token=read@a_b%*");
-        let filter = t
-            .lookup("some-token")
-            .expect("token")
-            .device_filter()
-            .expect("limited");
-        assert!(filter.exact.is_empty());
-        assert_eq!(filter.patterns, vec!["a\\_b\\%%".to_owned()]);
+        let t = tokens("some-token-000001=read@a_b%*");
+        let principal = t.lookup("some-token-000001").expect("token");
+        let filter = principal.device_filter().expect("limited");
+        assert!(filter.exact().is_empty());
+        assert_eq!(filter.like_patterns(), vec!["a\\_b\\%%".to_owned()]);
     }
 }

@@ -51,6 +51,9 @@ pub enum CliError {
     /// A fence file that is not a FeatureCollection, or with invalid features (listed).
     #[error("{}", fence_report(path, source))]
     Fences { path: PathBuf, source: CollectionError },
+    /// The webhook configuration (`webhooks.allowed_networks`) is not usable.
+    #[error("webhooks: {0}")]
+    Webhooks(#[from] alerts::Error),
     /// A fence names webhooks, but there is no secret to sign their deliveries with.
     #[error("fence {fence:?} names webhooks, but no webhooks.secret is configured to sign them with")]
     UnsignedWebhooks { fence: String },

@@ -38,11 +38,12 @@ pub async fn fences(config: &Config, file: &Path) -> Result<usize, CliError> {
         source,
     })?;
     let total = collection["features"].as_array().map_or(0, Vec::len);
+    let policy = alerts::webhooks::Policy::new(&config.webhooks.allowed_networks)?;
     let progress = bar(total, "fences");
     let prepared = fences::feature::prepare_collection(
         &collection,
         &config.fences.limits(),
-        geotrack::fence_registry::check_webhooks,
+        geotrack::fence_registry::webhook_check(&policy),
         || progress.inc(1),
     );
     progress.finish_and_clear();
@@ -50,7 +51,7 @@ pub async fn fences(config: &Config, file: &Path) -> Result<usize, CliError> {
         path: file.to_owned(),
         source,
     })?;
-    if config.webhooks.secret.is_none()
+    if config.webhooks.secret().is_none()
         && let Some(fence) = prepared.iter().find(|f| !f.fence().webhooks.is_empty())
     {
         return Err(CliError::UnsignedWebhooks {

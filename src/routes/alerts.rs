@@ -22,7 +22,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::auth::{Authorized, BearerOrQuery, Principal, scope};
 use crate::error::ApiError;
-use crate::extract::Params;
+use crate::extract::{Params, checked_id};
 use crate::ws::{Gone, Sessions, Socket};
 
 const DEFAULT_PAGE: i64 = 100;
@@ -51,16 +51,16 @@ pub struct AlertParams {
 
 impl AlertParams {
     fn query(&self, principal: &Principal) -> Result<AlertQuery, ApiError> {
-        let list = |text: &Option<String>| -> Vec<String> {
+        let list = |name: &str, text: &Option<String>| -> Result<Vec<String>, ApiError> {
             text.as_deref()
                 .unwrap_or("")
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(str::to_owned)
+                .map(|id| checked_id(name, id).map(str::to_owned))
                 .collect()
         };
-        let kinds = list(&self.kinds)
+        let kinds = list("an alert kind", &self.kinds)?
             .iter()
             .map(|k| {
                 AlertKind::parse(k).ok_or_else(|| {
@@ -81,10 +81,10 @@ impl AlertParams {
         Ok(AlertQuery {
             since,
             limit: DEFAULT_PAGE,
-            devices: list(&self.devices),
-            fences: list(&self.fences),
+            devices: list("a device in `devices`", &self.devices)?,
+            fences: list("a fence in `fences`", &self.fences)?,
             kinds,
-            allowed: principal.device_filter(),
+            allowed: principal.device_filter().cloned(),
         })
     }
 }

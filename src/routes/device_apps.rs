@@ -15,17 +15,17 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tracker::decode::Records;
 use tracker::metrics::RejectLabels;
-use tracker::protocols::{Message, osmand, overland, owntracks};
+use tracker::protocols::{Message, form, osmand, overland, owntracks};
 
 use crate::auth::{Authorized, DeviceApp, Principal, scope};
 use crate::error::ApiError;
+use crate::extract::RawBody;
 use crate::ingest::Ingest;
 
 /// A token with the ingest scope, from wherever a device app can send one.
@@ -44,15 +44,17 @@ pub async fn osmand(
     principal: DeviceToken,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let query = query_pairs(uri.query());
-    let message = match osmand_speed_unit(&state, &query) {
-        Err(detail) => Message::Unusable {
-            reason: "invalid_speed_unit",
-            detail: detail.to_string(),
+    let message = match query_pairs(uri.query()) {
+        Err(unusable) => unusable,
+        Ok(query) => match osmand_speed_unit(&state, &query) {
+            Err(detail) => Message::Unusable {
+                reason: "invalid_speed_unit",
+                detail: detail.to_string(),
+            },
+            Ok(unit) => decode_osmand(&query, &headers, &body, unit),
         },
-        Ok(unit) => decode_osmand(&query, &headers, &body, unit),
     };
     handle(&state, &principal, "osmand", message).await?;
     Ok(StatusCode::OK.into_response())
@@ -70,16 +72,15 @@ pub async fn root(
     uri: OriginalUri,
     method: axum::http::Method,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let names_a_device = query_pairs(uri.query())
-        .iter()
-        .any(|(k, _)| k == "id" || k == "deviceid");
+    let names_a_device =
+        query_pairs(uri.query()).is_ok_and(|query| query.iter().any(|(k, _)| k == "id" || k == "deviceid"));
     if method == axum::http::Method::GET && !names_a_device {
         return Ok(crate::web::index());
     }
     match auth {
-        Ok(auth) => osmand(state, auth, uri, headers, body).await,
+        Ok(auth) => osmand(state, auth, uri, headers, RawBody(body)).await,
         Err(refused) => Ok(refused),
     }
 }
@@ -120,7 +121,10 @@ fn decode_osmand(
             },
         };
     }
-    let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    let form = match form::pairs(body) {
+        Ok(form) => form,
+        Err(e) => return unusable_encoding(&e),
+    };
     if form.is_empty() {
         return Message::Ignored { reason: "empty_body" };
     }
@@ -136,23 +140,23 @@ pub async fn owntracks(
     principal: DeviceToken,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let query = query_pairs(uri.query());
-    let param = |name: &str| last_param(&query, name).map(str::to_owned);
-    let header_value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let identity = owntracks::Identity {
-        user: header_value("x-limit-u").or_else(|| param("u")),
-        device: header_value("x-limit-d").or_else(|| param("d")),
-        basic_user: basic_user(&headers),
+    let message = match query_pairs(uri.query()) {
+        Err(unusable) => unusable,
+        Ok(query) => {
+            let param = |name: &str| last_param(&query, name).map(str::to_owned);
+            let header_value =
+                |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let identity = owntracks::Identity {
+                user: header_value("x-limit-u").or_else(|| param("u")),
+                device: header_value("x-limit-d").or_else(|| param("d")),
+                basic_user: basic_user(&headers),
+            };
+            owntracks::decode(&body, &identity)
+        }
     };
-    handle(
-        &state,
-        &principal,
-        "owntracks",
-        owntracks::decode(&body, &identity),
-    )
-    .await?;
+    handle(&state, &principal, "owntracks", message).await?;
     Ok(Json(json!([])).into_response())
 }
 
@@ -172,9 +176,15 @@ pub async fn overland(
     State(state): State<Arc<Ingest>>,
     principal: DeviceToken,
     OriginalUri(uri): OriginalUri,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let query = query_pairs(uri.query());
+    let query = match form::pairs(uri.query().unwrap_or("").as_bytes()) {
+        Ok(query) => query,
+        Err(e) => {
+            count_unusable(&state, "overland", "invalid_encoding", &e.to_string());
+            return Ok(overland_error(&format!("geotrack cannot read the URL: {e}")));
+        }
+    };
     let fallback = last_param(&query, "device");
     let batch = match overland::decode(&body, fallback) {
         Ok(batch) => batch,
@@ -185,6 +195,16 @@ pub async fn overland(
             )));
         }
     };
+    let max = state.config.max_request_fixes;
+    if batch.fixes.len() > max {
+        // Overland keeps the points and shows the message: the user lowers the batch size.
+        let message = format!(
+            "a batch of {} locations is more than this server takes at once ({max}); lower the batch size in Overland's settings",
+            batch.fixes.len()
+        );
+        count_unusable(&state, "overland", "too_many_fixes", &message);
+        return Ok(overland_error(&message));
+    }
     if batch.skipped > 0 {
         count_ignored(&state, "overland", "not_a_fix", batch.skipped as u64);
     }
@@ -260,10 +280,17 @@ fn count_unusable(state: &Ingest, protocol: &'static str, reason: &'static str, 
     state.pipeline.metrics().rejected.get_or_create(&labels).inc();
 }
 
-fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    query
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default()
+/// The query string's pairs, decoded strictly (an id that is not UTF-8 must not become
+/// another id with U+FFFD in it); a query that is not is an unusable message.
+fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, Message> {
+    form::pairs(query.unwrap_or("").as_bytes()).map_err(|e| unusable_encoding(&e))
+}
+
+fn unusable_encoding(error: &form::FormError) -> Message {
+    Message::Unusable {
+        reason: "invalid_encoding",
+        detail: error.to_string(),
+    }
 }
 
 /// The value of the last `name` parameter (a repeated parameter's last value wins).

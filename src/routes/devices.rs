@@ -18,7 +18,7 @@ use tracker::latest::ListQuery;
 
 use crate::auth::{Authorized, scope};
 use crate::error::ApiError;
-use crate::extract::{Params, PathId};
+use crate::extract::{Params, PathId, checked_id};
 use crate::ws::Sessions;
 
 const DEFAULT_PAGE: i64 = 1_000;
@@ -53,11 +53,14 @@ pub async fn list(
         ));
     }
     let bbox = params.bbox.as_deref().map(crate::extract::bbox).transpose()?;
+    if let Some(after) = &params.after {
+        checked_id("`after`", after)?;
+    }
     let query = ListQuery {
         after: params.after.clone(),
         limit: limit + 1,
         bbox,
-        devices: principal.device_filter(),
+        devices: principal.device_filter().cloned(),
     };
     let mut positions = tracker::latest::list(&db, &query).await?;
     let more = positions.len() as i64 > limit;
@@ -185,9 +188,11 @@ pub async fn track(
 pub async fn erase(
     State(db): State<PgPool>,
     State(alerting): State<Arc<Alerting>>,
-    _admin: Authorized<scope::Admin>,
+    admin: Authorized<scope::Admin>,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
+    // An admin token limited to some devices erases only those.
+    admin.require_device(&id)?;
     let mut tx = db.begin().await?;
     let erased = tracker::latest::erase(&mut tx, &id).await?;
     if !erased.device_known {

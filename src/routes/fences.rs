@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,10 +11,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::auth::{Authorized, scope};
+use crate::auth::{Authorized, Principal, Scope, scope};
 use crate::error::ApiError;
-use crate::extract::{Params, PathId};
-use crate::fence_registry::{FenceRegistry, RegistryError};
+use crate::extract::{Params, PathId, RawBody};
+use crate::fence_registry::FenceRegistry;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,12 +28,28 @@ pub struct ListParams {
     responses((status = 200, description = "FeatureCollection of fences")))]
 pub async fn list(
     State(fences): State<Arc<FenceRegistry>>,
-    _reader: Authorized<scope::Read>,
+    reader: Authorized<scope::Read>,
     Params(params): Params<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
     let bbox = params.bbox.as_deref().map(crate::extract::bbox).transpose()?;
-    let features = fences.features(bbox).await?;
+    let features: Vec<Value> = fences
+        .features(bbox)
+        .await?
+        .into_iter()
+        .map(|f| for_reader(f, &reader))
+        .collect();
     Ok(Json(json!({"type": "FeatureCollection", "features": features})))
+}
+
+/// A fence as `reader` may see it: webhook URLs (which may hold secrets of their receivers)
+/// are shown to admin tokens only.
+fn for_reader(mut feature: Value, reader: &Principal) -> Value {
+    if !reader.has(Scope::Admin)
+        && let Some(properties) = feature.get_mut("properties").and_then(Value::as_object_mut)
+    {
+        properties.remove("webhooks");
+    }
+    feature
 }
 
 /// `GET /api/v1/fences/{id}`.
@@ -42,10 +57,10 @@ pub async fn list(
     responses((status = 200, description = "The fence as a Feature"), (status = 404, description = "Unknown fence")))]
 pub async fn get_one(
     State(fences): State<Arc<FenceRegistry>>,
-    _reader: Authorized<scope::Read>,
+    reader: Authorized<scope::Read>,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(fences.feature(&id)?))
+    Ok(Json(for_reader(fences.feature(&id)?, &reader)))
 }
 
 /// `POST /api/v1/fences`: creates a fence from a Feature (409 if its id exists).
@@ -55,7 +70,7 @@ pub async fn get_one(
 pub async fn create(
     State(fences): State<Arc<FenceRegistry>>,
     _admin: Authorized<scope::Admin>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let feature = fences.create(&json_body(&body)?).await?;
     Ok((StatusCode::CREATED, Json(feature)).into_response())
@@ -69,7 +84,7 @@ pub async fn put(
     State(fences): State<Arc<FenceRegistry>>,
     _admin: Authorized<scope::Admin>,
     PathId(id): PathId,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let (feature, existed) = fences.put(&id, json_body(&body)?).await?;
     let status = if existed {
@@ -101,7 +116,7 @@ pub async fn delete(
 pub async fn import(
     State(fences): State<Arc<FenceRegistry>>,
     _admin: Authorized<scope::Admin>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
     let count = fences.import(&json_body(&body)?).await?;
     Ok(Json(json!({"imported": count})))
@@ -116,18 +131,13 @@ pub async fn devices_inside(
     principal: Authorized<scope::Read>,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let fence = fences
-        .index()
-        .read()
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| RegistryError::NotFound(id.clone()))?;
+    let fence = fences.prepared(&id)?;
     let mut inside = Vec::new();
     for bbox in fence.extents() {
         let query = tracker::latest::ListQuery {
             limit: i64::MAX,
             bbox: Some(bbox),
-            devices: principal.device_filter(),
+            devices: principal.device_filter().cloned(),
             ..tracker::latest::ListQuery::default()
         };
         for position in tracker::latest::list(&db, &query).await? {

@@ -103,7 +103,7 @@ impl Session {
             after: None,
             limit: SNAPSHOT_MAX,
             bbox: self.bbox,
-            devices: self.principal.device_filter(),
+            devices: self.principal.device_filter().cloned(),
         };
         let positions: Vec<LivePosition> = match tracker::latest::list(&self.db, &query).await {
             Ok(rows) => rows.iter().map(LivePosition::from).collect(),

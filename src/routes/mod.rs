@@ -31,16 +31,28 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
+use crate::guard::LocalOnly;
 use crate::http_metrics::{self, HttpMetrics};
 use crate::state::AppState;
 
-/// The routes with the middleware every request goes through.
-pub fn router(state: AppState, metrics: HttpMetrics, request_timeout: Duration) -> Router {
-    routes(state)
-        .route_layer(middleware::from_fn_with_state(metrics, http_metrics::track))
-        // Maps and dashboards on other origins read tiles and the API. Safe to allow any origin:
-        // credentials are explicit tokens, never cookies, so there is nothing ambient to abuse.
-        .layer(CorsLayer::permissive())
+/// The routes with the middleware every request goes through. `local_only` (for a server
+/// without tokens) refuses other host names and cross-site requests, and no CORS is offered;
+/// with tokens, CORS is open.
+pub fn router(
+    state: AppState,
+    metrics: HttpMetrics,
+    request_timeout: Duration,
+    local_only: Option<LocalOnly>,
+) -> Router {
+    let routes = routes(state).route_layer(middleware::from_fn_with_state(metrics, http_metrics::track));
+    let routes = match local_only {
+        Some(guard) => routes.layer(middleware::from_fn_with_state(guard, crate::guard::local_only)),
+        // Maps and dashboards on other origins read tiles and the API. Safe to allow any origin
+        // when tokens are on: credentials are explicit tokens, never cookies, so there is
+        // nothing ambient to abuse.
+        None => routes.layer(CorsLayer::permissive()),
+    };
+    routes
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,

@@ -5,15 +5,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
 use tracker::decode::{self, BodyFormat, DecodeError};
 
 use crate::auth::{Authorized, scope};
 use crate::error::ApiError;
+use crate::extract::RawBody;
 use crate::ingest::Ingest;
 
 const PROTOCOL: &str = "json";
@@ -30,18 +29,11 @@ pub async fn post(
     State(ingest): State<Arc<Ingest>>,
     principal: Authorized<scope::Ingest>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<RawBody, ApiError>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    // The content type is checked first: a body of the wrong type is refused unread.
     let format = body_format(&headers)?;
-    let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "body_too_large"
-        } else {
-            "unreadable_body"
-        };
-        ApiError::new(status, code, rejection.body_text())
-    })?;
+    let RawBody(body) = body?;
     let records = decode::positions(&body, format, ingest.config.max_request_fixes).map_err(|e| match e {
         DecodeError::TooManyFixes { .. } => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_fixes", e.to_string())

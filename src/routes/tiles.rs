@@ -1,12 +1,14 @@
 //! `GET /tiles/{layer}/{z}/{x}/{y}` (also `.mvt` / `.pbf`): one Mapbox Vector Tile built by
 //! PostGIS. 204 for an empty tile, 400 for a tile that does not exist, 404 for an unknown layer.
-//! Tiles show where devices are, so they need the `read` scope; map clients may pass the token
-//! as `?token=`. Tiles come from the cache (`tiles::cache`), sent as kept there: brotli or gzip
-//! as the client's `Accept-Encoding` allows (`tiles::coding`), with a strong `ETag` per coding
-//! (`If-None-Match` with any of them gives 304). `/tiles/fences,positions/...` returns several
-//! layers in one tile, compressed when joined. The service's compression layer is not in front
-//! of tiles (`routes::router`): it would only parse `Accept-Encoding` again. Also here:
-//! `POST /tiles/{layer}/invalidate` and `WS /ws/tiles`.
+//! Tiles show where devices are, so they need the `read` scope (map clients may pass the token
+//! as `?token=`), and a token limited to some devices gets `positions` and `tracks` tiles of
+//! those devices only (kept apart in the cache). Tiles come from the cache (`tiles::cache`),
+//! sent as kept there: brotli or gzip as the client's `Accept-Encoding` allows
+//! (`tiles::coding`), with a strong `ETag` per coding (`If-None-Match` with any of them gives
+//! 304). `/tiles/fences,positions/...` returns several layers in one tile, compressed when
+//! joined. The service's compression layer is not in front of tiles (`routes::router`): it
+//! would only parse `Accept-Encoding` again. Also here: `POST /tiles/{layer}/invalidate` and
+//! `WS /ws/tiles`.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -39,7 +41,7 @@ use crate::ws::{Gone, Sessions};
         (status = 404, description = "Unknown layer"), (status = 503, description = "A layer's table cannot be read")))]
 pub async fn tile(
     State(tiles): State<Arc<TileStore>>,
-    _reader: Authorized<scope::Read, DeviceApp>,
+    reader: Authorized<scope::Read, DeviceApp>,
     params: Result<RawPathParams, RawPathParamsRejection>,
     // The whole request, not `HeaderMap` and `Uri` extractors: those clone what they take.
     request: Request,
@@ -52,10 +54,7 @@ pub async fn tile(
             .unwrap_or("")
     });
     let catalog = tiles.catalog();
-    let layers = layer
-        .split(',')
-        .map(|name| catalog.layer(name))
-        .collect::<Result<SmallVec<[LayerId; 4]>, tiles::Error>>()?;
+    let layers = layer_list(catalog, layer)?;
     let tile = TileCoord::parse(z, x, y)?;
     // Only `tracks` is drawn over a time window; other layers ignore `from` and `to`.
     let window = if layers.contains(&LayerId::TRACKS) {
@@ -69,10 +68,32 @@ pub async fn tile(
         if !(info.minzoom..=info.maxzoom).contains(&tile.z) {
             continue;
         }
-        built.push(tiles.tile(layer, tile, window).await?);
+        built.push(tiles.tile(layer, tile, window, reader.device_filter()).await?);
     }
     let live = layers.contains(&LayerId::POSITIONS) || window.is_some_and(|w| !w.absolute);
     Ok(tile_response(&built, live, request.headers()))
+}
+
+/// Most layers one tile request may join.
+const MAX_LAYERS: usize = 16;
+
+/// The layers of `a,b,c`, each once, in the order first named (a layer named twice would be
+/// built twice); at most [`MAX_LAYERS`].
+fn layer_list(catalog: &tiles::Catalog, names: &str) -> Result<SmallVec<[LayerId; 4]>, ApiError> {
+    let mut layers = SmallVec::new();
+    for name in names.split(',') {
+        let layer = catalog.layer(name)?;
+        if !layers.contains(&layer) {
+            if layers.len() == MAX_LAYERS {
+                return Err(ApiError::bad_request(
+                    "too_many_layers",
+                    format!("a tile joins at most {MAX_LAYERS} layers"),
+                ));
+            }
+            layers.push(layer);
+        }
+    }
+    Ok(layers)
 }
 
 /// The response carrying `built` (one layer's kept tile, or several joined), in the best coding

@@ -340,19 +340,23 @@ async fn alerts_keep_id_order_under_four_shards_with_slow_commits() {
 #[tokio::test]
 async fn sockets_need_a_read_token_in_the_header_or_the_query() {
     let app = spawn_with(|c| {
-        c.tokens = TokensSetting::Compact("reader-token-1=read;writer-token-1=ingest".into());
+        c.tokens = TokensSetting::Compact("reader-token-000001=read;writer-token-000001=ingest".into());
     })
     .await;
-    for path in ["/ws/alerts", "/ws/positions", "/ws/alerts?token=wrong-token-1"] {
+    for path in [
+        "/ws/alerts",
+        "/ws/positions",
+        "/ws/alerts?token=wrong-token-000001",
+    ] {
         let refused = WsClient::try_connect(&app, path).await.err().expect("refused");
         assert!(refused.to_string().contains("401"), "{path}: {refused}");
     }
-    let forbidden = WsClient::try_connect(&app, "/ws/alerts?token=writer-token-1")
+    let forbidden = WsClient::try_connect(&app, "/ws/alerts?token=writer-token-000001")
         .await
         .err()
         .expect("refused");
     assert!(forbidden.to_string().contains("403"), "{forbidden}");
-    let mut socket = WsClient::connect(&app, "/ws/alerts?token=reader-token-1&since=0").await;
+    let mut socket = WsClient::connect(&app, "/ws/alerts?token=reader-token-000001&since=0").await;
     assert!(socket.until_live().await.is_empty());
     let unauthorised = app.get("/api/v1/alerts").await;
     assert_eq!(unauthorised.status(), 401);

@@ -7,8 +7,7 @@ use serde_json::json;
 
 use crate::helpers::{TestApp, fix, json_with_status, spawn_with};
 
-const TOKENS: &str =
-    "admin-token-1=admin;reader-token=read;phone-1-token=ingest@phone-1;fleet-token=ingest+read@fleet-*";
+const TOKENS: &str = "admin-token-000001=admin;reader-token-0000=read;phone-1-token-0000=ingest@phone-1;fleet-token-00000=ingest+read@fleet-*";
 
 async fn app() -> TestApp {
     spawn_with(|c| c.tokens = TokensSetting::Compact(TOKENS.into())).await
@@ -37,7 +36,7 @@ async fn missing_or_unknown_tokens_are_401_with_a_challenge() {
     // The API takes the token in the Authorization header only.
     let reply = app
         .request(Method::GET, "/api/v1/devices")
-        .query_token("reader-token")
+        .query_token("reader-token-0000")
         .send()
         .await;
     assert_eq!(reply.status(), 401);
@@ -52,13 +51,13 @@ async fn missing_or_unknown_tokens_are_401_with_a_challenge() {
 #[tokio::test]
 async fn scopes_and_device_limits_are_enforced() {
     let app = app().await;
-    let reply = post_as(&app, Some("reader-token"), &fix("phone-1", 1, 1.0, 1.0)).await;
+    let reply = post_as(&app, Some("reader-token-0000"), &fix("phone-1", 1, 1.0, 1.0)).await;
     assert_eq!(json_with_status(reply, 403).await["error"]["code"], "forbidden");
 
-    let reply = post_as(&app, Some("phone-1-token"), &fix("phone-1", 1, 1.0, 1.0)).await;
+    let reply = post_as(&app, Some("phone-1-token-0000"), &fix("phone-1", 1, 1.0, 1.0)).await;
     assert_eq!(json_with_status(reply, 202).await["accepted"], 1);
     let mixed = json!([fix("phone-1", 2, 1.0, 1.0), fix("phone-2", 2, 1.0, 1.0)]);
-    let reply = post_as(&app, Some("phone-1-token"), &mixed).await;
+    let reply = post_as(&app, Some("phone-1-token-0000"), &mixed).await;
     let body = json_with_status(reply, 403).await;
     assert!(
         body["error"]["message"]
@@ -70,9 +69,9 @@ async fn scopes_and_device_limits_are_enforced() {
     assert_eq!(app.stored().await, 1, "nothing of a refused request is stored");
 
     let fleet = json!([fix("fleet-a", 1, 1.0, 1.0), fix("fleet-b", 1, 2.0, 2.0)]);
-    json_with_status(post_as(&app, Some("fleet-token"), &fleet).await, 202).await;
+    json_with_status(post_as(&app, Some("fleet-token-00000"), &fleet).await, 202).await;
     let read = |path: &str, token: &str| app.request(Method::GET, path).token(token).send();
-    let listed = json_with_status(read("/api/v1/devices", "fleet-token").await, 200).await;
+    let listed = json_with_status(read("/api/v1/devices", "fleet-token-00000").await, 200).await;
     let ids: Vec<&str> = listed["features"]
         .as_array()
         .expect("features")
@@ -84,17 +83,26 @@ async fn scopes_and_device_limits_are_enforced() {
         ["fleet-a", "fleet-b"],
         "a limited token lists only its devices"
     );
-    assert_eq!(read("/api/v1/devices/phone-1", "fleet-token").await.status(), 403);
     assert_eq!(
-        read("/api/v1/devices/phone-1", "phone-1-token").await.status(),
+        read("/api/v1/devices/phone-1", "fleet-token-00000")
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        read("/api/v1/devices/phone-1", "phone-1-token-0000")
+            .await
+            .status(),
         403,
         "ingest only"
     );
     assert_eq!(
-        read("/api/v1/devices/phone-1", "reader-token").await.status(),
+        read("/api/v1/devices/phone-1", "reader-token-0000")
+            .await
+            .status(),
         200
     );
-    let all = json_with_status(read("/api/v1/devices", "admin-token-1").await, 200).await;
+    let all = json_with_status(read("/api/v1/devices", "admin-token-000001").await, 200).await;
     assert_eq!(all["features"].as_array().expect("features").len(), 3);
     app.stop().await;
 }

@@ -287,7 +287,7 @@ async fn overland_batches_reply_result_ok_and_skip_non_fixes() {
 async fn device_endpoints_take_the_token_in_the_url_or_basic_auth() {
     let app = spawn_with(|c| {
         c.ingest.max_age_days = 36_500;
-        c.tokens = TokensSetting::Compact("phone-token-1=ingest@123456|jane/*".into());
+        c.tokens = TokensSetting::Compact("phone-token-000001=ingest@123456|jane/*".into());
     })
     .await;
     let query = fixture("osmand/traccar-client-android-8x-query.txt");
@@ -295,14 +295,14 @@ async fn device_endpoints_take_the_token_in_the_url_or_basic_auth() {
     assert_eq!(denied.status(), 401);
     let allowed = app
         .request(Method::POST, &format!("/?{query}"))
-        .query_token("phone-token-1")
+        .query_token("phone-token-000001")
         .send()
         .await;
     assert_eq!(allowed.status(), 200);
 
     let owntracks = |user: &str| {
         app.request(Method::POST, "/owntracks")
-            .basic_token(user, "phone-token-1")
+            .basic_token(user, "phone-token-000001")
             .header("content-type", "application/json")
             .body(fixture("owntracks/android-location.json"))
             .send()

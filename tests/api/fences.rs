@@ -223,19 +223,21 @@ async fn devices_inside_a_fence_are_those_whose_live_position_is_in_it() {
 
 #[tokio::test]
 async fn fence_writes_need_admin_and_reads_need_read() {
-    let app =
-        spawn_with(|c| c.tokens = TokensSetting::Compact("admin-token=admin;reader-token=read".into())).await;
+    let app = spawn_with(|c| {
+        c.tokens = TokensSetting::Compact("admin-token-00000=admin;reader-token-0000=read".into());
+    })
+    .await;
     let create_as = |token: &str| {
         app.request(Method::POST, "/api/v1/fences")
             .token(token)
             .json(&circle("x", 0.0, 0.0, 10.0))
             .send()
     };
-    assert_eq!(create_as("reader-token").await.status(), 403);
-    assert_eq!(create_as("admin-token").await.status(), 201);
+    assert_eq!(create_as("reader-token-0000").await.status(), 403);
+    assert_eq!(create_as("admin-token-00000").await.status(), 201);
     let read = app
         .request(Method::GET, "/api/v1/fences/x")
-        .token("reader-token")
+        .token("reader-token-0000")
         .send()
         .await;
     assert_eq!(read.status(), 200);

@@ -64,20 +64,24 @@ async fn a_flooding_device_cannot_starve_the_others() {
 #[tokio::test]
 async fn a_token_over_its_request_rate_gets_429() {
     let app = spawn_with(|c| {
-        c.tokens = TokensSetting::Compact("busy-token=read;other-token=read".into());
+        c.tokens = TokensSetting::Compact("busy-token-000000=read;other-token-00000=read".into());
         c.limits.token_requests_per_s = 0.001;
         c.limits.token_burst = 2.0;
     })
     .await;
     let get = |token: &str| app.request(Method::GET, "/api/v1/devices").token(token).send();
-    assert_eq!(get("busy-token").await.status(), 200);
-    assert_eq!(get("busy-token").await.status(), 200);
-    let refused = get("busy-token").await;
+    assert_eq!(get("busy-token-000000").await.status(), 200);
+    assert_eq!(get("busy-token-000000").await.status(), 200);
+    let refused = get("busy-token-000000").await;
     assert!(refused.headers().contains_key("retry-after"));
     assert_eq!(
         json_with_status(refused, 429).await["error"]["code"],
         "rate_limited"
     );
-    assert_eq!(get("other-token").await.status(), 200, "limits are per token");
+    assert_eq!(
+        get("other-token-00000").await.status(),
+        200,
+        "limits are per token"
+    );
     app.stop().await;
 }

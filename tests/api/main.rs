@@ -15,6 +15,8 @@ mod ingest;
 mod limits;
 mod openapi;
 mod ops;
+mod security;
+mod server;
 mod simulate;
 mod tile_layers;
 mod tiles;

@@ -76,9 +76,14 @@ async fn bad_tile_addresses_are_json_errors() {
     app.stop().await;
 }
 
+/// Maps on other sites use tiles with a token (a server without tokens refuses other origins:
+/// `server::a_server_without_tokens_refuses_other_hosts_and_cross_site_requests`).
 #[tokio::test]
 async fn browsers_on_other_origins_may_fetch_tiles() {
-    let app = spawn_app().await;
+    let app = spawn_with(|c| {
+        c.tokens = geotrack::auth::TokensSetting::Compact("map-token-000000001=read".into());
+    })
+    .await;
     let preflight = app
         .request(Method::OPTIONS, "/tiles/fences/0/0/0")
         .header("origin", "http://maps.example")
@@ -89,8 +94,12 @@ async fn browsers_on_other_origins_may_fetch_tiles() {
     assert!(preflight.status().is_success(), "{}", preflight.status());
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
     let reply = app
-        .get_with("/tiles/fences/0/0/0", "origin", "http://maps.example")
+        .request(Method::GET, "/tiles/fences/0/0/0")
+        .header("origin", "http://maps.example")
+        .query_token("map-token-000000001")
+        .send()
         .await;
+    assert_eq!(reply.status(), 204);
     assert_eq!(reply.headers()["access-control-allow-origin"], "*");
     app.stop().await;
 }
@@ -224,10 +233,14 @@ async fn fence_writes_are_announced_on_the_tiles_socket_with_their_extents() {
 #[tokio::test]
 async fn the_catalog_and_tilejson_lead_a_client_to_working_tile_urls() {
     let app = spawn_with(|c| {
-        c.tokens = geotrack::auth::TokensSetting::Compact("map-token-1=read".into());
+        c.tokens = geotrack::auth::TokensSetting::Compact("map-token-000001=read".into());
     })
     .await;
-    let read = |path: &str| app.request(Method::GET, path).query_token("map-token-1").send();
+    let read = |path: &str| {
+        app.request(Method::GET, path)
+            .query_token("map-token-000001")
+            .send()
+    };
     let catalog = json_with_status(read("/tiles").await, 200).await;
     for layer in ["fences", "positions"] {
         assert_eq!(
@@ -239,7 +252,7 @@ async fn the_catalog_and_tilejson_lead_a_client_to_working_tile_urls() {
         .as_str()
         .expect("tilejson url")
         .to_owned();
-    assert_eq!(url, app.url("/tiles/fences?token=map-token-1"));
+    assert_eq!(url, app.url("/tiles/fences?token=map-token-000001"));
     let tilejson: Value = app
         .request_url(Method::GET, &url)
         .send()

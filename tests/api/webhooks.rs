@@ -5,7 +5,8 @@
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use geotrack::{Application, Config};
 use serde_json::{Value, json};
@@ -15,15 +16,17 @@ use crate::helpers::{create_fence, json_with_status, post_fix, spawn_app, spawn_
 /// What the receiver was sent: path, headers, body.
 type Received = Arc<Mutex<Vec<(String, HeaderMap, String)>>>;
 
-/// Records a request; the first one to `/flaky` fails.
-async fn hook(State(received): State<Received>, uri: Uri, headers: HeaderMap, body: String) -> StatusCode {
+/// Records a request; the first one to `/flaky` fails, `/moved` redirects to `/target`.
+async fn hook(State(received): State<Received>, uri: Uri, headers: HeaderMap, body: String) -> Response {
     let mut all = received.lock().expect("lock");
     let first_flaky = uri.path() == "/flaky" && !all.iter().any(|(p, _, _)| p == "/flaky");
     all.push((uri.path().to_owned(), headers, body));
-    if first_flaky {
-        StatusCode::INTERNAL_SERVER_ERROR
+    if uri.path() == "/moved" {
+        (StatusCode::FOUND, [(header::LOCATION, "/target")]).into_response()
+    } else if first_flaky {
+        StatusCode::INTERNAL_SERVER_ERROR.into_response()
     } else {
-        StatusCode::OK
+        StatusCode::OK.into_response()
     }
 }
 
@@ -46,6 +49,8 @@ async fn alerts_are_delivered_signed_to_global_and_fence_urls_and_retried_after_
         c.webhooks.urls = vec![format!("{base}/all")];
         c.webhooks.secret = Some("hook-secret".into());
         c.webhooks.retry_base_ms = 50;
+        // The receiver runs on loopback, which webhooks may reach only when allowed.
+        c.webhooks.allowed_networks = vec!["127.0.0.1".into()];
     })
     .await;
     let mut fence = square("a", 10.0025, 10.0, 0.0025);
@@ -108,7 +113,7 @@ async fn alerts_are_delivered_signed_to_global_and_fence_urls_and_retried_after_
 async fn webhooks_without_a_signing_secret_are_refused() {
     let app = spawn_app().await;
     let mut fence = square("a", 10.0, 10.0, 0.01);
-    fence["properties"]["webhooks"] = json!(["http://127.0.0.1:9/hook"]);
+    fence["properties"]["webhooks"] = json!(["http://hooks.example.org/hook"]);
     let reply = app
         .send_json(reqwest::Method::POST, "/api/v1/fences", &fence)
         .await;
@@ -132,11 +137,53 @@ async fn webhooks_without_a_signing_secret_are_refused() {
         bind: "127.0.0.1:0".parse().expect("addr"),
         migrate_on_start: false,
         webhooks: alerts::WebhooksConfig {
-            urls: vec!["http://127.0.0.1:9/hook".into()],
+            urls: vec!["http://hooks.example.org/hook".into()],
             ..Default::default()
         },
         ..Config::default()
     };
     let error = Application::build(config).await.expect_err("refused");
     assert!(error.to_string().contains("webhooks.secret"), "{error}");
+}
+
+/// A receiver that redirects gets no second request: a redirect could point anywhere, past
+/// the checks made on the URL.
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let (base, received) = receiver().await;
+    let app = spawn_with(|c| {
+        c.webhooks.secret = Some("hook-secret".into());
+        c.webhooks.retry_base_ms = 60_000;
+        c.webhooks.allowed_networks = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let mut fence = square("a", 10.0025, 10.0, 0.0025);
+    fence["properties"]["webhooks"] = json!([format!("{base}/moved")]);
+    create_fence(&app, &fence).await;
+    post_fix(&app, "car", Utc::now(), 10.0025, 10.0).await;
+    wait_until("the delivery was not attempted", async || {
+        let attempts: Option<i32> = sqlx::query_scalar("SELECT attempts FROM webhook_deliveries")
+            .fetch_optional(&app.db)
+            .await
+            .expect("attempts");
+        attempts == Some(1)
+    })
+    .await;
+    let (error, delivered): (Option<String>, bool) =
+        sqlx::query_as("SELECT last_error, delivered_at IS NOT NULL FROM webhook_deliveries")
+            .fetch_one(&app.db)
+            .await
+            .expect("delivery");
+    assert!(
+        !delivered && error.as_deref().unwrap_or_default().contains("302"),
+        "{error:?}"
+    );
+    let paths: Vec<String> = received
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(p, _, _)| p.clone())
+        .collect();
+    assert_eq!(paths, ["/moved"], "the redirect target was never requested");
+    app.stop().await;
 }

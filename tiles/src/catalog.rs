@@ -88,6 +88,8 @@ const BUFFER: f64 = crate::BUFFER_UNITS as f64 / 4096.0;
 pub struct Described {
     pub source: Source,
     pub sql: String,
+    /// For layers of devices: the query for a reader limited to some devices.
+    pub sql_for_devices: Option<String>,
     pub fields: Vec<Field>,
 }
 
@@ -113,6 +115,7 @@ impl Catalog {
             reach,
             origin: Origin::Ready(Described {
                 sql: source.sql(name, max_features),
+                sql_for_devices: source.sql_for_devices(name, max_features),
                 fields: source.fields(),
                 source,
             }),
@@ -219,6 +222,7 @@ impl Catalog {
                         let source = Source::Table(table);
                         Ok(Described {
                             sql: source.sql(&config.name, self.max_features),
+                            sql_for_devices: None,
                             fields: source.fields(),
                             source,
                         })

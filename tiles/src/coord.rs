@@ -52,9 +52,13 @@ impl TileCoord {
 
     /// Parses `z`, `x` and `y` URL segments; `y` may end in `.mvt` or `.pbf`.
     pub fn parse(z: &str, x: &str, y: &str) -> Result<Self, Error> {
+        // Digits only: `u32::from_str` also takes a leading `+`.
         let number = |text: &str| {
-            text.parse::<u32>()
-                .map_err(|_| Error::NotANumber(text.to_owned()))
+            text.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| text.parse::<u32>().ok())
+                .flatten()
+                .ok_or_else(|| Error::NotANumber(text.to_owned()))
         };
         let y = y
             .strip_suffix(".mvt")
@@ -107,6 +111,17 @@ mod tests {
             TileCoord::parse("1", "0", "0.png"),
             Err(Error::NotANumber(_))
         ));
+        for (z, x, y) in [
+            ("+1", "0", "0"),
+            ("1", "+0", "0"),
+            ("1", "0", "+0.mvt"),
+            ("", "0", "0"),
+        ] {
+            assert!(
+                matches!(TileCoord::parse(z, x, y), Err(Error::NotANumber(_))),
+                "{z}/{x}/{y}"
+            );
+        }
         assert!(TileCoord::parse("22", "4194303", "4194303").is_ok());
     }
 

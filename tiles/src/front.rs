@@ -123,6 +123,7 @@ mod tests {
             layer: LayerId::FENCES,
             tile: TileCoord { z: 14, x, y: 5_000 },
             window: None,
+            devices: 0,
         }
     }
 

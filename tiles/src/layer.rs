@@ -1,7 +1,10 @@
 //! What a tile layer draws from ([`Source`]) and the SQL that builds one of its tiles.
 //!
 //! Every query takes `$1, $2, $3` = z, x, y (the `tracks` layer also `$4, $5` = the time window,
-//! `timestamptz`) and returns one `bytea`, empty when no feature falls in the tile. The bbox
+//! `timestamptz`) and returns one `bytea`, empty when no feature falls in the tile. Layers of
+//! devices (positions, tracks) also have a variant for a reader limited to some devices
+//! ([`Source::sql_for_devices`]), taking the ids and `LIKE` patterns as two more `text[]`
+//! parameters. The bbox
 //! filter transforms the tile envelope to the data's SRID, never the column, so GiST indexes
 //! are used. Geometry is clipped to the tile (plus the MVT buffer) before it is projected: a
 //! z14 tile of a 60,000-vertex country then projects a handful of vertices, and nothing at a
@@ -105,7 +108,29 @@ impl Source {
     /// The query building a tile of this source as MVT layer `name`, for `$1, $2, $3` = z, x, y
     /// (and `$4, $5` = from, to for [`Source::Tracks`]).
     pub fn sql(&self, name: &str, max_features: u32) -> String {
+        self.query(name, max_features, None)
+    }
+
+    /// For a layer of devices, the query that draws only the devices a limited reader may see:
+    /// the parameters of [`Self::sql`], then device ids (`text[]`) and `LIKE` patterns (`text[]`).
+    /// `None` for layers that show no device.
+    pub fn sql_for_devices(&self, name: &str, max_features: u32) -> Option<String> {
+        let first = match self {
+            Self::Positions => 4,
+            Self::Tracks => 6,
+            Self::Fences | Self::Table(_) => return None,
+        };
+        let filter = format!(
+            "(t.device = ANY(${first}::text[]) OR t.device LIKE ANY(${}::text[]))",
+            first + 1
+        );
+        Some(self.query(name, max_features, Some(&filter)))
+    }
+
+    /// The query, with `device_filter` (over alias `t`) added to the features' conditions.
+    fn query(&self, name: &str, max_features: u32, device_filter: Option<&str>) -> String {
         let name = literal(name);
+        let filter = device_filter.map(|f| format!(" AND {f}")).unwrap_or_default();
         match self {
             Self::Fences => layer_query(&SelectSpec {
                 name: &name,
@@ -114,6 +139,7 @@ impl Source {
                 id: "('x' || substr(md5(t.id), 1, 15))::bit(60)::bigint",
                 columns: "t.id, t.name, t.kind",
                 geometry: "t.geom",
+                filter: &filter,
                 max_features,
             }),
             Self::Positions => layer_query(&SelectSpec {
@@ -123,9 +149,10 @@ impl Source {
                 id: "('x' || substr(md5(t.device), 1, 15))::bit(60)::bigint",
                 columns: &format!("t.device, t.speed_mps, t.heading_deg, {} AS ts", iso_time("t.ts")),
                 geometry: "t.geom",
+                filter: &filter,
                 max_features,
             }),
-            Self::Tracks => tracks_query(&name, max_features),
+            Self::Tracks => tracks_query(&name, max_features, &filter),
             Self::Table(table) => {
                 let columns: Vec<String> = table
                     .columns
@@ -154,6 +181,7 @@ impl Source {
                     id: &id,
                     columns: &columns.join(", "),
                     geometry: &format!("t.{}", ident(&table.geometry)),
+                    filter: &filter,
                     max_features,
                 })
             }
@@ -172,6 +200,8 @@ struct SelectSpec<'a> {
     /// Property expressions (may be empty).
     columns: &'a str,
     geometry: &'a str,
+    /// More conditions on the rows (` AND ...`), or empty.
+    filter: &'a str,
     max_features: u32,
 }
 
@@ -183,6 +213,7 @@ fn layer_query(spec: &SelectSpec<'_>) -> String {
         id,
         columns,
         geometry,
+        filter,
         max_features,
     } = spec;
     let columns = if columns.is_empty() {
@@ -197,7 +228,7 @@ fn layer_query(spec: &SelectSpec<'_>) -> String {
            ST_AsMVTGeom(ST_Simplify(ST_Transform(ST_ClipByBox2D({geometry}, tile.clip), 3857), {tolerance}),
                         tile.env, 4096, {BUFFER_UNITS}, true) AS geom
     FROM {from}, tile
-    WHERE {geometry} && tile.clip
+    WHERE {geometry} && tile.clip{filter}
     LIMIT {max_features}
 )
 SELECT coalesce((SELECT ST_AsMVT(features, {name}, 4096, 'geom', 'fid') FROM features
@@ -234,15 +265,15 @@ const TOLERANCE: &str = "(40075016.68 / (8192.0 * 2 ^ $1))";
 /// into the tile from a neighbour is drawn), as its whole line in the window, clipped to the
 /// tile. A line is broken where a hop crosses the antimeridian (it would otherwise sweep the
 /// globe). Devices are capped at `max_features`.
-fn tracks_query(name: &str, max_features: u32) -> String {
+fn tracks_query(name: &str, max_features: u32, filter: &str) -> String {
     format!(
         "WITH tile AS ({tile_cte}
 ), near AS (
     SELECT {near} AS box
 ), devices AS (
-    SELECT DISTINCT p.device FROM positions p, near
-    WHERE p.geom && near.box AND p.ts >= $4 AND p.ts < $5
-    ORDER BY p.device
+    SELECT DISTINCT t.device FROM positions t, near
+    WHERE t.geom && near.box AND t.ts >= $4 AND t.ts < $5{filter}
+    ORDER BY t.device
     LIMIT {max_features}
 ), fixes AS (
     SELECT p.device, p.ts, p.geom,

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use fences::DeviceFilter;
 use sqlx::PgPool;
 
 use crate::cache::{Tile, TileCache, TileKey};
@@ -50,18 +51,24 @@ impl TileStore {
         self.catalog().describe(&self.pool, layer).await
     }
 
-    /// One layer's tile: cached unless it is a `tracks` tile over a window relative to now.
-    /// `window` is the request's (given whenever it asks for `tracks`); only `tracks` uses it.
+    /// One layer's tile as a reader limited to `devices` (`None`: every device) may see it:
+    /// cached unless it is a `tracks` tile over a window relative to now. `window` is the
+    /// request's (given whenever it asks for `tracks`); only `tracks` uses it.
     pub async fn tile(
         &self,
         layer: LayerId,
         tile: TileCoord,
         window: Option<Window>,
+        devices: Option<&DeviceFilter>,
     ) -> Result<Arc<Tile>, Error> {
         let described = self.describe(layer).await?;
         let window = window.filter(|_| layer == LayerId::TRACKS);
+        // Only layers of devices depend on the reader.
+        let (sql, devices) = match (&described.sql_for_devices, devices) {
+            (Some(sql), Some(devices)) => (sql.as_str(), Some(devices)),
+            _ => (described.sql.as_str(), None),
+        };
         let pool = &self.pool;
-        let sql = described.sql.as_str();
         let build = || async move {
             let query = sqlx::query_scalar(sql)
                 .bind(i32::from(tile.z))
@@ -72,13 +79,22 @@ impl TileStore {
                 Some(window) => query.bind(window.from).bind(window.to),
                 None => query,
             };
+            let query = match devices {
+                Some(devices) => query.bind(devices.exact()).bind(devices.like_patterns()),
+                None => query,
+            };
             query.fetch_one(pool).await
         };
         let result = match window {
             Some(window) if !window.absolute => self.cache.build_uncached(layer, build).await,
             _ => {
-                let window = window.map(|w| w.millis());
-                self.cache.get(TileKey { layer, tile, window }, build).await
+                let key = TileKey {
+                    layer,
+                    tile,
+                    window: window.map(|w| w.millis()),
+                    devices: devices.map_or(0, DeviceFilter::key),
+                };
+                self.cache.get(key, build).await
             }
         };
         result.map_err(Error::Build)

@@ -17,6 +17,11 @@ pub struct TileKey {
     pub tile: TileCoord,
     /// `[from, to)` in Unix milliseconds, for layers drawn over a time window (`tracks`).
     pub window: Option<[i64; 2]>,
+    /// Whose view of a layer of devices: 0 for every device, else the [`DeviceFilter::key`]
+    /// of the reader's devices (a limited reader never gets a tile drawn for another).
+    ///
+    /// [`DeviceFilter::key`]: fences::DeviceFilter::key
+    pub devices: u64,
 }
 
 /// A built tile.

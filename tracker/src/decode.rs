@@ -64,15 +64,18 @@ fn json_records(text: &str) -> Result<Vec<&RawValue>, DecodeError> {
                 #[serde(rename = "type")]
                 kind: Option<Value>,
                 #[serde(borrow)]
-                features: Option<Vec<&'a RawValue>>,
+                features: Option<&'a RawValue>,
             }
             match serde_json::from_str::<Envelope>(top.get()) {
                 Ok(Envelope {
                     kind: Some(Value::String(kind)),
                     features,
-                }) if kind == "FeatureCollection" => features.ok_or_else(|| {
-                    DecodeError::Unsupported("a FeatureCollection needs a `features` array".into())
-                }),
+                }) if kind == "FeatureCollection" => {
+                    let needs_array =
+                        || DecodeError::Unsupported("a FeatureCollection needs a `features` array".into());
+                    let features = features.ok_or_else(needs_array)?;
+                    serde_json::from_str(features.get()).map_err(|_| needs_array())
+                }
                 _ => Ok(vec![top]),
             }
         }

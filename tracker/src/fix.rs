@@ -7,9 +7,6 @@
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde_json::{Map, Value};
 
-/// Longest accepted device id, in bytes.
-pub const MAX_DEVICE_ID_BYTES: usize = 128;
-
 /// A position fix that passed validation: finite numbers, coordinates in range, a usable time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fix {
@@ -131,24 +128,7 @@ impl RawFix {
 
 fn validate_device(device: Option<String>) -> Result<String, Rejection> {
     let device = device.ok_or_else(|| Rejection::new("missing_device", "`device` is required"))?;
-    if device.trim().is_empty() {
-        return Err(Rejection::new("invalid_device", "`device` must not be empty"));
-    }
-    if device.len() > MAX_DEVICE_ID_BYTES {
-        return Err(Rejection::new(
-            "invalid_device",
-            format!(
-                "`device` is {} bytes long; the limit is {MAX_DEVICE_ID_BYTES}",
-                device.len()
-            ),
-        ));
-    }
-    if device.chars().any(char::is_control) {
-        return Err(Rejection::new(
-            "invalid_device",
-            "`device` must not contain control characters",
-        ));
-    }
+    fences::check_id(&device).map_err(|e| Rejection::new("invalid_device", format!("`device` {e}")))?;
     Ok(device)
 }
 

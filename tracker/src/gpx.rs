@@ -82,6 +82,9 @@ pub enum GpxError {
     /// The document is XML but not GPX.
     #[error("the document has no <gpx> element")]
     NotGpx,
+    /// The document ends inside an element (a truncated file).
+    #[error("the document ends inside <{0}>: the file is cut short")]
+    Truncated(String),
 }
 
 /// Reads every point of a GPX document (see the module documentation for which ones).
@@ -181,6 +184,9 @@ impl Points {
     fn finish(self) -> Result<Vec<GpxPoint>, GpxError> {
         if !self.seen_gpx {
             return Err(GpxError::NotGpx);
+        }
+        if let Some(open) = self.stack.last() {
+            return Err(GpxError::Truncated(open.clone()));
         }
         Ok(if self.track.is_empty() {
             self.other
@@ -319,6 +325,16 @@ mod tests {
             [(1.0, 2.0), (3.0, 4.0)]
         );
         assert_eq!(points[1].ele, Some(5.0));
+    }
+
+    #[test]
+    fn a_truncated_file_is_an_error_not_fewer_points() {
+        let cut = &GPX_11[..GPX_11
+            .find("<trkseg><trkpt lat=\"45.002\"")
+            .expect("second segment")];
+        let error = parse(cut).expect_err("truncated").to_string();
+        assert!(error.contains("cut short") && error.contains("<trk>"), "{error}");
+        assert!(parse(&GPX_11[..40]).is_err(), "cut inside the <gpx> tag");
     }
 
     #[test]

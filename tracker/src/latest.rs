@@ -1,7 +1,7 @@
 //! Reading live positions (`devices_latest`): the newest fix of each device, as a [`Fix`].
 
 use chrono::{DateTime, Utc};
-use fences::Bbox;
+use fences::{Bbox, DeviceFilter};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -78,13 +78,6 @@ pub async fn get(pool: &PgPool, device: &str) -> Result<Option<Fix>, sqlx::Error
     Ok(row.map(Fix::from))
 }
 
-/// The devices a reader may see, as SQL parameters: exact ids, and `LIKE` patterns for prefixes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeviceFilter {
-    pub exact: Vec<String>,
-    pub patterns: Vec<String>,
-}
-
 /// A page of the device list.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
@@ -100,7 +93,11 @@ pub struct ListQuery {
 /// Live positions in device-id order (keyset paging: stable while devices report).
 pub async fn list(pool: &PgPool, query: &ListQuery) -> Result<Vec<Fix>, sqlx::Error> {
     let [west, south, east, north] = query.bbox.map_or([None; 4], |b| b.to_array().map(Some));
-    let (exact, patterns) = query.devices.clone().map(|d| (d.exact, d.patterns)).unzip();
+    let (exact, patterns) = query
+        .devices
+        .as_ref()
+        .map(|d| (d.exact(), d.like_patterns()))
+        .unzip();
     let rows: Vec<LatestRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS}
          FROM devices_latest

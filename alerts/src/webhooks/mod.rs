@@ -7,61 +7,32 @@
 //! exponential backoff until `max_attempts`, then given up. Receivers de-duplicate by the
 //! `X-Geotrack-Alert-Id` header.
 //!
-//! Each request is signed: `X-Geotrack-Signature: v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`
-//! with `t` the Unix time in `X-Geotrack-Timestamp`. A receiver recomputes it, compares in
-//! constant time and refuses timestamps older than a few minutes, so a captured request cannot
-//! be replayed later.
+//! Each request is signed ([`signature`]): `X-Geotrack-Signature: v1=<hex
+//! HMAC-SHA256(secret, "<t>.<body>")>` with `t` the Unix time in `X-Geotrack-Timestamp`. A
+//! receiver recomputes it, compares in constant time and refuses timestamps older than a few
+//! minutes, so a captured request cannot be replayed later. Where a webhook may go is the
+//! [`Policy`]'s: public addresses only unless the operator allows a network, checked when the
+//! URL is written and again on the addresses it resolves to at delivery; redirects are not
+//! followed.
+
+mod policy;
+mod sign;
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::Error;
+pub use policy::Policy;
+pub use sign::signature;
+
 use crate::config::WebhooksConfig;
 use crate::hub::Published;
 use crate::store;
-
-/// Checks that a webhook URL can be delivered to: `http://host[:port]/path`. The service has
-/// no TLS client yet, so `https://` receivers need a local forwarding proxy.
-pub fn check_url(url: &str) -> Result<(), Error> {
-    let refused = |reason: String| Error::WebhookUrl {
-        url: url.to_owned(),
-        reason,
-    };
-    let parsed = reqwest::Url::parse(url).map_err(|e| refused(format!("is not a URL: {e}")))?;
-    match parsed.scheme() {
-        "http" if parsed.host().is_some() => Ok(()),
-        "https" => Err(refused(
-            "uses https, which is not supported yet (no TLS client is built in); \
-             point it at an http:// forwarder"
-                .into(),
-        )),
-        _ => Err(refused("must be http://host/path".into())),
-    }
-}
-
-/// The signature header value for a body sent at Unix time `timestamp`.
-pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let mut header = String::with_capacity(3 + 2 * digest.len());
-    header.push_str("v1=");
-    for byte in digest {
-        let _ = write!(header, "{byte:02x}");
-    }
-    header
-}
 
 /// A claimed delivery.
 #[derive(Debug, sqlx::FromRow)]
@@ -77,6 +48,8 @@ struct Due {
 pub struct Deliverer {
     pub pool: PgPool,
     pub config: WebhooksConfig,
+    /// Where deliveries may go.
+    pub policy: Arc<Policy>,
     /// Woken when alerts were committed.
     pub wake: Arc<Notify>,
     pub shutdown: CancellationToken,
@@ -84,14 +57,25 @@ pub struct Deliverer {
 
 impl Deliverer {
     pub async fn run(self) {
-        let Some(secret) = self.config.secret.clone() else {
+        let Some(secret) = self.config.secret() else {
             return; // No webhook can be configured without a secret (checked at start and on fences).
         };
-        let secret: Arc<[u8]> = Arc::from(secret.into_bytes());
-        let client = reqwest::Client::builder()
+        let secret: Arc<[u8]> = Arc::from(secret.as_bytes());
+        // The connection goes to an address the policy checked: no redirect is followed (a 302
+        // could point anywhere), no proxy from the environment resolves names for us.
+        let client = match reqwest::Client::builder()
             .timeout(Duration::from_secs(self.config.timeout_s.max(1)))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(self.policy.resolver())
             .build()
-            .unwrap_or_default();
+        {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::error!(%error, "cannot build the webhook client; no webhook is delivered");
+                return;
+            }
+        };
         loop {
             let claimed = match self.claim().await {
                 Ok(claimed) => claimed,
@@ -166,10 +150,13 @@ impl Deliverer {
         for due in claimed {
             let body = bodies.get(&due.alert_id).cloned();
             let (client, secret) = (client.clone(), secret.clone());
+            let policy = self.policy.clone();
             requests.spawn(async move {
-                let outcome = match body {
-                    Some(body) => post(&client, &secret, &due, body).await,
-                    None => Err(Failed::Erased),
+                // Checked again: a URL stored before the policy changed may be refused now.
+                let outcome = match (policy.check_url(&due.url), body) {
+                    (Err(refused), _) => Err(Failed::Refused(refused.to_string())),
+                    (Ok(_), Some(body)) => post(&client, &secret, &due, body).await,
+                    (Ok(_), None) => Err(Failed::Erased),
                 };
                 (due, outcome)
             });
@@ -201,7 +188,8 @@ impl Deliverer {
                     .retry_base_ms
                     .saturating_mul(1 << attempts.clamp(1, 20).saturating_sub(1))
                     .min(3_600_000);
-                let give_up = attempts >= i32::try_from(self.config.max_attempts).unwrap_or(i32::MAX);
+                let give_up = matches!(error, Failed::Refused(_))
+                    || attempts >= i32::try_from(self.config.max_attempts).unwrap_or(i32::MAX);
                 if give_up {
                     tracing::warn!(delivery = due.id, url = %due.url, %error, attempts, "webhook delivery given up");
                 } else {
@@ -237,6 +225,9 @@ enum Failed {
     Request(String),
     #[error("the receiver answered {0}")]
     Status(reqwest::StatusCode),
+    /// The delivery policy refuses the URL: retrying cannot help.
+    #[error("{0}")]
+    Refused(String),
 }
 
 async fn post(client: &reqwest::Client, secret: &[u8], due: &Due, body: bytes::Bytes) -> Result<(), Failed> {
@@ -251,7 +242,7 @@ async fn post(client: &reqwest::Client, secret: &[u8], due: &Due, body: bytes::B
         .body(body)
         .send()
         .await
-        .map_err(|e| Failed::Request(e.to_string()))?;
+        .map_err(|e| Failed::Request(with_causes(&e)))?;
     if reply.status().is_success() {
         Ok(())
     } else {
@@ -259,33 +250,18 @@ async fn post(client: &reqwest::Client, secret: &[u8], due: &Due, body: bytes::B
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_signature_covers_timestamp_and_body() {
-        // Reference value: printf '1700000000.{"a":1}' | openssl dgst -sha256 -hmac secret
-        assert_eq!(
-            signature(b"secret", 1_700_000_000, br#"{"a":1}"#),
-            "v1=49f24e537407743fa4a0242bb63b94b9a47ee99cbbe071ccd8a22550ae411686"
-        );
-        assert_ne!(
-            signature(b"secret", 1_700_000_001, br#"{"a":1}"#),
-            signature(b"secret", 1_700_000_000, br#"{"a":1}"#)
-        );
+/// An error with its causes (reqwest's own message only names the URL; a refused address or a
+/// policy refusal is in the causes).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let more = next.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = next.source();
     }
-
-    #[test]
-    fn only_plain_http_urls_are_accepted() {
-        assert!(check_url("http://127.0.0.1:9000/hook").is_ok());
-        assert!(
-            check_url("https://example.org/hook")
-                .expect_err("refused")
-                .to_string()
-                .contains("https")
-        );
-        assert!(check_url("ftp://example.org").is_err());
-        assert!(check_url("not a url").is_err());
-    }
+    text
 }

@@ -11,6 +11,7 @@ fn key(z: u8, x: u32, y: u32) -> TileKey {
         layer: LayerId::FENCES,
         tile: TileCoord { z, x, y },
         window: None,
+        devices: 0,
     }
 }
 
@@ -140,6 +141,7 @@ async fn ingest_makes_stale_only_the_track_tiles_whose_window_it_falls_in() {
             y: 352,
         },
         window: Some(window),
+        devices: 0,
     };
     let (yesterday, today) = (track([0, 1_000]), track([1_000, 2_000]));
     for key in [yesterday, today] {

@@ -13,6 +13,7 @@
 //! (Traccar Client for Android sends `0.0`); everything a protocol sends beyond the [`RawFix`]
 //! columns goes into `attrs` under the sender's own field name.
 
+pub mod form;
 pub mod osmand;
 pub mod overland;
 pub mod owntracks;
