@@ -1,9 +1,10 @@
-//! [`FenceRegistry`]: the one owner of fence writes and reloads. A write is validated, stored
-//! in one transaction, then put in the in-memory index, and the fence tiles it touches are
-//! invalidated before it is acknowledged (the next tile request sees it). Writes are serialised
-//! (fence writes are rare, and one at a time keeps database and index in the same order); a
-//! reload from the table (at start, and when another process announces a change) takes the
-//! same lock, so the index never goes back to an older table state.
+//! [`FenceRegistry`]: the one owner of fence writes and reloads. A write is validated and
+//! prepared (off the async workers: a large fence is CPU work), stored in one transaction, then
+//! put in the in-memory index, and the fence tiles it touches are invalidated before it is
+//! acknowledged (the next tile request sees it). Storing and indexing are serialised (fence
+//! writes are rare, and one at a time keeps database and index in the same order); a reload
+//! from the table (at start, and when another process announces a change) takes the same lock,
+//! so the index never goes back to an older table state.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -150,9 +151,9 @@ impl FenceRegistry {
     /// Creates a fence from a Feature (an id is generated when it has none); refuses an id that
     /// exists. Returns the stored Feature.
     pub async fn create(&self, feature: &Value) -> Result<Value, RegistryError> {
-        let _writing = self.writes.lock().await;
         let generated = fence_store::next_id(&self.pool).await?;
-        let fence = self.prepare(fence_from_feature(feature, || generated))?;
+        let fence = self.prepare(fence_from_feature(feature, || generated)).await?;
+        let _writing = self.writes.lock().await;
         if self.index.read().get(fence.id()).is_some() {
             return Err(RegistryError::Exists(fence.id().to_owned()));
         }
@@ -174,8 +175,10 @@ impl FenceRegistry {
         if let Some(object) = feature.as_object_mut() {
             object.insert("id".into(), json!(id));
         }
+        let fence = self
+            .prepare(fence_from_feature(&feature, || id.to_owned()))
+            .await?;
         let _writing = self.writes.lock().await;
-        let fence = self.prepare(fence_from_feature(&feature, || id.to_owned()))?;
         let existed = self.index.read().get(id).is_some();
         Ok((self.write(vec![fence]).await?.remove(0), existed))
     }
@@ -195,16 +198,14 @@ impl FenceRegistry {
     }
 
     /// Imports a FeatureCollection, all or nothing; returns how many fences it held.
-    pub async fn import(&self, collection: &Value) -> Result<usize, RegistryError> {
-        let _writing = self.writes.lock().await;
-        let prepared = prepare_collection(
-            collection,
-            &self.limits,
-            webhook_check(&self.webhooks.policy),
-            || {},
-        )
-        .map_err(RegistryError::Collection)?;
+    pub async fn import(&self, collection: Value) -> Result<usize, RegistryError> {
+        let (limits, policy) = (self.limits.clone(), self.webhooks.policy.clone());
+        let prepared =
+            off_workers(move || prepare_collection(&collection, &limits, webhook_check(&policy), || {}))
+                .await
+                .map_err(RegistryError::Collection)?;
         let count = prepared.len();
+        let _writing = self.writes.lock().await;
         self.write(prepared).await?;
         Ok(count)
     }
@@ -213,7 +214,8 @@ impl FenceRegistry {
     /// another process); returns how many fences it holds.
     pub async fn reload(&self) -> Result<usize, alerts::Error> {
         let _writing = self.writes.lock().await;
-        let index = fence_store::load(&self.pool, &self.limits).await?;
+        let stored = fence_store::stored(&self.pool).await?;
+        let index = off_workers(move || fence_store::index(stored)).await?;
         let count = index.len();
         self.index.update(|current| *current = index);
         self.tiles.cache().invalidate_layer(LayerId::FENCES);
@@ -221,10 +223,15 @@ impl FenceRegistry {
         Ok(count)
     }
 
-    fn prepare(&self, fence: Result<Fence, FenceError>) -> Result<PreparedFence, RegistryError> {
+    /// Validates and prepares a fence (geometry checks and H3 covers: CPU work, done off the
+    /// async workers so a large fence never stalls other requests).
+    async fn prepare(&self, fence: Result<Fence, FenceError>) -> Result<PreparedFence, RegistryError> {
         let fence = fence.map_err(RegistryError::Invalid)?;
         webhook_check(&self.webhooks.policy)(&fence).map_err(RegistryError::Webhook)?;
-        PreparedFence::new(fence, &self.limits).map_err(RegistryError::Invalid)
+        let limits = self.limits.clone();
+        off_workers(move || PreparedFence::new(fence, &limits))
+            .await
+            .map_err(RegistryError::Invalid)
     }
 
     /// Stores `fences` in one transaction, then puts them in the index and invalidates the
@@ -260,6 +267,16 @@ impl FenceRegistry {
             .cache()
             .invalidate(LayerId::FENCES, Change::within(touched));
         Ok(features)
+    }
+}
+
+/// Runs CPU-bound `work` on the blocking pool and waits for it. A panic in it is resumed here.
+async fn off_workers<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // Cancelled: only when the runtime shuts down, which drops this future too.
+        Err(_) => std::future::pending().await,
     }
 }
 

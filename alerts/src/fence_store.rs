@@ -28,20 +28,31 @@ pub async fn store_and_announce(pool: &PgPool, fences: &[PreparedFence]) -> Resu
     tx.commit().await
 }
 
-/// Loads every stored fence into a new index.
-pub async fn load(pool: &PgPool, limits: &FenceLimits) -> Result<FenceIndex, Error> {
-    let rows: Vec<(String, serde_json::Value)> =
-        sqlx::query_as("SELECT id, definition FROM fences ORDER BY id")
-            .fetch_all(pool)
-            .await?;
+/// The stored fences (id, definition), by id.
+pub async fn stored(pool: &PgPool) -> Result<Vec<(String, serde_json::Value)>, Error> {
+    Ok(sqlx::query_as("SELECT id, definition FROM fences ORDER BY id")
+        .fetch_all(pool)
+        .await?)
+}
+
+/// An index of stored fences. They were validated when written, so they are trusted: their
+/// geometry is not checked again (a large fence's check is the slow part of a load), and
+/// limits lowered since do not make a stored fence unreadable. CPU-bound: call it off the
+/// async workers.
+pub fn index(stored: Vec<(String, serde_json::Value)>) -> Result<FenceIndex, Error> {
+    let trusted = FenceLimits {
+        max_vertices: usize::MAX,
+        max_radius_m: f64::INFINITY,
+        check_validity: false,
+    };
     let mut index = FenceIndex::new(IndexConfig::default()).map_err(Error::Index)?;
-    for (id, definition) in rows {
+    for (id, definition) in stored {
         let stored = |reason: String| Error::StoredFence {
             id: id.clone(),
             reason,
         };
         let fence: Fence = serde_json::from_value(definition).map_err(|e| stored(e.to_string()))?;
-        let prepared = PreparedFence::new(fence, limits).map_err(|e| stored(e.to_string()))?;
+        let prepared = PreparedFence::new(fence, &trusted).map_err(|e| stored(e.to_string()))?;
         index.insert(prepared).map_err(|e| stored(e.to_string()))?;
     }
     Ok(index)

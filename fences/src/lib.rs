@@ -20,6 +20,7 @@ pub mod id;
 pub mod index;
 pub mod normalize;
 pub mod state;
+pub mod validity;
 
 pub use bbox::{Bbox, BboxError};
 pub use devices::DeviceFilter;

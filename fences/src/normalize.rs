@@ -8,7 +8,7 @@
 //! boolean operations, which snap coordinates to a grid of about 1e-7° (1 cm):
 //! polygons that need no cut are returned untouched.
 
-use geo::{BooleanOps, Coord, LineString, MultiPolygon, Polygon, Rect, Validation, coord};
+use geo::{BooleanOps, Coord, LineString, MultiPolygon, Polygon, Rect, coord};
 
 use crate::error::FenceError;
 use crate::fence::{Position, is_pole_seam};
@@ -49,8 +49,7 @@ pub fn normalize_polygons(
     }
     let raw = MultiPolygon::new(raw);
     if check_validity {
-        raw.check_validation()
-            .map_err(|e| FenceError::InvalidGeometry(e.to_string()))?;
+        crate::validity::check(&raw)?;
     }
     Ok(split_antimeridian(raw))
 }

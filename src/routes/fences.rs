@@ -118,7 +118,7 @@ pub async fn import(
     _admin: Authorized<scope::Admin>,
     RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    let count = fences.import(&json_body(&body)?).await?;
+    let count = fences.import(json_body(&body)?).await?;
     Ok(Json(json!({"imported": count})))
 }
 

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    circle, corridor, create_fence, fix, json_with_status, polygon, spawn_app, spawn_with,
+    circle, corridor, create_fence, fix, json_with_status, polygon, spawn_app, spawn_with, square,
     wait_for_fence_index,
 };
 
@@ -302,4 +302,61 @@ async fn the_bbox_filter_uses_the_gist_index() {
     }
     drop(conn);
     app.stop().await;
+}
+
+/// A star of 20,000 vertices: valid, and once 3.6 s of quadratic validation on a worker thread
+/// (holding the fence write lock), then again at every start-up before `/ready`.
+fn star(id: &str, vertices: u32) -> serde_json::Value {
+    let mut ring: Vec<[f64; 2]> = (0..vertices)
+        .map(|i| {
+            let angle = std::f64::consts::TAU * f64::from(i) / f64::from(vertices);
+            let radius = if i % 2 == 0 { 0.5 } else { 0.3 };
+            [20.0 + radius * angle.cos(), 40.0 + radius * angle.sin()]
+        })
+        .collect();
+    ring.push(ring[0]);
+    json!({"type": "Feature", "id": id, "geometry": {"type": "Polygon", "coordinates": [ring]},
+           "properties": {"name": id}})
+}
+
+#[tokio::test]
+async fn a_large_fence_is_prepared_off_the_workers_and_stored_fences_are_trusted_at_start() {
+    let app = spawn_app().await;
+    let health = async {
+        // The server keeps answering while the fence is validated and covered.
+        let mut slowest = std::time::Duration::ZERO;
+        for _ in 0..20 {
+            let started = std::time::Instant::now();
+            assert_eq!(app.get("/health").await.status(), 200);
+            slowest = slowest.max(started.elapsed());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        slowest
+    };
+    let fence = star("star", 20_000);
+    let (created, slowest) = tokio::join!(app.send_json(Method::POST, "/api/v1/fences", &fence), health);
+    json_with_status(created, 201).await;
+    assert!(
+        slowest < std::time::Duration::from_millis(500),
+        "/health waited {slowest:?}"
+    );
+    // A stored fence is not validated again at start: one that the checks of today would
+    // refuse (written when they were laxer, or by hand) is loaded instead of blocking `/ready`.
+    let bow_tie = json!([[[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]]);
+    let mut legacy = square("legacy", 0.5, 0.5, 0.5);
+    legacy["geometry"]["coordinates"] = bow_tie.clone();
+    let refused = app.send_json(Method::PUT, "/api/v1/fences/legacy", &legacy).await;
+    assert_eq!(refused.status(), 400, "the API refuses it today");
+    create_fence(&app, &square("legacy", 0.5, 0.5, 0.5)).await;
+    sqlx::query(
+        "UPDATE fences SET definition = jsonb_set(definition, '{kind,rings}', $1) WHERE id = 'legacy'",
+    )
+    .bind(&bow_tie)
+    .execute(&app.db)
+    .await
+    .expect("made invalid by hand");
+    let restarted = app.restart(|_| {}).await;
+    json_with_status(restarted.get("/api/v1/fences/legacy").await, 200).await;
+    json_with_status(restarted.get("/api/v1/fences/star").await, 200).await;
+    restarted.stop().await;
 }
