@@ -16,6 +16,7 @@ use tiles::TilesConfig;
 use crate::auth::TokensSetting;
 use crate::limits::LimitsConfig;
 use crate::server::HttpConfig;
+use crate::upkeep::HistoryConfig;
 
 /// Everything the server can be configured with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,6 +41,7 @@ pub struct Config {
     pub insecure: bool,
     pub http: HttpConfig,
     pub ingest: IngestConfig,
+    pub history: HistoryConfig,
     pub limits: LimitsConfig,
     pub fences: FencesConfig,
     pub alerts: AlertsConfig,
@@ -144,6 +146,7 @@ impl Default for Config {
             insecure: false,
             http: HttpConfig::default(),
             ingest: IngestConfig::default(),
+            history: HistoryConfig::default(),
             limits: LimitsConfig::default(),
             fences: FencesConfig::default(),
             alerts: AlertsConfig::default(),

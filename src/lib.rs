@@ -20,8 +20,10 @@ mod routes;
 pub mod server;
 pub mod startup;
 pub mod state;
+mod upkeep;
 pub mod web;
 pub mod ws;
 
 pub use config::Config;
 pub use startup::{Application, StartError};
+pub use upkeep::HistoryConfig;

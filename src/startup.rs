@@ -80,6 +80,12 @@ impl Application {
         let mut registry = Registry::default();
         let http_metrics = HttpMetrics::register(&mut registry);
         let state = start(&config, pool, tokens, registry)?;
+        state.sessions.tasks.spawn(crate::upkeep::run(
+            state.db.clone(),
+            config.history.clone(),
+            config.ingest.limits().max_age,
+            state.sessions.shutdown.clone(),
+        ));
         state.sessions.tasks.spawn(crate::listen::follow(
             state.db.clone(),
             state.fences.clone(),

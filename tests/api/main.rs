@@ -10,6 +10,7 @@ mod devices;
 mod durability;
 mod fences;
 mod helpers;
+mod history;
 mod import;
 mod ingest;
 mod limits;

@@ -9,6 +9,7 @@ pub mod decode;
 pub mod export;
 pub mod fix;
 pub mod gpx;
+pub mod history;
 pub mod latest;
 pub mod live;
 pub mod metrics;
