@@ -4,7 +4,8 @@
 //! import basemap` or gpx, or an operator's trigger) drops that layer's cached tiles.
 //! Listening starts before the first load, so no change falls between the two. While the
 //! database is down or not migrated it retries every 2 s; `/ready` stays false until the
-//! first load.
+//! first load. Each time listening starts again the fences are reloaded and every cached tile
+//! is dropped, since notifications sent while nobody listened are lost.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +57,11 @@ async fn follow_once(
         .listen_all([alerts::fence_store::CHANGED_CHANNEL, tiles::notify::CHANNEL])
         .await?;
     reload(fences).await?;
+    // A notification sent while this server was not listening (the database went away, or
+    // before the first connection) is lost: every layer may have changed meanwhile.
+    for layer in tiles.catalog().ids() {
+        tiles.cache().invalidate_layer(layer);
+    }
     loop {
         tokio::select! {
             notification = listener.recv() => {

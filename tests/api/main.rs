@@ -8,6 +8,7 @@ mod crash;
 mod device_apps;
 mod devices;
 mod durability;
+mod faults;
 mod fences;
 mod helpers;
 mod history;

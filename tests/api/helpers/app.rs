@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use super::wait::wait_for_fence_index;
 
 /// Server URL without a database name; override with `PG_TEST_URL`.
-fn server_url() -> String {
+pub(super) fn server_url() -> String {
     std::env::var("PG_TEST_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
