@@ -3,7 +3,7 @@ DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/geotrack
 export DATABASE_URL
 CARGO ?= cargo
 
-.PHONY: run test test-browser deny db lint fmt build release bench-ingest
+.PHONY: run test test-browser schemathesis deny db lint fmt build release bench-ingest
 
 ## Start the service on http://127.0.0.1:8080 against the local PostgreSQL (installs PostGIS if
 ## needed), with a demo fleet of 50 vehicles and demo fences in Paris. Ctrl-C stops both.
@@ -23,6 +23,11 @@ test: db lint
 ## The web map in headless Chromium (installs chromium and playwright-core when missing).
 test-browser: db
 	bash scripts/test-browser.sh
+
+## The API against its own OpenAPI document with schemathesis (installed in target/ when
+## missing): no 5xx, every response as documented, no token ignored.
+schemathesis: db
+	bash scripts/schemathesis.sh
 
 ## cargo-deny (installed when missing): licences, duplicate versions, sources; advisories when
 ## the RustSec database is reachable (deny.toml, scripts/deny.sh).

@@ -1,11 +1,60 @@
 //! `ApiError`: every error a client sees, rendered as
-//! `{"error": {"code": "...", "message": "..."}}` with the right status. Internal causes are
-//! logged, never echoed (a client gets "internal error" and the request id to quote).
+//! `{"error": {"code": "...", "message": "..."}}` ([`ErrorBody`]) with the right status. Internal
+//! causes are logged, never echoed (a client gets "internal error" and the request id to quote).
+//! Also the OpenAPI description of those answers: the [`ErrorBody`] schema and the refusals
+//! every authenticated route may give ([`TokenRefusals`], [`DeviceAppRefusals`]).
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::json;
+use utoipa::{IntoResponses, ToSchema};
+
+/// The body of every error response. A few carry one more field beside `error` (a failed fence
+/// import lists its invalid features in `invalid`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable, e.g. `unauthorized`, `invalid_bbox`, `rate_limited`.
+    #[schema(example = "invalid_bbox")]
+    pub code: String,
+    /// For people; may change.
+    pub message: String,
+}
+
+/// The refusals of a route that needs a token (`Authorization: Bearer`, or `?token=` where
+/// the route says so), besides its own answers.
+#[derive(Debug, IntoResponses)]
+pub enum TokenRefusals {
+    /// No token, or an unknown one
+    #[response(status = 401, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"geotrack\"`")))]
+    Unauthorized(ErrorBody),
+    /// The token lacks the route's scope, or may not access that device
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// The token is over its rate limit, or this address sent too many unknown tokens
+    #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds to wait")))]
+    TooManyRequests(ErrorBody),
+}
+
+/// The refusals of a route for device apps and maps (token as Bearer, HTTP Basic or
+/// `?token=`). Over its rate limit such a token is told 503 with `Retry-After` instead of 429
+/// (apps retry a 5xx but may drop data on a 4xx): see the route's 503.
+#[derive(Debug, IntoResponses)]
+pub enum DeviceAppRefusals {
+    /// No token, or an unknown one
+    #[response(status = 401, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"geotrack\"`")))]
+    Unauthorized(ErrorBody),
+    /// The token lacks the route's scope, or may not access that device
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -111,7 +160,12 @@ impl From<&sqlx::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut body = json!(ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        });
         if let Some((key, value)) = self.detail {
             body[key] = value;
         }

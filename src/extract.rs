@@ -85,16 +85,56 @@ pub fn bbox(text: &str) -> Result<Bbox, ApiError> {
     })
 }
 
-/// A time parameter: RFC 3339, or epoch seconds or milliseconds.
+/// The earliest time PostgreSQL's `timestamptz` holds (4714-11-24 BC, in Unix seconds).
+const EARLIEST_STORED_S: i64 = -210_866_803_200;
+
+/// The earliest time PostgreSQL's `timestamptz` holds: the floor of a time derived from a
+/// parameter (`to` minus a default length).
+pub fn earliest_stored() -> DateTime<Utc> {
+    DateTime::from_timestamp(EARLIEST_STORED_S, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// A time parameter: RFC 3339, or epoch seconds or milliseconds. Times are compared with stored
+/// ones, so one before [`earliest_stored`] is 400 `invalid_time` too (the database would refuse
+/// it with an error: a 500 for a tile, a 200 cut short for a track export). Later times are all
+/// storable: chrono ends in 262143 AD, PostgreSQL in 294276 AD.
 pub fn time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     let parsed = match text.parse::<serde_json::Number>() {
         Ok(number) => tracker::decode::time::from_epoch_number(&number),
         Err(_) => tracker::decode::time::from_rfc3339(text),
     };
-    parsed.map_err(|_| {
+    let time = parsed.map_err(|_| {
         ApiError::bad_request(
             "invalid_time",
             format!("`{name}` {text:?} must be RFC 3339 or epoch seconds/milliseconds"),
         )
-    })
+    })?;
+    if time.timestamp() < EARLIEST_STORED_S {
+        return Err(ApiError::bad_request(
+            "invalid_time",
+            format!("`{name}` {text:?} is before 4714 BC, the earliest time the database holds"),
+        ));
+    }
+    Ok(time)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::response::IntoResponse;
+
+    use super::*;
+
+    #[test]
+    fn times_before_what_the_database_holds_are_refused() {
+        let earliest = EARLIEST_STORED_S.to_string();
+        assert_eq!(
+            time("to", &earliest).map(|t| t.timestamp()).ok(),
+            Some(EARLIEST_STORED_S)
+        );
+        assert_eq!(earliest_stored().timestamp(), EARLIEST_STORED_S);
+        let before = (EARLIEST_STORED_S - 1).to_string();
+        let refused = time("from", &before).expect_err("before 4714 BC");
+        assert_eq!(refused.into_response().status(), StatusCode::BAD_REQUEST);
+        assert!(time("from", "2026-06-01T12:00:00Z").is_ok());
+    }
 }

@@ -15,13 +15,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::ws::{Utf8Bytes, WebSocketUpgrade};
 use axum::response::Response;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use utoipa::ToSchema;
 
 use crate::auth::{Authorized, BearerOrQuery, Principal, scope};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody, TokenRefusals};
 use crate::extract::{Params, checked_id};
 use crate::ws::{Gone, Sessions, Socket};
 
@@ -91,18 +92,21 @@ impl AlertParams {
 
 /// `GET /api/v1/alerts?since=&limit=&device=&fence=&kind=`: alerts after the cursor `since`,
 /// oldest first, and the cursor to ask for the next page with.
-#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/alerts", operation_id = "list_alerts", tag = "alerts", security(("bearer" = [])),
     params(("since" = Option<i64>, Query, description = "Cursor: only alerts with a larger id (default 0)"),
         ("limit" = Option<i64>, Query, description = "Page size, 1 to 1000 (default 100)"),
         ("device" = Option<String>, Query, description = "Device ids, comma-separated"),
         ("fence" = Option<String>, Query, description = "Fence ids, comma-separated"),
         ("kind" = Option<String>, Query, description = "enter, exit, dwell, overspeed, offline; comma-separated")),
-    responses((status = 200, description = "{alerts: [...], cursor, more}"), (status = 400, description = "Bad filter")))]
+    responses((status = 200, description = "A page of alerts, oldest first", body = AlertPage),
+        (status = 400, description = "Bad filter, limit or an unknown parameter", body = ErrorBody),
+        (status = 503, description = "The database is unavailable: retry after Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        TokenRefusals))]
 pub async fn list(
     State(db): State<PgPool>,
     principal: Authorized<scope::Read>,
     Params(params): Params<AlertParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertPage>, ApiError> {
     let mut query = params.query(&principal)?;
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -116,20 +120,34 @@ pub async fn list(
     let more = alerts.len() as i64 > limit;
     alerts.truncate(usize::try_from(limit).unwrap_or(0));
     let cursor = alerts.last().map_or(query.since, |a| a.id);
-    Ok(Json(json!({"alerts": alerts, "cursor": cursor, "more": more})))
+    Ok(Json(AlertPage { alerts, cursor, more }))
+}
+
+/// A page of `GET /api/v1/alerts`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertPage {
+    /// Alerts as `{id, kind, device, fence, ts, ...}`, oldest first.
+    #[schema(value_type = Vec<Object>)]
+    alerts: Vec<alerts::model::Alert>,
+    /// The `since` to ask for the next page with.
+    cursor: i64,
+    /// Whether more alerts follow.
+    more: bool,
 }
 
 /// `WS /ws/alerts?since=&fences=&devices=&kinds=&token=`: alerts as JSON messages
 /// (`{"type":"alert","id":...}`), replayed from `since` when given, then live. After the replay
 /// the server sends `{"type":"live","cursor":...}`.
-#[utoipa::path(get, path = "/ws/alerts", tag = "alerts", security(("bearer" = []), ("token" = [])),
+#[utoipa::path(get, path = "/ws/alerts", operation_id = "alerts_socket", tag = "alerts", security(("bearer" = []), ("token" = [])),
     params(("since" = Option<i64>, Query, description = "Replay alerts after this cursor first"),
         ("fences" = Option<String>, Query, description = "Fence ids, comma-separated"),
         ("devices" = Option<String>, Query, description = "Device ids, comma-separated"),
         ("kinds" = Option<String>, Query, description = "Alert kinds, comma-separated"),
         ("token" = Option<String>, Query, description = "Token, for browsers")),
-    responses((status = 101, description = "WebSocket of alerts"), (status = 400, description = "Bad filter"),
-        (status = 401, description = "No valid token")))]
+    responses((status = 101, description = "WebSocket of alerts"),
+        (status = 400, description = "Bad filter or unknown parameter (JSON), or not a WebSocket upgrade request (axum's plain-text answer)",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+        TokenRefusals))]
 pub async fn socket(
     State(db): State<PgPool>,
     State(alerting): State<Arc<Alerting>>,

@@ -18,13 +18,15 @@ use axum::Json;
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::json;
 use tracker::decode::Records;
 use tracker::metrics::RejectLabels;
 use tracker::protocols::{Message, form, osmand, overland, owntracks};
+use utoipa::ToSchema;
 
 use crate::auth::{Authorized, DeviceApp, Principal, scope};
-use crate::error::ApiError;
+use crate::error::{ApiError, DeviceAppRefusals, ErrorBody};
 use crate::extract::RawBody;
 use crate::ingest::Ingest;
 
@@ -37,8 +39,11 @@ const OWN_PARAMS: [&str; 2] = ["token", "speed_unit"];
 /// `/osmand`: the OsmAnd protocol and Traccar Client, any method.
 #[utoipa::path(method(get, post, put), path = "/osmand", tag = "device apps", security(("bearer" = []), ("token" = [])),
     params(("speed_unit" = Option<String>, Query, description = "Unit of `speed`: knots (default), mps, kmh, mph")),
-    responses((status = 200, description = "Processed (stored, duplicate, ignored or unusable)"), (status = 401, description = "No or unknown token"),
-        (status = 403, description = "Token lacks ingest or the device"), (status = 503, description = "Not durable now; retry after Retry-After")))]
+    responses((status = 200, description = "Processed (stored, duplicate, ignored or unusable); empty body"),
+        (status = 413, description = "Body over `ingest.max_body_bytes`", body = ErrorBody),
+        (status = 503, description = "Not durable now, or the token is over its rate limit: retry after Retry-After",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        DeviceAppRefusals))]
 pub async fn osmand(
     State(state): State<Arc<Ingest>>,
     principal: DeviceToken,
@@ -60,27 +65,55 @@ pub async fn osmand(
     Ok(StatusCode::OK.into_response())
 }
 
-/// `/`: OsmAnd-protocol requests sent to the bare server URL (Traccar Client appends `/`);
-/// a GET without `id`/`deviceid` is a browser: it gets the web map.
-#[utoipa::path(method(get, post), path = "/", tag = "device apps", security(("bearer" = []), ("token" = [])),
-    description = "OsmAnd protocol at the bare server URL: any POST, or a GET with `id`/`deviceid`",
-    responses((status = 200, description = "Processed (stored, duplicate, ignored or unusable)"), (status = 401, description = "No or unknown token"),
-        (status = 403, description = "Token lacks ingest or the device"), (status = 503, description = "Not durable now; retry after Retry-After")))]
-pub async fn root(
+/// `GET /`: the web map for a browser, or, with `id`/`deviceid`, an OsmAnd-protocol request
+/// sent to the bare server URL (Traccar Client appends `/`). The page needs no token.
+#[utoipa::path(get, path = "/", operation_id = "root_get", tag = "device apps",
+    security((), ("bearer" = []), ("token" = [])),
+    description = "Without `id`/`deviceid`: the web map, for anyone. With one: the OsmAnd protocol (token with ingest)",
+    params(("id" = Option<String>, Query, description = "Device id (OsmAnd), with the protocol's other parameters (lat, lon, timestamp...)"),
+        ("deviceid" = Option<String>, Query, description = "Device id (OsmAnd), as `id`")),
+    responses((status = 200, description = "Without `id`/`deviceid`: the web map (text/html). Otherwise processed \
+            (stored, duplicate, ignored or unusable), with an empty body"),
+        (status = 413, description = "Body over `ingest.max_body_bytes`", body = ErrorBody),
+        (status = 503, description = "Not durable now, or the token is over its rate limit: retry after Retry-After",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        DeviceAppRefusals))]
+pub async fn root_get(
     state: State<Arc<Ingest>>,
     auth: Result<DeviceToken, Response>,
     uri: OriginalUri,
     method: axum::http::Method,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    body: RawBody,
 ) -> Result<Response, ApiError> {
     let names_a_device =
         query_pairs(uri.query()).is_ok_and(|query| query.iter().any(|(k, _)| k == "id" || k == "deviceid"));
-    if method == axum::http::Method::GET && !names_a_device {
+    // axum routes HEAD here too: it answers as GET would, without the body.
+    if !names_a_device && (method == axum::http::Method::GET || method == axum::http::Method::HEAD) {
         return Ok(crate::web::index());
     }
+    root_post(state, auth, uri, headers, body).await
+}
+
+/// `POST /`: an OsmAnd-protocol request sent to the bare server URL.
+// The token is checked here rather than by the extractor, as in `root_get` (which must let a
+// browser through), so both answer alike: a body over the limit is a 413 before a missing token.
+#[utoipa::path(post, path = "/", operation_id = "root_post", tag = "device apps", security(("bearer" = []), ("token" = [])),
+    description = "OsmAnd protocol at the bare server URL",
+    responses((status = 200, description = "Processed (stored, duplicate, ignored or unusable); empty body"),
+        (status = 413, description = "Body over `ingest.max_body_bytes`", body = ErrorBody),
+        (status = 503, description = "Not durable now, or the token is over its rate limit: retry after Retry-After",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        DeviceAppRefusals))]
+pub async fn root_post(
+    state: State<Arc<Ingest>>,
+    auth: Result<DeviceToken, Response>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: RawBody,
+) -> Result<Response, ApiError> {
     match auth {
-        Ok(auth) => osmand(state, auth, uri, headers, RawBody(body)).await,
+        Ok(auth) => osmand(state, auth, uri, headers, body).await,
         Err(refused) => Ok(refused),
     }
 }
@@ -133,8 +166,14 @@ fn decode_osmand(
 
 /// `/owntracks`: OwnTracks HTTP mode.
 #[utoipa::path(post, path = "/owntracks", tag = "device apps", security(("basic" = []), ("token" = [])),
-    responses((status = 200, description = "Processed; body `[]`"), (status = 401, description = "No or unknown token"),
-        (status = 403, description = "Token lacks ingest or the device"), (status = 503, description = "Not durable now; retry after Retry-After")))]
+    request_body(content = serde_json::Value, content_type = "application/json", description = "An OwnTracks message",
+        example = json!({"_type": "location", "tid": "p1", "tst": 1_780_315_200, "lat": 48.85, "lon": 2.35, "acc": 12})),
+    responses((status = 200, description = "Processed (stored, duplicate, ignored or unusable): `[]`", body = Vec<serde_json::Value>,
+            example = json!([])),
+        (status = 413, description = "Body over `ingest.max_body_bytes`", body = ErrorBody),
+        (status = 503, description = "Not durable now, or the token is over its rate limit: retry after Retry-After",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        DeviceAppRefusals))]
 pub async fn owntracks(
     State(state): State<Arc<Ingest>>,
     principal: DeviceToken,
@@ -170,8 +209,15 @@ fn basic_user(headers: &HeaderMap) -> Option<String> {
 /// `/overland`: Overland batches.
 #[utoipa::path(post, path = "/overland", tag = "device apps", security(("bearer" = []), ("token" = [])),
     params(("device" = Option<String>, Query, description = "Device id when the app's Device ID is empty")),
-    responses((status = 200, description = "Processed; body {\"result\":\"ok\"} or {\"error\": ...}"), (status = 401, description = "No or unknown token"),
-        (status = 403, description = "Token lacks ingest or the device"), (status = 503, description = "Not durable now; retry after Retry-After")))]
+    request_body(content = serde_json::Value, content_type = "application/json", description = "An Overland batch",
+        example = json!({"locations": [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [2.35, 48.85]},
+            "properties": {"timestamp": "2026-06-01T12:00:00Z", "device_id": "phone-1", "speed": 4}}]})),
+    responses((status = 200, description = "Processed: `{\"result\":\"ok\"}`, or `{\"error\": ...}` when the batch can never be stored \
+            (Overland keeps it and shows the message)", body = OverlandReply),
+        (status = 413, description = "Body over `ingest.max_body_bytes`", body = ErrorBody),
+        (status = 503, description = "Not durable now, or the token is over its rate limit: retry after Retry-After",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        DeviceAppRefusals))]
 pub async fn overland(
     State(state): State<Arc<Ingest>>,
     principal: DeviceToken,
@@ -226,11 +272,23 @@ pub async fn overland(
         ));
     }
     store(&state, &principal, "overland", batch.fixes).await?;
-    Ok(Json(json!({"result": "ok"})).into_response())
+    Ok(Json(OverlandReply::Done { result: "ok" }).into_response())
+}
+
+/// Overland's answer: it deletes the points it sent on `{"result":"ok"}` and keeps them, showing
+/// the message, on `{"error": ...}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum OverlandReply {
+    Done { result: &'static str },
+    Refused { error: String },
 }
 
 fn overland_error(message: &str) -> Response {
-    Json(json!({"error": message})).into_response()
+    Json(OverlandReply::Refused {
+        error: message.to_owned(),
+    })
+    .into_response()
 }
 
 /// Stores, ignores or counts a decoded message.

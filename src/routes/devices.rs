@@ -10,15 +10,16 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{Duration, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tracker::export::TrackFormat;
 use tracker::latest::ListQuery;
+use utoipa::ToSchema;
 
 use crate::auth::{Authorized, scope};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody, TokenRefusals};
 use crate::extract::{Params, PathId, checked_id};
+use crate::routes::geojson::{Feature, FeatureCollection};
 use crate::ws::Sessions;
 
 const DEFAULT_PAGE: i64 = 1_000;
@@ -34,17 +35,20 @@ pub struct ListParams {
 
 /// `GET /api/v1/devices?bbox=&limit=&after=`: live positions as a FeatureCollection with a
 /// `next` link while more devices follow.
-#[utoipa::path(get, path = "/api/v1/devices", tag = "read", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/devices", operation_id = "list_devices", tag = "read", security(("bearer" = [])),
     params(("bbox" = Option<String>, Query, description = "minLon,minLat,maxLon,maxLat"),
         ("limit" = Option<i64>, Query, description = "Page size, 1 to 10000 (default 1000)"),
         ("after" = Option<String>, Query, description = "Last device id of the previous page")),
-    responses((status = 200, description = "FeatureCollection of live positions, with `next` while more follow"),
-        (status = 400, description = "Bad bbox or limit")))]
+    responses((status = 200, description = "FeatureCollection of live positions, with `next` while more follow",
+            body = FeatureCollection),
+        (status = 400, description = "Bad bbox, limit, `after` or an unknown parameter", body = ErrorBody),
+        (status = 503, description = "The database is unavailable: retry after Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        TokenRefusals))]
 pub async fn list(
     State(db): State<PgPool>,
     principal: Authorized<scope::Read>,
     Params(params): Params<ListParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FeatureCollection>, ApiError> {
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -65,10 +69,11 @@ pub async fn list(
     let mut positions = tracker::latest::list(&db, &query).await?;
     let more = positions.len() as i64 > limit;
     positions.truncate(usize::try_from(limit).unwrap_or(0));
-    let mut collection = json!({
-        "type": "FeatureCollection",
-        "features": positions.iter().map(tracker::latest::to_feature).collect::<Vec<_>>(),
-    });
+    let features = positions
+        .iter()
+        .map(|p| Feature(tracker::latest::to_feature(p)))
+        .collect();
+    let mut collection = FeatureCollection::new(features);
     if let (true, Some(last)) = (more, positions.last()) {
         let mut next = form_urlencoded::Serializer::new(String::new());
         next.append_pair("after", &last.device)
@@ -76,23 +81,27 @@ pub async fn list(
         if let Some(bbox) = &params.bbox {
             next.append_pair("bbox", bbox);
         }
-        collection["next"] = json!(format!("/api/v1/devices?{}", next.finish()));
+        collection = collection.with_next(format!("/api/v1/devices?{}", next.finish()));
     }
     Ok(Json(collection))
 }
 
 /// `GET /api/v1/devices/{id}`: the latest position as a GeoJSON Feature.
-#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "read", security(("bearer" = [])), params(("id" = String, Path, description = "Device id")),
-    responses((status = 200, description = "The live position as a GeoJSON Feature"), (status = 404, description = "Never reported")))]
+#[utoipa::path(get, path = "/api/v1/devices/{id}", operation_id = "get_device", tag = "read", security(("bearer" = [])), params(("id" = String, Path, description = "Device id")),
+    responses((status = 200, description = "The live position as a GeoJSON Feature", body = Feature),
+        (status = 400, description = "Not a device id", body = ErrorBody),
+        (status = 404, description = "Never reported", body = ErrorBody),
+        (status = 503, description = "The database is unavailable: retry after Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        TokenRefusals))]
 pub async fn get_one(
     State(db): State<PgPool>,
     principal: Authorized<scope::Read>,
     PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Feature>, ApiError> {
     principal.require_device(&id)?;
     let latest = tracker::latest::get(&db, &id).await?;
     latest
-        .map(|position| Json(tracker::latest::to_feature(&position)))
+        .map(|position| Json(Feature(tracker::latest::to_feature(&position))))
         .ok_or_else(|| unknown_device(&id))
 }
 
@@ -106,12 +115,17 @@ pub struct TrackParams {
 
 /// `GET /api/v1/devices/{id}/track?from=&to=&format=geojson|gpx|csv`: the history in
 /// `[from, to)` (default: the last 24 hours), streamed.
-#[utoipa::path(get, path = "/api/v1/devices/{id}/track", tag = "read", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/devices/{id}/track", operation_id = "get_device_track", tag = "read", security(("bearer" = [])),
     params(("id" = String, Path, description = "Device id"), ("from" = Option<String>, Query, description = "RFC 3339 or epoch (default: 24 h before `to`)"),
         ("to" = Option<String>, Query, description = "RFC 3339 or epoch, exclusive (default: now)"),
         ("format" = Option<String>, Query, description = "geojson (default), gpx or csv")),
-    responses((status = 200, description = "The history, streamed"), (status = 400, description = "Bad time range or format"),
-        (status = 404, description = "Never reported")))]
+    responses((status = 200, description = "The history, streamed, as a file named after the device (`Content-Disposition`)",
+            content((FeatureCollection = "application/geo+json"), (String = "application/gpx+xml"), (String = "text/csv")),
+            headers(("Content-Disposition" = String, description = "`inline; filename=\"DEVICE.geojson\"` (`.gpx`, `.csv`)"))),
+        (status = 400, description = "Not a device id, bad time range, format or an unknown parameter", body = ErrorBody),
+        (status = 404, description = "Never reported", body = ErrorBody),
+        (status = 503, description = "The database is unavailable: retry after Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        TokenRefusals))]
 pub async fn track(
     State(db): State<PgPool>,
     State(sessions): State<Sessions>,
@@ -140,7 +154,7 @@ pub async fn track(
         .as_deref()
         .map(|t| crate::extract::time("from", t))
         .transpose()?
-        .unwrap_or(to - Duration::hours(24));
+        .unwrap_or((to - Duration::hours(24)).max(crate::extract::earliest_stored()));
     if from >= to {
         return Err(ApiError::bad_request(
             "invalid_range",
@@ -183,8 +197,12 @@ pub async fn track(
 
 /// `DELETE /api/v1/devices/{id}` (admin): erases the device's history, live position, alerts
 /// and fence states.
-#[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "admin", security(("bearer" = [])), params(("id" = String, Path, description = "Device id")),
-    responses((status = 200, description = "History and live position erased"), (status = 404, description = "Unknown device")))]
+#[utoipa::path(delete, path = "/api/v1/devices/{id}", operation_id = "erase_device", tag = "admin", security(("bearer" = [])), params(("id" = String, Path, description = "Device id")),
+    responses((status = 200, description = "History and live position erased", body = Erased),
+        (status = 400, description = "Not a device id", body = ErrorBody),
+        (status = 404, description = "Unknown device", body = ErrorBody),
+        (status = 503, description = "The database is unavailable: retry after Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        TokenRefusals))]
 pub async fn erase(
     State(db): State<PgPool>,
     State(alerting): State<Arc<Alerting>>,
@@ -204,9 +222,20 @@ pub async fn erase(
     tracing::info!(device = %id, positions = erased.positions, "device erased");
     Ok((
         StatusCode::OK,
-        Json(json!({"device": id, "erased_positions": erased.positions})),
+        Json(Erased {
+            device: id,
+            erased_positions: erased.positions,
+        }),
     )
         .into_response())
+}
+
+/// What `DELETE /api/v1/devices/{id}` erased.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Erased {
+    device: String,
+    /// Positions removed from the history.
+    erased_positions: u64,
 }
 
 fn unknown_device(id: &str) -> ApiError {

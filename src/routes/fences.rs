@@ -7,14 +7,16 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sqlx::PgPool;
+use utoipa::ToSchema;
 
 use crate::auth::{Authorized, Principal, Scope, scope};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody, TokenRefusals};
 use crate::extract::{Params, PathId, RawBody};
 use crate::fence_registry::FenceRegistry;
+use crate::routes::geojson::{Feature, FeatureCollection};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,22 +25,26 @@ pub struct ListParams {
 }
 
 /// `GET /api/v1/fences?bbox=`: every fence (or those whose area meets the bbox), by id.
-#[utoipa::path(get, path = "/api/v1/fences", tag = "fences", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/fences", operation_id = "list_fences", tag = "fences", security(("bearer" = [])),
     params(("bbox" = Option<String>, Query, description = "minLon,minLat,maxLon,maxLat")),
-    responses((status = 200, description = "FeatureCollection of fences")))]
+    responses((status = 200, description = "FeatureCollection of fences", body = FeatureCollection),
+        (status = 400, description = "Bad bbox or an unknown parameter", body = ErrorBody),
+        (status = 503, description = "The fence index is still loading, or the database is unavailable: retry after Retry-After",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        TokenRefusals))]
 pub async fn list(
     State(fences): State<Arc<FenceRegistry>>,
     reader: Authorized<scope::Read>,
     Params(params): Params<ListParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FeatureCollection>, ApiError> {
     let bbox = params.bbox.as_deref().map(crate::extract::bbox).transpose()?;
-    let features: Vec<Value> = fences
+    let features = fences
         .features(bbox)
         .await?
         .into_iter()
-        .map(|f| for_reader(f, &reader))
+        .map(|f| Feature(for_reader(f, &reader)))
         .collect();
-    Ok(Json(json!({"type": "FeatureCollection", "features": features})))
+    Ok(Json(FeatureCollection::new(features)))
 }
 
 /// A fence as `reader` may see it: webhook URLs (which may hold secrets of their receivers)
@@ -53,33 +59,55 @@ fn for_reader(mut feature: Value, reader: &Principal) -> Value {
 }
 
 /// `GET /api/v1/fences/{id}`.
-#[utoipa::path(get, path = "/api/v1/fences/{id}", tag = "fences", security(("bearer" = [])), params(("id" = String, Path, description = "Fence id")),
-    responses((status = 200, description = "The fence as a Feature"), (status = 404, description = "Unknown fence")))]
+#[utoipa::path(get, path = "/api/v1/fences/{id}", operation_id = "get_fence", tag = "fences", security(("bearer" = [])), params(("id" = String, Path, description = "Fence id")),
+    responses((status = 200, description = "The fence as a Feature", body = Feature),
+        (status = 400, description = "Not a fence id", body = ErrorBody),
+        (status = 404, description = "Unknown fence", body = ErrorBody),
+        (status = 503, description = "The fence index is still loading, or the database is unavailable: retry after Retry-After",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        TokenRefusals))]
 pub async fn get_one(
     State(fences): State<Arc<FenceRegistry>>,
     reader: Authorized<scope::Read>,
     PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(for_reader(fences.feature(&id)?, &reader)))
+) -> Result<Json<Feature>, ApiError> {
+    Ok(Json(Feature(for_reader(fences.feature(&id)?, &reader))))
 }
 
 /// `POST /api/v1/fences`: creates a fence from a Feature (409 if its id exists).
-#[utoipa::path(post, path = "/api/v1/fences", tag = "fences", security(("bearer" = [])),
-    request_body(content = serde_json::Value, description = "A GeoJSON Feature", content_type = "application/json"),
-    responses((status = 201, description = "Created"), (status = 400, description = "Invalid fence"), (status = 409, description = "The id exists")))]
+#[utoipa::path(post, path = "/api/v1/fences", operation_id = "create_fence", tag = "fences", security(("bearer" = [])),
+    request_body(content = serde_json::Value, description = "A GeoJSON Feature", content_type = "application/json",
+        example = json!({"type": "Feature", "id": "depot", "geometry": {"type": "Point", "coordinates": [2.35, 48.85]},
+            "properties": {"name": "Depot", "radius_m": 150, "dwell_s": 300}})),
+    responses((status = 201, description = "Created: the fence as stored", body = Feature),
+        (status = 400, description = "Not JSON, or an invalid fence (the reason and where)", body = ErrorBody),
+        (status = 409, description = "The id exists", body = ErrorBody),
+        (status = 413, description = "Body over 2 MiB", body = ErrorBody),
+        (status = 503, description = "The fence index is still loading, or the database is unavailable: retry after Retry-After",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        TokenRefusals))]
 pub async fn create(
     State(fences): State<Arc<FenceRegistry>>,
     _admin: Authorized<scope::Admin>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let feature = fences.create(&json_body(&body)?).await?;
-    Ok((StatusCode::CREATED, Json(feature)).into_response())
+    Ok((StatusCode::CREATED, Json(Feature(feature))).into_response())
 }
 
 /// `PUT /api/v1/fences/{id}`: creates or replaces the fence with that id.
-#[utoipa::path(put, path = "/api/v1/fences/{id}", tag = "fences", security(("bearer" = [])), params(("id" = String, Path, description = "Fence id")),
-    request_body(content = serde_json::Value, description = "A GeoJSON Feature", content_type = "application/json"),
-    responses((status = 200, description = "Replaced"), (status = 201, description = "Created"), (status = 400, description = "Invalid fence")))]
+#[utoipa::path(put, path = "/api/v1/fences/{id}", operation_id = "put_fence", tag = "fences", security(("bearer" = [])), params(("id" = String, Path, description = "Fence id")),
+    request_body(content = serde_json::Value, description = "A GeoJSON Feature", content_type = "application/json",
+        example = json!({"type": "Feature", "geometry": {"type": "Polygon",
+            "coordinates": [[[2.30, 48.83], [2.40, 48.83], [2.40, 48.88], [2.30, 48.88], [2.30, 48.83]]]},
+            "properties": {"name": "City", "speed_limit_mps": 8}})),
+    responses((status = 200, description = "Replaced: the fence as stored", body = Feature),
+        (status = 201, description = "Created: the fence as stored", body = Feature),
+        (status = 400, description = "Not a fence id, not JSON, an invalid fence, or a Feature `id` other than the path's", body = ErrorBody),
+        (status = 413, description = "Body over 2 MiB", body = ErrorBody),
+        (status = 503, description = "The fence index is still loading, or the database is unavailable: retry after Retry-After",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        TokenRefusals))]
 pub async fn put(
     State(fences): State<Arc<FenceRegistry>>,
     _admin: Authorized<scope::Admin>,
@@ -92,45 +120,75 @@ pub async fn put(
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(feature)).into_response())
+    Ok((status, Json(Feature(feature))).into_response())
 }
 
 /// `DELETE /api/v1/fences/{id}`.
-#[utoipa::path(delete, path = "/api/v1/fences/{id}", tag = "fences", security(("bearer" = [])), params(("id" = String, Path, description = "Fence id")),
-    responses((status = 200, description = "Deleted"), (status = 404, description = "Unknown fence")))]
+#[utoipa::path(delete, path = "/api/v1/fences/{id}", operation_id = "delete_fence", tag = "fences", security(("bearer" = [])), params(("id" = String, Path, description = "Fence id")),
+    responses((status = 200, description = "Deleted", body = Deleted),
+        (status = 400, description = "Not a fence id", body = ErrorBody),
+        (status = 404, description = "Unknown fence", body = ErrorBody),
+        (status = 503, description = "The fence index is still loading, or the database is unavailable: retry after Retry-After",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        TokenRefusals))]
 pub async fn delete(
     State(fences): State<Arc<FenceRegistry>>,
     _admin: Authorized<scope::Admin>,
     PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     fences.delete(&id).await?;
     tracing::info!(fence = %id, "fence deleted");
-    Ok(Json(json!({"deleted": id})))
+    Ok(Json(Deleted { deleted: id }))
+}
+
+/// The id of the fence deleted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Deleted {
+    deleted: String,
 }
 
 /// `POST /api/v1/fences/import`: a FeatureCollection, all or nothing. Invalid features are
 /// reported by index with the reason, and then nothing is stored.
-#[utoipa::path(post, path = "/api/v1/fences/import", tag = "fences", security(("bearer" = [])),
-    request_body(content = serde_json::Value, description = "A GeoJSON FeatureCollection", content_type = "application/json"),
-    responses((status = 200, description = "All imported: {imported}"), (status = 400, description = "Nothing imported: {error, invalid: [{index, id, reason}]}")))]
+#[utoipa::path(post, path = "/api/v1/fences/import", operation_id = "import_fences", tag = "fences", security(("bearer" = [])),
+    request_body(content = serde_json::Value, description = "A GeoJSON FeatureCollection", content_type = "application/json",
+        example = json!({"type": "FeatureCollection", "features": [{"type": "Feature", "id": "depot",
+            "geometry": {"type": "Point", "coordinates": [2.35, 48.85]}, "properties": {"radius_m": 150}}]})),
+    responses((status = 200, description = "All imported", body = Imported),
+        (status = 400, description = "Nothing imported: not JSON, not a FeatureCollection, or invalid features, \
+            listed beside `error` as `invalid: [{index, id, reason}]`", body = ErrorBody),
+        (status = 413, description = "Body over `ingest.max_body_bytes`", body = ErrorBody),
+        (status = 503, description = "The fence index is still loading, or the database is unavailable: retry after Retry-After",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        TokenRefusals))]
 pub async fn import(
     State(fences): State<Arc<FenceRegistry>>,
     _admin: Authorized<scope::Admin>,
     RawBody(body): RawBody,
-) -> Result<Json<Value>, ApiError> {
-    let count = fences.import(json_body(&body)?).await?;
-    Ok(Json(json!({"imported": count})))
+) -> Result<Json<Imported>, ApiError> {
+    let imported = fences.import(json_body(&body)?).await?;
+    Ok(Json(Imported { imported }))
+}
+
+/// How many fences an import stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Imported {
+    imported: usize,
 }
 
 /// `GET /api/v1/fences/{id}/devices`: live positions of the devices inside the fence now.
-#[utoipa::path(get, path = "/api/v1/fences/{id}/devices", tag = "fences", security(("bearer" = [])), params(("id" = String, Path, description = "Fence id")),
-    responses((status = 200, description = "FeatureCollection of the live positions inside"), (status = 404, description = "Unknown fence")))]
+#[utoipa::path(get, path = "/api/v1/fences/{id}/devices", operation_id = "list_devices_in_fence", tag = "fences", security(("bearer" = [])), params(("id" = String, Path, description = "Fence id")),
+    responses((status = 200, description = "FeatureCollection of the live positions inside, with the fence id", body = FeatureCollection),
+        (status = 400, description = "Not a fence id", body = ErrorBody),
+        (status = 404, description = "Unknown fence", body = ErrorBody),
+        (status = 503, description = "The fence index is still loading, or the database is unavailable: retry after Retry-After",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        TokenRefusals))]
 pub async fn devices_inside(
     State(fences): State<Arc<FenceRegistry>>,
     State(db): State<PgPool>,
     principal: Authorized<scope::Read>,
     PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FeatureCollection>, ApiError> {
     let fence = fences.prepared(&id)?;
     let mut inside = Vec::new();
     for bbox in fence.extents() {
@@ -150,10 +208,11 @@ pub async fn devices_inside(
     }
     inside.sort_by(|a, b| a.device.cmp(&b.device));
     inside.dedup_by(|a, b| a.device == b.device);
-    let features: Vec<Value> = inside.iter().map(tracker::latest::to_feature).collect();
-    Ok(Json(
-        json!({"type": "FeatureCollection", "fence": id, "features": features}),
-    ))
+    let features = inside
+        .iter()
+        .map(|p| Feature(tracker::latest::to_feature(p)))
+        .collect();
+    Ok(Json(FeatureCollection::new(features).inside(id)))
 }
 
 fn json_body(body: &[u8]) -> Result<Value, ApiError> {

@@ -18,7 +18,7 @@ use tracker::latest::ListQuery;
 use tracker::live::{LiveFeed, LivePosition};
 
 use crate::auth::{Authorized, BearerOrQuery, Principal, scope};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody, TokenRefusals};
 use crate::extract::Params;
 use crate::ws::{Gone, Sessions, Socket};
 
@@ -41,11 +41,13 @@ struct ViewChange {
 }
 
 /// `WS /ws/positions?bbox=&token=`.
-#[utoipa::path(get, path = "/ws/positions", tag = "read", security(("bearer" = []), ("token" = [])),
+#[utoipa::path(get, path = "/ws/positions", operation_id = "positions_socket", tag = "read", security(("bearer" = []), ("token" = [])),
     params(("bbox" = Option<String>, Query, description = "minLon,minLat,maxLon,maxLat (default: the world)"),
         ("token" = Option<String>, Query, description = "Token, for browsers")),
-    responses((status = 101, description = "WebSocket of live positions"), (status = 400, description = "Bad bbox"),
-        (status = 401, description = "No valid token")))]
+    responses((status = 101, description = "WebSocket of live positions"),
+        (status = 400, description = "Bad filter or unknown parameter (JSON), or not a WebSocket upgrade request (axum's plain-text answer)",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+        TokenRefusals))]
 pub async fn socket(
     State(db): State<PgPool>,
     State(live): State<LiveFeed>,

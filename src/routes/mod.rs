@@ -4,6 +4,7 @@ mod alerts;
 mod device_apps;
 mod devices;
 mod fences;
+mod geojson;
 mod live;
 mod ops;
 mod positions;
@@ -25,12 +26,13 @@ use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::guard::LocalOnly;
 use crate::http_metrics::{self, HttpMetrics};
 use crate::state::AppState;
@@ -89,6 +91,7 @@ fn routes(state: AppState) -> Router {
         .routes(routes!(tiles::tile))
         .split_for_parts();
     spec.merge(tiles_spec);
+    unique_operation_ids(&mut spec);
     let spec = Arc::new(spec);
     let router = crate::web::paths().fold(router, |router, path| router.route(path, get(crate::web::asset)));
     router
@@ -110,7 +113,7 @@ fn documented_routes(max_body: usize) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(limited(routes!(positions::post)))
         .routes(limited(routes!(device_apps::osmand)))
-        .routes(limited(routes!(device_apps::root)))
+        .routes(limited(routes!(device_apps::root_get, device_apps::root_post)))
         .routes(limited(routes!(device_apps::owntracks)))
         .routes(limited(routes!(device_apps::overland)))
         .routes(routes!(devices::list))
@@ -136,9 +139,52 @@ fn documented_routes(max_body: usize) -> OpenApiRouter<AppState> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "geotrack", description = "Real-time geo-tracking, geofencing and vector tiles on PostGIS"),
+    // Referenced by the shared refusals (`TokenRefusals`, `DeviceAppRefusals`), which do not
+    // register the schemas they name.
+    components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&SecuritySchemes)
 )]
 struct ApiDoc;
+
+/// A handler serving several methods (`/osmand`) gives each the handler's name as its
+/// `operationId`, which OpenAPI requires to be unique: those get the method as a suffix
+/// (`osmand_get`, `osmand_post`...).
+fn unique_operation_ids(spec: &mut utoipa::openapi::OpenApi) {
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for item in spec.paths.paths.values_mut() {
+        for (_, operation) in operations(item) {
+            if let Some(id) = &operation.operation_id {
+                *seen.entry(id.clone()).or_default() += 1;
+            }
+        }
+    }
+    for item in spec.paths.paths.values_mut() {
+        for (method, operation) in operations(item) {
+            if let Some(id) = operation.operation_id.as_mut()
+                && seen.get(id.as_str()).is_some_and(|&n| n > 1)
+            {
+                *id = format!("{id}_{method}");
+            }
+        }
+    }
+}
+
+/// The operations of a path, by method.
+fn operations(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut Operation)> {
+    [
+        ("get", &mut item.get),
+        ("put", &mut item.put),
+        ("post", &mut item.post),
+        ("delete", &mut item.delete),
+        ("options", &mut item.options),
+        ("head", &mut item.head),
+        ("patch", &mut item.patch),
+        ("trace", &mut item.trace),
+        ("query", &mut item.query),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| operation.as_mut().map(|operation| (method, operation)))
+}
 
 /// The ways a token can be presented (see `auth`).
 struct SecuritySchemes;

@@ -10,18 +10,22 @@ use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::fence_registry::FenceRegistry;
 
 /// `GET /health`: 200 while the process serves requests.
-#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "The process is up")))]
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "The process is up", body = serde_json::Value, example = json!({"status": "ok"}))))]
 pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// `GET /ready`: 200 only when the database answers and every migration is applied.
 #[utoipa::path(get, path = "/ready", tag = "operations",
-    responses((status = 200, description = "Database reachable, migrated, fence index loaded"), (status = 503, description = "Not ready, with the reason")))]
+    responses((status = 200, description = "Database reachable, migrated, fence index loaded", body = serde_json::Value,
+            example = json!({"status": "ready"})),
+        (status = 503, description = "Not ready, with the reason", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait")))))]
 pub async fn ready(
     State(db): State<PgPool>,
     State(fences): State<Arc<FenceRegistry>>,
@@ -39,7 +43,8 @@ pub async fn ready(
 
 /// `GET /metrics`: Prometheus / OpenMetrics text.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus / OpenMetrics text", content_type = "application/openmetrics-text")))]
+    responses((status = 200, description = "Prometheus / OpenMetrics text", body = String,
+        content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(registry): State<Arc<Registry>>) -> Result<impl IntoResponse, ApiError> {
     let mut text = String::with_capacity(8 * 1024);
     prometheus_client::encoding::text::encode(&mut text, &registry).map_err(|e| ApiError::internal(&e))?;

@@ -7,30 +7,52 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use serde_json::{Value, json};
+use serde::Serialize;
 use tracker::decode::{self, BodyFormat, DecodeError};
+use utoipa::ToSchema;
 
 use crate::auth::{Authorized, scope};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody, TokenRefusals};
 use crate::extract::RawBody;
 use crate::ingest::Ingest;
 
 const PROTOCOL: &str = "json";
 
-#[utoipa::path(post, path = "/api/v1/positions", tag = "ingest", security(("bearer" = [])),
-    request_body(content = serde_json::Value, description = "A fix, an array of fixes, a GeoJSON Feature or FeatureCollection (application/json, application/geo+json), or NDJSON (application/x-ndjson)",
-        content_type = "application/json"),
-    responses((status = 202, description = "Committed: {accepted, rejected: [{index, code, reason}]}"),
-        (status = 400, description = "Malformed body"), (status = 401, description = "No or unknown token"),
-        (status = 403, description = "Token lacks ingest or the device"), (status = 413, description = "Body or batch too large"),
-        (status = 415, description = "Unsupported content type"), (status = 429, description = "Rate limited"),
-        (status = 503, description = "Not durable now; retry after Retry-After")))]
+/// The answer to an ingest request: every fix of it is committed or rejected.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngestReport {
+    /// Fixes committed (a fix sent again counts, and is stored once).
+    accepted: usize,
+    /// The fixes refused, by their index in the request.
+    rejected: Vec<RejectedFix>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RejectedFix {
+    index: usize,
+    /// Stable, e.g. `invalid_lat`, `ts_in_future`, `rate_limited`.
+    code: &'static str,
+    reason: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/positions", operation_id = "post_positions", tag = "ingest", security(("bearer" = [])),
+    request_body(description = "A fix, an array of fixes, a GeoJSON Feature or FeatureCollection, or NDJSON (one fix per line)",
+        content((serde_json::Value = "application/json", example = json!([
+                {"device": "truck-1", "ts": "2026-06-01T12:00:00Z", "lon": 13.40, "lat": 52.52, "speed_mps": 8.3}])),
+            (serde_json::Value = "application/geo+json"), (String = "application/x-ndjson"))),
+    responses((status = 202, description = "Committed, with a report of the fixes refused", body = IngestReport),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 413, description = "Body over `ingest.max_body_bytes`, or more than `ingest.max_request_fixes` fixes", body = ErrorBody),
+        (status = 415, description = "Unsupported content type", body = ErrorBody),
+        (status = 503, description = "Nothing stored (ingest queue full or database unavailable): retry after Retry-After",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        TokenRefusals))]
 pub async fn post(
     State(ingest): State<Arc<Ingest>>,
     principal: Authorized<scope::Ingest>,
     headers: HeaderMap,
     body: Result<RawBody, ApiError>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<IngestReport>), ApiError> {
     // The content type is checked first: a body of the wrong type is refused unread.
     let format = body_format(&headers)?;
     let RawBody(body) = body?;
@@ -43,15 +65,20 @@ pub async fn post(
     })?;
 
     let outcome = ingest.store(&principal, PROTOCOL, records).await?;
-    let rejected: Vec<Value> = outcome
+    let rejected = outcome
         .rejected
         .into_iter()
-        .map(|(index, r)| json!({"index": index, "code": r.code, "reason": r.message}))
+        .map(|(index, r)| RejectedFix {
+            index,
+            code: r.code,
+            reason: r.message,
+        })
         .collect();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"accepted": outcome.accepted, "rejected": rejected})),
-    ))
+    let report = IngestReport {
+        accepted: outcome.accepted,
+        rejected,
+    };
+    Ok((StatusCode::ACCEPTED, Json(report)))
 }
 
 fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {

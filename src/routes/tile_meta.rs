@@ -13,12 +13,15 @@ use serde_json::{Value, json};
 use tiles::TileStore;
 
 use crate::auth::{Authorized, DeviceApp, scope};
-use crate::error::ApiError;
+use crate::error::{ApiError, DeviceAppRefusals, ErrorBody};
 use crate::extract::PathId;
 
 /// `GET /tiles`: the catalog of layers, each with its TileJSON URL.
-#[utoipa::path(get, path = "/tiles", tag = "tiles", security(("bearer" = []), ("token" = [])),
-    responses((status = 200, description = "{tiles: {layer: {content_type, description, minzoom, maxzoom, tilejson}}}")))]
+#[utoipa::path(get, path = "/tiles", operation_id = "get_tile_catalog", tag = "tiles", security(("bearer" = []), ("token" = [])),
+    responses((status = 200, description = "`{tiles: {LAYER: {content_type, description, minzoom, maxzoom, tilejson}}}`",
+            body = serde_json::Value),
+        (status = 503, description = "The token is over its rate limit: retry after Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        DeviceAppRefusals))]
 pub async fn catalog(
     State(tiles): State<Arc<TileStore>>,
     _reader: Authorized<scope::Read, DeviceApp>,
@@ -46,10 +49,14 @@ pub async fn catalog(
 }
 
 /// `GET /tiles/{layer}`: TileJSON 3.0 for a layer.
-#[utoipa::path(get, path = "/tiles/{layer}", tag = "tiles", security(("bearer" = []), ("token" = [])),
+#[utoipa::path(get, path = "/tiles/{layer}", operation_id = "get_tilejson", tag = "tiles", security(("bearer" = []), ("token" = [])),
     params(("layer" = String, Path, description = "A layer (see GET /tiles)")),
-    responses((status = 200, description = "TileJSON 3.0"), (status = 404, description = "Unknown layer"),
-        (status = 503, description = "The layer's table cannot be read")))]
+    responses((status = 200, description = "TileJSON 3.0", body = serde_json::Value),
+        (status = 400, description = "Not a layer name", body = ErrorBody),
+        (status = 404, description = "Unknown layer", body = ErrorBody),
+        (status = 503, description = "The layer's table cannot be read, the database is unavailable, or the token is over its \
+            rate limit: retry after Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        DeviceAppRefusals))]
 pub async fn tilejson(
     State(tiles): State<Arc<TileStore>>,
     _reader: Authorized<scope::Read, DeviceApp>,
@@ -126,9 +133,11 @@ const STYLES: [(&str, &str); 1] = [("default", include_str!("../../styles/defaul
 
 /// `GET /styles/{name}.json`: a MapLibre style whose tile and data URLs point at this server
 /// (as the client reached it) and carry the request's `?token=`.
-#[utoipa::path(get, path = "/styles/{file}", tag = "tiles",
+#[utoipa::path(get, path = "/styles/{file}", operation_id = "get_style", tag = "tiles",
     params(("file" = String, Path, description = "Style file name, e.g. default.json")),
-    responses((status = 200, description = "MapLibre style JSON"), (status = 404, description = "Unknown style")))]
+    responses((status = 200, description = "MapLibre style JSON", body = serde_json::Value),
+        (status = 400, description = "Not a file name", body = ErrorBody),
+        (status = 404, description = "Unknown style", body = ErrorBody)))]
 pub async fn style(PathId(file): PathId, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
     let name = file.strip_suffix(".json").unwrap_or(&file);
     let Some((_, document)) = STYLES.iter().find(|(n, _)| *n == name) else {

@@ -21,24 +21,36 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use fences::Bbox;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 use smallvec::SmallVec;
 use tiles::{Change, Coding, LayerId, Tile, TileCoord, TileStore, Validators, Window};
 use tokio::sync::broadcast::error::RecvError;
+use utoipa::ToSchema;
 
 use crate::auth::{Authorized, BearerOrQuery, DeviceApp, scope};
-use crate::error::ApiError;
+use crate::error::{ApiError, DeviceAppRefusals, ErrorBody, TokenRefusals};
 use crate::extract::PathId;
 use crate::ws::{Gone, Sessions};
 
-#[utoipa::path(get, path = "/tiles/{layer}/{z}/{x}/{y}", tag = "tiles", security(("bearer" = []), ("token" = [])),
+#[utoipa::path(get, path = "/tiles/{layer}/{z}/{x}/{y}", operation_id = "get_tile", tag = "tiles", security(("bearer" = []), ("token" = [])),
     params(("layer" = String, Path, description = "A layer (see GET /tiles), or several separated by commas"), ("z" = u8, Path, description = "Zoom, 0 to 22"),
         ("x" = u32, Path, description = "Column"), ("y" = String, Path, description = "Row, optionally with .mvt or .pbf"),
         ("from" = Option<String>, Query, description = "tracks: start of the window (RFC 3339 or epoch); default: `to` minus tiles.tracks_window_s"),
-        ("to" = Option<String>, Query, description = "tracks: end of the window (default: now). Tiles are cached only when both are given")),
-    responses((status = 200, description = "The tile", content_type = "application/vnd.mapbox-vector-tile"),
-        (status = 204, description = "No feature in this tile"), (status = 400, description = "No such tile, or a bad time window"),
-        (status = 404, description = "Unknown layer"), (status = 503, description = "A layer's table cannot be read")))]
+        ("to" = Option<String>, Query, description = "tracks: end of the window (default: now). Tiles are cached only when both are given"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags of copies the client has (or `*`): 304 when one is current")),
+    responses((status = 200, description = "The tile: a Mapbox Vector Tile, brotli- or gzip-coded as `Accept-Encoding` allows",
+            content_type = "application/vnd.mapbox-vector-tile",
+            headers(("ETag" = String, description = "Strong, one per coding"), ("Cache-Control" = String), ("Vary" = String),
+                ("Content-Encoding" = String, description = "`br` or `gzip` when coded"))),
+        (status = 204, description = "No feature in this tile", headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "The client's copy (`If-None-Match`) is current", headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 400, description = "No such tile, bad path, too many layers, or a bad time window", body = ErrorBody),
+        (status = 404, description = "Unknown layer", body = ErrorBody),
+        (status = 406, description = "`Accept-Encoding` refuses br, gzip and identity", body = ErrorBody),
+        (status = 503, description = "A layer's table cannot be read, the database is unavailable, or the token is over its \
+            rate limit: retry after Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        DeviceAppRefusals))]
 pub async fn tile(
     State(tiles): State<Arc<TileStore>>,
     reader: Authorized<scope::Read, DeviceApp>,
@@ -192,7 +204,10 @@ fn window(tiles: &TileStore, uri: &Uri) -> Result<Window, ApiError> {
             .map(|text| crate::extract::time(name, &text))
             .transpose()
     };
-    Ok(tiles.windows().window(read("from")?, read("to")?)?)
+    let mut window = tiles.windows().window(read("from")?, read("to")?)?;
+    // A default `from` (`to` minus the default length) may fall before what the database holds.
+    window.from = window.from.max(crate::extract::earliest_stored());
+    Ok(window)
 }
 
 /// The first value of a query parameter.
@@ -205,16 +220,18 @@ fn query_param(uri: &Uri, name: &str) -> Option<String> {
 /// `POST /tiles/{layer}/invalidate?bbox=minLon,minLat,maxLon,maxLat` (admin): the layer's data
 /// changed outside geotrack (an operator table); drops its cached tiles within `bbox` (all of
 /// them without one) and announces the change on `WS /ws/tiles`.
-#[utoipa::path(post, path = "/tiles/{layer}/invalidate", tag = "tiles", security(("bearer" = [])),
+#[utoipa::path(post, path = "/tiles/{layer}/invalidate", operation_id = "invalidate_tiles", tag = "tiles", security(("bearer" = [])),
     params(("layer" = String, Path, description = "A layer"), ("bbox" = Option<String>, Query, description = "minLon,minLat,maxLon,maxLat; minLon > maxLon crosses the antimeridian")),
-    responses((status = 200, description = "{layer, bboxes}: what was invalidated"), (status = 400, description = "Bad bbox"),
-        (status = 404, description = "Unknown layer")))]
+    responses((status = 200, description = "What was invalidated", body = Invalidated),
+        (status = 400, description = "Not a layer name, or a bad bbox", body = ErrorBody),
+        (status = 404, description = "Unknown layer", body = ErrorBody),
+        TokenRefusals))]
 pub async fn invalidate(
     State(tiles): State<Arc<TileStore>>,
     _admin: Authorized<scope::Admin>,
     PathId(layer): PathId,
     uri: Uri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Invalidated>, ApiError> {
     let layer = tiles.catalog().layer(&layer)?;
     let change = match query_param(&uri, "bbox") {
         None => Change::default(),
@@ -225,18 +242,30 @@ pub async fn invalidate(
     tiles.cache().invalidate(layer, change);
     let name = &tiles.catalog().get(layer).name;
     tracing::info!(layer = %name, ?bboxes, "tiles invalidated on request");
-    Ok(Json(
-        json!({"layer": name, "bboxes": bboxes.as_deref().unwrap_or(&[Bbox::WORLD])}),
-    ))
+    Ok(Json(Invalidated {
+        layer: name.clone(),
+        bboxes: bboxes.as_deref().unwrap_or(&[Bbox::WORLD]).to_vec(),
+    }))
+}
+
+/// What `POST /tiles/{layer}/invalidate` dropped from the cache.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Invalidated {
+    layer: String,
+    /// `[minLon, minLat, maxLon, maxLat]` boxes (the world without `bbox`).
+    #[schema(value_type = Vec<[f64; 4]>)]
+    bboxes: Vec<Bbox>,
 }
 
 /// `WS /ws/tiles?token=`: `{"type":"changed","layer":"fences","bboxes":[[w,s,e,n],...]}` after
 /// every committed write that changed tiles, so a map refetches only the tiles meeting those
 /// extents. A subscriber that falls behind gets the whole world as changed. `positions` and
 /// `tracks` tiles are not announced: they change with every fix.
-#[utoipa::path(get, path = "/ws/tiles", tag = "tiles", security(("bearer" = []), ("token" = [])),
+#[utoipa::path(get, path = "/ws/tiles", operation_id = "tile_changes_socket", tag = "tiles", security(("bearer" = []), ("token" = [])),
     params(("token" = Option<String>, Query, description = "Token, for browsers")),
-    responses((status = 101, description = "WebSocket of tile changes"), (status = 401, description = "No valid token")))]
+    responses((status = 101, description = "WebSocket of tile changes"),
+        (status = 400, description = "Not a WebSocket upgrade request (axum's plain-text answer)", body = String, content_type = "text/plain"),
+        TokenRefusals))]
 pub async fn changes(
     State(tiles): State<Arc<TileStore>>,
     State(sessions): State<Sessions>,

@@ -98,6 +98,8 @@ async fn the_osmand_app_sends_metres_per_second_selected_by_speed_unit() {
             .unwrap_or_default()
             .starts_with("text/html")
     );
+    let head = app.request(Method::HEAD, "/").send().await;
+    assert_eq!(head.status(), 200, "HEAD / answers as GET / does");
     app.stop().await;
 }
 
