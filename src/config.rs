@@ -116,6 +116,9 @@ pub struct IngestConfig {
     pub queue_capacity: usize,
     /// How long a request waits for queue room before a 503.
     pub enqueue_wait_ms: u64,
+    /// Fixes of all requests waiting for queue room together; beyond it a request gets a 503
+    /// at once (bounds memory whatever the number of connections).
+    pub max_waiting_fixes: usize,
     /// Largest batch a writer commits at once.
     pub batch_max_fixes: usize,
     /// How long a writer waits for more fixes before committing a partial batch.
@@ -165,6 +168,7 @@ impl Default for IngestConfig {
             shards: pipeline.shards,
             queue_capacity: pipeline.queue_capacity,
             enqueue_wait_ms: duration_ms(pipeline.enqueue_wait),
+            max_waiting_fixes: pipeline.max_waiting_fixes,
             batch_max_fixes: pipeline.batch_max_fixes,
             batch_linger_ms: duration_ms(pipeline.batch_linger),
             max_request_fixes: 10_000,
@@ -186,6 +190,7 @@ impl IngestConfig {
             shards: self.shards.max(1),
             queue_capacity: self.queue_capacity.max(1),
             enqueue_wait: Duration::from_millis(self.enqueue_wait_ms),
+            max_waiting_fixes: self.max_waiting_fixes.max(1),
             batch_max_fixes: self.batch_max_fixes.max(1),
             batch_linger: Duration::from_millis(self.batch_linger_ms),
         }

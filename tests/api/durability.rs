@@ -184,3 +184,70 @@ async fn when_the_database_is_gone_ingest_answers_503_and_ready_turns_false() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn past_the_waiting_room_a_request_is_refused_at_once_not_after_the_wait() {
+    let app = spawn_with(|c| {
+        c.ingest.shards = 1;
+        c.ingest.queue_capacity = 5;
+        c.ingest.enqueue_wait_ms = 20_000;
+        c.ingest.max_waiting_fixes = 3;
+    })
+    .await;
+    let mut blocker = sqlx::PgConnection::connect(&app.db_url)
+        .await
+        .expect("blocker connection");
+    let mut lock = blocker.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE positions IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+
+    let queued: Vec<Value> = (0..5).map(|i| fix("wait", i, 1.0, 1.0)).collect();
+    let queued = tokio::spawn(
+        app.request(Method::POST, "/api/v1/positions")
+            .json(&queued)
+            .try_send(),
+    );
+    wait_until("first batch never queued", async || {
+        app.state.ingest.pipeline.queued() >= 5
+    })
+    .await;
+    let waiting: Vec<Value> = (5..8).map(|i| fix("wait", i, 1.0, 1.0)).collect();
+    let waiting = tokio::spawn(
+        app.request(Method::POST, "/api/v1/positions")
+            .json(&waiting)
+            .try_send(),
+    );
+    wait_until("second batch never waited", async || {
+        app.state.ingest.pipeline.waiting() >= 3
+    })
+    .await;
+
+    let started = std::time::Instant::now();
+    let refused = app.post_json(&fix("wait", 30, 1.0, 1.0)).await;
+    assert_eq!(refused.status(), 503);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "refused without waiting: {:?}",
+        started.elapsed()
+    );
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        json_with_status(refused, 503).await["error"]["code"],
+        "queue_full"
+    );
+
+    lock.rollback().await.expect("unlock");
+    for reply in [queued, waiting] {
+        let reply = reply.await.expect("task").expect("answered");
+        json_with_status(reply, 202).await;
+    }
+    assert_eq!(
+        app.stored().await,
+        8,
+        "the waiting request was stored once there was room"
+    );
+    assert_eq!(app.state.ingest.pipeline.waiting(), 0);
+    app.stop().await;
+}

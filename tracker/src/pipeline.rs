@@ -3,7 +3,10 @@
 //! Fixes are routed to a shard by device ([`crate::shard`]), so each device's fixes are written
 //! (and later evaluated) in order by exactly one writer task. Each shard has a bounded queue,
 //! counted in fixes by a semaphore: a request waits up to `enqueue_wait` for room, then is
-//! refused ([`SubmitError::QueueFull`]), so memory stays bounded under any load. A writer takes
+//! refused ([`SubmitError::QueueFull`]). Waiting is bounded too: once `max_waiting_fixes` wait
+//! for room, a request is refused at once instead of joining them, so the fixes held by the
+//! pipeline (queued, in flight or waiting) stay bounded under any load and any number of
+//! connections. A writer takes
 //! whatever is queued (lingering a few ms for more, up to `batch_max_fixes`), writes it in one
 //! transaction and only then answers the requests in it. A batch that fails because of its
 //! data is split in halves until the fix responsible is isolated and rejected alone.
@@ -35,6 +38,9 @@ pub struct PipelineConfig {
     pub queue_capacity: usize,
     /// How long a request waits for queue room before it is refused.
     pub enqueue_wait: Duration,
+    /// Fixes of all requests waiting for queue room together; beyond it a request is refused
+    /// at once.
+    pub max_waiting_fixes: usize,
     /// A writer stops adding requests to a batch at this many fixes.
     pub batch_max_fixes: usize,
     /// How long a writer waits for more requests before writing a batch that is not full.
@@ -47,6 +53,7 @@ impl Default for PipelineConfig {
             shards: 4,
             queue_capacity: 50_000,
             enqueue_wait: Duration::from_secs(2),
+            max_waiting_fixes: 50_000,
             batch_max_fixes: 5_000,
             batch_linger: Duration::from_millis(2),
         }
@@ -90,6 +97,8 @@ pub struct Pipeline {
 #[derive(Debug)]
 struct Inner {
     shards: Vec<ShardQueue>,
+    /// Room for fixes waiting for queue room (`max_waiting_fixes`).
+    waiting: Semaphore,
     config: PipelineConfig,
     metrics: IngestMetrics,
     closing: CancellationToken,
@@ -164,6 +173,7 @@ impl Pipeline {
         Self {
             inner: Arc::new(Inner {
                 shards,
+                waiting: Semaphore::new(config.max_waiting_fixes.max(1)),
                 config,
                 metrics,
                 closing,
@@ -184,6 +194,11 @@ impl Pipeline {
             .iter()
             .map(|s| usize::try_from(s.depth.get()).unwrap_or(0))
             .sum()
+    }
+
+    /// Fixes of requests waiting for queue room.
+    pub fn waiting(&self) -> usize {
+        self.inner.config.max_waiting_fixes.max(1) - self.inner.waiting.available_permits()
     }
 
     /// Writers stop waiting for fuller batches and commit what they have (first shutdown step).
@@ -244,12 +259,21 @@ impl Pipeline {
         })
     }
 
-    /// Takes queue room for every shard involved, within `enqueue_wait` overall, or none at all.
+    /// Takes queue room for every shard involved, within `enqueue_wait` overall, or none at all;
+    /// refuses at once when too many fixes already wait.
     async fn reserve_room(
         &self,
         per_shard: &[Vec<(usize, Fix)>],
     ) -> Result<Vec<Option<OwnedSemaphorePermit>>, SubmitError> {
         let config = &self.inner.config;
+        let total: usize = per_shard.iter().map(Vec::len).sum();
+        let waiting = u32::try_from(total.min(config.max_waiting_fixes.max(1))).unwrap_or(u32::MAX);
+        let Ok(_waiting) = self.inner.waiting.try_acquire_many(waiting) else {
+            self.inner.metrics.queue_full.inc();
+            return Err(SubmitError::QueueFull {
+                retry_after: Duration::from_secs(1),
+            });
+        };
         let deadline = tokio::time::Instant::now() + config.enqueue_wait;
         let mut permits = Vec::with_capacity(per_shard.len());
         for (queue, fixes) in self.inner.shards.iter().zip(per_shard) {
