@@ -57,6 +57,8 @@ pub enum Command {
     Simulate(tools::simulate::SimulateArgs),
     /// Measure alert latency (fix received to alert on a WebSocket) under an open-loop drive.
     BenchAlerts(tools::bench_alerts::BenchAlertsArgs),
+    /// Drive ingest at a multiple of its sustainable rate; check refusals, /health, nothing lost.
+    BenchOverload(tools::bench_overload::BenchOverloadArgs),
 }
 
 impl Cli {
@@ -123,6 +125,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::BenchIngest(args) => tools::bench_ingest::run(&args, &config.database_url).await?,
         Command::BenchAlerts(args) => tools::bench_alerts::run(&args, &config.database_url).await?,
+        Command::BenchOverload(args) => tools::bench_overload::run(&args, &config.database_url).await?,
         Command::Serve { demo } => serve::serve(config, demo).await?,
         Command::Simulate(args) => {
             let stop = tokio_util::sync::CancellationToken::new();

@@ -78,6 +78,12 @@ pub enum Error {
         what: &'static str,
         source: tokio::task::JoinError,
     },
+    /// The calibration of `bench-overload` got no fix acknowledged: there is no rate to overload.
+    #[error("calibration: the server acknowledged no fix in {seconds} s")]
+    NothingAcknowledged { seconds: u64 },
+    /// `bench-overload` saw the server break a promise it must keep under any load.
+    #[error("bench-overload failed: {}", .0.join("; "))]
+    OverloadFailed(Vec<String>),
     /// The server acknowledged fewer fixes than were posted.
     #[error("only {accepted} of {sent} fixes were accepted")]
     Incomplete { accepted: usize, sent: usize },
@@ -109,6 +115,11 @@ impl Error {
     /// For `map_err`: a database step of a benchmark failed.
     pub(crate) fn database(action: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
         move |source| Self::Database { action, source }
+    }
+
+    /// For `map_err`: a task of the run panicked or was cancelled.
+    pub(crate) fn task(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> Self {
+        move |source| Self::Task { what, source }
     }
 }
 
