@@ -77,6 +77,10 @@ pub enum FenceError {
         /// The configured maximum.
         max: f64,
     },
+    /// Two consecutive corridor positions are antipodal (within a metre): no shorter
+    /// great-circle arc joins them, so the corridor between them is undefined.
+    #[error("corridor positions {0} and {next} are antipodal; add a position between them", next = .0 + 1)]
+    AntipodalSegment(usize),
     /// A corridor buffer that is not a positive finite number of metres, or above the limit.
     #[error("corridor buffer must be > 0 and <= {max} m, got {value}")]
     InvalidBuffer {

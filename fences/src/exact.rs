@@ -91,7 +91,8 @@ impl PreparedFence {
                     .collect();
                 let capsules: Vec<Vec<Vec<Position>>> = line
                     .windows(2)
-                    .map(|w| vec![capsule_ring(w[0], w[1], buffer_m * AREA_OVERSIZE + 1.0)])
+                    .flat_map(|w| quarter_arcs(w[0], w[1]))
+                    .map(|(a, b)| vec![capsule_ring(a, b, buffer_m * AREA_OVERSIZE + 1.0)])
                     .collect();
                 let area = normalize_polygons(&capsules, false)?;
                 let arcs = line.windows(2).map(|w| Arc::new(w[0], w[1])).collect();
@@ -310,6 +311,10 @@ fn push_unrolled(ring: &mut Vec<Position>, p: Coord) {
 fn close_unrolled(ring: &mut Vec<Position>) {
     if let (Some(&first), Some(&last)) = (ring.first(), ring.last()) {
         let x = last[0] + geodesy::delta_lon(last[0], first[0]);
+        // Exactly whole turns from the first vertex: the summed steps miss by rounding, and a
+        // circle centred on -180 that goes around a pole ended at 179.99999999999997, so the
+        // index missed its points at longitude 180 (found by `tests/fuzz.rs`).
+        let x = first[0] + 360.0 * ((x - first[0]) / 360.0).round();
         ring.push([x, first[1]]);
     }
 }
@@ -328,6 +333,22 @@ fn circle_ring(centre: Coord, radius_m: f64) -> Vec<Position> {
     ring
 }
 
+/// The segment `a`-`b` as arcs of at most 90°, to be drawn one capsule each: the capsule of a
+/// longer segment may hold both poles, which no ring in lon/lat outlines (its complement was
+/// drawn, and the index missed the corridor; found by `tests/fuzz.rs`).
+fn quarter_arcs(a: Coord, b: Coord) -> Vec<(Coord, Coord)> {
+    let k = (haversine_m(a, b) / (EARTH_RADIUS_M * std::f64::consts::FRAC_PI_2)).ceil() as usize;
+    if k <= 1 {
+        return vec![(a, b)];
+    }
+    let at = |i: usize| match i {
+        0 => a,
+        i if i == k => b,
+        i => geodesy::interpolate(a, b, i as f64 / k as f64),
+    };
+    (0..k).map(|i| (at(i), at(i + 1))).collect()
+}
+
 /// A polygon around the great-circle segment `a`-`b` at distance `buffer_m`:
 /// offsets on both sides plus half circles at the ends.
 fn capsule_ring(a: Coord, b: Coord, buffer_m: f64) -> Vec<Position> {
@@ -344,7 +365,10 @@ fn capsule_ring(a: Coord, b: Coord, buffer_m: f64) -> Vec<Position> {
         } else if i < n {
             geodesy::bearing(samples[i], samples[i + 1])
         } else {
-            geodesy::bearing(samples[n - 1], samples[n]) + 0.0
+            // The heading at the end itself (back-bearing plus 180°), not the one at the last
+            // sample before it: near a pole the two differ by up to 180° and the drawing missed
+            // the end cap (found by `tests/fuzz.rs`).
+            geodesy::bearing(samples[n], samples[n - 1]) + 180.0
         }
     };
     let mut ring = Vec::with_capacity(2 * n + ARC_STEPS + 4);

@@ -214,6 +214,15 @@ impl Fence {
                 for (i, p) in line.iter().enumerate() {
                     check_position(&format!("corridor position {i}"), *p)?;
                 }
+                // The exact test reads such a segment as its two ends and the drawing for the
+                // index as garbage, so the two disagreed (found by `tests/fuzz.rs`).
+                let at = |p: &Position| geo::coord! { x: p[0], y: p[1] };
+                if let Some(i) = line
+                    .windows(2)
+                    .position(|w| crate::geodesy::antipodal(at(&w[0]), at(&w[1])))
+                {
+                    return Err(FenceError::AntipodalSegment(i));
+                }
                 if !(buffer_m.is_finite() && *buffer_m > 0.0 && *buffer_m <= limits.max_radius_m) {
                     return Err(FenceError::InvalidBuffer {
                         value: *buffer_m,

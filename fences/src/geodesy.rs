@@ -65,6 +65,13 @@ fn angle(a: [f64; 3], b: [f64; 3]) -> f64 {
     norm(cross(a, b)).atan2(dot(a, b))
 }
 
+/// Whether two lon/lat positions are opposite points of the sphere (within about a metre),
+/// between which no shorter great-circle arc is defined.
+pub fn antipodal(a: Coord, b: Coord) -> bool {
+    let (va, vb) = (to_vec(a), to_vec(b));
+    dot(va, vb) < 0.0 && norm(cross(va, vb)) < 1.0 / EARTH_RADIUS_M
+}
+
 /// Great-circle distance in metres between two lon/lat positions.
 pub fn haversine_m(a: Coord, b: Coord) -> f64 {
     let (la, lb) = (a.y.to_radians(), b.y.to_radians());
@@ -84,7 +91,11 @@ pub fn destination(origin: Coord, bearing_deg: f64, distance_m: f64) -> Coord {
     let lat2 = (lat1.sin() * d.cos() + lat1.cos() * d.sin() * brg.cos())
         .clamp(-1.0, 1.0)
         .asin();
-    let lon2 = lon1 + (brg.sin() * d.sin() * lat1.cos()).atan2(d.cos() - lat1.sin() * lat2.sin());
+    // `atan2(sin θ·sin d·cos φ1, cos d − sin φ1·sin φ2)` with the common factor cos φ1 taken
+    // out of both arguments: the same angle, but at a pole (cos φ1 ≈ 6e-17) the textbook form
+    // divides rounding noise by rounding noise, so circles and corridor ends drawn around a
+    // pole collapsed into a line and the index missed them (found by `tests/fuzz.rs`).
+    let lon2 = lon1 + (brg.sin() * d.sin()).atan2(d.cos() * lat1.cos() - lat1.sin() * d.sin() * brg.cos());
     Coord {
         x: origin.x + normalize_lon(lon2.to_degrees() - origin.x),
         y: lat2.to_degrees(),

@@ -7,10 +7,13 @@
 //! `osmand:speed`), all in m/s. Namespace prefixes are ignored, so any extension schema works.
 //! Points without a time are returned; the caller decides what to do with them.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use quick_xml::Reader;
+use quick_xml::escape::resolve_xml_entity;
 use quick_xml::events::attributes::AttrError;
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::{BytesRef, BytesStart, Event};
 
 use crate::decode::time;
 use crate::fix::RawFix;
@@ -101,12 +104,26 @@ pub fn parse(xml: &str) -> Result<Vec<GpxPoint>, GpxError> {
             Event::Empty(element) => points.empty(&element, position)?,
             Event::Text(content) => points.text.push_str(&content.xml10_content()),
             Event::CData(content) => points.text.push_str(&content.xml10_content()),
+            // quick-xml reports `&#48;` and `&amp;` apart from the text around them; ignoring
+            // them read `<ele>1&#48;</ele>` as 1, not 10 (found by `tests/fuzz.rs`).
+            Event::GeneralRef(reference) => points.text.push_str(&reference_text(&reference)),
             Event::End(_) => points.end()?,
             Event::Eof => break,
             _ => {}
         }
     }
     points.finish()
+}
+
+/// The text a character reference or a predefined entity stands for. Any other reference (an
+/// entity of a DTD, an invalid character) is kept as written, so that a number holding one is
+/// an error rather than another number.
+fn reference_text<'a>(reference: &'a BytesRef<'_>) -> Cow<'a, str> {
+    match reference.resolve_char_ref() {
+        Ok(Some(c)) => Cow::Owned(c.to_string()),
+        _ => resolve_xml_entity(reference)
+            .map_or_else(|| Cow::Owned(format!("&{};", &**reference)), Cow::Borrowed),
+    }
 }
 
 /// The state of [`parse`] between two XML events.
