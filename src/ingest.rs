@@ -4,8 +4,13 @@
 //! rejected fixes per protocol.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use tracker::decode::Records;
 use tracker::metrics::{ProtocolLabel, RejectLabels};
 use tracker::protocols::osmand::SpeedUnit;
@@ -27,6 +32,28 @@ pub struct Ingest {
     pub devices: RateLimiter,
     /// Unit of `speed` on `/osmand` when the request does not say (`?speed_unit=`).
     pub osmand_speed_unit: SpeedUnit,
+}
+
+/// Middleware of the ingest routes: while the pipeline is saturated, a request carrying fixes
+/// is refused before its body is read and decoded, which under overload would cost the CPU
+/// that the writers and PostgreSQL need to drain the queue. A GET without a query carries none
+/// (`GET /` is the web map) and always passes.
+pub async fn shed(State(ingest): State<Arc<Ingest>>, request: Request, next: Next) -> Response {
+    let carries_fixes =
+        request.uri().query().is_some() || !matches!(*request.method(), Method::GET | Method::HEAD);
+    if carries_fixes && ingest.pipeline.saturated() {
+        ingest.pipeline.metrics().queue_full.inc();
+        return queue_full(1).into_response();
+    }
+    next.run(request).await
+}
+
+fn queue_full(retry_after_s: u64) -> ApiError {
+    ApiError::unavailable(
+        "queue_full",
+        "the ingest queue is full; nothing was stored, retry later",
+        retry_after_s,
+    )
 }
 
 /// Charges each device for its fixes in this request; the fixes of a device over its limit are
@@ -112,11 +139,7 @@ impl Ingest {
         let (fixes, positions) = apply_device_limits(&self.devices, fixes, positions, &mut rejected)?;
 
         let submitted = self.pipeline.submit(fixes).await.map_err(|e| match e {
-            SubmitError::QueueFull { retry_after } => ApiError::unavailable(
-                "queue_full",
-                "the ingest queue is full; nothing was stored, retry later",
-                retry_after.as_secs(),
-            ),
+            SubmitError::QueueFull { retry_after } => queue_full(retry_after.as_secs()),
             SubmitError::Unavailable(_) => ApiError::unavailable(
                 "database_unavailable",
                 "the database cannot store fixes right now; nothing was acknowledged, retry later",

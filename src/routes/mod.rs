@@ -36,6 +36,7 @@ use utoipa_axum::routes;
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::guard::LocalOnly;
 use crate::http_metrics::{self, HttpMetrics};
+use crate::ingest::Ingest;
 use crate::state::AppState;
 
 /// The routes with the middleware every request goes through. `local_only` (for a server
@@ -100,7 +101,7 @@ fn panic_response() -> Response {
 /// All routes are registered through the OpenAPI router, so `/api/openapi.json` lists exactly
 /// what is served.
 fn routes(state: AppState) -> Router {
-    let (router, mut spec) = documented_routes(state.ingest.config.max_body_bytes).split_for_parts();
+    let (router, mut spec) = documented_routes(&state.ingest).split_for_parts();
     // Tiles are kept compressed in every coding they are served in and negotiate it themselves
     // (`content_coding`, which also knows brotli): the compression layer only parses the
     // request's `Accept-Encoding` again, on the route that serves the most requests.
@@ -123,16 +124,26 @@ fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn documented_routes(max_body: usize) -> OpenApiRouter<AppState> {
+fn documented_routes(ingest: &Arc<Ingest>) -> OpenApiRouter<AppState> {
+    let max_body = ingest.config.max_body_bytes;
     let limited = |(schemas, paths, methods): UtoipaMethodRouter<AppState>| {
         (schemas, paths, methods.layer(DefaultBodyLimit::max(max_body)))
     };
+    // Ingest routes refuse at once while the pipeline is saturated (`ingest::shed`).
+    let ingest_route = |route: UtoipaMethodRouter<AppState>| {
+        let (schemas, paths, methods) = limited(route);
+        let shed = middleware::from_fn_with_state(ingest.clone(), crate::ingest::shed);
+        (schemas, paths, methods.layer(shed))
+    };
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(limited(routes!(positions::post)))
-        .routes(limited(routes!(device_apps::osmand)))
-        .routes(limited(routes!(device_apps::root_get, device_apps::root_post)))
-        .routes(limited(routes!(device_apps::owntracks)))
-        .routes(limited(routes!(device_apps::overland)))
+        .routes(ingest_route(routes!(positions::post)))
+        .routes(ingest_route(routes!(device_apps::osmand)))
+        .routes(ingest_route(routes!(
+            device_apps::root_get,
+            device_apps::root_post
+        )))
+        .routes(ingest_route(routes!(device_apps::owntracks)))
+        .routes(ingest_route(routes!(device_apps::overland)))
         .routes(routes!(devices::list))
         .routes(routes!(devices::get_one, devices::erase))
         .routes(routes!(devices::track))

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::helpers::{admin_exec, fix, json_with_status, spawn_app, spawn_with, wait_until};
+use crate::helpers::{TestApp, admin_exec, fix, json_with_status, spawn_app, spawn_with, wait_until};
 
 #[tokio::test]
 async fn every_acknowledged_fix_is_in_the_table_when_the_reply_arrives() {
@@ -185,13 +185,37 @@ async fn when_the_database_is_gone_ingest_answers_503_and_ready_turns_false() {
     app.stop().await;
 }
 
+/// Posts `fixes` of device `wait` in the background; the reply comes once they are stored.
+fn post_in_background(
+    app: &TestApp,
+    fixes: std::ops::Range<i64>,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    let body: Vec<Value> = fixes.map(|i| fix("wait", i, 1.0, 1.0)).collect();
+    tokio::spawn(
+        app.request(Method::POST, "/api/v1/positions")
+            .json(&body)
+            .try_send(),
+    )
+}
+
+/// Asserts `reply` is a 503 `queue_full` with `Retry-After`, answered without the enqueue wait.
+async fn assert_refused_at_once(reply: reqwest::Response, started: Instant) {
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused without waiting: {:?}",
+        started.elapsed()
+    );
+    assert!(reply.headers().contains_key("retry-after"));
+    assert_eq!(json_with_status(reply, 503).await["error"]["code"], "queue_full");
+}
+
 #[tokio::test]
-async fn past_the_waiting_room_a_request_is_refused_at_once_not_after_the_wait() {
+async fn past_the_waiting_room_a_request_is_refused_at_once_and_when_full_before_its_body_is_read() {
     let app = spawn_with(|c| {
         c.ingest.shards = 1;
         c.ingest.queue_capacity = 5;
         c.ingest.enqueue_wait_ms = 20_000;
-        c.ingest.max_waiting_fixes = 3;
+        c.ingest.max_waiting_fixes = 10;
     })
     .await;
     let mut blocker = sqlx::PgConnection::connect(&app.db_url)
@@ -202,52 +226,45 @@ async fn past_the_waiting_room_a_request_is_refused_at_once_not_after_the_wait()
         .execute(&mut *lock)
         .await
         .expect("lock");
-
-    let queued: Vec<Value> = (0..5).map(|i| fix("wait", i, 1.0, 1.0)).collect();
-    let queued = tokio::spawn(
-        app.request(Method::POST, "/api/v1/positions")
-            .json(&queued)
-            .try_send(),
-    );
+    let queued = post_in_background(&app, 0..5);
     wait_until("first batch never queued", async || {
         app.state.ingest.pipeline.queued() >= 5
     })
     .await;
-    let waiting: Vec<Value> = (5..8).map(|i| fix("wait", i, 1.0, 1.0)).collect();
-    let waiting = tokio::spawn(
-        app.request(Method::POST, "/api/v1/positions")
-            .json(&waiting)
-            .try_send(),
-    );
+    let waiting = post_in_background(&app, 5..10);
     wait_until("second batch never waited", async || {
-        app.state.ingest.pipeline.waiting() >= 3
+        app.state.ingest.pipeline.waiting() >= 5
     })
     .await;
 
-    let started = std::time::Instant::now();
-    let refused = app.post_json(&fix("wait", 30, 1.0, 1.0)).await;
-    assert_eq!(refused.status(), 503);
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(5),
-        "refused without waiting: {:?}",
-        started.elapsed()
-    );
-    assert!(refused.headers().contains_key("retry-after"));
+    // Six more fixes do not fit in the waiting room: refused at once, not after 20 s.
+    let started = Instant::now();
+    let body: Vec<Value> = (10..16).map(|i| fix("wait", i, 1.0, 1.0)).collect();
+    assert_refused_at_once(app.post_json(&json!(body)).await, started).await;
+    // A full waiting room: refused before the body is even read (it is not JSON).
+    let also_waiting = post_in_background(&app, 20..25);
+    wait_until("third batch never waited", async || {
+        app.state.ingest.pipeline.waiting() >= 10
+    })
+    .await;
+    let started = Instant::now();
+    assert_refused_at_once(app.post_raw("application/json", "not json").await, started).await;
     assert_eq!(
-        json_with_status(refused, 503).await["error"]["code"],
-        "queue_full"
+        app.get("/").await.status(),
+        200,
+        "the web map is no ingest request"
     );
 
     lock.rollback().await.expect("unlock");
-    for reply in [queued, waiting] {
-        let reply = reply.await.expect("task").expect("answered");
-        json_with_status(reply, 202).await;
+    for reply in [queued, waiting, also_waiting] {
+        json_with_status(reply.await.expect("task").expect("answered"), 202).await;
     }
     assert_eq!(
         app.stored().await,
-        8,
-        "the waiting request was stored once there was room"
+        15,
+        "the waiting requests were stored once there was room"
     );
     assert_eq!(app.state.ingest.pipeline.waiting(), 0);
+    assert_eq!(app.state.ingest.pipeline.metrics().queue_full.get(), 2);
     app.stop().await;
 }

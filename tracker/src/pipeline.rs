@@ -201,6 +201,12 @@ impl Pipeline {
         self.inner.config.max_waiting_fixes.max(1) - self.inner.waiting.available_permits()
     }
 
+    /// Whether the waiting room is nearly full (over 90%): a request arriving now would most
+    /// likely be refused after it was read and decoded, so it may be refused before.
+    pub fn saturated(&self) -> bool {
+        self.inner.waiting.available_permits() < self.inner.config.max_waiting_fixes.max(1).div_ceil(10)
+    }
+
     /// Writers stop waiting for fuller batches and commit what they have (first shutdown step).
     pub fn flush_now(&self) {
         self.inner.flushing.cancel();
