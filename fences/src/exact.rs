@@ -20,6 +20,8 @@ const ARC_STEPS: usize = 64;
 /// Enlargement of drawn circles/corridors so the polygon contains the true shape
 /// (chords fall inside arcs; lon/lat-straight chords bend off great circles).
 const AREA_OVERSIZE: f64 = 1.04;
+/// Most samples along one corridor segment (each becomes two vertices of its capsule).
+const MAX_SEGMENT_SAMPLES: usize = 4096;
 
 /// A ring of a normalised polygon: a slice of the fence's edge list and its bbox.
 #[derive(Debug, Clone)]
@@ -92,7 +94,7 @@ impl PreparedFence {
                 let capsules: Vec<Vec<Vec<Position>>> = line
                     .windows(2)
                     .flat_map(|w| quarter_arcs(w[0], w[1]))
-                    .map(|(a, b)| vec![capsule_ring(a, b, buffer_m * AREA_OVERSIZE + 1.0)])
+                    .map(|(a, b)| vec![capsule_ring(a, b, *buffer_m)])
                     .collect();
                 let area = normalize_polygons(&capsules, false)?;
                 let arcs = line.windows(2).map(|w| Arc::new(w[0], w[1])).collect();
@@ -333,6 +335,22 @@ fn circle_ring(centre: Coord, radius_m: f64) -> Vec<Position> {
     ring
 }
 
+/// How many pieces the offsets of a segment of `len` metres are drawn in: pieces no longer
+/// than `r` (up to 64), and short enough that a straight lon/lat chord, which strays from its
+/// great circle by about `c²·tan φ / 8R`, stays within half the drawing's `slack`: long segments
+/// of thin corridors at high latitude were drawn too small and the index missed points the
+/// exact test found (found by `tests/fuzz.rs`).
+fn segment_samples(a: Coord, b: Coord, len: f64, r: f64, slack: f64) -> usize {
+    let (south, north) = geodesy::arc_lat_range(a, b);
+    let reach = (r / EARTH_RADIUS_M).to_degrees();
+    let lat = (south.abs().max(north.abs()) + reach).min(89.99);
+    let tan = lat.to_radians().tan().max(1e-9);
+    let chord = (4.0 * EARTH_RADIUS_M * slack / tan).sqrt();
+    let by_buffer = (len / r.max(1.0)).ceil().min(64.0);
+    let by_bend = (len / chord).ceil();
+    (by_buffer.max(by_bend) as usize).clamp(1, MAX_SEGMENT_SAMPLES)
+}
+
 /// The segment `a`-`b` as arcs of at most 90°, to be drawn one capsule each: the capsule of a
 /// longer segment may hold both poles, which no ring in lon/lat outlines (its complement was
 /// drawn, and the index missed the corridor; found by `tests/fuzz.rs`).
@@ -349,13 +367,13 @@ fn quarter_arcs(a: Coord, b: Coord) -> Vec<(Coord, Coord)> {
     (0..k).map(|i| (at(i), at(i + 1))).collect()
 }
 
-/// A polygon around the great-circle segment `a`-`b` at distance `buffer_m`:
-/// offsets on both sides plus half circles at the ends.
+/// A polygon holding everything within `buffer_m` of the great-circle segment `a`-`b`, drawn a
+/// little larger (`AREA_OVERSIZE` and 1 m): offsets on both sides plus half circles at the ends.
 fn capsule_ring(a: Coord, b: Coord, buffer_m: f64) -> Vec<Position> {
-    let r = buffer_m / (std::f64::consts::PI / ARC_STEPS as f64).cos();
+    let drawn = buffer_m * AREA_OVERSIZE + 1.0;
+    let r = drawn / (std::f64::consts::PI / ARC_STEPS as f64).cos();
     let len = haversine_m(a, b);
-    // Samples along the segment so the offset chords stay close to the true offset curve.
-    let n = ((len / r.max(1.0)).ceil() as usize).clamp(1, 64);
+    let n = segment_samples(a, b, len, r, drawn - buffer_m);
     let samples: Vec<Coord> = (0..=n)
         .map(|i| geodesy::interpolate(a, b, i as f64 / n as f64))
         .collect();

@@ -212,3 +212,40 @@ fn countries_match(config: &IndexConfig) {
         assert!(st.direct_fences > 0 && st.direct_fences < st.fences, "{st:?}");
     }
 }
+
+/// A thin corridor along one long segment at high latitude (Oslo to Tromsø, 50 m either side):
+/// its drawn area (what the index covers with cells, and what tiles and bbox queries use) holds
+/// the points just inside its edge all along, and the index finds them. Drawn in at most 64
+/// straight lon/lat chords, each bowed off the great circle by up to 14 m, it did not.
+#[test]
+fn a_long_thin_corridor_at_high_latitude_is_drawn_and_found_all_along_its_edge() {
+    use fences::geodesy::{bearing, destination, interpolate};
+    use geo::Contains;
+    let (oslo, tromso) = (
+        geo::coord! { x: 10.75, y: 59.91 },
+        geo::coord! { x: 18.96, y: 69.65 },
+    );
+    let kind = FenceKind::Corridor {
+        line: vec![[oslo.x, oslo.y], [tromso.x, tromso.y]],
+        buffer_m: 50.0,
+    };
+    let fences =
+        vec![PreparedFence::new(Fence::new("e6", "", kind), &FenceLimits::default()).expect("valid")];
+    let mut index = FenceIndex::new(IndexConfig {
+        direct_max_cost: 0,
+        ..IndexConfig::default()
+    })
+    .expect("config");
+    index.insert(fences[0].clone()).expect("insert");
+    let area = fences[0].area_polygon();
+    for i in 1..400 {
+        let on = interpolate(oslo, tromso, f64::from(i) / 400.0);
+        let heading = bearing(on, tromso);
+        for side in [-90.0, 90.0] {
+            let p = destination(on, heading + side, 49.0);
+            assert!(area.contains(&geo::Point::from(p)), "drawn area misses {p:?}");
+            check(&index, &fences, p.x, p.y).expect("agrees");
+            assert_eq!(brute(&fences, p.x, p.y), ["e6"], "49 m off the line is inside");
+        }
+    }
+}
