@@ -22,8 +22,6 @@
 //! `tests/data/fuzz/` (see its `README.md`).
 
 use std::cell::Cell;
-use std::fmt;
-use std::path::Path;
 use std::sync::LazyLock;
 
 use fences::feature::{CollectionError, fence_from_feature, prepare_collection, to_feature, to_fence};
@@ -32,9 +30,13 @@ use fences::{Bbox, Fence, FenceIndex, FenceKind, FenceLimits, IndexConfig, Prepa
 use proptest::collection::vec;
 use proptest::option::weighted;
 use proptest::prelude::*;
-use proptest::sample::{Index, select};
-use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestError, TestRunner};
+use proptest::sample::select;
 use serde_json::{Map, Value, json};
+
+#[path = "../../tests/support/fuzz_kit.rs"]
+mod kit;
+
+use kit::{Bytes, Corpus, data_dir, read_seeds};
 
 // ------------------------------------------------------------------------------------------
 // Running: a fixed seed, case counts that a developer can raise.
@@ -43,72 +45,14 @@ use serde_json::{Map, Value, json};
 /// "geofence" in ASCII.
 const SEED: u64 = 0x6765_6f66_656e_6365;
 
-fn config(cases: u32) -> Config {
-    let env = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    Config {
-        cases: env("GEOTRACK_FUZZ_CASES").map_or(cases, |c| u32::try_from(c).unwrap_or(u32::MAX)),
-        rng_algorithm: RngAlgorithm::ChaCha,
-        rng_seed: RngSeed::Fixed(env("GEOTRACK_FUZZ_SEED").unwrap_or(SEED)),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-/// Runs `test` on `cases` inputs; a panic inside is caught, shrunk and reported with its input.
+/// Runs `test` on `cases` inputs (see [`kit::run`]).
 fn fuzz<S: Strategy>(cases: u32, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>) {
-    let mut runner = TestRunner::new(config(cases));
-    match runner.run(&strategy, test) {
-        Ok(()) => {}
-        Err(TestError::Fail(reason, input)) => panic!("{reason}\nminimal failing input: {input:?}"),
-        Err(TestError::Abort(reason)) => panic!("aborted: {reason}"),
-    }
-}
-
-/// Bytes shown as an escaped byte string in failure reports.
-#[derive(Clone)]
-struct Bytes(Vec<u8>);
-
-impl fmt::Debug for Bytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "b\"{}\"", self.0.escape_ascii())
-    }
+    kit::run(SEED, cases, strategy, test);
 }
 
 // ------------------------------------------------------------------------------------------
-// The corpus and its mutations (the same engine as `tracker/tests/fuzz.rs`).
+// The corpus (mutated by the engine shared with `tracker/tests/fuzz.rs`).
 // ------------------------------------------------------------------------------------------
-
-fn data_dir(dir: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/data")
-        .join(dir)
-}
-
-/// Every file of the given directories of `tests/data/`, in name order.
-fn read_seeds(dirs: &[&str]) -> Vec<Vec<u8>> {
-    let mut seeds = Vec::new();
-    for dir in dirs {
-        let entries = std::fs::read_dir(data_dir(dir)).unwrap_or_else(|e| panic!("{dir}: {e}"));
-        let mut paths: Vec<_> = entries
-            .map(|e| e.expect("directory entry").path())
-            .filter(|p| p.is_file() && !p.ends_with("README.md"))
-            .collect();
-        paths.sort();
-        seeds.extend(
-            paths
-                .iter()
-                .map(|p| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))),
-        );
-    }
-    assert!(!seeds.is_empty(), "no seeds in {dirs:?}");
-    seeds
-}
-
-type Corpus = LazyLock<Vec<Vec<u8>>>;
 
 static FEATURES: Corpus = LazyLock::new(|| read_seeds(&["fuzz/fences", "fuzz/json"]));
 /// One seed per line of `fuzz/fences-text/` (bboxes and ids).
@@ -192,86 +136,6 @@ const TOKENS: &[&str] = &[
     "NaN",
     "inf",
 ];
-
-#[derive(Debug, Clone)]
-enum Edit {
-    Flip { at: Index, bit: u8 },
-    Byte { at: Index, byte: u8 },
-    Token { at: Index, token: &'static str },
-    Delete { at: Index, len: u8 },
-    Repeat { at: Index, len: u8, times: u8 },
-    Truncate { at: Index },
-    Splice { at: Index, other: Index, from: Index },
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    prop_oneof![
-        1 => (any::<Index>(), 0..8u8).prop_map(|(at, bit)| Edit::Flip { at, bit }),
-        1 => (any::<Index>(), any::<u8>()).prop_map(|(at, byte)| Edit::Byte { at, byte }),
-        3 => (any::<Index>(), select(TOKENS)).prop_map(|(at, token)| Edit::Token { at, token }),
-        2 => (any::<Index>(), 1..32u8).prop_map(|(at, len)| Edit::Delete { at, len }),
-        1 => (any::<Index>(), 1..16u8, 1..160u8).prop_map(|(at, len, times)| Edit::Repeat { at, len, times }),
-        1 => any::<Index>().prop_map(|at| Edit::Truncate { at }),
-        1 => (any::<Index>(), any::<Index>(), any::<Index>()).prop_map(|(at, other, from)| Edit::Splice {
-            at,
-            other,
-            from
-        }),
-    ]
-}
-
-fn apply(seed: &[u8], edits: &[Edit], corpus: &[Vec<u8>]) -> Vec<u8> {
-    let mut data = seed.to_vec();
-    for edit in edits {
-        // An insertion point in 0..=len, or a byte in 0..len.
-        let point = |at: &Index, data: &[u8]| at.index(data.len() + 1);
-        match edit {
-            Edit::Flip { at, bit } if !data.is_empty() => {
-                let k = at.index(data.len());
-                data[k] ^= 1 << bit;
-            }
-            Edit::Byte { at, byte } => data.insert(point(at, &data), *byte),
-            Edit::Token { at, token } => {
-                let k = point(at, &data);
-                data.splice(k..k, token.bytes());
-            }
-            Edit::Delete { at, len } => {
-                let k = point(at, &data);
-                data.drain(k..(k + usize::from(*len)).min(data.len()));
-            }
-            Edit::Repeat { at, len, times } if !data.is_empty() => {
-                let k = at.index(data.len());
-                let chunk = data[k..(k + usize::from(*len)).min(data.len())].to_vec();
-                let copies = chunk.repeat(usize::from(*times));
-                data.splice(k..k, copies);
-            }
-            Edit::Truncate { at } => data.truncate(point(at, &data)),
-            Edit::Splice { at, other, from } => {
-                let other = other.get::<Vec<u8>>(corpus);
-                data.truncate(point(at, &data));
-                data.extend_from_slice(&other[from.index(other.len() + 1)..]);
-            }
-            Edit::Flip { .. } | Edit::Repeat { .. } => {}
-        }
-    }
-    data
-}
-
-fn mutated(corpus: &'static Corpus) -> impl Strategy<Value = Bytes> {
-    (any::<Index>(), vec(edit(), 0..6)).prop_map(move |(seed, edits)| {
-        let corpus: &[Vec<u8>] = corpus;
-        Bytes(apply(seed.get::<Vec<u8>>(corpus), &edits, corpus))
-    })
-}
-
-fn input(corpus: &'static Corpus) -> impl Strategy<Value = Bytes> {
-    prop_oneof![
-        1 => vec(any::<u8>(), 0..256).prop_map(Bytes),
-        1 => any::<String>().prop_map(|s| Bytes(s.into_bytes())),
-        2 => vec(select(TOKENS), 0..48).prop_map(|t| Bytes(t.concat().into_bytes())),
-        8 => mutated(corpus),
-    ]
-}
 
 // ------------------------------------------------------------------------------------------
 // What every accepted fence must satisfy.
@@ -559,7 +423,9 @@ fn regressions() {
 
 #[test]
 fn features_survive_noise_and_mutations() {
-    fuzz(3000, input(&FEATURES), |Bytes(bytes)| check_json(&bytes));
+    fuzz(3000, kit::input(&FEATURES, TOKENS), |Bytes(bytes)| {
+        check_json(&bytes)
+    });
 }
 
 #[test]
@@ -568,7 +434,7 @@ fn bboxes_and_ids_survive_noise_and_mutations() {
         .prop_map(|(numbers, separator)| Bytes(numbers.join(separator).into_bytes()));
     fuzz(
         6000,
-        prop_oneof![2 => input(&TEXTS), 1 => generated],
+        prop_oneof![2 => kit::input(&TEXTS, TOKENS), 1 => generated],
         |Bytes(bytes)| check_text(&String::from_utf8_lossy(&bytes)),
     );
 }

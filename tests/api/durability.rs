@@ -113,6 +113,26 @@ async fn shutdown_commits_queued_fixes_before_the_server_exits() {
     app.stop().await;
 }
 
+/// Holds the writers inside their transaction: a connection of the test's own locks the table
+/// they insert into, until [`release`].
+async fn hold_the_writers(app: &TestApp) -> sqlx::PgConnection {
+    let mut blocker = sqlx::PgConnection::connect(&app.db_url)
+        .await
+        .expect("blocker connection");
+    sqlx::raw_sql("BEGIN; LOCK TABLE positions IN EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .expect("lock");
+    blocker
+}
+
+async fn release(mut blocker: sqlx::PgConnection) {
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .expect("unlock");
+}
+
 #[tokio::test]
 async fn a_full_queue_answers_503_with_retry_after_and_stores_nothing_of_that_request() {
     let app = spawn_with(|c| {
@@ -121,15 +141,7 @@ async fn a_full_queue_answers_503_with_retry_after_and_stores_nothing_of_that_re
         c.ingest.enqueue_wait_ms = 200;
     })
     .await;
-    // Hold the writer inside its transaction by locking the table it inserts into.
-    let mut blocker = sqlx::PgConnection::connect(&app.db_url)
-        .await
-        .expect("blocker connection");
-    let mut lock = blocker.begin().await.expect("begin");
-    sqlx::query("LOCK TABLE positions IN EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .expect("lock");
+    let lock = hold_the_writers(&app).await;
 
     let batch: Vec<Value> = (0..5).map(|i| fix("full", i, 1.0, 1.0)).collect();
     let first = app.request(Method::POST, "/api/v1/positions").json(&batch);
@@ -152,7 +164,7 @@ async fn a_full_queue_answers_503_with_retry_after_and_stores_nothing_of_that_re
         "queue_full"
     );
 
-    lock.rollback().await.expect("unlock");
+    release(lock).await;
     let first = first.await.expect("task").expect("answered");
     assert_eq!(json_with_status(first, 202).await["accepted"], 5);
     assert_eq!(app.stored().await, 5, "the refused fix was not stored");
@@ -218,14 +230,7 @@ async fn past_the_waiting_room_a_request_is_refused_at_once_and_when_full_before
         c.ingest.max_waiting_fixes = 10;
     })
     .await;
-    let mut blocker = sqlx::PgConnection::connect(&app.db_url)
-        .await
-        .expect("blocker connection");
-    let mut lock = blocker.begin().await.expect("begin");
-    sqlx::query("LOCK TABLE positions IN EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .expect("lock");
+    let lock = hold_the_writers(&app).await;
     let queued = post_in_background(&app, 0..5);
     wait_until("first batch never queued", async || {
         app.state.ingest.pipeline.queued() >= 5
@@ -255,7 +260,7 @@ async fn past_the_waiting_room_a_request_is_refused_at_once_and_when_full_before
         "the web map is no ingest request"
     );
 
-    lock.rollback().await.expect("unlock");
+    release(lock).await;
     for reply in [queued, waiting, also_waiting] {
         json_with_status(reply.await.expect("task").expect("answered"), 202).await;
     }

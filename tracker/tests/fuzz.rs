@@ -19,7 +19,6 @@
 //! space. A failure prints the shrunk input: keep it as a regression seed in
 //! `tests/data/fuzz/` (see its `README.md`).
 
-use std::fmt;
 use std::path::Path;
 use std::sync::LazyLock;
 
@@ -27,8 +26,7 @@ use chrono::{DateTime, Datelike, Duration, SecondsFormat, SubsecRound, Utc};
 use proptest::collection::vec;
 use proptest::option::weighted;
 use proptest::prelude::*;
-use proptest::sample::{Index, select};
-use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestError, TestRunner};
+use proptest::sample::select;
 use serde_json::{Number, Value};
 use tracker::decode::{self, BodyFormat, DecodeError, time};
 use tracker::fix::{Fix, Limits, RawFix};
@@ -37,6 +35,11 @@ use tracker::protocols::osmand::{self, SpeedUnit};
 use tracker::protocols::owntracks::{self, Identity};
 use tracker::protocols::{Message, form, overland};
 
+#[path = "../../tests/support/fuzz_kit.rs"]
+mod kit;
+
+use kit::{Bytes, Corpus, read_seeds};
+
 // ------------------------------------------------------------------------------------------
 // Running: a fixed seed, case counts that a developer can raise.
 // ------------------------------------------------------------------------------------------
@@ -44,39 +47,9 @@ use tracker::protocols::{Message, form, overland};
 /// "geotrack" in ASCII.
 const SEED: u64 = 0x6765_6f74_7261_636b;
 
-fn config(cases: u32) -> Config {
-    let env = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    Config {
-        cases: env("GEOTRACK_FUZZ_CASES").map_or(cases, |c| u32::try_from(c).unwrap_or(u32::MAX)),
-        rng_algorithm: RngAlgorithm::ChaCha,
-        rng_seed: RngSeed::Fixed(env("GEOTRACK_FUZZ_SEED").unwrap_or(SEED)),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-/// Runs `test` on `cases` inputs; a panic inside is caught, shrunk and reported with its input.
+/// Runs `test` on `cases` inputs (see [`kit::run`]).
 fn fuzz<S: Strategy>(cases: u32, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>) {
-    let mut runner = TestRunner::new(config(cases));
-    match runner.run(&strategy, test) {
-        Ok(()) => {}
-        Err(TestError::Fail(reason, input)) => panic!("{reason}\nminimal failing input: {input:?}"),
-        Err(TestError::Abort(reason)) => panic!("aborted: {reason}"),
-    }
-}
-
-/// Bytes shown as an escaped byte string in failure reports.
-#[derive(Clone)]
-struct Bytes(Vec<u8>);
-
-impl fmt::Debug for Bytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "b\"{}\"", self.0.escape_ascii())
-    }
+    kit::run(SEED, cases, strategy, test);
 }
 
 /// The server clock of every run: 2024-06-01T12:00:00Z.
@@ -87,29 +60,6 @@ fn now() -> DateTime<Utc> {
 // ------------------------------------------------------------------------------------------
 // The corpus.
 // ------------------------------------------------------------------------------------------
-
-/// Every file of the given directories of `tests/data/`, in name order.
-fn read_seeds(dirs: &[&str]) -> Vec<Vec<u8>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data");
-    let mut seeds = Vec::new();
-    for dir in dirs {
-        let entries = std::fs::read_dir(root.join(dir)).unwrap_or_else(|e| panic!("{dir}: {e}"));
-        let mut paths: Vec<_> = entries
-            .map(|e| e.expect("directory entry").path())
-            .filter(|p| p.is_file() && !p.ends_with("README.md"))
-            .collect();
-        paths.sort();
-        seeds.extend(
-            paths
-                .iter()
-                .map(|p| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))),
-        );
-    }
-    assert!(!seeds.is_empty(), "no seeds in {dirs:?}");
-    seeds
-}
-
-type Corpus = LazyLock<Vec<Vec<u8>>>;
 
 static POSITIONS: Corpus = LazyLock::new(|| read_seeds(&["fuzz/json", "fuzz/positions"]));
 static OSMAND: Corpus = LazyLock::new(|| read_seeds(&["protocols/osmand", "fuzz/osmand"]));
@@ -137,93 +87,6 @@ const TOKENS: &[&str] = &[
     "<extensions>", "&", "=", "%", "%FF", "%C3", "%00", "%2C", "+", "id=", "lat=", "lon=", "timestamp=",
     "location=", "cell=", "wifi=", "speed=", "T", "Z", "+02:00", "-0700", "[Europe/Paris]",
 ];
-
-/// One change to a seed; positions are fractions of the current length.
-#[derive(Debug, Clone)]
-enum Edit {
-    Flip { at: Index, bit: u8 },
-    Byte { at: Index, byte: u8 },
-    Token { at: Index, token: &'static str },
-    Delete { at: Index, len: u8 },
-    Repeat { at: Index, len: u8, times: u8 },
-    Truncate { at: Index },
-    Splice { at: Index, other: Index, from: Index },
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    prop_oneof![
-        1 => (any::<Index>(), 0..8u8).prop_map(|(at, bit)| Edit::Flip { at, bit }),
-        1 => (any::<Index>(), any::<u8>()).prop_map(|(at, byte)| Edit::Byte { at, byte }),
-        3 => (any::<Index>(), select(TOKENS)).prop_map(|(at, token)| Edit::Token { at, token }),
-        2 => (any::<Index>(), 1..32u8).prop_map(|(at, len)| Edit::Delete { at, len }),
-        1 => (any::<Index>(), 1..16u8, 1..160u8).prop_map(|(at, len, times)| Edit::Repeat { at, len, times }),
-        1 => any::<Index>().prop_map(|at| Edit::Truncate { at }),
-        1 => (any::<Index>(), any::<Index>(), any::<Index>()).prop_map(|(at, other, from)| Edit::Splice {
-            at,
-            other,
-            from
-        }),
-    ]
-}
-
-fn apply(seed: &[u8], edits: &[Edit], corpus: &[Vec<u8>]) -> Vec<u8> {
-    let mut data = seed.to_vec();
-    for edit in edits {
-        // An insertion point in 0..=len, or a byte in 0..len.
-        let point = |at: &Index, data: &[u8]| at.index(data.len() + 1);
-        match edit {
-            Edit::Flip { at, bit } if !data.is_empty() => {
-                let k = at.index(data.len());
-                data[k] ^= 1 << bit;
-            }
-            Edit::Byte { at, byte } => data.insert(point(at, &data), *byte),
-            Edit::Token { at, token } => {
-                let k = point(at, &data);
-                data.splice(k..k, token.bytes());
-            }
-            Edit::Delete { at, len } => {
-                let k = point(at, &data);
-                data.drain(k..(k + usize::from(*len)).min(data.len()));
-            }
-            Edit::Repeat { at, len, times } if !data.is_empty() => {
-                let k = at.index(data.len());
-                let chunk = data[k..(k + usize::from(*len)).min(data.len())].to_vec();
-                let copies = chunk.repeat(usize::from(*times));
-                data.splice(k..k, copies);
-            }
-            Edit::Truncate { at } => data.truncate(point(at, &data)),
-            Edit::Splice { at, other, from } => {
-                let other = other.get(corpus);
-                data.truncate(point(at, &data));
-                data.extend_from_slice(&other[from.index(other.len() + 1)..]);
-            }
-            Edit::Flip { .. } | Edit::Repeat { .. } => {}
-        }
-    }
-    data
-}
-
-/// A seed of `corpus` with up to five edits (none: the seed itself).
-fn mutated(corpus: &'static Corpus) -> impl Strategy<Value = Bytes> {
-    (any::<Index>(), vec(edit(), 0..6)).prop_map(move |(seed, edits)| {
-        let corpus: &[Vec<u8>] = corpus;
-        Bytes(apply(seed.get::<Vec<u8>>(corpus), &edits, corpus))
-    })
-}
-
-/// Arbitrary bytes, arbitrary text and token soups.
-fn noise() -> impl Strategy<Value = Bytes> {
-    prop_oneof![
-        1 => vec(any::<u8>(), 0..256).prop_map(Bytes),
-        1 => any::<String>().prop_map(|s| Bytes(s.into_bytes())),
-        2 => vec(select(TOKENS), 0..48).prop_map(|t| Bytes(t.concat().into_bytes())),
-    ]
-}
-
-/// Noise or a mutated seed.
-fn input(corpus: &'static Corpus) -> impl Strategy<Value = Bytes> {
-    prop_oneof![1 => noise(), 3 => mutated(corpus)]
-}
 
 // ------------------------------------------------------------------------------------------
 // What every decoded fix must satisfy.
@@ -638,17 +501,23 @@ fn regressions() {
 
 #[test]
 fn positions_survive_noise_and_mutations() {
-    fuzz(6000, input(&POSITIONS), |Bytes(body)| positions(&body));
+    fuzz(6000, kit::input(&POSITIONS, TOKENS), |Bytes(body)| {
+        positions(&body)
+    });
 }
 
 #[test]
 fn osmand_survives_noise_and_mutations() {
-    fuzz(6000, input(&OSMAND), |Bytes(body)| osmand_form(&body));
+    fuzz(6000, kit::input(&OSMAND, TOKENS), |Bytes(body)| {
+        osmand_form(&body)
+    });
 }
 
 #[test]
 fn traccar_json_survives_noise_and_mutations() {
-    fuzz(6000, input(&TRACCAR_JSON), |Bytes(body)| traccar_json(&body));
+    fuzz(6000, kit::input(&TRACCAR_JSON, TOKENS), |Bytes(body)| {
+        traccar_json(&body)
+    });
 }
 
 /// What the handler knows of an OwnTracks sender: mostly nothing, sometimes headers.
@@ -670,7 +539,7 @@ fn identity() -> impl Strategy<Value = Identity> {
 fn owntracks_survives_noise_and_mutations() {
     fuzz(
         6000,
-        (input(&OWNTRACKS), identity()),
+        (kit::input(&OWNTRACKS, TOKENS), identity()),
         |(Bytes(body), identity)| check_message(&owntracks::decode(&body, &identity)),
     );
 }
@@ -678,14 +547,16 @@ fn owntracks_survives_noise_and_mutations() {
 #[test]
 fn overland_survives_noise_and_mutations() {
     let fallback = weighted(0.5, select(STRINGS));
-    fuzz(6000, (input(&OVERLAND), fallback), |(Bytes(body), fallback)| {
-        overland_batch(&body, fallback)
-    });
+    fuzz(
+        6000,
+        (kit::input(&OVERLAND, TOKENS), fallback),
+        |(Bytes(body), fallback)| overland_batch(&body, fallback),
+    );
 }
 
 #[test]
 fn gpx_survives_noise_and_mutations() {
-    fuzz(6000, input(&GPX), |Bytes(xml)| {
+    fuzz(6000, kit::input(&GPX, TOKENS), |Bytes(xml)| {
         gpx_points(&String::from_utf8_lossy(&xml))
     });
 }
