@@ -52,6 +52,8 @@ pub struct FenceRegistry {
     writes: tokio::sync::Mutex<()>,
     tiles: Arc<TileStore>,
     webhooks: Webhooks,
+    /// Signs this process's fence change announcements.
+    origin: String,
 }
 
 /// What fences' webhooks are checked against.
@@ -80,7 +82,13 @@ impl FenceRegistry {
             writes: tokio::sync::Mutex::new(()),
             tiles,
             webhooks,
+            origin: format!("{}-{}", std::process::id(), chrono::Utc::now().timestamp_micros()),
         }
+    }
+
+    /// The name this registry signs its fence change announcements with (it skips its own).
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// The index every lookup uses.
@@ -186,9 +194,12 @@ impl FenceRegistry {
     /// Deletes the fence `id`.
     pub async fn delete(&self, id: &str) -> Result<(), RegistryError> {
         let _writing = self.writes.lock().await;
-        if !fence_store::delete(&self.pool, id).await? {
+        let mut tx = self.pool.begin().await?;
+        if !fence_store::delete(&mut tx, id).await? {
             return Err(RegistryError::NotFound(id.to_owned()));
         }
+        fence_store::announce(&mut tx, &self.origin, &[id]).await?;
+        tx.commit().await?;
         if let Some(old) = self.index.update(|index| index.remove(id)) {
             self.tiles
                 .cache()
@@ -207,6 +218,40 @@ impl FenceRegistry {
         let count = prepared.len();
         let _writing = self.writes.lock().await;
         self.write(prepared).await?;
+        Ok(count)
+    }
+
+    /// Reloads the fences `ids` from the table after another process announced it changed them
+    /// (another node of a cluster, the import CLI): updates or removes each in the index and
+    /// drops the tiles their old and new extents touch. Returns how many are stored.
+    pub async fn refresh(&self, ids: &[String]) -> Result<usize, alerts::Error> {
+        let _writing = self.writes.lock().await;
+        let rows = fence_store::stored_by_ids(&self.pool, ids).await?;
+        let prepared = off_workers(move || {
+            rows.into_iter()
+                .map(|(id, definition)| fence_store::prepare_stored(&id, definition))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+        let count = prepared.len();
+        let touched = self.index.update(|index| {
+            let mut touched = Vec::new();
+            let kept: std::collections::HashSet<String> =
+                prepared.iter().map(|f| f.id().to_owned()).collect();
+            for fence in prepared {
+                touched.extend(fence.extents());
+                if let Ok(Some(old)) = index.replace(fence) {
+                    touched.extend(old.extents());
+                }
+            }
+            for id in ids.iter().filter(|id| !kept.contains(*id)) {
+                touched.extend(index.remove(id).iter().flat_map(PreparedFence::extents));
+            }
+            touched
+        });
+        self.tiles
+            .cache()
+            .invalidate(LayerId::FENCES, Change::within(touched));
         Ok(count)
     }
 
@@ -247,6 +292,8 @@ impl FenceRegistry {
         for fence in &fences {
             fence_store::upsert(&mut tx, fence).await?;
         }
+        let ids: Vec<&str> = fences.iter().map(PreparedFence::id).collect();
+        fence_store::announce(&mut tx, &self.origin, &ids).await?;
         tx.commit().await?;
         let features = fences.iter().map(|f| to_feature(f.fence())).collect();
         let touched = self.index.update(|index| {

@@ -1,6 +1,7 @@
 //! Keeps this server in step with writes made by other processes, through PostgreSQL
-//! notifications: `NOTIFY geotrack_fences` (sent by `geotrack import fences` and any other
-//! fence writer) reloads the fence index, `NOTIFY geotrack_tiles, '<layer>'` (from `geotrack
+//! notifications: `NOTIFY geotrack_fences` (sent with every fence write: by the other nodes of
+//! a cluster, `geotrack import fences`, or an operator) updates the fences it names in the
+//! index (all of them when it names none), `NOTIFY geotrack_tiles, '<layer>'` (from `geotrack
 //! import basemap` or gpx, or an operator's trigger) drops that layer's cached tiles.
 //! Listening starts before the first load, so no change falls between the two. While the
 //! database is down or not migrated it retries every 2 s; `/ready` stays false until the
@@ -10,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use alerts::fence_store::Announcement;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tiles::TileStore;
@@ -69,11 +71,27 @@ async fn follow_once(
                 if notification.channel() == tiles::notify::CHANNEL {
                     invalidate_named_layer(tiles, notification.payload());
                 } else {
-                    reload(fences).await?;
+                    follow_fences(fences, notification.payload()).await?;
                 }
             }
             () = shutdown.cancelled() => return Ok(()),
         }
+    }
+}
+
+/// Applies a fence change another process announced: the fences it names, or all of them.
+async fn follow_fences(fences: &FenceRegistry, payload: &str) -> Result<(), alerts::Error> {
+    let announcement = Announcement::parse(payload);
+    if announcement.origin == fences.origin() {
+        return Ok(());
+    }
+    match announcement.ids {
+        Some(ids) => {
+            let stored = fences.refresh(&ids).await?;
+            tracing::info!(changed = ids.len(), stored, origin = %announcement.origin, "fences changed elsewhere; index updated");
+            Ok(())
+        }
+        None => reload(fences).await,
     }
 }
 

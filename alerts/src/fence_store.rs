@@ -5,27 +5,75 @@
 
 use fences::feature::kind_name;
 use fences::{Bbox, Fence, FenceIndex, FenceKind, FenceLimits, IndexConfig, PreparedFence};
+use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::Error;
 
-/// Channel on which writers outside the server (the import CLI) announce fence changes; a
-/// running server reloads its index when it hears one.
+/// Channel on which every fence writer (the servers of a cluster, the import CLI) announces
+/// its changes; every running server updates its index when it hears one.
 pub const CHANGED_CHANNEL: &str = "geotrack_fences";
+/// Longest list of ids an announcement carries (a NOTIFY payload must stay under 8000 bytes);
+/// a longer change is announced as "anything may have changed".
+const MAX_ANNOUNCED_BYTES: usize = 6_000;
 
-/// Stores `fences` in one transaction and announces the change on [`CHANGED_CHANNEL`]
-/// (delivered at commit, so listeners read the new rows).
+/// A fence change as announced on [`CHANGED_CHANNEL`]: who made it (a server skips its own) and
+/// which fences changed; `None` (or a payload that is not such JSON, as an operator's bare
+/// `NOTIFY`) means any fence may have changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Announcement {
+    pub origin: String,
+    pub ids: Option<Vec<String>>,
+}
+
+impl Announcement {
+    pub fn parse(payload: &str) -> Self {
+        serde_json::from_str(payload).unwrap_or(Self {
+            origin: String::new(),
+            ids: None,
+        })
+    }
+}
+
+/// Announces in `tx` that the fences `ids` changed (delivered at commit, so listeners read the
+/// new rows).
+pub async fn announce(
+    tx: &mut Transaction<'_, Postgres>,
+    origin: &str,
+    ids: &[&str],
+) -> Result<(), sqlx::Error> {
+    let listed = ids.iter().map(|id| id.len() + 3).sum::<usize>() <= MAX_ANNOUNCED_BYTES;
+    let announcement = Announcement {
+        origin: origin.to_owned(),
+        ids: listed.then(|| ids.iter().map(|&id| id.to_owned()).collect()),
+    };
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANGED_CHANNEL)
+        .bind(serde_json::to_string(&announcement).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Stores `fences` in one transaction and announces the change (the import CLI).
 pub async fn store_and_announce(pool: &PgPool, fences: &[PreparedFence]) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     for fence in fences {
         upsert(&mut tx, fence).await?;
     }
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANGED_CHANNEL)
-        .bind(fences.len().to_string())
-        .execute(&mut *tx)
-        .await?;
+    let ids: Vec<&str> = fences.iter().map(PreparedFence::id).collect();
+    announce(&mut tx, "import", &ids).await?;
     tx.commit().await
+}
+
+/// The stored fences among `ids` (id, definition); the others no longer exist.
+pub async fn stored_by_ids(pool: &PgPool, ids: &[String]) -> Result<Vec<(String, serde_json::Value)>, Error> {
+    Ok(
+        sqlx::query_as("SELECT id, definition FROM fences WHERE id = ANY($1) ORDER BY id")
+            .bind(ids)
+            .fetch_all(pool)
+            .await?,
+    )
 }
 
 /// The stored fences (id, definition), by id.
@@ -40,22 +88,30 @@ pub async fn stored(pool: &PgPool) -> Result<Vec<(String, serde_json::Value)>, E
 /// limits lowered since do not make a stored fence unreadable. CPU-bound: call it off the
 /// async workers.
 pub fn index(stored: Vec<(String, serde_json::Value)>) -> Result<FenceIndex, Error> {
+    let mut index = FenceIndex::new(IndexConfig::default()).map_err(Error::Index)?;
+    for (id, definition) in stored {
+        let prepared = prepare_stored(&id, definition)?;
+        index.insert(prepared).map_err(|e| Error::StoredFence {
+            id,
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(index)
+}
+
+/// Prepares a stored fence, trusted (see [`index`]). CPU-bound.
+pub fn prepare_stored(id: &str, definition: serde_json::Value) -> Result<PreparedFence, Error> {
     let trusted = FenceLimits {
         max_vertices: usize::MAX,
         max_radius_m: f64::INFINITY,
         check_validity: false,
     };
-    let mut index = FenceIndex::new(IndexConfig::default()).map_err(Error::Index)?;
-    for (id, definition) in stored {
-        let stored = |reason: String| Error::StoredFence {
-            id: id.clone(),
-            reason,
-        };
-        let fence: Fence = serde_json::from_value(definition).map_err(|e| stored(e.to_string()))?;
-        let prepared = PreparedFence::new(fence, &trusted).map_err(|e| stored(e.to_string()))?;
-        index.insert(prepared).map_err(|e| stored(e.to_string()))?;
-    }
-    Ok(index)
+    let stored = |reason: String| Error::StoredFence {
+        id: id.to_owned(),
+        reason,
+    };
+    let fence: Fence = serde_json::from_value(definition).map_err(|e| stored(e.to_string()))?;
+    PreparedFence::new(fence, &trusted).map_err(|e| stored(e.to_string()))
 }
 
 /// Inserts or replaces `fence` (already validated and prepared) within `tx`.
@@ -97,11 +153,11 @@ pub async fn upsert(tx: &mut Transaction<'_, Postgres>, fence: &PreparedFence) -
     Ok(existed)
 }
 
-/// Deletes a fence; returns whether it existed.
-pub async fn delete(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
+/// Deletes a fence within `tx`; returns whether it existed.
+pub async fn delete(tx: &mut Transaction<'_, Postgres>, id: &str) -> Result<bool, sqlx::Error> {
     let result = sqlx::query("DELETE FROM fences WHERE id = $1")
         .bind(id)
-        .execute(pool)
+        .execute(&mut **tx)
         .await?;
     Ok(result.rows_affected() > 0)
 }
