@@ -3,7 +3,7 @@ DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/geotrack
 export DATABASE_URL
 CARGO ?= cargo
 
-.PHONY: run test test-browser schemathesis deny db lint fmt build release bench-ingest
+.PHONY: run test test-browser schemathesis deny db nats lint fmt build release bench-ingest
 
 ## Start the service on http://127.0.0.1:8080 against the local PostgreSQL (installs PostGIS if
 ## needed), with a demo fleet of 50 vehicles and demo fences in Paris. Ctrl-C stops both.
@@ -11,8 +11,9 @@ run: db release
 	./target/release/geotrack migrate
 	./target/release/geotrack serve --demo
 
-## The whole suite: formatting, lints, unit and integration tests (real PostGIS, real sockets).
-test: db lint
+## The whole suite: formatting, lints, unit and integration tests (real PostGIS, real sockets,
+## the local NATS with JetStream for the cluster tests).
+test: db nats lint
 	bash scripts/drop-test-dbs.sh
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --lib --bins --tests --no-fail-fast; \
@@ -37,6 +38,11 @@ deny:
 ## Make sure PostgreSQL has PostGIS (apt-get installs it when missing) and the database exists.
 db:
 	bash scripts/ensure-postgis.sh
+
+## Check that NATS with JetStream answers at 127.0.0.1:4222 (the machine runs it; nothing is
+## installed): the cluster tests use it, each with a stream/bucket prefix of its own.
+nats:
+	bash scripts/check-nats.sh
 
 ## Benches are compiled (clippy --all-targets) but run only on demand: `cargo bench -p fences`.
 ## check-layout: no import loops, files <= 600 lines, functions <= 80, domain crates without

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use alerts::{AlertsConfig, WebhooksConfig};
+use cluster::ClusterConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,8 @@ pub struct Config {
     pub ws: WsConfig,
     pub webhooks: WebhooksConfig,
     pub tiles: TilesConfig,
+    /// Cluster mode on NATS JetStream (off unless `cluster.nats_url` is set).
+    pub cluster: ClusterConfig,
 }
 
 /// WebSocket sessions.
@@ -156,6 +159,7 @@ impl Default for Config {
             ws: WsConfig::default(),
             webhooks: WebhooksConfig::default(),
             tiles: TilesConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }

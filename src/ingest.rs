@@ -11,10 +11,11 @@ use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use cluster::ClusterError;
 use tracker::decode::Records;
 use tracker::metrics::{ProtocolLabel, RejectLabels};
 use tracker::protocols::osmand::SpeedUnit;
-use tracker::{Fix, Pipeline, Rejection, SubmitError};
+use tracker::{Fix, Pipeline, Rejection, SubmitError, Submitted};
 
 use crate::auth::Principal;
 use crate::config::IngestConfig;
@@ -25,6 +26,9 @@ use crate::limits::RateLimiter;
 #[derive(Debug)]
 pub struct Ingest {
     pub pipeline: Pipeline,
+    /// Cluster mode: requests are acknowledged once their fixes are in the fix log, which the
+    /// partitions' owners store through their pipelines.
+    pub log: Option<cluster::fixlog::FixLog>,
     /// The time window a fix must fall in.
     pub limits: tracker::Limits,
     pub config: IngestConfig,
@@ -138,7 +142,39 @@ impl Ingest {
         }
         let (fixes, positions) = apply_device_limits(&self.devices, fixes, positions, &mut rejected)?;
 
-        let submitted = self.pipeline.submit(fixes).await.map_err(|e| match e {
+        let submitted = self.submit(fixes).await?;
+        rejected.extend(submitted.rejected.into_iter().map(|(i, r)| (positions[i], r)));
+        rejected.sort_by_key(|(index, _)| *index);
+        self.count(protocol, submitted.accepted, &rejected);
+        Ok(Outcome {
+            accepted: submitted.accepted,
+            rejected,
+        })
+    }
+
+    /// Makes `fixes` durable: in the fix log in cluster mode, else through the pipeline.
+    async fn submit(&self, fixes: Vec<Fix>) -> Result<Submitted, ApiError> {
+        if let Some(log) = &self.log {
+            return match log.append(&fixes).await {
+                Ok(()) => Ok(Submitted {
+                    accepted: fixes.len(),
+                    rejected: Vec::new(),
+                }),
+                Err(ClusterError::LogFull) => {
+                    self.pipeline.metrics().queue_full.inc();
+                    Err(queue_full(1))
+                }
+                Err(error) => {
+                    tracing::warn!(%error, fixes = fixes.len(), "fixes refused: the fix log cannot take them");
+                    Err(ApiError::unavailable(
+                        "log_unavailable",
+                        "the cluster's fix log cannot store fixes right now; nothing was acknowledged, retry later",
+                        5,
+                    ))
+                }
+            };
+        }
+        self.pipeline.submit(fixes).await.map_err(|e| match e {
             SubmitError::QueueFull { retry_after } => queue_full(retry_after.as_secs()),
             SubmitError::Unavailable(_) => ApiError::unavailable(
                 "database_unavailable",
@@ -148,16 +184,17 @@ impl Ingest {
             SubmitError::ShuttingDown => {
                 ApiError::unavailable("shutting_down", "the server is shutting down", 5)
             }
-        })?;
-        rejected.extend(submitted.rejected.into_iter().map(|(i, r)| (positions[i], r)));
-        rejected.sort_by_key(|(index, _)| *index);
+        })
+    }
 
+    /// Counts a request's accepted and rejected fixes.
+    fn count(&self, protocol: &'static str, accepted: usize, rejected: &[(usize, Rejection)]) {
         let metrics = self.pipeline.metrics();
         metrics
             .accepted
             .get_or_create(&ProtocolLabel { protocol })
-            .inc_by(submitted.accepted as u64);
-        for (_, rejection) in &rejected {
+            .inc_by(accepted as u64);
+        for (_, rejection) in rejected {
             metrics
                 .rejected
                 .get_or_create(&RejectLabels {
@@ -166,9 +203,5 @@ impl Ingest {
                 })
                 .inc();
         }
-        Ok(Outcome {
-            accepted: submitted.accepted,
-            rejected,
-        })
     }
 }

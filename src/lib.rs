@@ -6,6 +6,7 @@
 
 pub mod auth;
 mod checks;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod error;

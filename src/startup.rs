@@ -21,6 +21,7 @@ use tracker::live::LiveFeed;
 
 use crate::auth::{Auth, Tokens};
 use crate::checks::ConfigError;
+use crate::cluster::TracksOut;
 use crate::config::Config;
 use crate::fence_registry::{FenceRegistry, Webhooks};
 use crate::guard::LocalOnly;
@@ -43,6 +44,8 @@ pub enum StartError {
     Config(#[from] crate::checks::ConfigError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("cluster: {0}")]
+    Cluster(#[from] cluster::ClusterError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -76,10 +79,16 @@ impl Application {
                 addr: config.bind,
                 source,
             })?;
-        let pool = crate::db::pool(&config.database_url, config.db_max_connections)?;
+        let pool = crate::db::pool(&config.database_url, pool_size(&config))?;
+        let nats = if config.cluster.enabled() {
+            Some(Box::pin(cluster::nats::Nats::connect(&config.cluster)).await?)
+        } else {
+            None
+        };
         let mut registry = Registry::default();
         let http_metrics = HttpMetrics::register(&mut registry);
-        let state = start(&config, pool, tokens, registry)?;
+        // Boxed: connecting to NATS and starting the cluster make a large future.
+        let state = Box::pin(start(&config, pool, tokens, registry, nats)).await?;
         state.sessions.tasks.spawn(crate::upkeep::run(
             state.db.clone(),
             config.history.clone(),
@@ -141,11 +150,17 @@ impl Application {
         } = self;
         let stop = state.sessions.shutdown.clone();
         let ingest = state.ingest.clone();
-        tokio::spawn(async move {
+        let node = state.cluster.clone();
+        let drained = tokio::spawn(async move {
             shutdown.await;
             // Requests still in flight must not wait out a batch linger: commit at once.
             ingest.pipeline.flush_now();
             stop.cancel();
+            // Partitions go to the other nodes at once, while this one's connections close
+            // (its requests only append to the fix log, which needs no partition).
+            if let Some(node) = node {
+                node.drain(shutdown_timeout).await;
+            }
         });
         let stop = state.sessions.shutdown.clone();
         let serve = crate::server::serve(listener, router, &http, max_connections, stop.clone());
@@ -155,6 +170,7 @@ impl Application {
                 tracing::warn!(?shutdown_timeout, "connections still open after the shutdown timeout; closing them");
             }
         }
+        let _ = drained.await;
         tracing::info!(
             queued = state.ingest.pipeline.queued(),
             "stopped accepting requests; flushing queued fixes"
@@ -168,12 +184,14 @@ impl Application {
     }
 }
 
-/// Starts the pipeline, evaluation and the live feed, and assembles the state the routes share.
-fn start(
+/// Starts the pipeline, evaluation, the live feed and (with `nats`) this node's part of the
+/// cluster, and assembles the state the routes share.
+async fn start(
     config: &Config,
     pool: PgPool,
     tokens: Tokens,
     mut registry: Registry,
+    nats: Option<cluster::nats::Nats>,
 ) -> Result<AppState, StartError> {
     let ingest_metrics = tracker::metrics::IngestMetrics::register(&mut registry);
     let alert_metrics = AlertMetrics::register(&mut registry);
@@ -183,41 +201,47 @@ fn start(
         config: Arc::new(config.ws.clone()),
     };
     let tiles = Arc::new(TileStore::new(&config.tiles, pool.clone()).map_err(ConfigError::from)?);
-    let (pipeline, committed) = start_pipeline(config, &pool, ingest_metrics, &tiles, &sessions);
-    let index = fences::FenceIndex::new(fences::IndexConfig::default()).map_err(ConfigError::from)?;
-    let index = SharedIndex::new(index);
-    let live = LiveFeed::new(LIVE_BACKLOG);
-    sessions.tasks.spawn(live.clone().run(
-        Duration::from_millis(config.ws.positions_interval_ms.max(10)),
-        sessions.shutdown.clone(),
-    ));
-    let webhook_policy = Arc::new(crate::checks::webhook_policy(config)?);
-    let alerting = alerts::start(
-        alerts::Inputs {
-            pool: pool.clone(),
-            alerts: config.alerts.clone(),
-            webhooks: config.webhooks.clone(),
-            webhook_policy: webhook_policy.clone(),
-            index: index.clone(),
-            live: live.clone(),
-            committed,
-            metrics: alert_metrics,
-        },
-        &sessions.shutdown,
-        &sessions.tasks,
+    let tracks_out = nats.as_ref().map(|_| Arc::new(TracksOut::default()));
+    let shards = nats.as_ref().map(|n| usize::from(n.partitions));
+    let (pipeline, committed) = start_pipeline(
+        config,
+        &pool,
+        ingest_metrics,
+        &tiles,
+        tracks_out.clone(),
+        shards,
+        &sessions,
     );
-    let fences = FenceRegistry::new(
-        pool.clone(),
-        index,
-        config.fences.limits(),
-        tiles.clone(),
-        Webhooks {
-            signed: config.webhooks.secret().is_some(),
-            policy: webhook_policy,
-        },
-    );
+    let (live, live_interval) = start_live_feed(config, &sessions);
+    let cluster = match (nats, tracks_out) {
+        (Some(nats), Some(tracks_out)) => {
+            let inputs = crate::cluster::Inputs {
+                nats,
+                pool: pool.clone(),
+                pipeline: pipeline.clone(),
+                tiles: tiles.clone(),
+                tracks_out,
+                live: live.clone(),
+                live_interval,
+                max_waiting_fixes: config.ingest.max_waiting_fixes,
+            };
+            Some(crate::cluster::start(inputs, &sessions.tasks, &sessions.shutdown).await?)
+        }
+        _ => None,
+    };
+    let (alerting, fences) = start_alerting(
+        config,
+        &pool,
+        &tiles,
+        &live,
+        committed,
+        cluster.as_ref(),
+        alert_metrics,
+        &sessions,
+    )?;
     let ingest = Ingest {
         pipeline,
+        log: cluster.as_ref().map(|c| c.log.clone()),
         limits: config.ingest.limits(),
         config: config.ingest.clone(),
         devices: config.limits.devices(),
@@ -237,7 +261,75 @@ fn start(
         live,
         sessions,
         registry: Arc::new(registry),
+        cluster: cluster.map(|c| c.node),
     }))
+}
+
+/// The live feed `/ws/positions` reads, publishing every `ws.positions_interval_ms`.
+fn start_live_feed(config: &Config, sessions: &Sessions) -> (LiveFeed, Duration) {
+    let live = LiveFeed::new(LIVE_BACKLOG);
+    let interval = Duration::from_millis(config.ws.positions_interval_ms.max(10));
+    sessions
+        .tasks
+        .spawn(live.clone().run(interval, sessions.shutdown.clone()));
+    (live, interval)
+}
+
+/// Starts evaluation and alerting (in cluster mode on the partitions this node owns, recording
+/// moving devices into the outbound live feed) and the fence registry they read.
+#[allow(clippy::too_many_arguments)] // start-up wiring: each argument is a distinct part
+fn start_alerting(
+    config: &Config,
+    pool: &PgPool,
+    tiles: &Arc<TileStore>,
+    live: &LiveFeed,
+    committed: Vec<tracker::outbox::OutboxReceiver>,
+    cluster: Option<&crate::cluster::Parts>,
+    metrics: AlertMetrics,
+    sessions: &Sessions,
+) -> Result<(alerts::Alerting, FenceRegistry), StartError> {
+    let index =
+        SharedIndex::new(fences::FenceIndex::new(fences::IndexConfig::default()).map_err(ConfigError::from)?);
+    let webhook_policy = Arc::new(crate::checks::webhook_policy(config)?);
+    let alerting = alerts::start(
+        alerts::Inputs {
+            pool: pool.clone(),
+            alerts: config.alerts.clone(),
+            webhooks: config.webhooks.clone(),
+            webhook_policy: webhook_policy.clone(),
+            index: index.clone(),
+            live: cluster.map_or_else(|| live.clone(), |c| c.outbound.clone()),
+            committed,
+            ownership: cluster.map(|c| c.ownership.clone()),
+            metrics,
+        },
+        &sessions.shutdown,
+        &sessions.tasks,
+    );
+    let fences = FenceRegistry::new(
+        pool.clone(),
+        index,
+        config.fences.limits(),
+        tiles.clone(),
+        Webhooks {
+            signed: config.webhooks.secret().is_some(),
+            policy: webhook_policy,
+        },
+    );
+    Ok((alerting, fences))
+}
+
+/// Connections in the pool: as configured, but in cluster mode at least one per partition
+/// (each shard writer keeps one, and a node may come to own every partition) and a few more
+/// for reads, evaluation and listening.
+fn pool_size(config: &Config) -> u32 {
+    if config.cluster.enabled() {
+        config
+            .db_max_connections
+            .max(u32::from(config.cluster.partitions) + 8)
+    } else {
+        config.db_max_connections
+    }
 }
 
 /// Starts the ingest pipeline; returns it and, for each shard, where its committed batches
@@ -247,9 +339,15 @@ fn start_pipeline(
     pool: &PgPool,
     metrics: tracker::metrics::IngestMetrics,
     tiles: &Arc<TileStore>,
+    tracks_out: Option<Arc<TracksOut>>,
+    shards: Option<usize>,
     sessions: &Sessions,
 ) -> (tracker::Pipeline, Vec<tracker::outbox::OutboxReceiver>) {
-    let pipeline_config = config.ingest.pipeline();
+    let mut pipeline_config = config.ingest.pipeline();
+    // In cluster mode each partition is a shard, written by its owner only.
+    if let Some(shards) = shards {
+        pipeline_config.shards = shards;
+    }
     let (outboxes, committed): (Vec<_>, Vec<_>) = (0..pipeline_config.shards)
         .map(|_| tracker::outbox::outbox(OUTBOX_BATCHES))
         .unzip();
@@ -258,7 +356,7 @@ fn start_pipeline(
         pipeline_config,
         metrics,
         outboxes,
-        Some(&tracks_changed(tiles.clone())),
+        Some(&tracks_changed(tiles.clone(), tracks_out)),
         &sessions.tasks,
     );
     (pipeline, committed)
@@ -266,13 +364,17 @@ fn start_pipeline(
 
 /// What the ingest pipeline calls with every committed batch, before it is acknowledged: the
 /// `tracks` tiles whose window holds the fixes' times are stale.
-fn tracks_changed(tiles: Arc<TileStore>) -> tracker::CommitHook {
+/// In cluster mode the window also goes to the other nodes (`tracks_out`).
+fn tracks_changed(tiles: Arc<TileStore>, tracks_out: Option<Arc<TracksOut>>) -> tracker::CommitHook {
     Arc::new(move |batch| {
         let fix_times = batch.iter().map(|f| f.ts.timestamp_millis());
         if let (Some(first), Some(last)) = (fix_times.clone().min(), fix_times.max()) {
             tiles
                 .cache()
                 .invalidate(LayerId::TRACKS, Change::during(first, last));
+            if let Some(out) = &tracks_out {
+                out.record(first, last);
+            }
         }
     })
 }

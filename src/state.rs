@@ -53,6 +53,8 @@ pub struct Shared {
     /// WebSocket sessions and the tasks that outlive a request.
     pub sessions: Sessions,
     pub registry: Arc<Registry>,
+    /// Cluster mode: this node's membership; `None` on a single node.
+    pub cluster: Option<Arc<crate::cluster::Node>>,
 }
 
 macro_rules! sub_state {

@@ -1,6 +1,7 @@
 //! Periodic upkeep of the position history (`tracker::history`): at start and then every
 //! `history.upkeep_interval_s`, weekly partitions are made ahead and, with
-//! `history.retention_days`, history older than that is dropped a week at a time.
+//! `history.retention_days`, history older than that is dropped a week at a time. The alert
+//! commit marks of processes gone for a week are dropped too.
 
 use std::time::Duration;
 
@@ -53,6 +54,9 @@ pub async fn run(
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "position history upkeep failed; will retry"),
+        }
+        if let Err(error) = alerts::store::prune_marks(&pool).await {
+            tracing::warn!(%error, "cannot prune old alert commit marks; will retry");
         }
     }
 }

@@ -7,7 +7,9 @@
 //!   publishes them on the [`hub`] in id order (messages as bytes, serialised once);
 //! - [`store`]: the alert tables; [`fence_store`]: the fence table; [`SharedIndex`]: the fence
 //!   index shared by evaluators and readers;
-//! - [`webhooks`]: signed, retried, at-least-once delivery of every alert.
+//! - [`webhooks`]: signed, retried, at-least-once delivery of every alert (claimed row by row,
+//!   so several nodes deliver each alert once between them);
+//! - [`follower`]: in cluster mode, every node's hub is fed from the database in commit order.
 //!
 //! [`start`] wires them together for a node.
 
@@ -15,6 +17,7 @@ pub mod config;
 mod error;
 pub mod evaluator;
 pub mod fence_store;
+pub mod follower;
 pub mod hub;
 pub mod metrics;
 pub mod model;
@@ -55,6 +58,9 @@ pub struct Inputs {
     pub live: LiveFeed,
     /// Committed batches of each ingest shard, in shard order.
     pub committed: Vec<OutboxReceiver>,
+    /// Cluster mode: whether this node owns each shard (evaluators work only while it does),
+    /// and the hub is fed from the database instead of by this node's writer.
+    pub ownership: Option<Vec<evaluator::Ownership>>,
     pub metrics: AlertMetrics,
 }
 
@@ -75,6 +81,14 @@ pub fn start(inputs: Inputs, shutdown: &CancellationToken, tasks: &TaskTracker) 
     let (sink, changes) = tokio::sync::mpsc::channel(CHANGES_QUEUE);
     let deliveries = Arc::new(tokio::sync::Notify::new());
     let lag = inputs.metrics.evaluation_lag_seconds.clone();
+    let cluster = inputs.ownership.is_some();
+    if cluster {
+        tasks.spawn(follower::follow(
+            inputs.pool.clone(),
+            hub.clone(),
+            shutdown.clone(),
+        ));
+    }
     tasks.spawn(
         writer::AlertWriter {
             pool: inputs.pool.clone(),
@@ -84,6 +98,7 @@ pub fn start(inputs: Inputs, shutdown: &CancellationToken, tasks: &TaskTracker) 
             deliveries: deliveries.clone(),
             metrics: inputs.metrics,
             shutdown: shutdown.clone(),
+            publish: !cluster,
         }
         .run(),
     );
@@ -107,6 +122,6 @@ pub fn start(inputs: Inputs, shutdown: &CancellationToken, tasks: &TaskTracker) 
         lag,
         shutdown: shutdown.clone(),
     };
-    let evaluators = Evaluators::start(&evaluation, inputs.committed, tasks);
+    let evaluators = Evaluators::start(&evaluation, inputs.committed, inputs.ownership, tasks);
     Alerting { hub, evaluators }
 }

@@ -22,6 +22,8 @@ pub struct AlertMetrics {
     pub commit_seconds: Histogram,
     /// Failed commits (retried).
     pub commit_errors: Counter,
+    /// Cluster mode: evaluation steps left out because their partition had a newer owner.
+    pub deposed_steps: Counter,
     /// Seconds from a fix reaching the server to its evaluation (per batch, its oldest fix).
     pub evaluation_lag_seconds: Histogram,
 }
@@ -33,6 +35,7 @@ impl AlertMetrics {
             latency_seconds: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
             commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
             commit_errors: Counter::default(),
+            deposed_steps: Counter::default(),
             evaluation_lag_seconds: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
         };
         let registry = registry.sub_registry_with_prefix("geotrack_alerts");
@@ -55,6 +58,11 @@ impl AlertMetrics {
             "commit_errors",
             "Failed commits (retried)",
             metrics.commit_errors.clone(),
+        );
+        registry.register(
+            "deposed_steps",
+            "Evaluation steps left out because their partition had a newer owner (cluster mode)",
+            metrics.deposed_steps.clone(),
         );
         registry.register(
             "evaluation_lag_seconds",

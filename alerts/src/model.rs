@@ -103,6 +103,9 @@ pub struct Visit {
 #[derive(Debug, Default)]
 pub struct Changes {
     pub shard: i16,
+    /// Cluster mode: the epoch the evaluator owned the shard with; the commit is refused if
+    /// a newer owner has claimed it since.
+    pub epoch: Option<i64>,
     /// The outbox position evaluated up to, when the step consumed fixes.
     pub watermark: Option<i64>,
     /// `(device, fence)` → the visit, or `None` when the device left.
@@ -113,9 +116,10 @@ pub struct Changes {
 }
 
 impl Changes {
-    pub fn new(shard: i16) -> Self {
+    pub fn new(shard: i16, epoch: Option<i64>) -> Self {
         Self {
             shard,
+            epoch,
             ..Self::default()
         }
     }

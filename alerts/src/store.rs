@@ -134,16 +134,16 @@ pub struct Merged {
 }
 
 impl Merged {
-    pub fn add(&mut self, changes: Changes) {
-        for (key, visit) in changes.visits {
-            self.visits.insert(key, (changes.shard, visit));
+    pub fn add(&mut self, changes: &Changes) {
+        for (key, visit) in &changes.visits {
+            self.visits.insert(key.clone(), (changes.shard, *visit));
         }
-        self.offline.extend(changes.offline);
+        self.offline.extend(changes.offline.iter().cloned());
         if let Some(seq) = changes.watermark {
             let mark = self.watermarks.entry(changes.shard).or_insert(seq);
             *mark = (*mark).max(seq);
         }
-        self.alerts.extend(changes.alerts);
+        self.alerts.extend(changes.alerts.iter().cloned());
     }
 
     pub fn is_empty(&self) -> bool {
@@ -152,6 +152,93 @@ impl Merged {
             && self.watermarks.is_empty()
             && self.alerts.is_empty()
     }
+}
+
+/// Channel notified (with the newest alert id) by every commit that stores alerts.
+pub const ALERTS_CHANNEL: &str = "geotrack_alerts";
+
+/// Serialises alert commits across every process of a database: ids are drawn and committed in
+/// the same order, so a reader that has seen alert N has seen every alert before it, and a
+/// cursor never skips an alert that commits later. Taken first in the transaction.
+pub async fn lock_alert_order(tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('geotrack.alerts'))")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Cluster mode: which of these (shard, epoch) pairs still own their shard, locking their
+/// `partition_owners` rows until the transaction ends so no newer owner can claim them before
+/// it commits.
+pub async fn owning(
+    tx: &mut Transaction<'_, Postgres>,
+    claims: &[(i16, i64)],
+) -> Result<Vec<(i16, i64)>, sqlx::Error> {
+    let (shards, epochs): (Vec<i16>, Vec<i64>) = claims.iter().copied().unzip();
+    sqlx::query_as(
+        "SELECT partition, epoch FROM partition_owners
+         WHERE (partition, epoch) IN (SELECT * FROM unnest($1::int2[], $2::int8[]))
+         FOR SHARE",
+    )
+    .bind(&shards)
+    .bind(&epochs)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Which commit of which writer a transaction is (see `alert_commit_marks`).
+#[derive(Debug, Clone, Copy)]
+pub struct Mark<'a> {
+    pub writer: &'a str,
+    pub commit_id: i64,
+}
+
+/// Records `mark` in `tx`, with the ids of the alerts it stores.
+pub async fn record_mark(
+    tx: &mut Transaction<'_, Postgres>,
+    mark: Mark<'_>,
+    alerts: &[Alert],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO alert_commit_marks (writer, commit_id, first_id, last_id) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (writer) DO UPDATE SET commit_id = EXCLUDED.commit_id,
+             first_id = EXCLUDED.first_id, last_id = EXCLUDED.last_id, at = now()",
+    )
+    .bind(mark.writer)
+    .bind(mark.commit_id)
+    .bind(alerts.first().map(|a| a.id))
+    .bind(alerts.last().map(|a| a.id))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Whether the commit `mark` happened (its answer may have been lost); if so, its alerts.
+/// They are contiguous: alert commits are serialised ([`lock_alert_order`]).
+pub async fn committed(pool: &PgPool, mark: Mark<'_>) -> Result<Option<Vec<Alert>>, sqlx::Error> {
+    let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT first_id, last_id FROM alert_commit_marks WHERE writer = $1 AND commit_id = $2",
+    )
+    .bind(mark.writer)
+    .bind(mark.commit_id)
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        None => Ok(None),
+        Some((Some(first), Some(last))) => {
+            let ids: Vec<i64> = (first..=last).collect();
+            by_ids(pool, &ids).await.map(Some)
+        }
+        Some(_) => Ok(Some(Vec::new())),
+    }
+}
+
+/// Drops the marks of writers silent for a week (processes long gone); returns how many.
+pub async fn prune_marks(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM alert_commit_marks WHERE at < now() - interval '7 days'")
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
 }
 
 /// Writes merged changes in `tx`; returns the stored alerts in id order.
@@ -165,6 +252,13 @@ pub async fn write(
     write_offline(tx, merged).await?;
     let alerts = insert_alerts(tx, &merged.alerts).await?;
     queue_webhooks(tx, &merged.alerts, &alerts, webhooks).await?;
+    if let Some(newest) = alerts.last() {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(ALERTS_CHANNEL)
+            .bind(newest.id.to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
     let (shards, seqs): (Vec<i16>, Vec<i64>) = merged.watermarks.iter().map(|(s, q)| (*s, *q)).unzip();
     if !shards.is_empty() {
         sqlx::query(

@@ -1,8 +1,15 @@
 //! The node's one alert writer. Every shard's evaluator sends its [`Changes`] here; the writer
 //! commits whatever has queued up in one transaction and only then publishes the alerts on
-//! the hub, sorted by id. Being the only task that inserts alerts, its ids grow from one commit
-//! to the next, so subscribers see ids in increasing order and a cursor never skips an alert
-//! that commits later (concurrent writers could commit 1042 before 1041).
+//! the hub, sorted by id. Commits of alerts are serialised across every process of the
+//! database ([`store::lock_alert_order`]), so ids grow from one commit to the next and a
+//! cursor never skips an alert that commits later (concurrent writers could commit 1042
+//! before 1041).
+//!
+//! In cluster mode each step carries its evaluator's epoch; the transaction locks the
+//! partitions' ownership rows and leaves out the steps of an epoch that no longer owns its
+//! partition (a newer owner evaluates those fixes again from the committed watermark). There
+//! the writer does not publish: every node's hub is fed from the database in commit order
+//! ([`crate::follower`]), this node's included.
 //!
 //! A failed commit is retried with backoff, keeping everything queued behind it. At shutdown,
 //! once the evaluators are done, it commits what is left; if the database is gone by then, the
@@ -19,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::hub::{AlertHub, Published};
 use crate::metrics::{AlertMetrics, KindLabel};
 use crate::model::{Alert, Changes};
-use crate::store::{self, Merged};
+use crate::store::{self, Mark, Merged};
 
 /// Most alerts committed in one transaction (more wait for the next one).
 const MAX_ALERTS_PER_COMMIT: usize = 20_000;
@@ -37,21 +44,34 @@ pub struct AlertWriter {
     pub metrics: AlertMetrics,
     /// Cancelled at shutdown: stop retrying a commit that keeps failing.
     pub shutdown: CancellationToken,
+    /// Publish committed alerts on the hub (a single node); in cluster mode the follower does.
+    pub publish: bool,
 }
 
 impl AlertWriter {
     /// Runs until every sender is gone and everything received is committed.
     pub async fn run(mut self) {
+        // Names this process's commits (`alert_commit_marks`): unique per process start.
+        let writer = format!("{}-{}", std::process::id(), chrono::Utc::now().timestamp_micros());
+        let mut commit_id = 0;
         while let Some(first) = self.changes.recv().await {
-            let mut merged = Merged::default();
-            merged.add(first);
-            while merged.alerts.len() < MAX_ALERTS_PER_COMMIT {
+            commit_id += 1;
+            let mut alerts = first.alerts.len();
+            let mut steps = vec![first];
+            while alerts < MAX_ALERTS_PER_COMMIT {
                 match self.changes.try_recv() {
-                    Ok(more) => merged.add(more),
+                    Ok(more) => {
+                        alerts += more.alerts.len();
+                        steps.push(more);
+                    }
                     Err(_) => break,
                 }
             }
-            if let Some(alerts) = self.commit(&merged).await {
+            let mark = Mark {
+                writer: &writer,
+                commit_id,
+            };
+            if let Some(alerts) = self.commit(&steps, mark).await {
                 self.publish(alerts);
             }
         }
@@ -59,11 +79,30 @@ impl AlertWriter {
     }
 
     /// Commits, retrying with backoff; `None` if it gave up (only at shutdown).
-    async fn commit(&self, merged: &Merged) -> Option<Vec<Alert>> {
+    /// A retry first checks whether the failed attempt committed after all (its answer lost
+    /// with the connection): then its alerts are read back, never stored twice.
+    async fn commit(&self, steps: &[Changes], mark: Mark<'_>) -> Option<Vec<Alert>> {
         let mut backoff = Duration::from_millis(50);
+        let mut retry = false;
         loop {
             let started = Instant::now();
-            match self.try_commit(merged).await {
+            let attempt = if retry {
+                match store::committed(&self.pool, mark).await {
+                    Ok(Some(alerts)) => {
+                        tracing::info!(
+                            alerts = alerts.len(),
+                            "an alert commit whose answer was lost had committed"
+                        );
+                        Ok(alerts)
+                    }
+                    Ok(None) => self.try_commit(steps, mark).await,
+                    Err(error) => Err(error),
+                }
+            } else {
+                self.try_commit(steps, mark).await
+            };
+            retry = true;
+            match attempt {
                 Ok(alerts) => {
                     self.metrics
                         .commit_seconds
@@ -73,7 +112,7 @@ impl AlertWriter {
                 Err(error) => {
                     self.metrics.commit_errors.inc();
                     if self.shutdown.is_cancelled() {
-                        tracing::error!(%error, alerts = merged.alerts.len(),
+                        tracing::error!(%error, alerts = steps.iter().map(|s| s.alerts.len()).sum::<usize>(),
                             "cannot store alerts at shutdown; they will be evaluated again at the next start");
                         return None;
                     }
@@ -88,35 +127,62 @@ impl AlertWriter {
         }
     }
 
-    async fn try_commit(&self, merged: &Merged) -> Result<Vec<Alert>, sqlx::Error> {
+    async fn try_commit(&self, steps: &[Changes], mark: Mark<'_>) -> Result<Vec<Alert>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let alerts = store::write(&mut tx, merged, &self.webhooks).await?;
+        store::lock_alert_order(&mut tx).await?;
+        let mut claims: Vec<(i16, i64)> = steps
+            .iter()
+            .filter_map(|step| step.epoch.map(|epoch| (step.shard, epoch)))
+            .collect();
+        claims.sort_unstable();
+        claims.dedup();
+        let owning = if claims.is_empty() {
+            Vec::new()
+        } else {
+            store::owning(&mut tx, &claims).await?
+        };
+        let mut merged = Merged::default();
+        for step in steps {
+            match step.epoch {
+                Some(epoch) if !owning.contains(&(step.shard, epoch)) => {
+                    self.metrics.deposed_steps.inc();
+                    tracing::warn!(
+                        shard = step.shard,
+                        epoch,
+                        alerts = step.alerts.len(),
+                        "evaluation step dropped: the partition has a newer owner"
+                    );
+                }
+                _ => merged.add(step),
+            }
+        }
+        let alerts = store::write(&mut tx, &merged, &self.webhooks).await?;
+        store::record_mark(&mut tx, mark, &alerts).await?;
         tx.commit().await?;
         Ok(alerts)
     }
 
+    /// Counts committed alerts and, on a single node, publishes them on the hub.
     fn publish(&self, alerts: Vec<Alert>) {
         if alerts.is_empty() {
             return;
         }
         let now = chrono::Utc::now();
-        let published = alerts
-            .into_iter()
-            .map(|alert| {
-                self.metrics
-                    .committed
-                    .get_or_create(&KindLabel {
-                        kind: alert.event.kind.as_str(),
-                    })
-                    .inc();
-                if let Some(received) = alert.event.received_at {
-                    let seconds = (now - received).num_microseconds().unwrap_or(0) as f64 / 1e6;
-                    self.metrics.latency_seconds.observe(seconds.max(0.0));
-                }
-                Published::new(alert)
-            })
-            .collect();
-        self.hub.publish(published);
+        for alert in &alerts {
+            self.metrics
+                .committed
+                .get_or_create(&KindLabel {
+                    kind: alert.event.kind.as_str(),
+                })
+                .inc();
+            if let Some(received) = alert.event.received_at {
+                let seconds = (now - received).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                self.metrics.latency_seconds.observe(seconds.max(0.0));
+            }
+        }
+        if self.publish {
+            self.hub.publish(alerts.into_iter().map(Published::new).collect());
+        }
         // Deliveries were queued in the same transaction, if any URL applies.
         self.deliveries.notify_one();
     }

@@ -8,10 +8,9 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::fence_registry::FenceRegistry;
+use crate::state::AppState;
 
 /// `GET /health`: 200 while the process serves requests.
 #[utoipa::path(get, path = "/health", tag = "operations",
@@ -26,14 +25,15 @@ pub async fn health() -> Json<Value> {
             example = json!({"status": "ready"})),
         (status = 503, description = "Not ready, with the reason", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait")))))]
-pub async fn ready(
-    State(db): State<PgPool>,
-    State(fences): State<Arc<FenceRegistry>>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let not_ready = |reason: String| ApiError::unavailable("not_ready", reason, 5);
-    crate::db::readiness(&db)
+    crate::db::readiness(&state.db)
         .await
         .map_err(|e| not_ready(e.to_string()))?;
+    if let Some(reason) = state.cluster.as_ref().and_then(|node| node.unready()) {
+        return Err(not_ready(reason));
+    }
+    let fences = &state.fences;
     if fences.is_loaded() {
         Ok(Json(json!({"status": "ready"})))
     } else {

@@ -4,65 +4,22 @@
 //! device apps do). Afterwards every device has exactly the alerts its fixes call for, each once, and
 //! a subscriber that resumed with its cursor has seen exactly the table.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio::process::{Child, Command};
 
 use crate::helpers::{
-    Next, WsClient, admin_exec, database_url, fix_at, in_and_out, new_database, poll_until, square,
+    Next, ServerProcess, WsClient, admin_exec, database_url, fix_at, in_and_out, new_database, poll_until,
+    square,
 };
 
 const DEVICES: usize = 6;
 const FIXES: usize = 30;
 /// Acknowledged fixes after which the server is killed.
 const KILL_AFTER: usize = 50;
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    async fn start(db_name: &str) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_geotrack"))
-            .arg("serve")
-            .env("DATABASE_URL", database_url(db_name))
-            .env("GEOTRACK_BIND", format!("127.0.0.1:{port}"))
-            .env("GEOTRACK_INGEST__SHARDS", "2")
-            .env("GEOTRACK_DB_MAX_CONNECTIONS", "8")
-            .env("GEOTRACK_LOG", "warn")
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the server binary starts");
-        let server = Self { child, port };
-        let client = reqwest::Client::new();
-        let ready = poll_until(Duration::from_secs(20), Duration::from_millis(50), async || {
-            let reply = client.get(server.url("/ready")).send().await;
-            reply.is_ok_and(|reply| reply.status() == 200)
-        })
-        .await;
-        assert!(ready, "the server never got ready");
-        server
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    async fn kill(mut self) {
-        self.child.start_kill().expect("SIGKILL");
-        self.child.wait().await.expect("reaped");
-    }
-}
 
 /// The fix `i` of a device: inside the fence at even `i`, outside at odd `i`, one second apart.
 fn fix(device: usize, i: usize, start: DateTime<Utc>) -> Value {
@@ -118,7 +75,7 @@ async fn collect(mut socket: WsClient) -> Vec<Value> {
 #[tokio::test]
 async fn sigkill_mid_drive_loses_and_doubles_no_alert() {
     let db_name = new_database().await;
-    let server = Server::start(&db_name).await;
+    let server = ServerProcess::start(&db_name, &[]).await;
     let client = reqwest::Client::new();
     let created = client
         .post(server.url("/api/v1/fences"))
@@ -159,7 +116,7 @@ async fn sigkill_mid_drive_loses_and_doubles_no_alert() {
     );
     let seen_before = before_kill.await.expect("subscriber");
 
-    let server = Server::start(&db_name).await;
+    let server = ServerProcess::start(&db_name, &[]).await;
     let cursor = seen_before.last().map_or(0, |a| a["id"].as_i64().expect("id"));
     let mut subscriber = WsClient::try_connect_url(&format!(
         "ws://127.0.0.1:{}/ws/alerts?since={cursor}",

@@ -4,6 +4,7 @@
 
 mod alerts;
 mod auth;
+mod cluster;
 mod crash;
 mod device_apps;
 mod devices;

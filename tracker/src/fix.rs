@@ -5,10 +5,12 @@
 //! a stable `code` (a metrics label) and a sentence for the sender.
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// A position fix that passed validation: finite numbers, coordinates in range, a usable time.
-#[derive(Debug, Clone, PartialEq)]
+/// Serialisable for the cluster's fix log, which carries fixes between nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fix {
     pub device: String,
     /// Fix time, truncated to microseconds (PostgreSQL's precision) so de-duplication on

@@ -14,6 +14,7 @@ pub mod latest;
 pub mod live;
 pub mod metrics;
 pub mod outbox;
+pub mod ownership;
 pub mod pipeline;
 pub mod protocols;
 pub mod shard;

@@ -12,15 +12,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use fences::Bbox;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::Fix;
 
 /// The newest position of a device, as a map view receives it (a [`Fix`] reduced to what a
-/// map draws).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// map draws). Deserialisable: in cluster mode frames travel between nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LivePosition {
     pub device: String,
     pub ts: DateTime<Utc>,
@@ -77,6 +77,11 @@ impl LiveFeed {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(fix.device.clone(), LivePosition::from(fix));
+    }
+
+    /// Publishes a frame made elsewhere (cluster mode: by the node owning those devices).
+    pub fn send_frame(&self, frame: Frame) {
+        let _ = self.frames.send(frame);
     }
 
     /// Frames published from now on.

@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::fix::{Fix, Rejection};
 use crate::metrics::{ErrorKindLabel, IngestMetrics, ShardLabel};
 use crate::outbox::{Committed, OutboxSender};
+use crate::ownership::Fence;
 use crate::shard::shard_of;
 use crate::writer::{ShardWriter, Stored, is_data_error};
 
@@ -117,6 +118,8 @@ struct ShardQueue {
 #[derive(Debug)]
 struct Job {
     fixes: Vec<(usize, Fix)>,
+    /// Cluster mode: the owner's epoch and the fix log sequence these fixes were read up to.
+    fence: Option<Fence>,
     reply: oneshot::Sender<JobOutcome>,
     _room: OwnedSemaphorePermit,
 }
@@ -220,6 +223,19 @@ impl Pipeline {
     /// Queues `fixes` and returns once every one of them is committed or refused.
     /// Either all fixes are queued or none is.
     pub async fn submit(&self, fixes: Vec<Fix>) -> Result<Submitted, SubmitError> {
+        self.submit_fenced(fixes, None).await
+    }
+
+    /// Cluster mode: like [`Pipeline::submit`] for the owner of the shard the fixes belong to.
+    /// Every transaction holding them checks that `fence.epoch` still owns the shard, and the
+    /// last one also stores `fence.stored_seq`, so the fix log is read again from there after a
+    /// crash. A deposed owner gets [`SubmitError::Unavailable`] with an error that
+    /// [`crate::ownership::is_deposed`] recognises.
+    pub async fn submit_fenced(
+        &self,
+        fixes: Vec<Fix>,
+        fence: Option<Fence>,
+    ) -> Result<Submitted, SubmitError> {
         if fixes.is_empty() {
             return Ok(Submitted::default());
         }
@@ -243,6 +259,7 @@ impl Pipeline {
                 .jobs
                 .try_send(Job {
                     fixes,
+                    fence,
                     reply,
                     _room: room,
                 })
@@ -385,11 +402,20 @@ impl Writer {
         let mut outcome = BatchOutcome::new(jobs.len());
         let mut pending: Vec<Range<usize>> = Vec::with_capacity(8);
         pending.push(0..entries.len());
+        let fence = batch_fence(jobs);
         while let Some(range) = pending.pop() {
             let chunk = &entries[range.clone()];
             let fixes: Vec<&Fix> = chunk.iter().map(|&(j, i)| &jobs[j].fixes[i].1).collect();
+            // The log position moves only with the batch's last chunk, and only when every
+            // chunk before it committed or was refused for its data: a fix left unwritten must
+            // be read from the log again.
+            let last = pending.is_empty() && outcome.failed.iter().all(Option::is_none);
+            let fence = fence.map(|f| Fence {
+                stored_seq: f.stored_seq.filter(|_| last),
+                ..f
+            });
             let started = Instant::now();
-            match self.write_with_retry(&fixes).await {
+            match self.write_with_retry(&fixes, fence).await {
                 Ok(stored) => {
                     self.record_commit(&fixes, started, &stored);
                     if let Some(max_seq) = stored.max_seq {
@@ -408,7 +434,12 @@ impl Writer {
                     }
                 }
                 Err(error) => {
-                    self.record_unknown_outcome(&fixes, &error);
+                    if crate::ownership::is_deposed(&error) {
+                        // Certainly not committed: nothing to catch up on or invalidate.
+                        tracing::warn!(%error, fixes = fixes.len(), "not written: the shard has a newer owner");
+                    } else {
+                        self.record_unknown_outcome(&fixes, &error);
+                    }
                     let error = Arc::new(error);
                     for &(j, _) in chunk {
                         outcome.failed[j].get_or_insert_with(|| error.clone());
@@ -422,10 +453,17 @@ impl Writer {
     /// Writes `fixes` in one transaction, a second time on a fresh connection when the first
     /// attempt fails for a reason other than the data: the kept connection may have died with a
     /// database restart.
-    async fn write_with_retry(&mut self, fixes: &[&Fix]) -> Result<Stored, sqlx::Error> {
-        let result = self.db.write(fixes).await;
-        if result.as_ref().is_err_and(|e| !is_data_error(e)) {
-            return self.db.write(fixes).await;
+    async fn write_with_retry(
+        &mut self,
+        fixes: &[&Fix],
+        fence: Option<Fence>,
+    ) -> Result<Stored, sqlx::Error> {
+        let result = self.db.write(fixes, fence).await;
+        if result
+            .as_ref()
+            .is_err_and(|e| !is_data_error(e) && !crate::ownership::is_deposed(e))
+        {
+            return self.db.write(fixes, fence).await;
         }
         result
     }
@@ -484,6 +522,15 @@ impl BatchOutcome {
             committed: Vec::new(),
         }
     }
+}
+
+/// The fence of a batch: the newest epoch of its jobs and the furthest log position (only an
+/// owner submits fenced jobs to its shard, so they agree but for a claim renewed meanwhile).
+fn batch_fence(jobs: &[Job]) -> Option<Fence> {
+    jobs.iter().filter_map(|job| job.fence).reduce(|a, b| Fence {
+        epoch: a.epoch.max(b.epoch),
+        stored_seq: a.stored_seq.max(b.stored_seq),
+    })
 }
 
 /// (job, position in job) of every fix of `jobs`, in queue order.

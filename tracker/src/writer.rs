@@ -13,6 +13,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 
 use crate::fix::Fix;
+use crate::ownership::Fence;
 
 const CREATE_STAGING: &str = "
 CREATE TEMP TABLE IF NOT EXISTS ingest_staging (
@@ -81,9 +82,14 @@ impl ShardWriter {
     }
 
     /// Writes `fixes` in one transaction and returns how many were new to history and the
-    /// largest `seq` they were given (`None` when all were duplicates).
+    /// largest `seq` they were given (`None` when all were duplicates). With a `fence` (cluster
+    /// mode) the transaction first checks that its epoch still owns the shard.
     /// On error nothing of the batch is stored.
-    pub(crate) async fn write(&mut self, fixes: &[&Fix]) -> Result<Stored, sqlx::Error> {
+    pub(crate) async fn write(
+        &mut self,
+        fixes: &[&Fix],
+        fence: Option<Fence>,
+    ) -> Result<Stored, sqlx::Error> {
         encode_copy_rows(fixes, &mut self.copy_buf);
         let conn = match &mut self.conn {
             Some(conn) => conn,
@@ -93,7 +99,7 @@ impl ShardWriter {
                 empty.insert(conn)
             }
         };
-        let result = write_batch(conn, self.shard, &self.copy_buf).await;
+        let result = write_batch(conn, self.shard, fence, &self.copy_buf).await;
         if result.as_ref().is_err_and(|e| !is_data_error(e)) {
             // The connection may be broken: never reuse it.
             if let Some(conn) = self.conn.take() {
@@ -116,9 +122,19 @@ pub(crate) struct Stored {
 async fn write_batch(
     conn: &mut PoolConnection<Postgres>,
     shard: i16,
+    fence: Option<Fence>,
     rows: &[u8],
 ) -> Result<Stored, sqlx::Error> {
     let mut tx = sqlx::Connection::begin(&mut **conn).await?;
+    if let Some(fence) = fence {
+        // First, so the row lock orders this transaction after any of a previous owner.
+        sqlx::query("SELECT fence_partition($1, $2, $3)")
+            .bind(shard)
+            .bind(fence.epoch)
+            .bind(fence.stored_seq)
+            .execute(&mut *tx)
+            .await?;
+    }
     let mut copy = tx.copy_in_raw(COPY_STAGING).await?;
     copy.send(rows).await?;
     copy.finish().await?;

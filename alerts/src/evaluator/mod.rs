@@ -9,6 +9,11 @@
 //! process died), so a crash anywhere neither loses nor doubles an alert. It also catches up
 //! from the database whenever the hand-off missed batches, and when idle (fixes written by
 //! another process, such as `geotrack import`).
+//!
+//! In cluster mode an evaluator works only while its node owns the shard (a partition): it
+//! waits for an epoch, starts as above from what the previous owner committed, tags every
+//! step with the epoch (the alert writer refuses steps of a deposed epoch), and drops its state
+//! when the ownership ends.
 
 mod load;
 pub mod shard_state;
@@ -17,7 +22,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sqlx::PgPool;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracker::live::LiveFeed;
@@ -46,6 +51,9 @@ pub struct Shared {
     pub shutdown: CancellationToken,
 }
 
+/// Cluster mode: the epoch with which this node owns a shard, `None` while it does not.
+pub type Ownership = watch::Receiver<Option<i64>>;
+
 /// Handle to the running evaluators.
 #[derive(Debug, Clone)]
 pub struct Evaluators {
@@ -54,7 +62,14 @@ pub struct Evaluators {
 
 impl Evaluators {
     /// Starts one evaluator per outbox receiver (one per shard, in shard order) on `tasks`.
-    pub fn start(shared: &Shared, outboxes: Vec<OutboxReceiver>, tasks: &TaskTracker) -> Self {
+    /// With `ownership` (cluster mode, one per shard) each works only while its shard is owned.
+    pub fn start(
+        shared: &Shared,
+        outboxes: Vec<OutboxReceiver>,
+        ownership: Option<Vec<Ownership>>,
+        tasks: &TaskTracker,
+    ) -> Self {
+        let mut ownership = ownership.map(Vec::into_iter);
         let forget = outboxes
             .into_iter()
             .enumerate()
@@ -68,6 +83,8 @@ impl Evaluators {
                     state: ShardState::new(shared.config.state.clone(), offline_ms(&shared.config)),
                     watermark: 0,
                     behind: true,
+                    ownership: ownership.as_mut().and_then(Iterator::next),
+                    epoch: None,
                 };
                 tasks.spawn(evaluator.run());
                 tx
@@ -101,6 +118,10 @@ struct Evaluator {
     watermark: i64,
     /// Fixes past the watermark may be in the database only: catch up before using a batch.
     behind: bool,
+    /// Cluster mode: whether and with which epoch this node owns the shard.
+    ownership: Option<Ownership>,
+    /// The epoch of the current ownership (always `None` on a single node).
+    epoch: Option<i64>,
 }
 
 impl Evaluator {
@@ -112,11 +133,55 @@ impl Evaluator {
             () = self.shared.shutdown.cancelled() => return,
         }
         generations.mark_unchanged();
-        while let Err(error) = self.start().await {
-            tracing::warn!(shard = self.shard, %error, "evaluator cannot load its state; retrying in 2 s");
+        let Some(mut ownership) = self.ownership.take() else {
+            self.serve(&mut generations, std::future::pending()).await;
+            return;
+        };
+        loop {
+            let epoch = tokio::select! {
+                owned = ownership.wait_for(Option::is_some) => match owned {
+                    Ok(epoch) => *epoch,
+                    Err(_) => return,
+                },
+                () = self.shared.shutdown.cancelled() => return,
+            };
+            self.epoch = epoch;
+            let mut watch = ownership.clone();
+            let ended = async move {
+                let _ = watch.wait_for(|now| *now != epoch).await;
+            };
+            if !self.serve(&mut generations, ended).await {
+                return;
+            }
+            tracing::info!(
+                shard = self.shard,
+                ?epoch,
+                "evaluator stopped: the shard has another owner"
+            );
+            self.state = ShardState::new(self.shared.config.state.clone(), offline_ms(&self.shared.config));
+        }
+    }
+
+    /// Evaluates until `ended` resolves (true) or the evaluator must stop for good (false).
+    async fn serve(
+        &mut self,
+        generations: &mut watch::Receiver<u64>,
+        ended: impl std::future::Future<Output = ()>,
+    ) -> bool {
+        tokio::pin!(ended);
+        loop {
+            tokio::select! {
+                started = self.start() => match started {
+                    Ok(()) => break,
+                    Err(error) => tracing::warn!(shard = self.shard, %error,
+                        "evaluator cannot load its state; retrying in 2 s"),
+                },
+                () = &mut ended => return true,
+            }
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_secs(2)) => {}
-                () = self.shared.shutdown.cancelled() => return,
+                () = &mut ended => return true,
+                () = self.shared.shutdown.cancelled() => return false,
             }
         }
         let mut tick = tokio::time::interval(self.shared.config.tick);
@@ -136,6 +201,7 @@ impl Evaluator {
                     }
                     idle.as_mut().reset(tokio::time::Instant::now() + self.shared.config.idle_poll);
                 }
+                () = &mut ended => return true,
                 changed = generations.changed() => {
                     if changed.is_err() {
                         break;
@@ -156,6 +222,7 @@ impl Evaluator {
             watermark = self.watermark,
             "evaluator stopped"
         );
+        false
     }
 
     /// Loads the stored state, evaluates what was stored but not evaluated, and re-checks every
@@ -193,7 +260,7 @@ impl Evaluator {
             let lag = (Utc::now() - oldest).num_microseconds().unwrap_or(0) as f64 / 1e6;
             self.shared.lag.observe(lag.max(0.0));
         }
-        let mut changes = Changes::new(self.shard);
+        let mut changes = Changes::new(self.shard, self.epoch);
         self.evaluate(&batch.fixes, &mut changes);
         changes.watermark = Some(batch.max_seq);
         self.watermark = batch.max_seq;
@@ -236,7 +303,7 @@ impl Evaluator {
                     }
                 }
             }
-            let mut changes = Changes::new(self.shard);
+            let mut changes = Changes::new(self.shard, self.epoch);
             self.evaluate(&fixes, &mut changes);
             changes.watermark = Some(last_seq);
             self.watermark = last_seq;
@@ -274,7 +341,7 @@ impl Evaluator {
 
     /// Runs a step of the shard state that depends on the clock, and sends what it changed.
     async fn at_now(&mut self, step: fn(&mut ShardState, &fences::FenceIndex, i64, &mut Changes)) {
-        let mut changes = Changes::new(self.shard);
+        let mut changes = Changes::new(self.shard, self.epoch);
         step(
             &mut self.state,
             &self.shared.index.read(),

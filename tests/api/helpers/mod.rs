@@ -7,10 +7,12 @@
 //! - `fixtures`: fixes and fence features, the calls that store them, vector tiles decoded.
 //! - `wait`: bounded waits for what the server does in the background.
 //! - `ws`: a WebSocket client with a deadline on every read.
+//! - `process`: the `geotrack serve` binary as a child process, to kill, pause or stop.
 //! - `proxy`: a TCP proxy to PostgreSQL that a test cuts and restores.
 
 mod app;
 mod fixtures;
+mod process;
 mod proxy;
 mod wait;
 mod ws;
@@ -23,6 +25,7 @@ pub use fixtures::{
     circle, corridor, create_fence, fix, fix_at, in_and_out, named, names, names_at, polygon, post_fix,
     replace_fence, square, tile, tile_of,
 };
+pub use process::ServerProcess;
 pub use proxy::PgProxy;
 pub use wait::{eventually, poll_until, wait_for_alerts, wait_for_fence_index, wait_until};
 pub use ws::{Next, WsClient};

@@ -1,0 +1,269 @@
+//! The fix log: acknowledged fixes live in a JetStream stream until their partition's owner
+//! has stored them in PostgreSQL.
+//!
+//! Any node appends ([`FixLog::append`]): the fixes of a request are grouped by partition into
+//! messages of at most [`MAX_FIXES_PER_MESSAGE`] on the partition's subject, each with a
+//! `Nats-Msg-Id` drawn from its fixes' devices and times, so a client's retry of the same
+//! request within the stream's duplicate window stores nothing twice (and a duplicate that
+//! gets through is harmless: history skips a stored (device, time)). The node answers the
+//! client only once JetStream acknowledged every message.
+//!
+//! The owner of a partition reads it in order from just after the last message it stored
+//! ([`PartitionReader`]); the stream sequence of that message is committed in PostgreSQL in
+//! the same transaction as the fixes, so progress and data cannot disagree, and no JetStream
+//! acknowledgement or redelivery timer is involved. What is stored is purged from the stream
+//! by its owner ([`FixLog::purge_stored`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use async_nats::jetstream::context::{Publish, PublishAckFuture};
+use async_nats::jetstream::{self, Message};
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::Semaphore;
+use tracker::Fix;
+use tracker::shard::shard_of;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::error::ClusterError;
+use crate::names::Names;
+use crate::nats::Nats;
+
+/// Most fixes in one message: about 200 B each in JSON, well under NATS's 1 MB payload limit.
+pub const MAX_FIXES_PER_MESSAGE: usize = 1_000;
+/// Longest wait for JetStream to acknowledge a request's messages.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Appends fixes to the log and purges what owners stored; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct FixLog {
+    js: jetstream::Context,
+    names: Names,
+    partitions: u16,
+    /// Room for fixes being appended (waiting for JetStream): beyond it a request is refused at
+    /// once, so memory stays bounded whatever the number of connections.
+    room: Arc<Semaphore>,
+    capacity: usize,
+}
+
+impl FixLog {
+    /// A log handle that holds at most `max_in_flight` fixes waiting for JetStream.
+    pub fn new(nats: &Nats, max_in_flight: usize) -> Self {
+        Self {
+            js: nats.js.clone(),
+            names: nats.names.clone(),
+            partitions: nats.partitions,
+            room: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            capacity: max_in_flight.max(1),
+        }
+    }
+
+    /// The partition of a device.
+    pub fn partition_of(&self, device: &str) -> u16 {
+        u16::try_from(shard_of(device, usize::from(self.partitions))).unwrap_or(0)
+    }
+
+    /// Appends `fixes`; returns once JetStream has stored every one of them. On error some
+    /// may be stored and others not: the client is not acknowledged and retries.
+    /// [`ClusterError::LogFull`] when too many fixes are already on their way.
+    pub async fn append(&self, fixes: &[Fix]) -> Result<(), ClusterError> {
+        // A request larger than the whole room takes all of it rather than never fitting.
+        let wanted = u32::try_from(fixes.len().min(self.capacity)).unwrap_or(u32::MAX);
+        let Ok(_room) = self.room.try_acquire_many(wanted) else {
+            return Err(ClusterError::LogFull);
+        };
+        let mut per_partition: Vec<Vec<&Fix>> = vec![Vec::new(); usize::from(self.partitions)];
+        for fix in fixes {
+            per_partition[usize::from(self.partition_of(&fix.device))].push(fix);
+        }
+        let mut acks: Vec<PublishAckFuture> = Vec::new();
+        for (partition, fixes) in per_partition.iter().enumerate() {
+            let subject = self.names.fix_subject(u16::try_from(partition).unwrap_or(0));
+            for chunk in fixes.chunks(MAX_FIXES_PER_MESSAGE) {
+                let payload = serde_json::to_vec(chunk).expect("fixes always serialise");
+                let publish = Publish::build()
+                    .payload(Bytes::from(payload))
+                    .message_id(message_id(chunk));
+                let ack = self
+                    .js
+                    .send_publish(subject.clone(), publish)
+                    .await
+                    .map_err(|e| ClusterError::nats("append fixes to the log", e))?;
+                acks.push(ack);
+            }
+        }
+        let all = futures_util::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future));
+        let results = tokio::time::timeout(ACK_TIMEOUT, all)
+            .await
+            .map_err(|_| ClusterError::nats("append fixes to the log", "no acknowledgement in time"))?;
+        for result in results {
+            result.map_err(|e| ClusterError::nats("append fixes to the log", e))?;
+        }
+        Ok(())
+    }
+
+    /// Drops the messages of `partition` up to and including stream sequence `stored` (its
+    /// owner committed them to PostgreSQL).
+    pub async fn purge_stored(&self, partition: u16, stored: u64) -> Result<(), ClusterError> {
+        let stream = self
+            .js
+            .get_stream(self.names.fix_stream())
+            .await
+            .map_err(|e| ClusterError::nats("find the fix log", e))?;
+        stream
+            .purge()
+            .filter(self.names.fix_subject(partition))
+            .sequence(stored + 1)
+            .await
+            .map_err(|e| ClusterError::nats("purge stored fixes", e))?;
+        Ok(())
+    }
+}
+
+/// The de-duplication id of a message: a hash of its fixes' devices and times.
+fn message_id(fixes: &[&Fix]) -> String {
+    let mut hasher = Xxh3::new();
+    for fix in fixes {
+        hasher.update(fix.device.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(&fix.ts.timestamp_micros().to_le_bytes());
+    }
+    format!("{:032x}", hasher.digest128())
+}
+
+/// Fixes read from a partition, and the stream sequence of the last message they came from.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub fixes: Vec<Fix>,
+    /// Store this with the fixes: reading resumes after it. `None` for an empty batch.
+    pub last_seq: Option<u64>,
+}
+
+/// One partition's messages in stream order, from a given point.
+pub struct PartitionReader {
+    partition: u16,
+    messages: pull::Ordered,
+}
+
+impl std::fmt::Debug for PartitionReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionReader")
+            .field("partition", &self.partition)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionReader {
+    /// Reads `partition` from the message after stream sequence `stored` (0: from the start).
+    pub async fn open(nats: &Nats, partition: u16, stored: u64) -> Result<Self, ClusterError> {
+        let stream = nats
+            .js
+            .get_stream(nats.names.fix_stream())
+            .await
+            .map_err(|e| ClusterError::nats("find the fix log", e))?;
+        let deliver_policy = if stored == 0 {
+            DeliverPolicy::All
+        } else {
+            DeliverPolicy::ByStartSequence {
+                start_sequence: stored + 1,
+            }
+        };
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: nats.names.fix_subject(partition),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| ClusterError::nats("read a partition of the fix log", e))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| ClusterError::nats("read a partition of the fix log", e))?;
+        Ok(Self { partition, messages })
+    }
+
+    /// The next messages: waits up to `wait` for the first, then takes whatever has arrived,
+    /// up to about `max_fixes` fixes. An empty batch means nothing arrived in time.
+    pub async fn next_batch(&mut self, max_fixes: usize, wait: Duration) -> Result<Batch, ClusterError> {
+        let mut batch = Batch::default();
+        let Ok(first) = tokio::time::timeout(wait, self.messages.next()).await else {
+            return Ok(batch);
+        };
+        self.take(first, &mut batch)?;
+        while batch.fixes.len() < max_fixes {
+            match self.messages.next().now_or_never() {
+                Some(next) => self.take(next, &mut batch)?,
+                None => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    fn take(
+        &self,
+        next: Option<Result<Message, pull::OrderedError>>,
+        batch: &mut Batch,
+    ) -> Result<(), ClusterError> {
+        let message = next
+            .ok_or_else(|| ClusterError::nats("read a partition of the fix log", "the consumer ended"))?
+            .map_err(|e| ClusterError::nats("read a partition of the fix log", e))?;
+        let seq = message
+            .info()
+            .map_err(|e| ClusterError::nats("read a partition of the fix log", e))?
+            .stream_sequence;
+        match serde_json::from_slice::<Vec<Fix>>(&message.payload) {
+            Ok(mut fixes) => batch.fixes.append(&mut fixes),
+            // Only geotrack writes here; a message it cannot read would block the partition
+            // forever if it were retried, so it is skipped loudly.
+            Err(error) => tracing::error!(
+                partition = self.partition,
+                seq,
+                %error,
+                "skipping a fix log message that does not decode"
+            ),
+        }
+        batch.last_seq = Some(seq);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn fix(device: &str, second: i64) -> Fix {
+        let ts = Utc
+            .timestamp_opt(1_700_000_000 + second, 0)
+            .single()
+            .expect("time");
+        Fix {
+            device: device.into(),
+            ts,
+            lon: 2.35,
+            lat: 48.85,
+            speed_mps: None,
+            heading_deg: None,
+            accuracy_m: None,
+            altitude_m: None,
+            battery: None,
+            attrs: None,
+            received_at: ts,
+        }
+    }
+
+    #[test]
+    fn message_ids_depend_on_devices_and_times_only() {
+        let (a, b) = (fix("a", 1), fix("b", 1));
+        let mut later = fix("a", 1);
+        later.received_at = Utc::now();
+        assert_eq!(message_id(&[&a, &b]), message_id(&[&later, &b]));
+        assert_ne!(message_id(&[&a, &b]), message_id(&[&b, &a]));
+        assert_ne!(message_id(&[&a]), message_id(&[&fix("a", 2)]));
+        // The separator keeps ("ab", t) and ("a", "b"...) apart.
+        assert_ne!(message_id(&[&fix("ab", 1)]), message_id(&[&fix("a", 1)]));
+    }
+}

@@ -1,0 +1,222 @@
+//! What a node does with the partitions it owns: for each lease it holds, a worker claims the
+//! partition in PostgreSQL with the lease's epoch (which waits for the previous owner's last
+//! transaction and fences every later one of it), reads the partition's fix log from where the
+//! previous owner stored up to, and hands the fixes to the node's ingest pipeline, whose shard
+//! writer stores them together with the new log position in one fenced transaction. The shard's
+//! evaluator is told the epoch, so it evaluates (and commits alerts) only while the partition
+//! is owned.
+//!
+//! Lease events drive the workers: `Acquired` starts one; `Lost` stops evaluation at once and
+//! the worker after the batch in flight (its transaction is fenced: it commits only if no newer
+//! owner has claimed the partition); `HandOver` stops the worker after the batch in flight,
+//! then releases the lease so the next owner starts at once. A failed write (PostgreSQL away)
+//! re-reads the log from the stored position after a pause: nothing is acknowledged to the log
+//! but what PostgreSQL holds, and the fix log keeps the rest.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracker::ownership::{self, Fence};
+use tracker::{Pipeline, SubmitError};
+
+use crate::fixlog::{FixLog, PartitionReader};
+use crate::leases::{Lease, LeaseEvent, Leases};
+use crate::nats::Nats;
+
+/// Most fixes handed to the pipeline at once.
+const BATCH_FIXES: usize = 5_000;
+/// How long a worker waits for fixes before checking whether it must stop.
+const READ_WAIT: Duration = Duration::from_millis(250);
+/// Pause after a failed claim, read or write.
+const RETRY: Duration = Duration::from_secs(1);
+/// How often stored messages are purged from the log.
+const PURGE_EVERY: Duration = Duration::from_secs(5);
+
+/// What partition workers share.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    pub nats: Nats,
+    pub pool: PgPool,
+    pub log: FixLog,
+    /// The node's pipeline, with one shard per partition.
+    pub pipeline: Pipeline,
+    /// Per partition: the epoch while this node owns it (read by the evaluators).
+    pub ownership: std::sync::Arc<Vec<watch::Sender<Option<i64>>>>,
+}
+
+impl Owner {
+    /// Follows lease events until the channel closes (the lease task stopped) or `shutdown`.
+    pub async fn run(
+        self,
+        leases: Leases,
+        mut events: mpsc::Receiver<LeaseEvent>,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) {
+        let mut workers: HashMap<u16, CancellationToken> = HashMap::new();
+        loop {
+            let event = tokio::select! {
+                event = events.recv() => event,
+                () = shutdown.cancelled() => None,
+            };
+            let Some(event) = event else { break };
+            match event {
+                LeaseEvent::Acquired(lease) => {
+                    let stop = shutdown.child_token();
+                    if let Some(old) = workers.insert(lease.partition, stop.clone()) {
+                        old.cancel();
+                    }
+                    tasks.spawn(self.clone().work(lease, stop));
+                }
+                LeaseEvent::Lost(lease) => {
+                    tracing::warn!(
+                        partition = lease.partition,
+                        epoch = lease.epoch,
+                        "partition lease lost; stopping its work"
+                    );
+                    self.set_owned(lease.partition, None);
+                    if let Some(stop) = workers.remove(&lease.partition) {
+                        stop.cancel();
+                    }
+                }
+                LeaseEvent::HandOver(lease) => {
+                    let stop = workers.remove(&lease.partition);
+                    let (owner, leases) = (self.clone(), leases.clone());
+                    tasks.spawn(async move {
+                        if let Some(stop) = stop {
+                            stop.cancel();
+                        }
+                        owner.stopped(lease.partition).await;
+                        leases.release(lease).await;
+                        tracing::info!(partition = lease.partition, "partition handed over");
+                    });
+                }
+            }
+        }
+        for stop in workers.values() {
+            stop.cancel();
+        }
+    }
+
+    fn set_owned(&self, partition: u16, epoch: Option<i64>) {
+        if let Some(sender) = self.ownership.get(usize::from(partition)) {
+            sender.send_replace(epoch);
+        }
+    }
+
+    /// Resolves once the worker of `partition` has ended (it marks the partition not owned).
+    async fn stopped(&self, partition: u16) {
+        if let Some(sender) = self.ownership.get(usize::from(partition)) {
+            let mut owned = sender.subscribe();
+            let _ = owned.wait_for(Option::is_none).await;
+        }
+    }
+
+    /// Works on one partition until `stop`; always leaves it marked not owned.
+    async fn work(self, lease: Lease, stop: CancellationToken) {
+        let partition = lease.partition;
+        if let Some((epoch, stored)) = self.claim(lease, &stop).await {
+            self.set_owned(partition, Some(epoch));
+            tracing::info!(
+                partition,
+                epoch,
+                stored,
+                "partition claimed; storing and evaluating its fixes"
+            );
+            self.store_log(partition, epoch, stored, &stop).await;
+        }
+        self.set_owned(partition, None);
+    }
+
+    /// Claims the partition in PostgreSQL, retrying until it succeeds or `stop`; `None` when
+    /// stopped or when a newer epoch owns it.
+    async fn claim(&self, lease: Lease, stop: &CancellationToken) -> Option<(i64, u64)> {
+        let epoch = i64::try_from(lease.epoch).ok()?;
+        loop {
+            match ownership::claim(&self.pool, lease.partition, lease.epoch, &self.nats.node).await {
+                Ok(Some(stored)) => return Some((epoch, stored)),
+                Ok(None) => {
+                    tracing::error!(
+                        partition = lease.partition,
+                        epoch,
+                        "the database records a newer owner of this partition than this lease; \
+                         leaving it (was the NATS cluster recreated with a database kept?)"
+                    );
+                    return None;
+                }
+                Err(error) => {
+                    tracing::warn!(partition = lease.partition, %error, "cannot claim the partition; retrying");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(RETRY) => {}
+                () = stop.cancelled() => return None,
+            }
+        }
+    }
+
+    /// Reads the partition's log from `stored` and stores it, until `stop` or deposed.
+    async fn store_log(&self, partition: u16, epoch: i64, mut stored: u64, stop: &CancellationToken) {
+        let mut purged = stored;
+        let mut last_purge = Instant::now();
+        'reopen: while !stop.is_cancelled() {
+            let mut reader = match PartitionReader::open(&self.nats, partition, stored).await {
+                Ok(reader) => reader,
+                Err(error) => {
+                    tracing::warn!(partition, %error, "cannot read the fix log; retrying");
+                    pause(stop).await;
+                    continue;
+                }
+            };
+            while !stop.is_cancelled() {
+                let batch = match reader.next_batch(BATCH_FIXES, READ_WAIT).await {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        tracing::warn!(partition, %error, "fix log read failed; reopening");
+                        pause(stop).await;
+                        continue 'reopen;
+                    }
+                };
+                if let Some(last) = batch.last_seq {
+                    let fence = Fence {
+                        epoch,
+                        stored_seq: i64::try_from(last).ok(),
+                    };
+                    match self.pipeline.submit_fenced(batch.fixes, Some(fence)).await {
+                        Ok(_) => stored = last,
+                        Err(SubmitError::Unavailable(error)) if ownership::is_deposed(&error) => {
+                            tracing::warn!(partition, epoch, "partition claimed by a newer owner; stopping");
+                            return;
+                        }
+                        Err(SubmitError::ShuttingDown) => return,
+                        Err(error) => {
+                            tracing::warn!(partition, %error, "cannot store fixes from the log; reading them again");
+                            pause(stop).await;
+                            continue 'reopen;
+                        }
+                    }
+                }
+                if stored > purged && last_purge.elapsed() >= PURGE_EVERY {
+                    last_purge = Instant::now();
+                    match self.log.purge_stored(partition, stored).await {
+                        Ok(()) => purged = stored,
+                        Err(error) => {
+                            tracing::warn!(partition, %error, "cannot purge stored fixes from the log");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn pause(stop: &CancellationToken) {
+    tokio::select! {
+        () = tokio::time::sleep(RETRY) => {}
+        () = stop.cancelled() => {}
+    }
+}
