@@ -14,7 +14,7 @@
 //! lease minus a margin: the server cannot have expired it before then. Past that deadline
 //! the lease is reported [`LeaseEvent::Lost`] by a timer, whatever the NATS round is doing,
 //! and it is never renewed again (a new `create`, with a new epoch, is needed). The loop
-//! itself is in [`task`].
+//! itself is in `task`.
 
 mod rendezvous;
 mod task;

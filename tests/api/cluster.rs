@@ -15,8 +15,8 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::helpers::{
-    Next, ServerProcess, WsClient, admin_exec, database_url, fix_at, in_and_out, new_database, poll_until,
-    square,
+    NATS_URL, Next, ServerProcess, WsClient, admin_exec, cluster_prefix, database_url, destroy_cluster,
+    fix_at, in_and_out, new_database, poll_until, square,
 };
 
 const NODES: usize = 3;
@@ -37,7 +37,7 @@ struct Cluster {
 impl Cluster {
     async fn start(test: &str) -> Self {
         let db_name = new_database().await;
-        let prefix = format!("t-{test}-{}", std::process::id());
+        let prefix = cluster_prefix(test);
         // The first node migrates the database; the others start once it is ready.
         let mut nodes = vec![Some(ServerProcess::start(&db_name, &node_env(&prefix, 0)).await)];
         for n in 1..NODES {
@@ -185,23 +185,13 @@ impl Cluster {
             self.db_name
         ))
         .await;
-        let config = cluster::ClusterConfig {
-            nats_url: Some(NATS.into()),
-            node: Some("cleanup".into()),
-            prefix: self.prefix.clone(),
-            partitions: PARTITIONS,
-            ..cluster::ClusterConfig::default()
-        };
-        let nats = cluster::nats::Nats::connect(&config).await.expect("NATS");
-        nats.destroy().await.expect("NATS objects deleted");
+        destroy_cluster(&self.prefix, PARTITIONS).await;
     }
 }
 
-const NATS: &str = "nats://127.0.0.1:4222";
-
 fn node_env(prefix: &str, n: usize) -> Vec<(&'static str, String)> {
     vec![
-        ("GEOTRACK_CLUSTER__NATS_URL", NATS.into()),
+        ("GEOTRACK_CLUSTER__NATS_URL", NATS_URL.into()),
         ("GEOTRACK_CLUSTER__NODE", format!("n{n}")),
         ("GEOTRACK_CLUSTER__PREFIX", prefix.into()),
         ("GEOTRACK_CLUSTER__PARTITIONS", PARTITIONS.to_string()),

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::helpers::{
-    PgProxy, TestApp, WsClient, create_fence, database_url, eventually, fix_at, in_and_out, names_at,
+    TcpProxy, TestApp, WsClient, create_fence, database_url, eventually, fix_at, in_and_out, names_at,
     new_database, spawn_on, square,
 };
 
@@ -70,7 +70,7 @@ async fn rename_france(db: &sqlx::PgPool) {
 #[tokio::test]
 async fn when_postgres_goes_away_nothing_acknowledged_is_lost_and_alerts_resume_without_a_gap() {
     let db_name = new_database().await;
-    let proxy = PgProxy::start().await;
+    let proxy = TcpProxy::to_postgres().await;
     let via_proxy = proxy.database_url(&db_name);
     let app = spawn_on(db_name.clone(), |c| c.database_url = via_proxy).await;
     let direct = sqlx::PgPool::connect(&database_url(&db_name))

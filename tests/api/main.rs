@@ -5,6 +5,7 @@
 mod alerts;
 mod auth;
 mod cluster;
+mod cluster_faults;
 mod crash;
 mod device_apps;
 mod devices;

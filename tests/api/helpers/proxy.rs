@@ -1,6 +1,7 @@
-//! A TCP proxy between the server under test and PostgreSQL, which a test cuts (every open
-//! connection dropped, new ones refused) and restores: the database "goes away" for one server
-//! only, so tests running in parallel on the same PostgreSQL are not disturbed.
+//! A TCP proxy between the server under test and PostgreSQL (or NATS), which a test cuts (every
+//! open connection dropped, new ones refused) and restores: the database or the message bus
+//! "goes away" for one server only, so tests running in parallel on the same services are not
+//! disturbed.
 
 use std::net::SocketAddr;
 
@@ -10,22 +11,27 @@ use tokio::task::JoinHandle;
 
 use super::app::server_url;
 
-pub struct PgProxy {
+pub struct TcpProxy {
     pub addr: SocketAddr,
     cut: watch::Sender<bool>,
     accepting: JoinHandle<()>,
 }
 
-impl PgProxy {
+impl TcpProxy {
     /// Starts forwarding 127.0.0.1:<some port> to the PostgreSQL the tests use.
-    pub async fn start() -> Self {
+    pub async fn to_postgres() -> Self {
         let upstream = server_url();
         let upstream = reqwest::Url::parse(&upstream).expect("PG_TEST_URL is a URL");
-        let upstream = format!(
+        Self::to(format!(
             "{}:{}",
             upstream.host_str().unwrap_or("127.0.0.1"),
             upstream.port().unwrap_or(5432)
-        );
+        ))
+        .await
+    }
+
+    /// Starts forwarding 127.0.0.1:<some port> to `upstream` (`host:port`).
+    pub async fn to(upstream: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy port");
         let addr = listener.local_addr().expect("proxy address");
         let (cut, _) = watch::channel(false);
@@ -41,7 +47,7 @@ impl PgProxy {
         format!("{}/{db_name}", url.as_str().trim_end_matches('/'))
     }
 
-    /// Drops every open connection and refuses new ones until [`PgProxy::restore`].
+    /// Drops every open connection and refuses new ones until [`TcpProxy::restore`].
     pub fn cut(&self) {
         self.cut.send_replace(true);
     }
@@ -51,7 +57,7 @@ impl PgProxy {
     }
 }
 
-impl Drop for PgProxy {
+impl Drop for TcpProxy {
     fn drop(&mut self) {
         self.cut.send_replace(true);
         self.accepting.abort();
