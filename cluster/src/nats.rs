@@ -121,19 +121,36 @@ impl Nats {
 
     /// Deletes the cluster's stream and buckets (tests, and `geotrack cluster destroy`).
     pub async fn destroy(&self) -> Result<(), ClusterError> {
-        let names = &self.names;
-        self.js
-            .delete_stream(names.fix_stream())
-            .await
-            .map_err(|e| ClusterError::nats("delete the fix log", e))?;
-        for bucket in [names.lease_bucket(), names.node_bucket(), names.meta_bucket()] {
-            self.js
-                .delete_key_value(&bucket)
-                .await
-                .map_err(|e| ClusterError::nats("delete a bucket", e))?;
-        }
-        Ok(())
+        delete_all(&self.js, &self.names).await
     }
+}
+
+/// Deletes the stream and buckets of the cluster named by `config` (its prefix), whatever
+/// partition count it was created with (`geotrack cluster destroy`).
+pub async fn destroy(config: &ClusterConfig) -> Result<(), ClusterError> {
+    let url = config
+        .nats_url
+        .as_deref()
+        .ok_or_else(|| ClusterError::Config("cluster.nats_url is not set".into()))?;
+    let names = Names::new(&config.prefix)?;
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(CONNECT_TIMEOUT)
+        .connect(url)
+        .await
+        .map_err(|e| ClusterError::nats("connect", format!("{url}: {e}")))?;
+    delete_all(&jetstream::new(client), &names).await
+}
+
+async fn delete_all(js: &jetstream::Context, names: &Names) -> Result<(), ClusterError> {
+    js.delete_stream(names.fix_stream())
+        .await
+        .map_err(|e| ClusterError::nats("delete the fix log", e))?;
+    for bucket in [names.lease_bucket(), names.node_bucket(), names.meta_bucket()] {
+        js.delete_key_value(&bucket)
+            .await
+            .map_err(|e| ClusterError::nats("delete a bucket", e))?;
+    }
+    Ok(())
 }
 
 /// Records the partition count on first use; refuses a node whose count differs.

@@ -24,6 +24,9 @@ pub enum CliError {
     /// The server could not start or stopped with an error.
     #[error(transparent)]
     Start(#[from] geotrack::StartError),
+    /// NATS refused or could not be reached (`geotrack cluster ...`).
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
     /// The simulator or a benchmark failed.
     #[error(transparent)]
     Tool(#[from] tools::Error),

@@ -59,6 +59,18 @@ pub enum Command {
     BenchAlerts(tools::bench_alerts::BenchAlertsArgs),
     /// Drive ingest at a multiple of its sustainable rate; check refusals, /health, nothing lost.
     BenchOverload(tools::bench_overload::BenchOverloadArgs),
+    /// Drive ingest and alerts over the nodes of a cluster (with failover); check nothing lost.
+    BenchCluster(tools::bench_cluster::BenchClusterArgs),
+    /// Cluster mode administration (uses the `[cluster]` configuration).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Delete the cluster's fix log stream and buckets from NATS. Stop every node first: fixes
+    /// in the log that no owner stored yet are lost.
+    Destroy,
 }
 
 impl Cli {
@@ -126,6 +138,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::BenchIngest(args) => tools::bench_ingest::run(&args, &config.database_url).await?,
         Command::BenchAlerts(args) => tools::bench_alerts::run(&args, &config.database_url).await?,
         Command::BenchOverload(args) => tools::bench_overload::run(&args, &config.database_url).await?,
+        Command::BenchCluster(args) => tools::bench_cluster::run(&args, &config.database_url).await?,
+        Command::Cluster(ClusterCommand::Destroy) => {
+            cluster::nats::destroy(&config.cluster).await?;
+            println!("cluster {:?}: fix log and buckets deleted", config.cluster.prefix);
+        }
         Command::Serve { demo } => serve::serve(config, demo).await?,
         Command::Simulate(args) => {
             let stop = tokio_util::sync::CancellationToken::new();

@@ -2,6 +2,7 @@
 //! per test. Shared code lives in `helpers`, the one module the others import from. One test
 //! binary, so the suite links once.
 
+mod alert_commits;
 mod alerts;
 mod auth;
 mod cluster;

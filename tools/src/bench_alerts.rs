@@ -52,7 +52,7 @@ pub struct BenchAlertsArgs {
 }
 
 /// The area the fleet drives in and the fences lie in: half a degree square at 10°N 10°E.
-const AREA: [f64; 4] = [10.0, 10.0, 10.5, 10.5];
+pub(crate) const AREA: [f64; 4] = [10.0, 10.0, 10.5, 10.5];
 
 pub async fn run(args: &BenchAlertsArgs, database_url: &str) -> Result<(), Error> {
     if args.idle_subscribers > 0 {
@@ -62,7 +62,7 @@ pub async fn run(args: &BenchAlertsArgs, database_url: &str) -> Result<(), Error
         .await
         .map_err(Error::database("cannot connect to the database"))?;
     let client = reqwest::Client::new();
-    load_fences(&client, args).await?;
+    load_fences(&client, &args.url, args.fences).await?;
     let start_cursor: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM alerts")
         .fetch_one(&db)
         .await
@@ -113,9 +113,10 @@ pub async fn run(args: &BenchAlertsArgs, database_url: &str) -> Result<(), Error
     Ok(())
 }
 
-async fn load_fences(client: &reqwest::Client, args: &BenchAlertsArgs) -> Result<(), Error> {
+/// Imports `count` circles of 200 to 800 m in [`AREA`] through `url`.
+pub(crate) async fn load_fences(client: &reqwest::Client, url: &str, count: usize) -> Result<(), Error> {
     let mut rng = Rng::new(0x5eed_f00d);
-    let features: Vec<Value> = (0..args.fences)
+    let features: Vec<Value> = (0..count)
         .map(|i| {
             let lon = AREA[0] + rng.unit() * (AREA[2] - AREA[0]);
             let lat = AREA[1] + rng.unit() * (AREA[3] - AREA[1]);
@@ -125,7 +126,7 @@ async fn load_fences(client: &reqwest::Client, args: &BenchAlertsArgs) -> Result
         })
         .collect();
     let reply = client
-        .post(format!("{}/api/v1/fences/import", args.url))
+        .post(format!("{url}/api/v1/fences/import"))
         .json(&json!({"type": "FeatureCollection", "features": features}))
         .send()
         .await
@@ -136,7 +137,8 @@ async fn load_fences(client: &reqwest::Client, args: &BenchAlertsArgs) -> Result
     Ok(())
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Connects to `/ws/alerts` and waits for the live marker.
 async fn subscribe(url: &str) -> Result<Socket, Error> {

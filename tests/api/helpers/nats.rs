@@ -23,9 +23,10 @@ pub fn cluster_config(prefix: &str, node: &str, partitions: u16, lease_s: u64) -
     }
 }
 
-/// Deletes the stream and buckets of the cluster `prefix`.
+/// Deletes the stream and buckets of the cluster `prefix` (as `geotrack cluster destroy`).
 pub async fn destroy_cluster(prefix: &str, partitions: u16) {
     let config = cluster_config(prefix, "cleanup", partitions, 1);
-    let nats = cluster::nats::Nats::connect(&config).await.expect("NATS");
-    nats.destroy().await.expect("NATS objects deleted");
+    cluster::nats::destroy(&config)
+        .await
+        .expect("NATS objects deleted");
 }
