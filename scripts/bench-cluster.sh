@@ -4,8 +4,11 @@
 #
 #   bash scripts/bench-cluster.sh scale [RATE]   one node without cluster mode, then clusters of
 #                                                1, 2 and 3 nodes, each driven at RATE fixes/s
-#                                                (default 4000) for 30 s: acknowledged rate,
-#                                                alerts and their latency, side by side
+#                                                (default 4000; BATCH fixes per request, default
+#                                                50) for 30 s: acknowledged and end-to-end stored
+#                                                rates, alerts and their latency, side by side;
+#                                                a RATE above what a setup sustains measures its
+#                                                throughput
 #   bash scripts/bench-cluster.sh roll [RATE]    3 nodes at RATE (default 2000) fixes/s for 100 s
 #                                                while each node in turn is stopped (SIGTERM) and
 #                                                started again: acknowledged vs stored fixes,
@@ -69,9 +72,10 @@ destroy() { GEOTRACK_CLUSTER__NATS_URL=nats://127.0.0.1:4222 GEOTRACK_CLUSTER__P
 case "$MODE" in
 scale)
     RATE=${2:-4000}
+    BATCH=${BATCH:-50}
     echo "== one node, no cluster mode"
     fresh_db; start_node 0 no
-    bench --urls "$(urls 1)" --rate "$RATE" --duration-s 30 --window-s 30
+    bench --urls "$(urls 1)" --rate "$RATE" --batch "$BATCH" --duration-s 30 --window-s 30
     stop_all
     for nodes in 1 2 3; do
         echo "== cluster of $nodes node(s)"
@@ -79,7 +83,7 @@ scale)
         fresh_db
         for n in $(seq 0 $((nodes - 1))); do start_node "$n" yes; done
         sleep 4 # leases settle
-        bench --urls "$(urls "$nodes")" --rate "$RATE" --duration-s 30 --window-s 30
+        bench --urls "$(urls "$nodes")" --rate "$RATE" --batch "$BATCH" --duration-s 30 --window-s 30
         stop_all
         destroy "$PREFIX"
     done

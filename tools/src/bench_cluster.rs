@@ -83,6 +83,7 @@ pub async fn run(args: &BenchClusterArgs, database_url: &str) -> Result<(), Erro
     );
     let drive = drive(&client, args).await;
     let stored = wait_stored(&db, first_ts, drive.acked.load(Ordering::Relaxed)).await?;
+    let stored_after = started.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.cancel();
     let mut seen = Vec::new();
@@ -97,7 +98,7 @@ pub async fn run(args: &BenchClusterArgs, database_url: &str) -> Result<(), Erro
         .fetch_all(&db)
         .await
         .map_err(Error::database("cannot read the alerts of the run"))?;
-    report(args, &drive, stored, &table, &seen);
+    report(args, &drive, (stored, stored_after), &table, &seen);
     Ok(())
 }
 
@@ -294,9 +295,22 @@ async fn send_until_acked(
     false
 }
 
-fn report(args: &BenchClusterArgs, drive: &Drive, stored: i64, table: &[i64], seen: &[Seen]) {
+/// `stored`: the run's fixes found in `positions`, and when the count was reached.
+fn report(
+    args: &BenchClusterArgs,
+    drive: &Drive,
+    (stored, stored_after): (i64, Duration),
+    table: &[i64],
+    seen: &[Seen],
+) {
     let secs = drive.elapsed.as_secs_f64();
     let acked = drive.acked.load(Ordering::Relaxed);
+    println!(
+        "stored {stored} fixes {:.1} s after the drive started: {:.0} fixes/s end to end, {:.0}/s acknowledged",
+        stored_after.as_secs_f64(),
+        stored as f64 / stored_after.as_secs_f64(),
+        acked as f64 / secs
+    );
     println!(
         "fixes: {} sent in {secs:.1} s ({:.0}/s, target {}), {acked} acknowledged, {stored} stored ({}), {} never acknowledged; {} requests refused and retried on another node",
         drive.sent,
