@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::helpers::{
-    Next, ServerProcess, WsClient, admin_exec, database_url, fix_at, in_and_out, new_database, poll_until,
-    square,
+    Next, ServerProcess, WsClient, admin_exec, check_crossing_alerts, database_url, fix_at, in_and_out,
+    new_database, poll_until, square,
 };
 
 const DEVICES: usize = 6;
@@ -147,29 +147,7 @@ async fn sigkill_mid_drive_loses_and_doubles_no_alert() {
         let more = subscriber.alerts(1).await;
         seen.extend(more);
     }
-    let rows: Vec<(i64, String, String, DateTime<Utc>)> =
-        sqlx::query_as("SELECT id, device, kind, ts FROM alerts ORDER BY id")
-            .fetch_all(&db)
-            .await
-            .expect("alerts");
-    for d in 0..DEVICES {
-        let device = format!("dev-{d}");
-        let mine: Vec<(&str, DateTime<Utc>)> = rows
-            .iter()
-            .filter(|r| r.1 == device)
-            .map(|r| (r.2.as_str(), r.3))
-            .collect();
-        let expected: Vec<(&str, DateTime<Utc>)> = (0..FIXES)
-            .map(|i| {
-                (
-                    if i.is_multiple_of(2) { "enter" } else { "exit" },
-                    start + chrono::Duration::seconds(i as i64),
-                )
-            })
-            .collect();
-        assert_eq!(mine, expected, "{device}: one alert per fix, each once, in order");
-    }
-    let stored: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let stored = check_crossing_alerts(&db, DEVICES, FIXES, start).await;
     let streamed: Vec<i64> = seen.iter().map(|a| a["id"].as_i64().expect("id")).collect();
     assert_eq!(streamed, stored, "the subscriber saw the table, each alert once");
 

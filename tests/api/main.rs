@@ -6,6 +6,7 @@ mod alert_commits;
 mod alerts;
 mod auth;
 mod cluster;
+mod cluster_fanout;
 mod cluster_faults;
 mod crash;
 mod device_apps;

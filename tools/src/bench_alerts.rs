@@ -185,6 +185,55 @@ async fn collect(mut socket: Socket, stop: CancellationToken) -> Vec<(i64, f64)>
     }
 }
 
+/// Vehicles driving at 20 m/s in [`AREA`], turning a little at random, bouncing off its edges.
+pub(crate) struct Fleet {
+    vehicles: Vec<([f64; 2], f64)>,
+    rng: Rng,
+    next: usize,
+    /// Metres each vehicle moves between two of its fixes.
+    step_m: f64,
+}
+
+impl Fleet {
+    /// `devices` vehicles reporting `rate` fixes per second between them.
+    pub(crate) fn new(devices: usize, rate: usize) -> Self {
+        let mut rng = Rng::new(42);
+        let vehicles = (0..devices.max(1))
+            .map(|_| {
+                let lon = AREA[0] + rng.unit() * (AREA[2] - AREA[0]);
+                let lat = AREA[1] + rng.unit() * (AREA[3] - AREA[1]);
+                ([lon, lat], rng.unit() * std::f64::consts::TAU)
+            })
+            .collect::<Vec<_>>();
+        let step_m = 20.0 * vehicles.len() as f64 / rate.max(1) as f64;
+        Self {
+            vehicles,
+            rng,
+            next: 0,
+            step_m,
+        }
+    }
+
+    /// The next `n` fixes (vehicles in turn), all at time `ts`, as JSON.
+    pub(crate) fn fixes(&mut self, n: usize, ts: &str) -> Vec<Value> {
+        (0..n)
+            .map(|_| {
+                let d = self.next;
+                self.next = (self.next + 1) % self.vehicles.len();
+                let (pos, heading) = &mut self.vehicles[d];
+                *heading += (self.rng.unit() - 0.5) * 0.3;
+                *pos = offset(*pos, self.step_m, *heading);
+                if !(AREA[0]..AREA[2]).contains(&pos[0]) || !(AREA[1]..AREA[3]).contains(&pos[1]) {
+                    *heading += std::f64::consts::PI;
+                    pos[0] = pos[0].clamp(AREA[0], AREA[2]);
+                    pos[1] = pos[1].clamp(AREA[1], AREA[3]);
+                }
+                json!({"device": format!("bench-{d}"), "ts": ts, "lon": pos[0], "lat": pos[1]})
+            })
+            .collect()
+    }
+}
+
 struct Drive {
     sent: usize,
     accepted: Arc<AtomicUsize>,
@@ -195,18 +244,8 @@ struct Drive {
 
 /// Sends the fixes on a fixed schedule; a request never waits for the previous one's reply.
 async fn drive(client: &reqwest::Client, args: &BenchAlertsArgs) -> Drive {
-    let devices = args.devices.max(1);
     let batch = args.batch.max(1);
-    let mut rng = Rng::new(42);
-    // Position and heading of each device; they drive at 20 m/s.
-    let mut fleet: Vec<([f64; 2], f64)> = (0..devices)
-        .map(|_| {
-            let lon = AREA[0] + rng.unit() * (AREA[2] - AREA[0]);
-            let lat = AREA[1] + rng.unit() * (AREA[3] - AREA[1]);
-            ([lon, lat], rng.unit() * std::f64::consts::TAU)
-        })
-        .collect();
-    let step_m = 20.0 * devices as f64 / args.rate.max(1) as f64;
+    let mut fleet = Fleet::new(args.devices, args.rate);
     let requests = (args.rate as u64 * args.duration_s) as usize / batch;
     let every = Duration::from_secs_f64(batch as f64 / args.rate.max(1) as f64);
     let in_flight = Arc::new(Semaphore::new(512));
@@ -214,27 +253,12 @@ async fn drive(client: &reqwest::Client, args: &BenchAlertsArgs) -> Drive {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
-    let mut next_device = 0;
     let mut late = 0;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..requests {
         ticks.tick().await;
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let fixes: Vec<Value> = (0..batch)
-            .map(|_| {
-                let d = next_device;
-                next_device = (next_device + 1) % devices;
-                let (pos, heading) = &mut fleet[d];
-                *heading += (rng.unit() - 0.5) * 0.3;
-                *pos = offset(*pos, step_m, *heading);
-                if !(AREA[0]..AREA[2]).contains(&pos[0]) || !(AREA[1]..AREA[3]).contains(&pos[1]) {
-                    *heading += std::f64::consts::PI;
-                    pos[0] = pos[0].clamp(AREA[0], AREA[2]);
-                    pos[1] = pos[1].clamp(AREA[1], AREA[3]);
-                }
-                json!({"device": format!("bench-{d}"), "ts": now, "lon": pos[0], "lat": pos[1]})
-            })
-            .collect();
+        let fixes = fleet.fixes(batch, &now);
         let permit = if let Ok(permit) = in_flight.clone().try_acquire_owned() {
             permit
         } else {

@@ -18,14 +18,13 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::bench_alerts::{AREA, Socket, load_fences};
-use crate::simulate::{Rng, offset};
+use crate::bench_alerts::{Fleet, Socket, load_fences};
 
 #[derive(Debug, Args)]
 pub struct BenchClusterArgs {
@@ -211,16 +210,8 @@ struct Drive {
 
 /// Sends the fixes on a fixed schedule over the nodes in turn.
 async fn drive(client: &reqwest::Client, args: &BenchClusterArgs) -> Drive {
-    let (devices, batch) = (args.devices.max(1), args.batch.max(1));
-    let mut rng = Rng::new(42);
-    let mut fleet: Vec<([f64; 2], f64)> = (0..devices)
-        .map(|_| {
-            let lon = AREA[0] + rng.unit() * (AREA[2] - AREA[0]);
-            let lat = AREA[1] + rng.unit() * (AREA[3] - AREA[1]);
-            ([lon, lat], rng.unit() * std::f64::consts::TAU)
-        })
-        .collect();
-    let step_m = 20.0 * devices as f64 / args.rate.max(1) as f64;
+    let batch = args.batch.max(1);
+    let mut fleet = Fleet::new(args.devices, args.rate);
     let requests = (args.rate as u64 * args.duration_s) as usize / batch;
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(batch as f64 / args.rate.max(1) as f64));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -228,25 +219,10 @@ async fn drive(client: &reqwest::Client, args: &BenchClusterArgs) -> Drive {
     let counters = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect::<Vec<_>>();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    let mut next_device = 0;
     for k in 0..requests {
         ticks.tick().await;
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let fixes: Vec<Value> = (0..batch)
-            .map(|_| {
-                let d = next_device;
-                next_device = (next_device + 1) % devices;
-                let (pos, heading) = &mut fleet[d];
-                *heading += (rng.unit() - 0.5) * 0.3;
-                *pos = offset(*pos, step_m, *heading);
-                if !(AREA[0]..AREA[2]).contains(&pos[0]) || !(AREA[1]..AREA[3]).contains(&pos[1]) {
-                    *heading += std::f64::consts::PI;
-                    pos[0] = pos[0].clamp(AREA[0], AREA[2]);
-                    pos[1] = pos[1].clamp(AREA[1], AREA[3]);
-                }
-                json!({"device": format!("bench-{d}"), "ts": now, "lon": pos[0], "lat": pos[1]})
-            })
-            .collect();
+        let fixes = fleet.fixes(batch, &now);
         let permit = in_flight.clone().acquire_owned().await.expect("never closed");
         let (client, urls, counters) = (client.clone(), args.urls.clone(), counters.clone());
         tasks.spawn(async move {

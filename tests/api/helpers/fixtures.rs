@@ -166,3 +166,36 @@ pub async fn names_at(app: &TestApp, layer: &str, lon: f64, lat: f64, z: u8, que
     names.sort();
     names
 }
+
+/// Checks the alerts table after devices `dev-0`, `dev-1`, ... drove `fixes` fixes each, one
+/// second apart from `start`, in and out of a fence ([`in_and_out`]): every device has exactly
+/// an `enter` at each even fix and an `exit` at each odd one, each once, in order. Returns the
+/// ids of every alert, in order.
+pub async fn check_crossing_alerts(
+    db: &sqlx::PgPool,
+    devices: usize,
+    fixes: usize,
+    start: DateTime<Utc>,
+) -> Vec<i64> {
+    let rows: Vec<(i64, String, String, DateTime<Utc>)> =
+        sqlx::query_as("SELECT id, device, kind, ts FROM alerts ORDER BY id")
+            .fetch_all(db)
+            .await
+            .expect("alerts");
+    for d in 0..devices {
+        let device = format!("dev-{d}");
+        let mine: Vec<(&str, DateTime<Utc>)> = rows
+            .iter()
+            .filter(|r| r.1 == device)
+            .map(|r| (r.2.as_str(), r.3))
+            .collect();
+        let expected: Vec<(&str, DateTime<Utc>)> = (0..fixes)
+            .map(|i| {
+                let kind = if i.is_multiple_of(2) { "enter" } else { "exit" };
+                (kind, start + chrono::Duration::seconds(i as i64))
+            })
+            .collect();
+        assert_eq!(mine, expected, "{device}: one alert per fix, each once, in order");
+    }
+    rows.iter().map(|r| r.0).collect()
+}

@@ -24,8 +24,8 @@ pub use app::{
     spawn_with,
 };
 pub use fixtures::{
-    circle, corridor, create_fence, fix, fix_at, in_and_out, named, names, names_at, polygon, post_fix,
-    replace_fence, square, tile, tile_of,
+    check_crossing_alerts, circle, corridor, create_fence, fix, fix_at, in_and_out, named, names, names_at,
+    polygon, post_fix, replace_fence, square, tile, tile_of,
 };
 pub use nats::{NATS_URL, cluster_config, cluster_prefix, destroy_cluster};
 pub use process::ServerProcess;

@@ -1,0 +1,114 @@
+//! Cluster mode: what one node takes, the other serves. Two nodes (in-process applications) on
+//! one database and the local NATS: a fence written on one is in the other's fence tiles, and
+//! fixes posted to one are in the other's `tracks` tiles and on its `/ws/positions`, within
+//! the bounds the README states (pinned here with room for a loaded machine).
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use crate::helpers::{
+    TestApp, WsClient, cluster_config, cluster_prefix, create_fence, destroy_cluster, named, names_at,
+    new_database, poll_until, post_fix, spawn_on, square,
+};
+
+const PARTITIONS: u16 = 2;
+/// How long a fence change may take to reach the other node's tiles (a PostgreSQL
+/// notification: milliseconds).
+const FENCE_LAG: Duration = Duration::from_secs(1);
+/// How long a fix acknowledged by one node may take to reach the other's `tracks` tiles (the
+/// owner stores it, then a NATS message: tens of milliseconds).
+const TRACKS_LAG: Duration = Duration::from_secs(2);
+
+async fn two_nodes(prefix: &str) -> (TestApp, TestApp) {
+    let db_name = new_database().await;
+    let a = spawn_on(db_name.clone(), |c| {
+        c.cluster = cluster_config(prefix, "a", PARTITIONS, 2);
+    })
+    .await;
+    let b = spawn_on(db_name, |c| {
+        c.cluster = cluster_config(prefix, "b", PARTITIONS, 2);
+    })
+    .await;
+    let claimed = poll_until(Duration::from_secs(10), Duration::from_millis(50), async || {
+        let owners: i64 = sqlx::query_scalar("SELECT count(DISTINCT node) FROM partition_owners")
+            .fetch_one(&a.db)
+            .await
+            .expect("owners");
+        owners == 2
+    })
+    .await;
+    assert!(claimed, "the partitions never spread over both nodes");
+    (a, b)
+}
+
+async fn stop(a: TestApp, b: TestApp, prefix: &str) {
+    let mut b = b;
+    b.shutdown().await;
+    a.stop().await;
+    destroy_cluster(prefix, PARTITIONS).await;
+}
+
+#[tokio::test]
+async fn a_fence_written_on_one_node_is_in_the_others_tiles_within_a_second() {
+    let prefix = cluster_prefix("fanout-fence");
+    let (a, b) = two_nodes(&prefix).await;
+    // Node b has the tile cached, without the fence.
+    assert!(names_at(&b, "fences", 10.0025, 10.0, 12, "").await.is_empty());
+    create_fence(&a, &named(square("depot", 10.0025, 10.0, 0.0025), "Depot")).await;
+    let written = Instant::now();
+    let seen = poll_until(FENCE_LAG, Duration::from_millis(5), async || {
+        names_at(&b, "fences", 10.0025, 10.0, 12, "").await == ["Depot"]
+    })
+    .await;
+    println!(
+        "fence on node b's tiles {:?} after its write on node a",
+        written.elapsed()
+    );
+    assert!(
+        seen,
+        "node b still served the tile without the fence after {FENCE_LAG:?}"
+    );
+    assert_eq!(b.get("/api/v1/fences/depot").await.status(), 200);
+    stop(a, b, &prefix).await;
+}
+
+#[tokio::test]
+async fn fixes_posted_on_one_node_reach_the_others_tracks_tiles_and_live_positions() {
+    let prefix = cluster_prefix("fanout-fixes");
+    let (a, b) = two_nodes(&prefix).await;
+    let now = Utc::now();
+    let window = format!(
+        "?from={}&to={}",
+        (now - chrono::Duration::hours(1)).timestamp(),
+        (now + chrono::Duration::minutes(5)).timestamp()
+    );
+    let mut live = WsClient::connect(&b, "/ws/positions?bbox=9,9,11,11").await;
+    assert_eq!(live.json().await["type"], "snapshot");
+    assert!(names_at(&b, "tracks", 10.0, 10.0, 12, &window).await.is_empty());
+
+    post_fix(&a, "bus", now - chrono::Duration::seconds(60), 10.0, 10.0).await;
+    post_fix(&a, "bus", now - chrono::Duration::seconds(30), 10.001, 10.0).await;
+    let posted = Instant::now();
+    let seen = poll_until(TRACKS_LAG, Duration::from_millis(5), async || {
+        names_at(&b, "tracks", 10.0, 10.0, 12, &window).await == ["bus"]
+    })
+    .await;
+    println!(
+        "track on node b's tiles {:?} after node a acknowledged it",
+        posted.elapsed()
+    );
+    assert!(
+        seen,
+        "node b still served the tracks tile without the fixes after {TRACKS_LAG:?}"
+    );
+
+    let moved = live.json().await;
+    assert_eq!(moved["type"], "positions", "{moved}");
+    assert_eq!(moved["positions"][0]["device"], "bus", "{moved}");
+    assert_eq!(
+        moved["positions"][0]["position"],
+        serde_json::json!([10.001, 10.0])
+    );
+    stop(a, b, &prefix).await;
+}
