@@ -28,6 +28,9 @@ pub struct Nats {
     /// This node's name.
     pub node: String,
     pub partitions: u16,
+    /// Which incarnation of the fix log this is (its creation time): a stored log position
+    /// means nothing in a log deleted and created again, whose sequences start over.
+    pub log_id: String,
     pub lease: Duration,
     pub leases: kv::Store,
     pub nodes: kv::Store,
@@ -89,7 +92,7 @@ impl Nats {
             .map_err(|e| ClusterError::nats("connect", format!("{url}: {e}")))?;
         let js = jetstream::new(client.clone());
         check_partitions(&js, &names, config).await?;
-        ensure_fix_stream(&js, &names, config).await?;
+        let log_id = ensure_fix_stream(&js, &names, config).await?;
         let lease = config.lease();
         let leases = ensure_bucket(&js, names.lease_bucket(), lease, config.replicas).await?;
         let nodes = ensure_bucket(&js, names.node_bucket(), lease, config.replicas).await?;
@@ -99,6 +102,7 @@ impl Nats {
             names,
             node,
             partitions: config.partitions,
+            log_id,
             lease,
             leases,
             nodes,
@@ -180,24 +184,26 @@ async fn check_partitions(
     }
 }
 
+/// Returns the log's id (its creation time, in nanoseconds since the epoch).
 async fn ensure_fix_stream(
     js: &jetstream::Context,
     names: &Names,
     config: &ClusterConfig,
-) -> Result<(), ClusterError> {
-    js.get_or_create_stream(stream::Config {
-        name: names.fix_stream(),
-        subjects: vec![names.fix_subjects()],
-        storage: stream::StorageType::File,
-        num_replicas: config.replicas.max(1),
-        duplicate_window: DUPLICATE_WINDOW,
-        max_age: Duration::from_secs(config.log_max_age_h.max(1) * 3600),
-        retention: stream::RetentionPolicy::Limits,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| ClusterError::nats("create the fix log stream", e))?;
-    Ok(())
+) -> Result<String, ClusterError> {
+    let stream = js
+        .get_or_create_stream(stream::Config {
+            name: names.fix_stream(),
+            subjects: vec![names.fix_subjects()],
+            storage: stream::StorageType::File,
+            num_replicas: config.replicas.max(1),
+            duplicate_window: DUPLICATE_WINDOW,
+            max_age: Duration::from_secs(config.log_max_age_h.max(1) * 3600),
+            retention: stream::RetentionPolicy::Limits,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| ClusterError::nats("create the fix log stream", e))?;
+    Ok(stream.cached_info().created.unix_timestamp_nanos().to_string())
 }
 
 /// A bucket keeping the last value of each key, entries expiring after `max_age` (zero:

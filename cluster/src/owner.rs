@@ -137,7 +137,12 @@ impl Owner {
     async fn claim(&self, lease: Lease, stop: &CancellationToken) -> Option<(i64, u64)> {
         let epoch = i64::try_from(lease.epoch).ok()?;
         loop {
-            match ownership::claim(&self.pool, lease.partition, lease.epoch, &self.nats.node).await {
+            let claimant = ownership::Claimant {
+                epoch: lease.epoch,
+                node: &self.nats.node,
+                log_id: &self.nats.log_id,
+            };
+            match ownership::claim(&self.pool, lease.partition, claimant).await {
                 Ok(Some(stored)) => return Some((epoch, stored)),
                 Ok(None) => {
                     tracing::error!(

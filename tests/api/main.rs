@@ -21,6 +21,7 @@ mod ingest;
 mod limits;
 mod openapi;
 mod ops;
+mod ownership;
 mod security;
 mod server;
 mod simulate;

@@ -20,29 +20,40 @@ pub struct Fence {
     pub stored_seq: Option<i64>,
 }
 
-/// Claims `partition` for `epoch`: returns the stream sequence stored so far, or `None` when a
+/// Who claims a partition: the lease's epoch, the node, and the id of the fix log it reads (a
+/// position stored for another incarnation of the log is reset to its start).
+#[derive(Debug, Clone, Copy)]
+pub struct Claimant<'a> {
+    pub epoch: u64,
+    pub node: &'a str,
+    pub log_id: &'a str,
+}
+
+/// Claims `partition`: returns the stream sequence stored so far in this log, or `None` when a
 /// newer epoch already owns it (this node's lease is stale). Waits for the previous owner's
 /// transaction in progress, if any.
 pub async fn claim(
     pool: &PgPool,
     partition: u16,
-    epoch: u64,
-    node: &str,
+    claimant: Claimant<'_>,
 ) -> Result<Option<u64>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(&format!("SET LOCAL lock_timeout = '{CLAIM_LOCK_TIMEOUT}'"))
         .execute(&mut *tx)
         .await?;
     let stored: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO partition_owners (partition, epoch, node) VALUES ($1, $2, $3)
+        "INSERT INTO partition_owners (partition, epoch, node, log_id) VALUES ($1, $2, $3, $4)
          ON CONFLICT (partition) DO UPDATE SET epoch = EXCLUDED.epoch, node = EXCLUDED.node,
-                                              claimed_at = now()
+             claimed_at = now(), log_id = EXCLUDED.log_id,
+             stored_seq = CASE WHEN partition_owners.log_id = EXCLUDED.log_id
+                               THEN partition_owners.stored_seq ELSE 0 END
          WHERE partition_owners.epoch <= EXCLUDED.epoch
          RETURNING stored_seq",
     )
     .bind(i16::try_from(partition).unwrap_or(i16::MAX))
-    .bind(i64::try_from(epoch).unwrap_or(i64::MAX))
-    .bind(node)
+    .bind(i64::try_from(claimant.epoch).unwrap_or(i64::MAX))
+    .bind(claimant.node)
+    .bind(claimant.log_id)
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
