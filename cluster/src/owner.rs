@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracker::ownership::{self, Fence};
@@ -57,7 +57,8 @@ impl Owner {
         tasks: TaskTracker,
         shutdown: CancellationToken,
     ) {
-        let mut workers: HashMap<u16, CancellationToken> = HashMap::new();
+        // Per partition: how to stop its worker, and what resolves once it has stopped.
+        let mut workers: HashMap<u16, (CancellationToken, oneshot::Receiver<()>)> = HashMap::new();
         loop {
             let event = tokio::select! {
                 event = events.recv() => event,
@@ -67,10 +68,11 @@ impl Owner {
             match event {
                 LeaseEvent::Acquired(lease) => {
                     let stop = shutdown.child_token();
-                    if let Some(old) = workers.insert(lease.partition, stop.clone()) {
+                    let (done, stopped) = oneshot::channel();
+                    if let Some((old, _)) = workers.insert(lease.partition, (stop.clone(), stopped)) {
                         old.cancel();
                     }
-                    tasks.spawn(self.clone().work(lease, stop));
+                    tasks.spawn(self.clone().work(lease, stop, done));
                 }
                 LeaseEvent::Lost(lease) => {
                     tracing::warn!(
@@ -78,8 +80,8 @@ impl Owner {
                         epoch = lease.epoch,
                         "partition lease lost; stopping its work"
                     );
-                    self.set_owned(lease.partition, None);
-                    if let Some(stop) = workers.remove(&lease.partition) {
+                    self.clear_owned(lease);
+                    if let Some((stop, _)) = workers.remove(&lease.partition) {
                         stop.cancel();
                     }
                 }
@@ -87,40 +89,52 @@ impl Owner {
                     let stop = workers.remove(&lease.partition);
                     let (owner, leases) = (self.clone(), leases.clone());
                     tasks.spawn(async move {
-                        if let Some(stop) = stop {
+                        if let Some((stop, stopped)) = stop {
                             stop.cancel();
+                            // Resolves when the worker ends (it drops its end).
+                            let _ = stopped.await;
                         }
-                        owner.stopped(lease.partition).await;
+                        owner.clear_owned(lease);
                         leases.release(lease).await;
                         tracing::info!(partition = lease.partition, "partition handed over");
                     });
                 }
             }
         }
-        for stop in workers.values() {
+        for (stop, _) in workers.values() {
             stop.cancel();
         }
     }
 
-    fn set_owned(&self, partition: u16, epoch: Option<i64>) {
+    /// Tells the partition's evaluator it is owned with `epoch`.
+    fn set_owned(&self, partition: u16, epoch: i64) {
         if let Some(sender) = self.ownership.get(usize::from(partition)) {
-            sender.send_replace(epoch);
+            sender.send_replace(Some(epoch));
         }
     }
 
-    /// Resolves once the worker of `partition` has ended (it marks the partition not owned).
-    async fn stopped(&self, partition: u16) {
-        if let Some(sender) = self.ownership.get(usize::from(partition)) {
-            let mut owned = sender.subscribe();
-            let _ = owned.wait_for(Option::is_none).await;
+    /// Tells the partition's evaluator that the ownership of `lease` ended; leaves a newer
+    /// ownership (a worker of a lease acquired since) alone.
+    fn clear_owned(&self, lease: Lease) {
+        let ended = i64::try_from(lease.epoch).ok();
+        if let Some(sender) = self.ownership.get(usize::from(lease.partition)) {
+            sender.send_if_modified(|owned| {
+                let mine = owned.is_some() && *owned == ended;
+                if mine {
+                    *owned = None;
+                }
+                mine
+            });
         }
     }
 
-    /// Works on one partition until `stop`; always leaves it marked not owned.
-    async fn work(self, lease: Lease, stop: CancellationToken) {
+    /// Works on one partition until `stop`; always leaves it marked not owned by this lease.
+    /// `done` is dropped when it returns.
+    async fn work(self, lease: Lease, stop: CancellationToken, done: oneshot::Sender<()>) {
+        let _done = done;
         let partition = lease.partition;
         if let Some((epoch, stored)) = self.claim(lease, &stop).await {
-            self.set_owned(partition, Some(epoch));
+            self.set_owned(partition, epoch);
             tracing::info!(
                 partition,
                 epoch,
@@ -129,7 +143,7 @@ impl Owner {
             );
             self.store_log(partition, epoch, stored, &stop).await;
         }
-        self.set_owned(partition, None);
+        self.clear_owned(lease);
     }
 
     /// Claims the partition in PostgreSQL, retrying until it succeeds or `stop`; `None` when
