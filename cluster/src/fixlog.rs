@@ -9,7 +9,7 @@
 //! client only once JetStream acknowledged every message.
 //!
 //! The owner of a partition reads it in order from just after the last message it stored
-//! ([`PartitionReader`], in bounded pulls); the stream sequence of that message is committed in PostgreSQL in
+//! ([`PartitionReader`]); the stream sequence of that message is committed in PostgreSQL in
 //! the same transaction as the fixes, so progress and data cannot disagree, and no JetStream
 //! acknowledgement or redelivery timer is involved. What is stored is purged from the stream
 //! by its owner ([`FixLog::purge_stored`]).
@@ -17,11 +17,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy, pull};
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::context::{Publish, PublishAckFuture};
 use async_nats::jetstream::{self, Message};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
 use tracker::Fix;
 use tracker::shard::shard_of;
@@ -141,16 +141,10 @@ pub struct Batch {
     pub last_seq: Option<u64>,
 }
 
-/// Most messages, and bytes, one read takes from the log: what an owner holds of a partition
-/// at a time stays a few MiB, however far behind it is.
-const READ_MESSAGES: usize = 256;
-const READ_BYTES: usize = 4 << 20;
-
-/// One partition's messages in stream order, from a given point: an ephemeral consumer without
-/// acknowledgements (the stored position lives in PostgreSQL), read in bounded pulls.
+/// One partition's messages in stream order, from a given point.
 pub struct PartitionReader {
     partition: u16,
-    consumer: Consumer<pull::Config>,
+    messages: pull::Ordered,
 }
 
 impl std::fmt::Debug for PartitionReader {
@@ -177,71 +171,61 @@ impl PartitionReader {
             }
         };
         let consumer = stream
-            .create_consumer(pull::Config {
+            .create_consumer(pull::OrderedConfig {
                 filter_subject: nats.names.fix_subject(partition),
                 deliver_policy,
-                ack_policy: AckPolicy::None,
-                // Removed by the server once its owner is gone; an owner reads far more often.
-                inactive_threshold: Duration::from_secs(30),
                 ..Default::default()
             })
             .await
             .map_err(|e| ClusterError::nats("read a partition of the fix log", e))?;
-        Ok(Self { partition, consumer })
-    }
-
-    /// The next messages: whatever has arrived (up to [`READ_MESSAGES`] messages and
-    /// [`READ_BYTES`]), or else the first that arrives within `wait`. An empty batch means
-    /// nothing arrived in time.
-    pub async fn next_batch(&mut self, wait: Duration) -> Result<Batch, ClusterError> {
-        let mut batch = Batch::default();
-        let ready = self
-            .consumer
-            .fetch()
-            .max_messages(READ_MESSAGES)
-            .max_bytes(READ_BYTES)
+        let messages = consumer
             .messages()
             .await
             .map_err(|e| ClusterError::nats("read a partition of the fix log", e))?;
-        self.take(ready, &mut batch).await?;
-        if batch.last_seq.is_none() {
-            let first = self
-                .consumer
-                .batch()
-                .max_messages(1)
-                .expires(wait)
-                .messages()
-                .await
-                .map_err(|e| ClusterError::nats("read a partition of the fix log", e))?;
-            self.take(first, &mut batch).await?;
+        Ok(Self { partition, messages })
+    }
+
+    /// The next messages: waits up to `wait` for the first, then takes whatever has arrived,
+    /// up to about `max_fixes` fixes. An empty batch means nothing arrived in time.
+    pub async fn next_batch(&mut self, max_fixes: usize, wait: Duration) -> Result<Batch, ClusterError> {
+        let mut batch = Batch::default();
+        let Ok(first) = tokio::time::timeout(wait, self.messages.next()).await else {
+            return Ok(batch);
+        };
+        self.take(first, &mut batch)?;
+        while batch.fixes.len() < max_fixes {
+            match self.messages.next().now_or_never() {
+                Some(next) => self.take(next, &mut batch)?,
+                None => break,
+            }
         }
         Ok(batch)
     }
 
-    async fn take(
+    fn take(
         &self,
-        mut messages: impl futures_util::Stream<Item = Result<Message, impl std::fmt::Display>> + Unpin,
+        next: Option<Result<Message, pull::OrderedError>>,
         batch: &mut Batch,
     ) -> Result<(), ClusterError> {
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| ClusterError::nats("read a partition of the fix log", e))?;
-            let seq = message
-                .info()
-                .map_err(|e| ClusterError::nats("read a partition of the fix log", e))?
-                .stream_sequence;
-            match serde_json::from_slice::<Vec<Fix>>(&message.payload) {
-                Ok(mut fixes) => batch.fixes.append(&mut fixes),
-                // Only geotrack writes here; a message it cannot read would block the
-                // partition forever if it were retried, so it is skipped loudly.
-                Err(error) => tracing::error!(
-                    partition = self.partition,
-                    seq,
-                    %error,
-                    "skipping a fix log message that does not decode"
-                ),
-            }
-            batch.last_seq = Some(seq);
+        let message = next
+            .ok_or_else(|| ClusterError::nats("read a partition of the fix log", "the consumer ended"))?
+            .map_err(|e| ClusterError::nats("read a partition of the fix log", e))?;
+        let seq = message
+            .info()
+            .map_err(|e| ClusterError::nats("read a partition of the fix log", e))?
+            .stream_sequence;
+        match serde_json::from_slice::<Vec<Fix>>(&message.payload) {
+            Ok(mut fixes) => batch.fixes.append(&mut fixes),
+            // Only geotrack writes here; a message it cannot read would block the partition
+            // forever if it were retried, so it is skipped loudly.
+            Err(error) => tracing::error!(
+                partition = self.partition,
+                seq,
+                %error,
+                "skipping a fix log message that does not decode"
+            ),
         }
+        batch.last_seq = Some(seq);
         Ok(())
     }
 }
