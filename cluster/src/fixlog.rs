@@ -9,7 +9,7 @@
 //! client only once JetStream acknowledged every message.
 //!
 //! The owner of a partition reads it in order from just after the last message it stored
-//! ([`PartitionReader`]); the stream sequence of that message is committed in PostgreSQL in
+//! ([`PartitionReader`], in bounded pulls); the stream sequence of that message is committed in PostgreSQL in
 //! the same transaction as the fixes, so progress and data cannot disagree, and no JetStream
 //! acknowledgement or redelivery timer is involved. What is stored is purged from the stream
 //! by its owner ([`FixLog::purge_stored`]).
@@ -17,11 +17,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy, pull};
 use async_nats::jetstream::context::{Publish, PublishAckFuture};
 use async_nats::jetstream::{self, Message};
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 use tracker::Fix;
 use tracker::shard::shard_of;
@@ -141,17 +141,36 @@ pub struct Batch {
     pub last_seq: Option<u64>,
 }
 
-/// One partition's messages in stream order, from a given point.
+/// Most messages, and bytes, one read takes from the log, and how many reads are kept ahead of
+/// the owner: what an owner holds of a partition stays a few MiB however far behind it is,
+/// while the next batch is read as the current one is committed.
+const READ_MESSAGES: usize = 256;
+const READ_BYTES: usize = 4 << 20;
+const READ_AHEAD: usize = 2;
+
+/// One partition's messages in stream order, from a given point: an ephemeral consumer without
+/// acknowledgements (the stored position lives in PostgreSQL), read in bounded pulls by a task
+/// that keeps [`READ_AHEAD`] batches ready.
 pub struct PartitionReader {
+    batches: tokio::sync::mpsc::Receiver<Result<Batch, ClusterError>>,
+    reading: tokio::task::AbortHandle,
+}
+
+impl Drop for PartitionReader {
+    fn drop(&mut self) {
+        self.reading.abort();
+    }
+}
+
+/// The reading side of a [`PartitionReader`].
+struct Puller {
     partition: u16,
-    messages: pull::Ordered,
+    consumer: Consumer<pull::Config>,
 }
 
 impl std::fmt::Debug for PartitionReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PartitionReader")
-            .field("partition", &self.partition)
-            .finish_non_exhaustive()
+        f.debug_struct("PartitionReader").finish_non_exhaustive()
     }
 }
 
@@ -171,61 +190,104 @@ impl PartitionReader {
             }
         };
         let consumer = stream
-            .create_consumer(pull::OrderedConfig {
+            .create_consumer(pull::Config {
                 filter_subject: nats.names.fix_subject(partition),
                 deliver_policy,
+                ack_policy: AckPolicy::None,
+                // Removed by the server once its owner is gone; an owner reads far more often.
+                inactive_threshold: Duration::from_secs(30),
                 ..Default::default()
             })
             .await
             .map_err(|e| ClusterError::nats("read a partition of the fix log", e))?;
-        let messages = consumer
+        let (sender, batches) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let puller = Puller { partition, consumer };
+        let reading = tokio::spawn(puller.run(sender)).abort_handle();
+        Ok(Self { batches, reading })
+    }
+
+    /// The next messages in order: a batch read ahead, or the first that arrives within
+    /// `wait`. An empty batch means nothing arrived in time; after an error the reader is done
+    /// (open another from the stored position).
+    pub async fn next_batch(&mut self, wait: Duration) -> Result<Batch, ClusterError> {
+        match tokio::time::timeout(wait, self.batches.recv()).await {
+            Err(_) => Ok(Batch::default()),
+            Ok(Some(batch)) => batch,
+            Ok(None) => Err(ClusterError::nats(
+                "read a partition of the fix log",
+                "the reader stopped",
+            )),
+        }
+    }
+}
+
+/// How long one pull waits for a first message when nothing is pending.
+const PULL_WAIT: Duration = Duration::from_millis(250);
+
+impl Puller {
+    /// Pulls batches until the reader is dropped or a pull fails (the error is its last item).
+    async fn run(self, batches: tokio::sync::mpsc::Sender<Result<Batch, ClusterError>>) {
+        loop {
+            let batch = self.pull().await;
+            let failed = batch.is_err();
+            let empty = batch.as_ref().is_ok_and(|b| b.last_seq.is_none());
+            if !empty && batches.send(batch).await.is_err() || failed {
+                return;
+            }
+        }
+    }
+
+    /// Whatever has arrived (up to [`READ_MESSAGES`] messages and [`READ_BYTES`]), or else the
+    /// first message that arrives within [`PULL_WAIT`].
+    async fn pull(&self) -> Result<Batch, ClusterError> {
+        let mut batch = Batch::default();
+        let ready = self
+            .consumer
+            .fetch()
+            .max_messages(READ_MESSAGES)
+            .max_bytes(READ_BYTES)
             .messages()
             .await
             .map_err(|e| ClusterError::nats("read a partition of the fix log", e))?;
-        Ok(Self { partition, messages })
-    }
-
-    /// The next messages: waits up to `wait` for the first, then takes whatever has arrived,
-    /// up to about `max_fixes` fixes. An empty batch means nothing arrived in time.
-    pub async fn next_batch(&mut self, max_fixes: usize, wait: Duration) -> Result<Batch, ClusterError> {
-        let mut batch = Batch::default();
-        let Ok(first) = tokio::time::timeout(wait, self.messages.next()).await else {
-            return Ok(batch);
-        };
-        self.take(first, &mut batch)?;
-        while batch.fixes.len() < max_fixes {
-            match self.messages.next().now_or_never() {
-                Some(next) => self.take(next, &mut batch)?,
-                None => break,
-            }
+        self.take(ready, &mut batch).await?;
+        if batch.last_seq.is_none() {
+            let first = self
+                .consumer
+                .batch()
+                .max_messages(1)
+                .expires(PULL_WAIT)
+                .messages()
+                .await
+                .map_err(|e| ClusterError::nats("read a partition of the fix log", e))?;
+            self.take(first, &mut batch).await?;
         }
         Ok(batch)
     }
 
-    fn take(
+    async fn take(
         &self,
-        next: Option<Result<Message, pull::OrderedError>>,
+        mut messages: impl futures_util::Stream<Item = Result<Message, impl std::fmt::Display>> + Unpin,
         batch: &mut Batch,
     ) -> Result<(), ClusterError> {
-        let message = next
-            .ok_or_else(|| ClusterError::nats("read a partition of the fix log", "the consumer ended"))?
-            .map_err(|e| ClusterError::nats("read a partition of the fix log", e))?;
-        let seq = message
-            .info()
-            .map_err(|e| ClusterError::nats("read a partition of the fix log", e))?
-            .stream_sequence;
-        match serde_json::from_slice::<Vec<Fix>>(&message.payload) {
-            Ok(mut fixes) => batch.fixes.append(&mut fixes),
-            // Only geotrack writes here; a message it cannot read would block the partition
-            // forever if it were retried, so it is skipped loudly.
-            Err(error) => tracing::error!(
-                partition = self.partition,
-                seq,
-                %error,
-                "skipping a fix log message that does not decode"
-            ),
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| ClusterError::nats("read a partition of the fix log", e))?;
+            let seq = message
+                .info()
+                .map_err(|e| ClusterError::nats("read a partition of the fix log", e))?
+                .stream_sequence;
+            match serde_json::from_slice::<Vec<Fix>>(&message.payload) {
+                Ok(mut fixes) => batch.fixes.append(&mut fixes),
+                // Only geotrack writes here; a message it cannot read would block the
+                // partition forever if it were retried, so it is skipped loudly.
+                Err(error) => tracing::error!(
+                    partition = self.partition,
+                    seq,
+                    %error,
+                    "skipping a fix log message that does not decode"
+                ),
+            }
+            batch.last_seq = Some(seq);
         }
-        batch.last_seq = Some(seq);
         Ok(())
     }
 }

@@ -27,8 +27,6 @@ use crate::fixlog::{FixLog, PartitionReader};
 use crate::leases::{Lease, LeaseEvent, Leases};
 use crate::nats::Nats;
 
-/// Most fixes handed to the pipeline at once.
-const BATCH_FIXES: usize = 5_000;
 /// How long a worker waits for fixes before checking whether it must stop.
 const READ_WAIT: Duration = Duration::from_millis(250);
 /// Pause after a failed claim, read or write.
@@ -192,7 +190,7 @@ impl Owner {
                 }
             };
             while !stop.is_cancelled() {
-                let batch = match reader.next_batch(BATCH_FIXES, READ_WAIT).await {
+                let batch = match reader.next_batch(READ_WAIT).await {
                     Ok(batch) => batch,
                     Err(error) => {
                         tracing::warn!(partition, %error, "fix log read failed; reopening");

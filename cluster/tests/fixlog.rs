@@ -50,10 +50,7 @@ async fn read_all(nats: &Nats, partition: u16, stored: u64) -> (Vec<Fix>, Option
         .expect("open");
     let (mut fixes, mut last) = (Vec::new(), None);
     loop {
-        let batch = reader
-            .next_batch(10_000, Duration::from_millis(500))
-            .await
-            .expect("read");
+        let batch = reader.next_batch(Duration::from_millis(500)).await.expect("read");
         if batch.fixes.is_empty() && batch.last_seq.is_none() {
             return (fixes, last);
         }

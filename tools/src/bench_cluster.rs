@@ -101,13 +101,13 @@ pub async fn run(args: &BenchClusterArgs, database_url: &str) -> Result<(), Erro
     Ok(())
 }
 
-/// Waits (60 s at most) until the run's fixes in `positions` stop growing or reach `acked`.
+/// Waits until the run's fixes in `positions` reach `acked`, or stop growing for 10 s.
 async fn wait_stored(
     db: &sqlx::PgPool,
     since: chrono::DateTime<chrono::Utc>,
     acked: usize,
 ) -> Result<i64, Error> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut last, mut grew) = (-1, Instant::now());
     loop {
         let stored: i64 =
             sqlx::query_scalar("SELECT count(*) FROM positions WHERE device LIKE 'bench-%' AND ts >= $1")
@@ -115,7 +115,10 @@ async fn wait_stored(
                 .fetch_one(db)
                 .await
                 .map_err(Error::database("cannot count the stored fixes"))?;
-        if stored >= acked as i64 || Instant::now() > deadline {
+        if stored > last {
+            (last, grew) = (stored, Instant::now());
+        }
+        if stored >= acked as i64 || grew.elapsed() > Duration::from_secs(10) {
             return Ok(stored);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -292,7 +295,11 @@ fn report(
         drive.sent,
         drive.sent as f64 / secs,
         args.rate,
-        if stored == acked as i64 { "all" } else { "MISMATCH" },
+        if stored == acked as i64 {
+            "all"
+        } else {
+            "MISSING: stored nothing more for 10 s"
+        },
         drive.failed.load(Ordering::Relaxed),
         drive.refused.load(Ordering::Relaxed)
     );
