@@ -31,8 +31,9 @@ use crate::error::ClusterError;
 use crate::names::Names;
 use crate::nats::Nats;
 
-/// Most fixes in one message: about 200 B each in JSON, well under NATS's 1 MB payload limit.
-pub const MAX_FIXES_PER_MESSAGE: usize = 1_000;
+/// Most fixes in one message: about 200 B each in JSON, so a message stays near 100 KiB, well
+/// under NATS's 1 MB payload limit (and an owner's reads stay bounded, see [`READ_MESSAGES`]).
+pub const MAX_FIXES_PER_MESSAGE: usize = 500;
 /// Longest wait for JetStream to acknowledge a request's messages.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -141,11 +142,12 @@ pub struct Batch {
     pub last_seq: Option<u64>,
 }
 
-/// Most messages, and bytes, one read takes from the log, and how many reads are kept ahead of
-/// the owner: what an owner holds of a partition stays a few MiB however far behind it is,
-/// while the next batch is read as the current one is committed.
-const READ_MESSAGES: usize = 256;
-const READ_BYTES: usize = 4 << 20;
+/// Most messages one read takes from the log, and how many reads are kept ahead of the owner:
+/// with messages of at most [`MAX_FIXES_PER_MESSAGE`] fixes, what an owner holds of a
+/// partition stays under about 20 MiB however far behind it is, while the next batch is read
+/// as the current one is committed. (No byte limit on a pull: NATS 2.9 answers a pull that
+/// reaches its byte limit with more pending by an error, 409, instead of ending the batch.)
+const READ_MESSAGES: usize = 64;
 const READ_AHEAD: usize = 2;
 
 /// One partition's messages in stream order, from a given point: an ephemeral consumer without
@@ -237,15 +239,14 @@ impl Puller {
         }
     }
 
-    /// Whatever has arrived (up to [`READ_MESSAGES`] messages and [`READ_BYTES`]), or else the
-    /// first message that arrives within [`PULL_WAIT`].
+    /// Whatever has arrived (up to [`READ_MESSAGES`] messages), or else the first message that
+    /// arrives within [`PULL_WAIT`].
     async fn pull(&self) -> Result<Batch, ClusterError> {
         let mut batch = Batch::default();
         let ready = self
             .consumer
             .fetch()
             .max_messages(READ_MESSAGES)
-            .max_bytes(READ_BYTES)
             .messages()
             .await
             .map_err(|e| ClusterError::nats("read a partition of the fix log", e))?;
