@@ -28,8 +28,9 @@ pub struct Nats {
     /// This node's name.
     pub node: String,
     pub partitions: u16,
-    /// Which incarnation of the fix log this is (its creation time): a stored log position
-    /// means nothing in a log deleted and created again, whose sequences start over.
+    /// Which incarnation of the cluster this is (the creation times of the fix log and of the
+    /// lease bucket): a stored log position means nothing in a log created again, whose
+    /// sequences start over, and lease epochs start over in a lease bucket created again.
     pub log_id: String,
     pub lease: Duration,
     pub leases: kv::Store,
@@ -95,6 +96,14 @@ impl Nats {
         let log_id = ensure_fix_stream(&js, &names, config).await?;
         let lease = config.lease();
         let leases = ensure_bucket(&js, names.lease_bucket(), lease, config.replicas).await?;
+        let leases_created = leases
+            .status()
+            .await
+            .map_err(|e| ClusterError::nats("read the lease bucket", e))?
+            .info
+            .created
+            .unix_timestamp_nanos();
+        let log_id = format!("{log_id}-{leases_created}");
         let nodes = ensure_bucket(&js, names.node_bucket(), lease, config.replicas).await?;
         Ok(Self {
             client,

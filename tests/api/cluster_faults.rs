@@ -147,3 +147,34 @@ async fn without_postgres_fixes_are_acknowledged_into_the_log_and_stored_once_it
     app.stop().await;
     destroy_cluster(&prefix, PARTITIONS).await;
 }
+
+#[tokio::test]
+async fn a_cluster_created_again_on_a_kept_database_takes_its_partitions_back() {
+    let prefix = cluster_prefix("recreated");
+    let config = |c: &mut geotrack::Config| c.cluster = cluster_config(&prefix, "n0", PARTITIONS, 2);
+    let db_name = new_database().await;
+    let start = DateTime::from_timestamp(Utc::now().timestamp() - 60, 0).expect("time");
+    let mut first = spawn_on(db_name.clone(), config).await;
+    assert_eq!(first.post_json(&fix(0, start)).await.status(), 202);
+    assert!(stored_reaches(&first, 1).await);
+    first.shutdown().await;
+    // A long-lived cluster has high epochs and log positions.
+    sqlx::query("UPDATE partition_owners SET epoch = epoch + 1000, stored_seq = stored_seq + 1000")
+        .execute(&first.db)
+        .await
+        .expect("aged");
+    // The operator deletes the cluster's stream and buckets; the database keeps the old
+    // epochs and log positions, which mean nothing to the new stream and buckets (whose
+    // revisions and sequences start over).
+    destroy_cluster(&prefix, PARTITIONS).await;
+    let second = spawn_on(db_name, config).await;
+    for i in 1..5 {
+        assert_eq!(second.post_json(&fix(i, start)).await.status(), 202);
+    }
+    assert!(
+        stored_reaches(&second, 5).await,
+        "the new cluster stores its fixes"
+    );
+    second.stop().await;
+    destroy_cluster(&prefix, PARTITIONS).await;
+}

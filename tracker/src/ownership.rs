@@ -20,8 +20,10 @@ pub struct Fence {
     pub stored_seq: Option<i64>,
 }
 
-/// Who claims a partition: the lease's epoch, the node, and the id of the fix log it reads (a
-/// position stored for another incarnation of the log is reset to its start).
+/// Who claims a partition: the lease's epoch, the node, and the id of the cluster's incarnation
+/// (its fix log and lease bucket). A claim in a new incarnation (the stream and buckets were
+/// created again) takes the partition whatever the epochs, whose count started over, and
+/// reads the new log from its start.
 #[derive(Debug, Clone, Copy)]
 pub struct Claimant<'a> {
     pub epoch: u64,
@@ -47,7 +49,7 @@ pub async fn claim(
              claimed_at = now(), log_id = EXCLUDED.log_id,
              stored_seq = CASE WHEN partition_owners.log_id = EXCLUDED.log_id
                                THEN partition_owners.stored_seq ELSE 0 END
-         WHERE partition_owners.epoch <= EXCLUDED.epoch
+         WHERE partition_owners.epoch <= EXCLUDED.epoch OR partition_owners.log_id <> EXCLUDED.log_id
          RETURNING stored_seq",
     )
     .bind(i16::try_from(partition).unwrap_or(i16::MAX))
