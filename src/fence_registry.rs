@@ -82,7 +82,7 @@ impl FenceRegistry {
             writes: tokio::sync::Mutex::new(()),
             tiles,
             webhooks,
-            origin: format!("{}-{}", std::process::id(), chrono::Utc::now().timestamp_micros()),
+            origin: alerts::instance_tag(),
         }
     }
 

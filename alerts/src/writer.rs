@@ -51,8 +51,8 @@ pub struct AlertWriter {
 impl AlertWriter {
     /// Runs until every sender is gone and everything received is committed.
     pub async fn run(mut self) {
-        // Names this process's commits (`alert_commit_marks`): unique per process start.
-        let writer = format!("{}-{}", std::process::id(), chrono::Utc::now().timestamp_micros());
+        // Names this writer's commits (`alert_commit_marks`).
+        let writer = crate::instance_tag();
         let mut commit_id = 0;
         while let Some(first) = self.changes.recv().await {
             commit_id += 1;
