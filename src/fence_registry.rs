@@ -200,11 +200,7 @@ impl FenceRegistry {
         }
         fence_store::announce(&mut tx, &self.origin, &[id]).await?;
         tx.commit().await?;
-        if let Some(old) = self.index.update(|index| index.remove(id)) {
-            self.tiles
-                .cache()
-                .invalidate(LayerId::FENCES, Change::within(old.extents().collect()));
-        }
+        self.apply(Vec::new(), &[id]);
         Ok(())
     }
 
@@ -234,24 +230,13 @@ impl FenceRegistry {
         })
         .await?;
         let count = prepared.len();
-        let touched = self.index.update(|index| {
-            let mut touched = Vec::new();
-            let kept: std::collections::HashSet<String> =
-                prepared.iter().map(|f| f.id().to_owned()).collect();
-            for fence in prepared {
-                touched.extend(fence.extents());
-                if let Ok(Some(old)) = index.replace(fence) {
-                    touched.extend(old.extents());
-                }
-            }
-            for id in ids.iter().filter(|id| !kept.contains(*id)) {
-                touched.extend(index.remove(id).iter().flat_map(PreparedFence::extents));
-            }
-            touched
-        });
-        self.tiles
-            .cache()
-            .invalidate(LayerId::FENCES, Change::within(touched));
+        let kept: std::collections::HashSet<&str> = prepared.iter().map(PreparedFence::id).collect();
+        let gone: Vec<&str> = ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| !kept.contains(id))
+            .collect();
+        self.apply(prepared, &gone);
         Ok(count)
     }
 
@@ -296,6 +281,15 @@ impl FenceRegistry {
         fence_store::announce(&mut tx, &self.origin, &ids).await?;
         tx.commit().await?;
         let features = fences.iter().map(|f| to_feature(f.fence())).collect();
+        // Before the reply: the next tile request must see this write.
+        self.apply(fences, &[]);
+        Ok(features)
+    }
+
+    /// Puts `fences` (already stored) into the index in place of their old versions, removes
+    /// the fences `gone` (already deleted), and drops the cached tiles the old and new extents
+    /// touch. Call with the write lock.
+    fn apply(&self, fences: Vec<PreparedFence>, gone: &[&str]) {
         let touched = self.index.update(|index| {
             let mut touched = Vec::new();
             for fence in fences {
@@ -307,13 +301,16 @@ impl FenceRegistry {
                     Err(error) => tracing::error!(fence = %id, %error, "fence stored but not indexed"),
                 }
             }
+            for id in gone {
+                touched.extend(index.remove(id).iter().flat_map(PreparedFence::extents));
+            }
             touched
         });
-        // Before the reply: the next tile request must see this write.
-        self.tiles
-            .cache()
-            .invalidate(LayerId::FENCES, Change::within(touched));
-        Ok(features)
+        if !touched.is_empty() {
+            self.tiles
+                .cache()
+                .invalidate(LayerId::FENCES, Change::within(touched));
+        }
     }
 }
 
