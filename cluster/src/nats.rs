@@ -43,11 +43,6 @@ impl Nats {
     /// Connects (the client then reconnects by itself, forever) and makes sure the stream and
     /// buckets exist with this configuration.
     pub async fn connect(config: &ClusterConfig) -> Result<Self, ClusterError> {
-        let url = config
-            .nats_url
-            .as_deref()
-            .ok_or_else(|| ClusterError::Config("cluster.nats_url is not set".into()))?;
-        let names = Names::new(&config.prefix)?;
         if config.partitions == 0 || config.partitions > 1024 {
             return Err(ClusterError::Config(format!(
                 "cluster.partitions must be 1 to 1024, not {}",
@@ -69,9 +64,8 @@ impl Nats {
         }
         let reconnected = Arc::new(watch::Sender::new(0_u64));
         let events = reconnected.clone();
-        let client = async_nats::ConnectOptions::new()
+        let options = async_nats::ConnectOptions::new()
             .name(format!("geotrack {node}"))
-            .connection_timeout(CONNECT_TIMEOUT)
             .max_reconnects(None)
             .event_callback(move |event| {
                 let events = events.clone();
@@ -87,10 +81,8 @@ impl Nats {
                         other => tracing::debug!(event = %other, "NATS event"),
                     }
                 }
-            })
-            .connect(url)
-            .await
-            .map_err(|e| ClusterError::nats("connect", format!("{url}: {e}")))?;
+            });
+        let (client, names) = open(config, options).await?;
         let js = jetstream::new(client.clone());
         check_partitions(&js, &names, config).await?;
         let log_id = ensure_fix_stream(&js, &names, config).await?;
@@ -141,17 +133,27 @@ impl Nats {
 /// Deletes the stream and buckets of the cluster named by `config` (its prefix), whatever
 /// partition count it was created with (`geotrack cluster destroy`).
 pub async fn destroy(config: &ClusterConfig) -> Result<(), ClusterError> {
+    let (client, names) = open(config, async_nats::ConnectOptions::new()).await?;
+    delete_all(&jetstream::new(client), &names).await
+}
+
+/// Connects to `config.nats_url` with `options` (giving up after [`CONNECT_TIMEOUT`]); returns
+/// the client and the names of the cluster `config.prefix`.
+async fn open(
+    config: &ClusterConfig,
+    options: async_nats::ConnectOptions,
+) -> Result<(async_nats::Client, Names), ClusterError> {
     let url = config
         .nats_url
         .as_deref()
         .ok_or_else(|| ClusterError::Config("cluster.nats_url is not set".into()))?;
     let names = Names::new(&config.prefix)?;
-    let client = async_nats::ConnectOptions::new()
+    let client = options
         .connection_timeout(CONNECT_TIMEOUT)
         .connect(url)
         .await
         .map_err(|e| ClusterError::nats("connect", format!("{url}: {e}")))?;
-    delete_all(&jetstream::new(client), &names).await
+    Ok((client, names))
 }
 
 async fn delete_all(js: &jetstream::Context, names: &Names) -> Result<(), ClusterError> {

@@ -80,7 +80,7 @@ impl Evaluators {
                     shared: shared.clone(),
                     outbox,
                     forget: rx,
-                    state: ShardState::new(shared.config.state.clone(), offline_ms(&shared.config)),
+                    state: fresh_state(&shared.config),
                     watermark: 0,
                     behind: true,
                     ownership: ownership.as_mut().and_then(Iterator::next),
@@ -100,6 +100,11 @@ impl Evaluators {
             let _ = tx.send(device.to_owned()).await;
         }
     }
+}
+
+/// A shard's state before anything is loaded.
+fn fresh_state(config: &EvalConfig) -> ShardState {
+    ShardState::new(config.state.clone(), offline_ms(config))
 }
 
 fn offline_ms(config: &EvalConfig) -> Option<i64> {
@@ -158,7 +163,7 @@ impl Evaluator {
                 ?epoch,
                 "evaluator stopped: the shard has another owner"
             );
-            self.state = ShardState::new(self.shared.config.state.clone(), offline_ms(&self.shared.config));
+            self.state = fresh_state(&self.shared.config);
         }
     }
 
@@ -230,7 +235,7 @@ impl Evaluator {
     async fn start(&mut self) -> Result<(), sqlx::Error> {
         let pool = &self.shared.pool;
         let (watermark, devices) = load::shard(pool, self.shard, self.shared.shards).await?;
-        self.state = ShardState::new(self.shared.config.state.clone(), offline_ms(&self.shared.config));
+        self.state = fresh_state(&self.shared.config);
         self.state.devices = devices;
         self.state.arm_timers(&self.shared.index.read());
         self.watermark = watermark;
