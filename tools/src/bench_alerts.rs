@@ -80,21 +80,7 @@ pub async fn run(args: &BenchAlertsArgs, database_url: &str) -> Result<(), Error
     let cpu_before = cpu_seconds(args.server_pid);
     let drive = drive(&client, args).await;
     let cpu_after = cpu_seconds(args.server_pid);
-    // Let the last alerts reach every socket.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.cancel();
-    let mut seen = Vec::new();
-    for s in subscribers {
-        seen.push(s.await.map_err(|source| Error::Task {
-            what: "subscriber",
-            source,
-        })?);
-    }
-    let stored: Vec<i64> = sqlx::query_scalar("SELECT id FROM alerts WHERE id > $1 ORDER BY id")
-        .bind(start_cursor)
-        .fetch_all(&db)
-        .await
-        .map_err(Error::database("cannot read the alerts of the run"))?;
+    let (seen, stored) = finish(subscribers, &stop, &db, start_cursor).await?;
     report(args, &drive, &stored, &seen);
     if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
         let secs = drive.elapsed.as_secs_f64();
@@ -111,6 +97,31 @@ pub async fn run(args: &BenchAlertsArgs, database_url: &str) -> Result<(), Error
         );
     }
     Ok(())
+}
+
+/// After a drive: lets the last alerts reach every socket, stops the subscribers, and returns
+/// what each received and the ids of the alerts stored after `cursor`, in order.
+pub(crate) async fn finish<T>(
+    subscribers: Vec<tokio::task::JoinHandle<T>>,
+    stop: &CancellationToken,
+    db: &sqlx::PgPool,
+    cursor: i64,
+) -> Result<(Vec<T>, Vec<i64>), Error> {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.cancel();
+    let mut seen = Vec::new();
+    for s in subscribers {
+        seen.push(s.await.map_err(|source| Error::Task {
+            what: "subscriber",
+            source,
+        })?);
+    }
+    let stored = sqlx::query_scalar("SELECT id FROM alerts WHERE id > $1 ORDER BY id")
+        .bind(cursor)
+        .fetch_all(db)
+        .await
+        .map_err(Error::database("cannot read the alerts of the run"))?;
+    Ok((seen, stored))
 }
 
 /// Imports `count` circles of 200 to 800 m in [`AREA`] through `url`.

@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::bench_alerts::{Fleet, Socket, load_fences};
+use crate::bench_alerts::{Fleet, Socket, finish, load_fences};
 
 #[derive(Debug, Args)]
 pub struct BenchClusterArgs {
@@ -83,20 +83,7 @@ pub async fn run(args: &BenchClusterArgs, database_url: &str) -> Result<(), Erro
     let drive = drive(&client, args).await;
     let stored = wait_stored(&db, first_ts, drive.acked.load(Ordering::Relaxed)).await?;
     let stored_after = started.elapsed();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.cancel();
-    let mut seen = Vec::new();
-    for s in subscribers {
-        seen.push(s.await.map_err(|source| Error::Task {
-            what: "subscriber",
-            source,
-        })?);
-    }
-    let table: Vec<i64> = sqlx::query_scalar("SELECT id FROM alerts WHERE id > $1 ORDER BY id")
-        .bind(cursor)
-        .fetch_all(&db)
-        .await
-        .map_err(Error::database("cannot read the alerts of the run"))?;
+    let (seen, table) = finish(subscribers, &stop, &db, cursor).await?;
     report(args, &drive, (stored, stored_after), &table, &seen);
     Ok(())
 }
