@@ -2,7 +2,8 @@
 //! `{"error": {"code": "...", "message": "..."}}` ([`ErrorBody`]) with the right status. Internal
 //! causes are logged, never echoed (a client gets "internal error" and the request id to quote).
 //! Also the OpenAPI description of those answers: the [`ErrorBody`] schema and the refusals
-//! every authenticated route may give ([`TokenRefusals`], [`DeviceAppRefusals`]).
+//! every authenticated route may give ([`TokenRefusals`], [`DeviceAppRefusals`]) and the
+//! fence routes' 503 ([`FencesUnavailable`]).
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -54,6 +55,14 @@ pub enum DeviceAppRefusals {
     /// The token lacks the route's scope, or may not access that device
     #[response(status = 403)]
     Forbidden(ErrorBody),
+}
+
+/// The 503 every fence route may give.
+#[derive(Debug, IntoResponses)]
+pub enum FencesUnavailable {
+    /// The fence index is still loading, or the database is unavailable: retry after Retry-After
+    #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait")))]
+    Unavailable(ErrorBody),
 }
 
 #[derive(Debug)]

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 
 use crate::auth::{Authorized, Principal, Scope, scope};
-use crate::error::{ApiError, ErrorBody, TokenRefusals};
+use crate::error::{ApiError, ErrorBody, FencesUnavailable, TokenRefusals};
 use crate::extract::{Params, PathId, RawBody};
 use crate::fence_registry::FenceRegistry;
 use crate::routes::geojson::{Feature, FeatureCollection};
@@ -29,8 +29,7 @@ pub struct ListParams {
     params(("bbox" = Option<String>, Query, description = "minLon,minLat,maxLon,maxLat")),
     responses((status = 200, description = "FeatureCollection of fences", body = FeatureCollection),
         (status = 400, description = "Bad bbox or an unknown parameter", body = ErrorBody),
-        (status = 503, description = "The fence index is still loading, or the database is unavailable: retry after Retry-After",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        FencesUnavailable,
         TokenRefusals))]
 pub async fn list(
     State(fences): State<Arc<FenceRegistry>>,
@@ -63,8 +62,7 @@ fn for_reader(mut feature: Value, reader: &Principal) -> Value {
     responses((status = 200, description = "The fence as a Feature", body = Feature),
         (status = 400, description = "Not a fence id", body = ErrorBody),
         (status = 404, description = "Unknown fence", body = ErrorBody),
-        (status = 503, description = "The fence index is still loading, or the database is unavailable: retry after Retry-After",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        FencesUnavailable,
         TokenRefusals))]
 pub async fn get_one(
     State(fences): State<Arc<FenceRegistry>>,
@@ -83,8 +81,7 @@ pub async fn get_one(
         (status = 400, description = "Not JSON, or an invalid fence (the reason and where)", body = ErrorBody),
         (status = 409, description = "The id exists", body = ErrorBody),
         (status = 413, description = "Body over 2 MiB", body = ErrorBody),
-        (status = 503, description = "The fence index is still loading, or the database is unavailable: retry after Retry-After",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        FencesUnavailable,
         TokenRefusals))]
 pub async fn create(
     State(fences): State<Arc<FenceRegistry>>,
@@ -105,8 +102,7 @@ pub async fn create(
         (status = 201, description = "Created: the fence as stored", body = Feature),
         (status = 400, description = "Not a fence id, not JSON, an invalid fence, or a Feature `id` other than the path's", body = ErrorBody),
         (status = 413, description = "Body over 2 MiB", body = ErrorBody),
-        (status = 503, description = "The fence index is still loading, or the database is unavailable: retry after Retry-After",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        FencesUnavailable,
         TokenRefusals))]
 pub async fn put(
     State(fences): State<Arc<FenceRegistry>>,
@@ -128,8 +124,7 @@ pub async fn put(
     responses((status = 200, description = "Deleted", body = Deleted),
         (status = 400, description = "Not a fence id", body = ErrorBody),
         (status = 404, description = "Unknown fence", body = ErrorBody),
-        (status = 503, description = "The fence index is still loading, or the database is unavailable: retry after Retry-After",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        FencesUnavailable,
         TokenRefusals))]
 pub async fn delete(
     State(fences): State<Arc<FenceRegistry>>,
@@ -157,8 +152,7 @@ pub struct Deleted {
         (status = 400, description = "Nothing imported: not JSON, not a FeatureCollection, or invalid features, \
             listed beside `error` as `invalid: [{index, id, reason}]`", body = ErrorBody),
         (status = 413, description = "Body over `ingest.max_body_bytes`", body = ErrorBody),
-        (status = 503, description = "The fence index is still loading, or the database is unavailable: retry after Retry-After",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        FencesUnavailable,
         TokenRefusals))]
 pub async fn import(
     State(fences): State<Arc<FenceRegistry>>,
@@ -180,8 +174,7 @@ pub struct Imported {
     responses((status = 200, description = "FeatureCollection of the live positions inside, with the fence id", body = FeatureCollection),
         (status = 400, description = "Not a fence id", body = ErrorBody),
         (status = 404, description = "Unknown fence", body = ErrorBody),
-        (status = 503, description = "The fence index is still loading, or the database is unavailable: retry after Retry-After",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        FencesUnavailable,
         TokenRefusals))]
 pub async fn devices_inside(
     State(fences): State<Arc<FenceRegistry>>,
