@@ -83,6 +83,9 @@ pub struct FencesConfig {
     pub max_vertices: usize,
     /// Largest circle radius or corridor half-width, in metres.
     pub max_radius_m: f64,
+    /// How long `POST /api/v1/fences/import` waits for its import before answering 202 with
+    /// the job's status URL (never more than two thirds of `request_timeout_s`).
+    pub import_wait_ms: u64,
 }
 
 impl Default for FencesConfig {
@@ -91,6 +94,7 @@ impl Default for FencesConfig {
         Self {
             max_vertices: limits.max_vertices,
             max_radius_m: limits.max_radius_m,
+            import_wait_ms: 20_000,
         }
     }
 }

@@ -65,7 +65,7 @@ pub enum FencesUnavailable {
     Unavailable(ErrorBody),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
@@ -103,20 +103,41 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
+    /// Adds a `Retry-After` header (at least 1 s).
+    #[must_use]
+    pub fn retry_after(self, seconds: u64) -> Self {
+        Self {
+            retry_after_s: Some(seconds.max(1)),
+            ..self
+        }
+    }
+
     /// 503 with a `Retry-After` header: nothing was done, the same request may succeed later.
     pub fn unavailable(code: &'static str, message: impl Into<String>, retry_after_s: u64) -> Self {
-        Self {
-            retry_after_s: Some(retry_after_s.max(1)),
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
-        }
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message).retry_after(retry_after_s)
     }
 
     /// 429 with a `Retry-After` header.
     pub fn too_many_requests(message: impl Into<String>, retry_after_s: u64) -> Self {
-        Self {
-            retry_after_s: Some(retry_after_s.max(1)),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).retry_after(retry_after_s)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The JSON body: `{"error": {code, message}}` and the detail beside it.
+    pub fn body(&self) -> serde_json::Value {
+        let mut body = json!(ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message.clone(),
+            },
+        });
+        if let Some((key, value)) = &self.detail {
+            body[*key] = value.clone();
         }
+        body
     }
 
     /// A failure that is our fault: logged with its cause, reported without it.
@@ -169,17 +190,7 @@ impl From<&sqlx::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!(ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_owned(),
-                message: self.message,
-            },
-        });
-        if let Some((key, value)) = self.detail {
-            body[key] = value;
-        }
-        let body = Json(body);
-        let mut response = (self.status, body).into_response();
+        let mut response = (self.status, Json(self.body())).into_response();
         if let Some(seconds) = self.retry_after_s {
             response
                 .headers_mut()
@@ -211,7 +222,7 @@ impl From<tiles::Error> for ApiError {
 impl From<crate::fence_registry::RegistryError> for ApiError {
     fn from(error: crate::fence_registry::RegistryError) -> Self {
         use crate::fence_registry::RegistryError as E;
-        use fences::feature::CollectionError;
+        use fences::collection::CollectionError;
         let message = error.to_string();
         match error {
             E::Loading => Self::unavailable("fences_loading", message, 2),
@@ -227,6 +238,7 @@ impl From<crate::fence_registry::RegistryError> for ApiError {
                 Self::bad_request("invalid_features", message)
                     .with_detail("invalid", serde_json::Value::Array(report))
             }
+            E::Collection(e @ CollectionError::GeneratedIds { .. }) => Self::internal(&e),
             E::Database(cause) => Self::from(cause),
         }
     }

@@ -7,12 +7,13 @@
 //! so the index never goes back to an older table state.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use alerts::webhooks::Policy;
 use alerts::{SharedIndex, fence_store};
-use fences::feature::{CollectionError, fence_from_feature, prepare_collection, to_feature};
-use fences::{Bbox, Fence, FenceError, FenceLimits, PreparedFence};
+use fences::collection::{CollectionError, IdSource, ids_to_generate, prepare_collection};
+use fences::feature::{fence_from_feature, to_feature};
+use fences::{Bbox, Fence, FenceError, FenceLimits, IndexedFence, PreparedFence};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tiles::{Change, LayerId, TileStore};
@@ -134,26 +135,36 @@ impl FenceRegistry {
             .ok_or_else(|| RegistryError::NotFound(id.to_owned()))
     }
 
-    /// Every fence (or those whose area meets `bbox`) as Features, in id order.
-    pub async fn features(&self, bbox: Option<Bbox>) -> Result<Vec<Value>, RegistryError> {
+    /// A page of the fences (those whose area meets `bbox`, when given) as Features: the first
+    /// `limit` after the id `after`, in byte order of their ids.
+    pub async fn page(
+        &self,
+        bbox: Option<Bbox>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, RegistryError> {
         self.loaded()?;
-        let wanted: Option<std::collections::HashSet<String>> = match bbox {
-            Some(bbox) => Some(
-                fence_store::ids_in_bbox(&self.pool, bbox)
-                    .await?
-                    .into_iter()
-                    .collect(),
-            ),
-            None => None,
+        let mut ids: Vec<String> = if let Some(bbox) = bbox {
+            fence_store::ids_in_bbox(&self.pool, bbox, after, limit + 1).await?
+        } else {
+            let index = self.index.read();
+            index
+                .ids_after(after, limit + 1)
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
         };
+        let more = ids.len() > limit;
+        ids.truncate(limit);
         let index = self.index.read();
-        let mut features: Vec<(&str, Value)> = index
-            .fences()
-            .filter(|f| wanted.as_ref().is_none_or(|ids| ids.contains(f.id())))
-            .map(|f| (f.id(), to_feature(f.fence())))
-            .collect();
-        features.sort_by(|a, b| a.0.cmp(b.0));
-        Ok(features.into_iter().map(|(_, f)| f).collect())
+        Ok(Page {
+            features: ids
+                .iter()
+                .filter_map(|id| index.get(id))
+                .map(|f| to_feature(f.fence()))
+                .collect(),
+            next_after: if more { ids.pop() } else { None },
+        })
     }
 
     /// Creates a fence from a Feature (an id is generated when it has none); refuses an id that
@@ -204,17 +215,39 @@ impl FenceRegistry {
         Ok(())
     }
 
-    /// Imports a FeatureCollection, all or nothing; returns how many fences it held.
-    pub async fn import(&self, collection: Value) -> Result<usize, RegistryError> {
+    /// Imports a FeatureCollection, all or nothing; returns the fences' ids in feature order.
+    /// Ids come from `id_property` when given, else from the Features (generated when absent).
+    /// `progress` counts the features prepared.
+    pub async fn import(
+        &self,
+        collection: Value,
+        id_property: Option<String>,
+        progress: Arc<AtomicUsize>,
+    ) -> Result<Vec<String>, RegistryError> {
+        self.loaded()?;
+        let missing = ids_to_generate(&collection, source(id_property.as_deref()));
+        let generated = fence_store::next_ids(&self.pool, missing).await?;
         let (limits, policy) = (self.limits.clone(), self.webhooks.policy.clone());
-        let prepared =
-            off_workers(move || prepare_collection(&collection, &limits, webhook_check(&policy), || {}))
-                .await
-                .map_err(RegistryError::Collection)?;
-        let count = prepared.len();
+        let config = self.index.read().config().clone();
+        let prepared = off_workers(move || {
+            let prepared = prepare_collection(
+                &collection,
+                source(id_property.as_deref()),
+                generated,
+                &limits,
+                webhook_check(&policy),
+                || {
+                    progress.fetch_add(1, Ordering::Relaxed);
+                },
+            )
+            .map_err(RegistryError::Collection)?;
+            fences::index::build_all(prepared, &config).map_err(RegistryError::Invalid)
+        })
+        .await?;
+        let ids = prepared.iter().map(|f| f.id().to_owned()).collect();
         let _writing = self.writes.lock().await;
         self.write(prepared).await?;
-        Ok(count)
+        Ok(ids)
     }
 
     /// Reloads the fences `ids` from the table after another process announced it changed them
@@ -223,14 +256,10 @@ impl FenceRegistry {
     pub async fn refresh(&self, ids: &[String]) -> Result<usize, alerts::Error> {
         let _writing = self.writes.lock().await;
         let rows = fence_store::stored_by_ids(&self.pool, ids).await?;
-        let prepared = off_workers(move || {
-            rows.into_iter()
-                .map(|(id, definition)| fence_store::prepare_stored(&id, definition))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await?;
+        let config = self.index.read().config().clone();
+        let prepared = off_workers(move || fence_store::index_stored(rows, &config)).await?;
         let count = prepared.len();
-        let kept: std::collections::HashSet<&str> = prepared.iter().map(PreparedFence::id).collect();
+        let kept: std::collections::HashSet<&str> = prepared.iter().map(IndexedFence::id).collect();
         let gone: Vec<&str> = ids
             .iter()
             .map(String::as_str)
@@ -253,34 +282,35 @@ impl FenceRegistry {
         Ok(count)
     }
 
-    /// Validates and prepares a fence (geometry checks and H3 covers: CPU work, done off the
-    /// async workers so a large fence never stalls other requests).
-    async fn prepare(&self, fence: Result<Fence, FenceError>) -> Result<PreparedFence, RegistryError> {
+    /// Validates and prepares a fence and builds its index structures (geometry checks and H3
+    /// covers: CPU work, done off the async workers and outside the index lock, so a large
+    /// fence never stalls other requests or lookups).
+    async fn prepare(&self, fence: Result<Fence, FenceError>) -> Result<IndexedFence, RegistryError> {
         let fence = fence.map_err(RegistryError::Invalid)?;
         webhook_check(&self.webhooks.policy)(&fence).map_err(RegistryError::Webhook)?;
         let limits = self.limits.clone();
-        off_workers(move || PreparedFence::new(fence, &limits))
+        let config = self.index.read().config().clone();
+        off_workers(move || IndexedFence::new(PreparedFence::new(fence, &limits)?, &config))
             .await
             .map_err(RegistryError::Invalid)
     }
 
     /// Stores `fences` in one transaction, then puts them in the index and invalidates the
     /// tiles their old and new extents touch. Returns their Features. Call with the write lock.
-    async fn write(&self, fences: Vec<PreparedFence>) -> Result<Vec<Value>, RegistryError> {
+    async fn write(&self, fences: Vec<IndexedFence>) -> Result<Vec<Value>, RegistryError> {
         self.loaded()?;
+        let prepared: Vec<&PreparedFence> = fences.iter().map(IndexedFence::fence).collect();
         if !self.webhooks.signed
-            && let Some(fence) = fences.iter().find(|f| !f.fence().webhooks.is_empty())
+            && let Some(fence) = prepared.iter().find(|f| !f.fence().webhooks.is_empty())
         {
             return Err(RegistryError::Unsigned(fence.id().to_owned()));
         }
         let mut tx = self.pool.begin().await?;
-        for fence in &fences {
-            fence_store::upsert(&mut tx, fence).await?;
-        }
-        let ids: Vec<&str> = fences.iter().map(PreparedFence::id).collect();
+        fence_store::upsert(&mut tx, &prepared).await?;
+        let ids: Vec<&str> = prepared.iter().map(|f| f.id()).collect();
         fence_store::announce(&mut tx, &self.origin, &ids).await?;
         tx.commit().await?;
-        let features = fences.iter().map(|f| to_feature(f.fence())).collect();
+        let features = prepared.iter().map(|f| to_feature(f.fence())).collect();
         // Before the reply: the next tile request must see this write.
         self.apply(fences, &[]);
         Ok(features)
@@ -289,17 +319,13 @@ impl FenceRegistry {
     /// Puts `fences` (already stored) into the index in place of their old versions, removes
     /// the fences `gone` (already deleted), and drops the cached tiles the old and new extents
     /// touch. Call with the write lock.
-    fn apply(&self, fences: Vec<PreparedFence>, gone: &[&str]) {
+    fn apply(&self, fences: Vec<IndexedFence>, gone: &[&str]) {
         let touched = self.index.update(|index| {
             let mut touched = Vec::new();
             for fence in fences {
-                let id = fence.id().to_owned();
-                touched.extend(fence.extents());
-                match index.replace(fence) {
-                    Ok(old) => touched.extend(old.iter().flat_map(PreparedFence::extents)),
-                    // Preparation succeeded, so this is a bug in the index: the database has the fence.
-                    Err(error) => tracing::error!(fence = %id, %error, "fence stored but not indexed"),
-                }
+                touched.extend(fence.fence().extents());
+                let old = index.put(fence);
+                touched.extend(old.iter().flat_map(PreparedFence::extents));
             }
             for id in gone {
                 touched.extend(index.remove(id).iter().flat_map(PreparedFence::extents));
@@ -312,6 +338,19 @@ impl FenceRegistry {
                 .invalidate(LayerId::FENCES, Change::within(touched));
         }
     }
+}
+
+/// One page of the fence listing.
+#[derive(Debug)]
+pub struct Page {
+    pub features: Vec<Value>,
+    /// The id to ask for the next page after, while more follow.
+    pub next_after: Option<String>,
+}
+
+/// Where imported fences take their ids from: a property, else the Feature `id`.
+fn source(id_property: Option<&str>) -> IdSource<'_> {
+    id_property.map_or(IdSource::Feature, IdSource::Property)
 }
 
 /// Runs CPU-bound `work` on the blocking pool and waits for it. A panic in it is resumed here.

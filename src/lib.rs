@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 mod extract;
+pub mod fence_imports;
 pub mod fence_registry;
 mod guard;
 mod http_metrics;

@@ -23,6 +23,7 @@ use crate::auth::{Auth, Tokens};
 use crate::checks::ConfigError;
 use crate::cluster::TracksOut;
 use crate::config::Config;
+use crate::fence_imports::ImportJobs;
 use crate::fence_registry::{FenceRegistry, Webhooks};
 use crate::guard::LocalOnly;
 use crate::http_metrics::HttpMetrics;
@@ -247,6 +248,7 @@ async fn start(
         devices: config.limits.devices(),
         osmand_speed_unit: crate::checks::osmand_speed_unit(config)?,
     };
+    let (fences, imports) = import_jobs(config, fences, &sessions);
     Ok(AppState::new(Shared {
         db: pool,
         auth: Auth {
@@ -255,7 +257,8 @@ async fn start(
             failures: config.limits.failed_auths(),
         },
         ingest: Arc::new(ingest),
-        fences: Arc::new(fences),
+        fences,
+        imports,
         alerts: Arc::new(alerting),
         tiles,
         live,
@@ -263,6 +266,20 @@ async fn start(
         registry: Arc::new(registry),
         cluster: cluster.map(|c| c.node),
     }))
+}
+
+/// Fence imports as jobs. A request waits for its import `fences.import_wait_ms`, at most two
+/// thirds of the request timeout, then gets 202.
+fn import_jobs(
+    config: &Config,
+    fences: FenceRegistry,
+    sessions: &Sessions,
+) -> (Arc<FenceRegistry>, Arc<ImportJobs>) {
+    let fences = Arc::new(fences);
+    let wait = Duration::from_millis(config.fences.import_wait_ms)
+        .min(Duration::from_secs(config.request_timeout_s) * 2 / 3);
+    let jobs = ImportJobs::new(Arc::clone(&fences), wait, sessions.tasks.clone());
+    (fences, Arc::new(jobs))
 }
 
 /// The live feed `/ws/positions` reads, publishing every `ws.positions_interval_ms`.

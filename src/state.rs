@@ -14,6 +14,7 @@ use tiles::TileStore;
 use tracker::live::LiveFeed;
 
 use crate::auth::Auth;
+use crate::fence_imports::ImportJobs;
 use crate::fence_registry::FenceRegistry;
 use crate::ingest::Ingest;
 use crate::ws::Sessions;
@@ -45,6 +46,8 @@ pub struct Shared {
     pub ingest: Arc<Ingest>,
     /// Fences: the index and every write to it.
     pub fences: Arc<FenceRegistry>,
+    /// Fence imports, run as jobs.
+    pub imports: Arc<ImportJobs>,
     /// Alerts: the hub and the evaluators.
     pub alerts: Arc<Alerting>,
     pub tiles: Arc<TileStore>,
@@ -71,6 +74,7 @@ sub_state! {
     db: PgPool,
     ingest: Arc<Ingest>,
     fences: Arc<FenceRegistry>,
+    imports: Arc<ImportJobs>,
     alerts: Arc<Alerting>,
     tiles: Arc<TileStore>,
     live: LiveFeed,

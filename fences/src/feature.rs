@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::{AppliesTo, Fence, FenceError, FenceKind, FenceLimits, PreparedFence};
+use crate::{AppliesTo, Fence, FenceError, FenceKind};
 
 /// Properties that configure the fence and are not kept as free-form properties.
 const OPTION_KEYS: [&str; 8] = [
@@ -227,63 +227,6 @@ pub fn fence_from_feature(
     let mut fence = to_fence(feature, fallback_id)?;
     fence.properties.remove("kind");
     Ok(fence)
-}
-
-/// Why a FeatureCollection cannot be imported.
-#[derive(Debug, thiserror::Error)]
-pub enum CollectionError {
-    #[error("the body must be a GeoJSON FeatureCollection")]
-    NotACollection,
-    /// `report`: `{index, id, reason}` for every invalid feature, of `total`.
-    #[error("{} of {total} features are invalid; nothing was imported", report.len())]
-    Invalid { report: Vec<Value>, total: usize },
-}
-
-/// Validates and prepares every fence of a FeatureCollection, or reports every invalid one
-/// (all or nothing). Each feature needs an `id`, unique in the collection, and must pass the
-/// caller's `check` (its webhook policy, say). `progress` is called once per feature (preparing
-/// a fence computes its H3 cover, the slow part of an import).
-pub fn prepare_collection<E: std::fmt::Display>(
-    collection: &Value,
-    limits: &FenceLimits,
-    check: impl Fn(&Fence) -> Result<(), E>,
-    progress: impl Fn(),
-) -> Result<Vec<PreparedFence>, CollectionError> {
-    let (Some("FeatureCollection"), Some(Value::Array(features))) = (
-        collection.get("type").and_then(Value::as_str),
-        collection.get("features"),
-    ) else {
-        return Err(CollectionError::NotACollection);
-    };
-    let mut prepared = Vec::with_capacity(features.len());
-    let mut report = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for (index, feature) in features.iter().enumerate() {
-        let result = match fence_from_feature(feature, String::new) {
-            Ok(fence) if fence.id.is_empty() => Err("every imported fence needs an `id`".to_owned()),
-            Ok(fence) if !seen.insert(fence.id.clone()) => {
-                Err(format!("id {:?} appears twice in the collection", fence.id))
-            }
-            Ok(fence) => match check(&fence) {
-                Ok(()) => PreparedFence::new(fence, limits).map_err(|e| e.to_string()),
-                Err(refused) => Err(refused.to_string()),
-            },
-            Err(reason) => Err(reason.to_string()),
-        };
-        match result {
-            Ok(fence) => prepared.push(fence),
-            Err(reason) => report.push(json!({"index": index, "id": feature.get("id"), "reason": reason})),
-        }
-        progress();
-    }
-    if report.is_empty() {
-        Ok(prepared)
-    } else {
-        Err(CollectionError::Invalid {
-            report,
-            total: features.len(),
-        })
-    }
 }
 
 #[cfg(test)]

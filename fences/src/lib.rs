@@ -1,6 +1,6 @@
 //! Pure geofence engine for geotrack: the fence model and its validation
 //! ([`fence`]), fences as GeoJSON Features ([`feature`]), antimeridian and pole
-//! normalisation ([`normalize`]), exact point-in-fence tests and metric distances
+//! normalisation ([`normalize`]), FeatureCollection imports ([`collection`]), exact point-in-fence tests and metric distances
 //! ([`exact`]), an index that answers "which fences contain this point" without
 //! testing every fence (a 1° tile pre-filter, exact tests for cheap fences, H3
 //! covers for costly ones: [`index`]), the per-(device, fence)
@@ -10,6 +10,7 @@
 //! [`FenceState`] values and feed fixes in.
 
 pub mod bbox;
+pub mod collection;
 pub mod devices;
 pub mod error;
 pub mod exact;
@@ -28,5 +29,5 @@ pub use error::FenceError;
 pub use exact::PreparedFence;
 pub use fence::{AppliesTo, Fence, FenceKind, FenceLimits, Position};
 pub use id::{IdError, check_id};
-pub use index::{Candidate, FenceIndex, Hit, IndexConfig, IndexStats};
+pub use index::{Candidate, FenceIndex, Hit, IndexConfig, IndexStats, IndexedFence};
 pub use state::{FenceState, Fix, StateConfig, Status, Transition, TransitionKind, dwell_due_at, step, tick};

@@ -21,10 +21,11 @@
 //! space. A failure prints the shrunk input: keep it as a regression seed in
 //! `tests/data/fuzz/` (see its `README.md`).
 
-use std::cell::Cell;
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use fences::feature::{CollectionError, fence_from_feature, prepare_collection, to_feature, to_fence};
+use fences::collection::{CollectionError, IdSource, ids_to_generate, prepare_collection};
+use fences::feature::{fence_from_feature, to_feature, to_fence};
 use fences::geodesy::normalize_lon;
 use fences::{Bbox, Fence, FenceIndex, FenceKind, FenceLimits, IndexConfig, PreparedFence, check_id};
 use proptest::collection::vec;
@@ -297,29 +298,41 @@ fn check_feature(feature: &Value) -> Result<(), TestCaseError> {
 }
 
 fn check_collection(collection: &Value, policy_refuses: Option<&str>) -> Result<(), TestCaseError> {
-    let progress = Cell::new(0usize);
+    let progress = AtomicUsize::new(0);
     let check = |fence: &Fence| match policy_refuses {
         Some(refused) if fence.webhooks.iter().any(|w| w == refused) => Err(format!("{refused} is refused")),
         _ => Ok(()),
     };
-    let result = prepare_collection(collection, &FenceLimits::default(), check, || {
-        progress.set(progress.get() + 1);
-    });
+    let generated = (0..ids_to_generate(collection, IdSource::Feature))
+        .map(|n| format!("generated-{n}"))
+        .collect();
+    let result = prepare_collection(
+        collection,
+        IdSource::Feature,
+        generated,
+        &FenceLimits::default(),
+        check,
+        || {
+            progress.fetch_add(1, Ordering::Relaxed);
+        },
+    );
+    let progress = progress.load(Ordering::Relaxed);
     let total = collection["features"].as_array().map(Vec::len);
     match result {
         Ok(prepared) => {
             prop_assert_eq!(Some(prepared.len()), total);
-            prop_assert_eq!(progress.get(), prepared.len());
+            prop_assert_eq!(progress, prepared.len());
             let mut ids: Vec<&str> = prepared.iter().map(PreparedFence::id).collect();
             ids.sort_unstable();
             ids.dedup();
             prop_assert_eq!(ids.len(), prepared.len(), "ids are unique");
             prop_assert!(ids.iter().all(|id| !id.is_empty()));
         }
-        Err(CollectionError::NotACollection) => prop_assert_eq!(progress.get(), 0),
+        Err(CollectionError::NotACollection) => prop_assert_eq!(progress, 0),
+        Err(CollectionError::GeneratedIds { .. }) => prop_assert!(false, "as many ids generated as counted"),
         Err(CollectionError::Invalid { report, total: count }) => {
             prop_assert_eq!(Some(count), total);
-            prop_assert_eq!(progress.get(), count);
+            prop_assert_eq!(progress, count);
             prop_assert!(!report.is_empty() && report.len() <= count);
             for entry in &report {
                 prop_assert!(entry["index"].as_u64().is_some_and(|i| i < count as u64));

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use fences::feature::CollectionError;
+use fences::collection::CollectionError;
 
 /// Invalid features listed in the message of an import that refused a fence file.
 const LISTED: usize = 20;
@@ -76,6 +76,7 @@ impl CliError {
 fn fence_report(path: &Path, error: &CollectionError) -> String {
     match error {
         CollectionError::NotACollection => format!("{} is not a GeoJSON FeatureCollection", path.display()),
+        e @ CollectionError::GeneratedIds { .. } => format!("{}: {e}", path.display()),
         CollectionError::Invalid { report, total } => {
             let mut text = format!(
                 "{}: {} of {total} features are invalid; nothing was imported:",

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use fences::collection::{IdSource, ids_to_generate, prepare_collection};
 use geotrack::Config;
 use indicatif::{ProgressBar, ProgressStyle};
 use prometheus_client::registry::Registry;
@@ -28,20 +29,42 @@ pub struct ImportSummary {
     pub rejected: usize,
 }
 
+/// What a fence import stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedFences {
+    /// The fences' ids, in feature order.
+    pub ids: Vec<String>,
+    /// The indexes of the features whose id was generated.
+    pub generated: Vec<usize>,
+}
+
 /// Imports a GeoJSON FeatureCollection of fences, all or nothing (fences with an existing id
-/// are replaced). A running server hears of it and reloads its fence index. Returns how many
-/// fences were stored.
-pub async fn fences(config: &Config, file: &Path) -> Result<usize, CliError> {
+/// are replaced); ids come from `id_property` when given, else from the Features (generated
+/// when absent). A running server hears of it and reloads those fences.
+pub async fn fences(
+    config: &Config,
+    file: &Path,
+    id_property: Option<&str>,
+) -> Result<ImportedFences, CliError> {
     let text = std::fs::read_to_string(file).map_err(CliError::read(file))?;
     let collection: serde_json::Value = serde_json::from_str(&text).map_err(|source| CliError::NotJson {
         path: file.to_owned(),
         source,
     })?;
-    let total = collection["features"].as_array().map_or(0, Vec::len);
+    drop(text);
+    let source = id_property.map_or(IdSource::Feature, IdSource::Property);
     let policy = alerts::webhooks::Policy::new(&config.webhooks.allowed_networks)?;
+    geotrack::db::migrate(&config.database_url).await?;
+    let pool = geotrack::db::pool(&config.database_url, 2)?;
+    let missing = ids_to_generate(&collection, source);
+    let generated = alerts::fence_store::next_ids(&pool, missing).await?;
+    let generated_ids: std::collections::HashSet<String> = generated.iter().cloned().collect();
+    let total = collection["features"].as_array().map_or(0, Vec::len);
     let progress = bar(total, "fences");
-    let prepared = fences::feature::prepare_collection(
+    let prepared = prepare_collection(
         &collection,
+        source,
+        generated,
         &config.fences.limits(),
         geotrack::fence_registry::webhook_check(&policy),
         || progress.inc(1),
@@ -58,11 +81,13 @@ pub async fn fences(config: &Config, file: &Path) -> Result<usize, CliError> {
             fence: fence.id().to_owned(),
         });
     }
-    geotrack::db::migrate(&config.database_url).await?;
-    let pool = geotrack::db::pool(&config.database_url, 2)?;
     alerts::fence_store::store_and_announce(&pool, &prepared).await?;
     pool.close().await;
-    Ok(prepared.len())
+    let ids: Vec<String> = prepared.iter().map(|f| f.id().to_owned()).collect();
+    let generated = (0..ids.len())
+        .filter(|&i| generated_ids.contains(&ids[i]))
+        .collect();
+    Ok(ImportedFences { ids, generated })
 }
 
 fn bar(len: usize, what: &str) -> ProgressBar {

@@ -94,9 +94,15 @@ pub enum Import {
         device: String,
     },
     /// Load a GeoJSON FeatureCollection of fences (all or nothing; existing ids are replaced).
+    /// Ids come from the Features' `id` (generated as f1, f2... when absent, and listed), or
+    /// from a property with --id-property.
     Fences {
         /// The GeoJSON file.
         file: PathBuf,
+        /// Take every fence's id from this property (e.g. `name`), so that importing the file
+        /// again replaces its fences instead of adding new ones.
+        #[arg(long, value_name = "NAME")]
+        id_property: Option<String>,
     },
     /// Replace the basemap (the `countries` tile layer) with planar countries GeoJSON (see
     /// scripts/prepare-basemap.py); without a file, the 1:110m countries built in.
@@ -127,9 +133,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 summary.rejected
             );
         }
-        Command::Import(Import::Fences { file }) => {
-            let count = import::fences(&config, &file).await?;
-            println!("{}: {count} fences imported", file.display());
+        Command::Import(Import::Fences { file, id_property }) => {
+            let imported = import::fences(&config, &file, id_property.as_deref()).await?;
+            println!("{}: {} fences imported", file.display(), imported.ids.len());
+            if !imported.generated.is_empty() {
+                println!("generated ids (feature index: id):");
+                for &index in &imported.generated {
+                    println!("{index}: {}", imported.ids[index]);
+                }
+            }
         }
         Command::Import(Import::Basemap { file }) => {
             let (source, count) = import::basemap(&config, file.as_deref()).await?;

@@ -18,12 +18,10 @@ use utoipa::ToSchema;
 
 use crate::auth::{Authorized, scope};
 use crate::error::{ApiError, ErrorBody, TokenRefusals};
-use crate::extract::{Params, PathId, checked_id};
+use crate::extract::{Params, PathId};
 use crate::routes::geojson::{Feature, FeatureCollection};
+use crate::routes::paging::Paging;
 use crate::ws::Sessions;
-
-const DEFAULT_PAGE: i64 = 1_000;
-const MAX_PAGE: i64 = 10_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,39 +47,25 @@ pub async fn list(
     principal: Authorized<scope::Read>,
     Params(params): Params<ListParams>,
 ) -> Result<Json<FeatureCollection>, ApiError> {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be between 1 and {MAX_PAGE}"),
-        ));
-    }
+    let paging = Paging::new(params.limit, params.after)?;
     let bbox = params.bbox.as_deref().map(crate::extract::bbox).transpose()?;
-    if let Some(after) = &params.after {
-        checked_id("`after`", after)?;
-    }
     let query = ListQuery {
-        after: params.after.clone(),
-        limit: limit + 1,
+        after: paging.after.clone(),
+        limit: paging.limit as i64 + 1,
         bbox,
         devices: principal.device_filter().cloned(),
     };
     let mut positions = tracker::latest::list(&db, &query).await?;
-    let more = positions.len() as i64 > limit;
-    positions.truncate(usize::try_from(limit).unwrap_or(0));
+    let more = positions.len() > paging.limit;
+    positions.truncate(paging.limit);
     let features = positions
         .iter()
         .map(|p| Feature(tracker::latest::to_feature(p)))
         .collect();
     let mut collection = FeatureCollection::new(features);
     if let (true, Some(last)) = (more, positions.last()) {
-        let mut next = form_urlencoded::Serializer::new(String::new());
-        next.append_pair("after", &last.device)
-            .append_pair("limit", &limit.to_string());
-        if let Some(bbox) = &params.bbox {
-            next.append_pair("bbox", bbox);
-        }
-        collection = collection.with_next(format!("/api/v1/devices?{}", next.finish()));
+        let filters = [("bbox", params.bbox.as_deref())];
+        collection = collection.with_next(paging.next("/api/v1/devices", &last.device, &filters));
     }
     Ok(Json(collection))
 }

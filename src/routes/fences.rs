@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -15,20 +15,27 @@ use utoipa::ToSchema;
 use crate::auth::{Authorized, Principal, Scope, scope};
 use crate::error::{ApiError, ErrorBody, FencesUnavailable, TokenRefusals};
 use crate::extract::{Params, PathId, RawBody};
+use crate::fence_imports::{ImportJobs, Outcome, Reply, Status as ImportStatus};
 use crate::fence_registry::FenceRegistry;
 use crate::routes::geojson::{Feature, FeatureCollection};
+use crate::routes::paging::Paging;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     bbox: Option<String>,
+    limit: Option<i64>,
+    after: Option<String>,
 }
 
-/// `GET /api/v1/fences?bbox=`: every fence (or those whose area meets the bbox), by id.
+/// `GET /api/v1/fences?bbox=&limit=&after=`: the fences (those whose area meets the bbox) in
+/// byte order of their ids, a page at a time, with a `next` link while more follow.
 #[utoipa::path(get, path = "/api/v1/fences", operation_id = "list_fences", tag = "fences", security(("bearer" = [])),
-    params(("bbox" = Option<String>, Query, description = "minLon,minLat,maxLon,maxLat")),
-    responses((status = 200, description = "FeatureCollection of fences", body = FeatureCollection),
-        (status = 400, description = "Bad bbox or an unknown parameter", body = ErrorBody),
+    params(("bbox" = Option<String>, Query, description = "minLon,minLat,maxLon,maxLat"),
+        ("limit" = Option<i64>, Query, description = "Page size, 1 to 10000 (default 1000)"),
+        ("after" = Option<String>, Query, description = "Last fence id of the previous page")),
+    responses((status = 200, description = "FeatureCollection of fences, with `next` while more follow", body = FeatureCollection),
+        (status = 400, description = "Bad bbox, limit, `after` or an unknown parameter", body = ErrorBody),
         FencesUnavailable,
         TokenRefusals))]
 pub async fn list(
@@ -36,14 +43,20 @@ pub async fn list(
     reader: Authorized<scope::Read>,
     Params(params): Params<ListParams>,
 ) -> Result<Json<FeatureCollection>, ApiError> {
+    let paging = Paging::new(params.limit, params.after)?;
     let bbox = params.bbox.as_deref().map(crate::extract::bbox).transpose()?;
-    let features = fences
-        .features(bbox)
-        .await?
+    let page = fences.page(bbox, paging.after.as_deref(), paging.limit).await?;
+    let features = page
+        .features
         .into_iter()
         .map(|f| Feature(for_reader(f, &reader)))
         .collect();
-    Ok(Json(FeatureCollection::new(features)))
+    let mut collection = FeatureCollection::new(features);
+    if let Some(last) = &page.next_after {
+        let filters = [("bbox", params.bbox.as_deref())];
+        collection = collection.with_next(paging.next("/api/v1/fences", last, &filters));
+    }
+    Ok(Json(collection))
 }
 
 /// A fence as `reader` may see it: webhook URLs (which may hold secrets of their receivers)
@@ -142,31 +155,109 @@ pub struct Deleted {
     deleted: String,
 }
 
-/// `POST /api/v1/fences/import`: a FeatureCollection, all or nothing. Invalid features are
-/// reported by index with the reason, and then nothing is stored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportParams {
+    id_property: Option<String>,
+}
+
+/// `POST /api/v1/fences/import?id_property=`: a FeatureCollection, all or nothing. Invalid
+/// features are reported by index with the reason, and then nothing is stored. Runs as a job:
+/// answered when done within the wait, else (or at once with `Prefer: respond-async`) 202 with
+/// the job's status URL in `Location`.
 #[utoipa::path(post, path = "/api/v1/fences/import", operation_id = "import_fences", tag = "fences", security(("bearer" = [])),
+    params(("id_property" = Option<String>, Query, description = "Take every fence's id from this property \
+        (re-importing the file then replaces its fences); otherwise from the Feature `id`, generated when absent"),
+        ("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 at once")),
     request_body(content = serde_json::Value, description = "A GeoJSON FeatureCollection", content_type = "application/json",
         example = json!({"type": "FeatureCollection", "features": [{"type": "Feature", "id": "depot",
             "geometry": {"type": "Point", "coordinates": [2.35, 48.85]}, "properties": {"radius_m": 150}}]})),
-    responses((status = 200, description = "All imported", body = Imported),
-        (status = 400, description = "Nothing imported: not JSON, not a FeatureCollection, or invalid features, \
-            listed beside `error` as `invalid: [{index, id, reason}]`", body = ErrorBody),
+    responses((status = 200, description = "All imported: their ids in feature order", body = Imported),
+        (status = 202, description = "Importing: follow `Location` (the job's status)", body = ImportStatus,
+            headers(("Location" = String, description = "The job's status URL"))),
+        (status = 400, description = "Nothing imported: not JSON, not a FeatureCollection, a bad `id_property`, or invalid \
+            features, listed beside `error` as `invalid: [{index, id, reason}]`", body = ErrorBody),
         (status = 413, description = "Body over `ingest.max_body_bytes`", body = ErrorBody),
+        (status = 429, description = "Two imports are running: retry after Retry-After", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         FencesUnavailable,
         TokenRefusals))]
 pub async fn import(
-    State(fences): State<Arc<FenceRegistry>>,
+    State(jobs): State<Arc<ImportJobs>>,
     _admin: Authorized<scope::Admin>,
+    Params(params): Params<ImportParams>,
+    headers: HeaderMap,
     RawBody(body): RawBody,
-) -> Result<Json<Imported>, ApiError> {
-    let imported = fences.import(json_body(&body)?).await?;
-    Ok(Json(Imported { imported }))
+) -> Result<Response, ApiError> {
+    if let Some(property) = &params.id_property {
+        checked_property(property)?;
+    }
+    let respond_async = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|preference| preference.trim().eq_ignore_ascii_case("respond-async"));
+    match jobs
+        .start(json_body(&body)?, params.id_property, respond_async)
+        .await?
+    {
+        Reply::Done(Outcome::Imported(ids)) => Ok(Json(Imported {
+            imported: ids.len(),
+            ids,
+        })
+        .into_response()),
+        Reply::Done(Outcome::Failed(error)) => Err(error),
+        Reply::Running(job) => Ok((
+            StatusCode::ACCEPTED,
+            [(header::LOCATION, job.status_url())],
+            Json(job.status()),
+        )
+            .into_response()),
+    }
 }
 
-/// How many fences an import stored.
+/// 400 unless `property` can name a property: 1 to 256 bytes.
+fn checked_property(property: &str) -> Result<(), ApiError> {
+    if (1..=256).contains(&property.len()) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_id_property",
+            "id_property must name a property (1 to 256 bytes)",
+        ))
+    }
+}
+
+/// What an import stored: how many fences, and their ids in feature order.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Imported {
     imported: usize,
+    ids: Vec<String>,
+}
+
+/// `GET /api/v1/fence-imports/{job}`: an import job's progress, then its outcome.
+#[utoipa::path(get, path = "/api/v1/fence-imports/{job}", operation_id = "get_fence_import", tag = "fences", security(("bearer" = [])),
+    params(("job" = u64, Path, description = "Job number, from the 202's `Location`")),
+    responses((status = 200, description = "The job: `running` (with `prepared` of `total`), `done` (with `ids`) or \
+            `failed` (with `error`, as a synchronous import answers it)", body = ImportStatus),
+        (status = 404, description = "No such job (jobs are kept on the node that took them, the last 32 finished)", body = ErrorBody),
+        TokenRefusals))]
+pub async fn import_status(
+    State(jobs): State<Arc<ImportJobs>>,
+    _admin: Authorized<scope::Admin>,
+    Path(job): Path<String>,
+) -> Result<Json<ImportStatus>, ApiError> {
+    job.parse()
+        .ok()
+        .and_then(|job| jobs.status(job))
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "import_not_found",
+                format!("there is no fence import job {job:?}"),
+            )
+        })
 }
 
 /// `GET /api/v1/fences/{id}/devices`: live positions of the devices inside the fence now.

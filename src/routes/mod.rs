@@ -7,6 +7,7 @@ mod fences;
 mod geojson;
 mod live;
 mod ops;
+mod paging;
 mod positions;
 mod tile_meta;
 mod tiles;
@@ -149,6 +150,7 @@ fn documented_routes(ingest: &Arc<Ingest>) -> OpenApiRouter<AppState> {
         .routes(routes!(devices::track))
         .routes(routes!(fences::list, fences::create))
         .routes(limited(routes!(fences::import)))
+        .routes(routes!(fences::import_status))
         .routes(routes!(fences::get_one, fences::put, fences::delete))
         .routes(routes!(fences::devices_inside))
         .routes(routes!(alerts::list))

@@ -171,7 +171,11 @@ async fn an_import_is_all_or_nothing_and_reports_every_invalid_feature() {
         .iter()
         .map(|r| r["index"].as_u64().expect("index"))
         .collect();
-    assert_eq!(indexes, [1, 2, 3]);
+    assert_eq!(
+        indexes,
+        [1, 3],
+        "a feature without an id gets one; an id twice is invalid"
+    );
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM fences")
         .fetch_one(&app.db)
         .await

@@ -118,6 +118,50 @@ async fn importing_fences_from_a_file_reaches_a_running_server() {
         404,
         "nothing of the invalid file was stored"
     );
+
+    // Files without ids: generated and listed, or taken from a property (a re-import replaces).
+    let mut anonymous = circle("", 8.0, 46.0, 500.0);
+    anonymous["properties"]["name"] = serde_json::json!("Bern");
+    anonymous.as_object_mut().expect("feature").remove("id");
+    let unnamed = dir.join("unnamed.geojson");
+    let collection = serde_json::json!({"type": "FeatureCollection", "features": [anonymous]});
+    std::fs::write(&unnamed, collection.to_string()).expect("write");
+    let generated = import(unnamed.clone()).await;
+    let listing = String::from_utf8_lossy(&generated.stdout);
+    assert!(
+        listing.contains("generated ids (feature index: id):\n0: f"),
+        "{listing}"
+    );
+    let by_name = |file: std::path::PathBuf| {
+        let db_url = app.db_url.clone();
+        async move {
+            let file = file.to_str().expect("path").to_owned();
+            geotrack(&[
+                "import",
+                "fences",
+                &file,
+                "--id-property",
+                "name",
+                "--database-url",
+                &db_url,
+            ])
+            .await
+        }
+    };
+    for _ in 0..2 {
+        let imported = by_name(unnamed.clone()).await;
+        assert!(imported.status.success(), "{imported:?}");
+    }
+    let stored: Vec<String> = sqlx::query_scalar("SELECT id FROM fences WHERE name = 'Bern' ORDER BY id")
+        .fetch_all(&app.db)
+        .await
+        .expect("ids");
+    assert_eq!(
+        stored.len(),
+        2,
+        "one generated, one named Bern (imported twice): {stored:?}"
+    );
+    assert!(stored.contains(&"Bern".to_owned()), "{stored:?}");
     let _ = std::fs::remove_dir_all(&dir);
     app.stop().await;
 }

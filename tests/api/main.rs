@@ -13,6 +13,7 @@ mod device_apps;
 mod devices;
 mod durability;
 mod faults;
+mod fence_imports;
 mod fences;
 mod helpers;
 mod history;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::helpers::{json_with_status, spawn_app};
 
 /// Every route of the service, as the README documents them.
-const ROUTES: [(&str, &str); 31] = [
+const ROUTES: [(&str, &str); 32] = [
     ("get", "/"),
     ("post", "/"),
     ("get", "/osmand"),
@@ -22,6 +22,7 @@ const ROUTES: [(&str, &str); 31] = [
     ("get", "/api/v1/fences"),
     ("post", "/api/v1/fences"),
     ("post", "/api/v1/fences/import"),
+    ("get", "/api/v1/fence-imports/{job}"),
     ("get", "/api/v1/fences/{id}"),
     ("put", "/api/v1/fences/{id}"),
     ("delete", "/api/v1/fences/{id}"),

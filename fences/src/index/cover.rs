@@ -24,6 +24,7 @@ use h3o::{CellIndex, LatLng, Resolution};
 use rstar::{AABB, RTree, primitives::GeomWithData, primitives::Rectangle};
 
 use super::IndexConfig;
+use super::bands::Bands;
 use super::tiles::tiles_of;
 use crate::error::FenceError;
 use crate::exact::{PreparedFence, Shape, corridor_distance_m, on_segment, rect_contains};
@@ -231,6 +232,8 @@ enum Class {
 struct Classifier<'a> {
     fence: &'a PreparedFence,
     tree: Option<EdgeTree>,
+    /// The fence's latitude bands, when it has them: cell centres are tested with them.
+    bands: Option<&'a Bands>,
 }
 
 impl Classifier<'_> {
@@ -310,7 +313,10 @@ impl Classifier<'_> {
                 };
             }
         };
-        let centre_inside = self.fence.contains(centre.x, centre.y);
+        let centre_inside = match self.bands {
+            Some(bands) => bands.contains(edges, centre),
+            None => self.fence.contains(centre.x, centre.y),
+        };
         let mut local = self.edges_in(edges, &bbox);
         if local.is_empty() {
             return if centre_inside {
@@ -396,12 +402,22 @@ fn cell_bbox(vertices: &[Coord]) -> CellBox {
 /// the fence within `limit` degrees of latitude: polygon vertices and the
 /// points where edges cross the limit; circle centre and points just inside its
 /// rim; corridor vertices and points beside them.
-fn seeds(fence: &PreparedFence, limit: f64) -> Vec<Coord> {
+///
+/// A polygon vertex within `skip_m` of the last vertex kept is left out (a
+/// coastline has hundreds of vertices per cell, and finding a point's cell is the
+/// costly part of a seed): with `skip_m` a quarter of the cells' mean edge
+/// length, so under half the smallest cell's inradius, its cell is the kept
+/// vertex's cell or a neighbour, which the flood fill visits anyway.
+fn seeds(fence: &PreparedFence, limit: f64, skip_m: f64) -> Vec<Coord> {
     let mut out = Vec::new();
     match &fence.shape {
         Shape::Area { edges, .. } => {
+            let mut kept: Option<Coord> = None;
             for &[a, b] in edges {
-                out.push(a);
+                if kept.is_none_or(|k| planar_distance_m(k, a) > skip_m) {
+                    out.push(a);
+                    kept = Some(a);
+                }
                 for l in [-limit, limit] {
                     if (a.y - l) * (b.y - l) < 0.0 {
                         let t = (l - a.y) / (b.y - a.y);
@@ -442,13 +458,25 @@ fn seeds(fence: &PreparedFence, limit: f64) -> Vec<Coord> {
     out
 }
 
+/// The distance between two nearby points on a local flat approximation (good to
+/// a fraction of a percent over a few kilometres; far apart or across the
+/// antimeridian it only overestimates, which keeps a seed).
+fn planar_distance_m(a: Coord, b: Coord) -> f64 {
+    let dx = (b.x - a.x) * f64::midpoint(a.y, b.y).to_radians().cos();
+    dx.hypot(b.y - a.y) * geodesy::METRES_PER_DEGREE
+}
+
 /// Covers a fence with cells: a flood fill from the seed cells through every
 /// cell that is not certainly outside. Classification is exact-conservative
 /// (a cell is dropped only if no point of it can be in the fence), and the cells
 /// meeting a connected region are edge-connected in a hexagonal grid, so every
 /// cell meeting the fence below the polar limit is found. Also returns the 1°
 /// tiles (see [`super::tiles`]) the cells meet.
-pub(super) fn cover(fence: &PreparedFence, config: &IndexConfig) -> Result<(Cover, Vec<u32>), FenceError> {
+pub(super) fn cover(
+    fence: &PreparedFence,
+    config: &IndexConfig,
+    bands: Option<&Bands>,
+) -> Result<(Cover, Vec<u32>), FenceError> {
     let res = choose_resolution(fence, config)?;
     // Cells whose centre is this far from the equator are never looked up.
     let limit = (config.polar_lat + 3.0 * res.edge_length_m() / geodesy::METRES_PER_DEGREE).min(90.0);
@@ -458,10 +486,11 @@ pub(super) fn cover(fence: &PreparedFence, config: &IndexConfig) -> Result<(Cove
             _ => None,
         },
         fence,
+        bands,
     };
     let mut seen: HashSet<CellIndex> = HashSet::new();
     let mut queue: VecDeque<CellIndex> = VecDeque::new();
-    for c in seeds(fence, limit) {
+    for c in seeds(fence, limit, res.edge_length_m() / 4.0) {
         let ll = LatLng::new(c.y, c.x).map_err(|_| FenceError::InvalidPoint { lon: c.x, lat: c.y })?;
         let cell = ll.to_cell(res);
         if seen.insert(cell) {

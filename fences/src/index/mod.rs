@@ -16,7 +16,9 @@
 //! Points beyond `polar_lat` are tested exactly against the fences that reach
 //! there, since cells near the poles are too distorted in lon/lat. Every
 //! structure is per fence or per tile, so adding, replacing or removing a fence
-//! touches only that fence's cells and tiles.
+//! touches only that fence's cells and tiles. The costly part of adding one, its
+//! cover, is built apart from the index ([`IndexedFence`]), so a caller builds it
+//! outside any lock and the index is changed in a few microseconds.
 
 mod bands;
 mod cover;
@@ -124,6 +126,36 @@ struct Slot {
     polar: bool,
 }
 
+/// A fence with everything the index keeps about it (cover, bands, tiles), built
+/// apart from any index (the costly step: seconds for a country's coastline),
+/// then put in with [`FenceIndex::put`].
+#[derive(Debug)]
+pub struct IndexedFence(Slot);
+
+impl IndexedFence {
+    /// Builds the index structures of `fence` for an index with `config`.
+    pub fn new(fence: PreparedFence, config: &IndexConfig) -> Result<Self, FenceError> {
+        build_slot(fence, config).map(Self)
+    }
+
+    pub fn fence(&self) -> &PreparedFence {
+        &self.0.fence
+    }
+
+    pub fn id(&self) -> &str {
+        self.0.fence.id()
+    }
+}
+
+/// Builds the index structures of many fences on every core, in order.
+pub fn build_all(fences: Vec<PreparedFence>, config: &IndexConfig) -> Result<Vec<IndexedFence>, FenceError> {
+    use rayon::prelude::*;
+    fences
+        .into_par_iter()
+        .map(|fence| IndexedFence::new(fence, config))
+        .collect()
+}
+
 /// An index over fences; see the module documentation.
 #[derive(Debug)]
 pub struct FenceIndex {
@@ -167,6 +199,11 @@ impl FenceIndex {
         })
     }
 
+    /// The configuration [`IndexedFence`]s for this index are built with.
+    pub fn config(&self) -> &IndexConfig {
+        &self.config
+    }
+
     /// Number of fences.
     pub fn len(&self) -> usize {
         self.ids.len()
@@ -187,6 +224,23 @@ impl FenceIndex {
         self.slots.iter().flatten().map(|s| &s.fence)
     }
 
+    /// The ids after `after` (byte order), at most `limit` of them, sorted: a page of
+    /// a listing. O(n) plus the sort of the page.
+    pub fn ids_after(&self, after: Option<&str>, limit: usize) -> Vec<&str> {
+        let mut ids: Vec<&str> = self
+            .ids
+            .keys()
+            .map(String::as_str)
+            .filter(|id| after.is_none_or(|a| *id > a))
+            .collect();
+        if ids.len() > limit {
+            ids.select_nth_unstable(limit);
+            ids.truncate(limit);
+        }
+        ids.sort_unstable();
+        ids
+    }
+
     /// Adds a fence; fails if its id is already indexed.
     pub fn insert(&mut self, fence: PreparedFence) -> Result<(), FenceError> {
         if self.ids.contains_key(fence.id()) {
@@ -200,10 +254,15 @@ impl FenceIndex {
     /// Adds or replaces a fence, returning the one it replaced. On error the
     /// index is unchanged.
     pub fn replace(&mut self, fence: PreparedFence) -> Result<Option<PreparedFence>, FenceError> {
-        let slot = build_slot(fence, &self.config)?;
-        let old = self.remove(slot.fence.id());
-        self.attach(slot);
-        Ok(old)
+        Ok(self.put(IndexedFence::new(fence, &self.config)?))
+    }
+
+    /// Adds or replaces a fence built with this index's [`Self::config`], returning
+    /// the one it replaced. Cheap: the cover is already built.
+    pub fn put(&mut self, fence: IndexedFence) -> Option<PreparedFence> {
+        let old = self.remove(fence.id());
+        self.attach(fence.0);
+        old
     }
 
     /// Removes a fence, returning it.
@@ -419,24 +478,24 @@ fn exact_cost(fence: &PreparedFence) -> usize {
 /// Everything the index keeps about one fence, built before the index is
 /// touched, so a failed `replace` leaves it unchanged.
 fn build_slot(fence: PreparedFence, config: &IndexConfig) -> Result<Slot, FenceError> {
+    let polar = fence
+        .bboxes()
+        .iter()
+        .any(|b| b.max().y > config.polar_lat || b.min().y < -config.polar_lat);
+    // Built first: the cover tests cell centres with them (a country's cover tests
+    // thousands, each a walk of every edge without them).
+    let bands = match &fence.shape {
+        Shape::Area { edges, .. } if polar || edges.len() > BANDS_MIN_EDGES => Some(Bands::new(edges)),
+        _ => None,
+    };
     let (cover, tiles) = if exact_cost(&fence) <= config.direct_max_cost {
         let mut tiles: Vec<u32> = fence.bboxes().iter().flat_map(tiles_of).collect();
         tiles.sort_unstable();
         tiles.dedup();
         (None, tiles)
     } else {
-        let (cover, tiles) = cover::cover(&fence, config)?;
+        let (cover, tiles) = cover::cover(&fence, config, bands.as_ref())?;
         (Some(cover), tiles)
-    };
-    let polar = fence
-        .bboxes()
-        .iter()
-        .any(|b| b.max().y > config.polar_lat || b.min().y < -config.polar_lat);
-    let bands = match &fence.shape {
-        Shape::Area { edges, .. } if cover.is_some() || polar || edges.len() > BANDS_MIN_EDGES => {
-            Some(Bands::new(edges))
-        }
-        _ => None,
     };
     Ok(Slot {
         fence,

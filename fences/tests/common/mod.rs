@@ -10,7 +10,12 @@ use rand::{Rng, rngs::StdRng};
 /// Natural Earth 1:110m countries as prepared fences (validity checks off: the
 /// quantised rings self-intersect in places).
 pub fn countries() -> Vec<PreparedFence> {
-    let text = include_str!("../data/ne_110m_countries.geojson");
+    countries_from(include_str!("../data/ne_110m_countries.geojson"))
+}
+
+/// The countries of a GeoJSON FeatureCollection (named by `properties.name`) as
+/// prepared fences, validity checks off.
+pub fn countries_from(text: &str) -> Vec<PreparedFence> {
     let fc: geojson::FeatureCollection = text.parse().expect("valid GeoJSON");
     let limits = FenceLimits {
         check_validity: false,
