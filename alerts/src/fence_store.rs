@@ -131,7 +131,11 @@ pub fn prepare_stored(id: &str, definition: serde_json::Value) -> Result<Prepare
 const UPSERT_CHUNK: usize = 500;
 
 /// Inserts or replaces `fences` (already validated and prepared) within `tx`, a few hundred per
-/// statement (an import of 100,000 circles is 200 round trips, not 100,000).
+/// statement (an import of 100,000 circles is 200 round trips, not 100,000). A circle's area is
+/// one convex ring drawn here, stored as it is; a corridor's is one capsule per segment, which
+/// overlap at every joint, so PostGIS unites them (`ST_MakeValid` read the overlaps as holes:
+/// a bent corridor was stored as 69 pieces, its joints cut out, and took 5 ms against 0.4);
+/// polygons, already checked, go through `ST_MakeValid` as a last guard.
 pub async fn upsert(
     tx: &mut Transaction<'_, Postgres>,
     fences: &[&PreparedFence],
@@ -145,7 +149,9 @@ pub async fn upsert(
             "INSERT INTO fences (id, name, kind, definition, geom, radius_m, buffer_m, hysteresis_m,
                                  dwell_s, speed_limit_mps, properties, updated_at)
              SELECT id, name, kind, definition::jsonb,
-                    ST_Multi(ST_CollectionExtract(ST_MakeValid(ST_GeomFromWKB(wkb, 4326)), 3)),
+                    CASE kind WHEN 'circle' THEN ST_GeomFromWKB(wkb, 4326)
+                              WHEN 'corridor' THEN ST_Multi(ST_UnaryUnion(ST_GeomFromWKB(wkb, 4326)))
+                              ELSE ST_Multi(ST_CollectionExtract(ST_MakeValid(ST_GeomFromWKB(wkb, 4326)), 3)) END,
                     radius_m, buffer_m, hysteresis_m, dwell_s, speed_limit_mps, properties::jsonb, now()
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::float8[],
                          $7::float8[], $8::float8[], $9::int4[], $10::float8[], $11::text[])

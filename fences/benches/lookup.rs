@@ -151,17 +151,12 @@ fn baseline(tree: &BboxTree, fences: &[PreparedFence], lon: f64, lat: f64) -> us
     hits.len()
 }
 
-fn bench(c: &mut Criterion) {
-    let mut rng = StdRng::seed_from_u64(42);
-    let (mut fences, circles, corridors) = fences_to_bench();
-    let countries = fences.len();
-    for i in 0..circles + corridors {
-        let id = fences.len();
-        fences.push(random_small_fence(&mut rng, id, i < circles));
-    }
+/// The index, the index without H3 covers, and the baseline R-tree over
+/// `fences`, with their build times and sizes printed.
+fn contenders(fences: &[PreparedFence], countries: usize) -> (FenceIndex, FenceIndex, BboxTree) {
     let t = Instant::now();
     let mut index = FenceIndex::new(IndexConfig::default()).expect("config");
-    for f in &fences {
+    for f in fences {
         index.insert(f.clone()).expect("insert");
     }
     let build = t.elapsed();
@@ -183,7 +178,7 @@ fn bench(c: &mut Criterion) {
         ..IndexConfig::default()
     };
     let mut no_h3 = FenceIndex::new(no_h3_config).expect("config");
-    for f in &fences {
+    for f in fences {
         no_h3.insert(f.clone()).expect("insert");
     }
     eprintln!(
@@ -207,6 +202,18 @@ fn bench(c: &mut Criterion) {
             .collect(),
     );
     eprintln!("baseline R-tree built in {:.2?}", t.elapsed());
+    (index, no_h3, tree)
+}
+
+fn bench(c: &mut Criterion) {
+    let mut rng = StdRng::seed_from_u64(42);
+    let (mut fences, circles, corridors) = fences_to_bench();
+    let countries = fences.len();
+    for i in 0..circles + corridors {
+        let id = fences.len();
+        fences.push(random_small_fence(&mut rng, id, i < circles));
+    }
+    let (index, no_h3, tree) = contenders(&fences, countries);
 
     // The first three classes make the mix asked for (40% / 20% / 40%), measured
     // as its own group last; `country_bbox` isolates points where exact tests

@@ -364,3 +364,30 @@ async fn a_large_fence_is_prepared_off_the_workers_and_stored_fences_are_trusted
     json_with_status(restarted.get("/api/v1/fences/star").await, 200).await;
     restarted.stop().await;
 }
+
+#[tokio::test]
+async fn a_bent_corridor_is_stored_as_one_area_with_its_joints() {
+    let app = spawn_app().await;
+    let bends = [[10.0, 45.0], [10.05, 45.08], [9.98, 45.12], [10.06, 45.15]];
+    create_fence(&app, &corridor("bent", &bends, 150.0)).await;
+    let (parts, holes, area_m2, covered): (i32, i32, f64, bool) = sqlx::query_as(
+        "SELECT ST_NumGeometries(geom), ST_NumInteriorRings(ST_GeometryN(geom, 1)), ST_Area(geom::geography),
+                ST_Covers(geom, ST_Buffer(ST_GeomFromText($1, 4326)::geography, 140)::geometry)
+         FROM fences WHERE id = 'bent'",
+    )
+    .bind("LINESTRING(10 45, 10.05 45.08, 9.98 45.12, 10.06 45.15)")
+    .fetch_one(&app.db)
+    .await
+    .expect("stored area");
+    assert_eq!(
+        (parts, holes),
+        (1, 0),
+        "the capsules are united, not cut at their overlaps"
+    );
+    assert!(
+        covered,
+        "the area covers everything within the buffer, joints included"
+    );
+    assert!(area_m2 > 7.5e6, "{area_m2} m²");
+    app.stop().await;
+}
