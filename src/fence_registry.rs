@@ -176,7 +176,7 @@ impl FenceRegistry {
         if self.index.read().get(fence.id()).is_some() {
             return Err(RegistryError::Exists(fence.id().to_owned()));
         }
-        Ok(self.write(vec![fence]).await?.remove(0))
+        self.write(fence).await
     }
 
     /// Creates or replaces the fence `id`; returns the stored Feature and whether it existed.
@@ -199,7 +199,7 @@ impl FenceRegistry {
             .await?;
         let _writing = self.writes.lock().await;
         let existed = self.index.read().get(id).is_some();
-        Ok((self.write(vec![fence]).await?.remove(0), existed))
+        Ok((self.write(fence).await?, existed))
     }
 
     /// Deletes the fence `id`.
@@ -228,9 +228,8 @@ impl FenceRegistry {
         let missing = ids_to_generate(&collection, source(id_property.as_deref()));
         let generated = fence_store::next_ids(&self.pool, missing).await?;
         let (limits, policy) = (self.limits.clone(), self.webhooks.policy.clone());
-        let config = self.index.read().config().clone();
         let prepared = off_workers(move || {
-            let prepared = prepare_collection(
+            prepare_collection(
                 &collection,
                 source(id_property.as_deref()),
                 generated,
@@ -240,13 +239,19 @@ impl FenceRegistry {
                     progress.fetch_add(1, Ordering::Relaxed);
                 },
             )
-            .map_err(RegistryError::Collection)?;
-            fences::index::build_all(prepared, &config).map_err(RegistryError::Invalid)
         })
-        .await?;
+        .await
+        .map_err(RegistryError::Collection)?;
         let ids = prepared.iter().map(|f| f.id().to_owned()).collect();
         let _writing = self.writes.lock().await;
-        self.write(prepared).await?;
+        // The database stores the fences while the other core builds their covers.
+        let config = self.index.read().config().clone();
+        let for_index = prepared.clone();
+        let indexing = off_workers(move || fences::index::build_all(for_index, &config));
+        let to_store: Vec<&PreparedFence> = prepared.iter().collect();
+        let (stored, indexed) = tokio::join!(self.store(&to_store), indexing);
+        stored?;
+        self.apply(indexed.map_err(RegistryError::Invalid)?, &[]);
         Ok(ids)
     }
 
@@ -295,25 +300,30 @@ impl FenceRegistry {
             .map_err(RegistryError::Invalid)
     }
 
-    /// Stores `fences` in one transaction, then puts them in the index and invalidates the
-    /// tiles their old and new extents touch. Returns their Features. Call with the write lock.
-    async fn write(&self, fences: Vec<IndexedFence>) -> Result<Vec<Value>, RegistryError> {
+    /// Stores `fence`, then puts it in the index and invalidates the tiles its old and new
+    /// extents touch. Returns its Feature. Call with the write lock.
+    async fn write(&self, fence: IndexedFence) -> Result<Value, RegistryError> {
+        self.store(&[fence.fence()]).await?;
+        let feature = to_feature(fence.fence().fence());
+        // Before the reply: the next tile request must see this write.
+        self.apply(vec![fence], &[]);
+        Ok(feature)
+    }
+
+    /// Stores `fences` in one transaction and announces them. Call with the write lock.
+    async fn store(&self, fences: &[&PreparedFence]) -> Result<(), RegistryError> {
         self.loaded()?;
-        let prepared: Vec<&PreparedFence> = fences.iter().map(IndexedFence::fence).collect();
         if !self.webhooks.signed
-            && let Some(fence) = prepared.iter().find(|f| !f.fence().webhooks.is_empty())
+            && let Some(fence) = fences.iter().find(|f| !f.fence().webhooks.is_empty())
         {
             return Err(RegistryError::Unsigned(fence.id().to_owned()));
         }
         let mut tx = self.pool.begin().await?;
-        fence_store::upsert(&mut tx, &prepared).await?;
-        let ids: Vec<&str> = prepared.iter().map(|f| f.id()).collect();
+        fence_store::upsert(&mut tx, fences).await?;
+        let ids: Vec<&str> = fences.iter().map(|f| f.id()).collect();
         fence_store::announce(&mut tx, &self.origin, &ids).await?;
         tx.commit().await?;
-        let features = prepared.iter().map(|f| to_feature(f.fence())).collect();
-        // Before the reply: the next tile request must see this write.
-        self.apply(fences, &[]);
-        Ok(features)
+        Ok(())
     }
 
     /// Puts `fences` (already stored) into the index in place of their old versions, removes

@@ -65,6 +65,12 @@ impl Bands {
         bands
     }
 
+    /// Edges an exact test reads on average: the mean length of a band's list. About the
+    /// number of times a parallel crosses the boundary (21 for Canada at 1:10m, 68,000 edges).
+    pub fn mean_len(&self) -> f64 {
+        self.edges.len() as f64 / (self.starts.len() - 1) as f64
+    }
+
     /// The band of a latitude, clamped; monotone, so a latitude within an
     /// edge's range falls in one of the bands the edge is listed in.
     fn band_of(&self, y: f64) -> usize {

@@ -181,17 +181,28 @@ fn polar_fences_are_tested_exactly_beyond_polar_lat() {
 fn cheap_fences_are_tested_exactly_and_costly_ones_covered() {
     let mut idx = FenceIndex::new(IndexConfig::default()).expect("config");
     idx.insert(square("sq", 10.0, 40.0, 1.0)).expect("insert");
+    // A 100-edge round polygon: a parallel crosses it twice, so its test by bands is cheap.
     let ring: Vec<[f64; 2]> = (0..=100)
         .map(|i| {
             let t = std::f64::consts::TAU * f64::from(i % 100) / 100.0;
-            [20.0 + 2.0 * t.cos(), 40.0 + 2.0 * t.sin()]
+            [30.0 + 2.0 * t.cos(), 40.0 + 2.0 * t.sin()]
         })
         .collect();
     idx.insert(prep("round", FenceKind::Polygon { rings: vec![ring] }))
         .expect("insert");
+    // A comb of 100 teeth on a base from 40.0 to 41.0: a parallel through the teeth crosses
+    // 200 edges, so its exact test is costly and it is covered.
+    let mut comb = vec![[20.0, 40.0], [22.0, 40.0]];
+    for tooth in (0..100).rev() {
+        let x = 20.0 + 0.02 * f64::from(tooth);
+        comb.extend([[x + 0.02, 41.5], [x + 0.01, 41.0]]);
+    }
+    comb.push([20.0, 40.0]);
+    idx.insert(prep("comb", FenceKind::Polygon { rings: vec![comb] }))
+        .expect("insert");
     let st = idx.stats();
-    assert_eq!((st.fences, st.direct_fences), (2, 1), "{st:?}");
-    assert!(st.cells > 0, "the 100-edge polygon is covered: {st:?}");
+    assert_eq!((st.fences, st.direct_fences), (3, 2), "{st:?}");
+    assert!(st.cells > 0, "the comb is covered: {st:?}");
     // A cheap fence is a candidate wherever its bbox is, to be tested exactly.
     assert_eq!(
         idx.lookup(10.5, 40.5).expect("ok"),
@@ -208,14 +219,18 @@ fn cheap_fences_are_tested_exactly_and_costly_ones_covered() {
     );
     assert!(idx.contains(11.000_000_001, 41.0).expect("ok").is_empty());
     assert_eq!(
-        idx.lookup(20.0, 40.0).expect("ok"),
+        idx.lookup(21.0, 40.5).expect("ok"),
         vec![Candidate {
-            id: "round",
+            id: "comb",
             hit: Hit::Inside
-        }]
+        }],
+        "inside the comb's base: an interior cell"
     );
-    assert!(idx.contains(20.0, 42.1).expect("ok").is_empty());
+    assert_eq!(idx.contains(30.0, 40.0).expect("ok"), vec!["round"]);
+    assert!(idx.contains(30.0, 42.1).expect("ok").is_empty());
+    assert!(idx.contains(21.01, 41.4).expect("ok").is_empty(), "between two teeth");
+    assert_eq!(idx.contains(21.02, 41.4).expect("ok"), vec!["comb"], "in a tooth");
     idx.remove("sq");
     assert!(idx.lookup(10.5, 40.5).expect("ok").is_empty());
-    assert_eq!(idx.stats().direct_fences, 0);
+    assert_eq!(idx.stats().direct_fences, 1);
 }
