@@ -33,7 +33,7 @@ use rstar::{AABB, RTree, primitives::GeomWithData, primitives::Rectangle};
 
 use crate::error::FenceError;
 use crate::exact::{PreparedFence, Shape};
-use crate::geodesy;
+use crate::geodesy::{self, haversine_m};
 use bands::Bands;
 use cover::{CellTest, Cover, Found, cell_test};
 use tiles::{Tiles, entry_holds, tiles_of};
@@ -133,6 +133,34 @@ struct Slot {
     polar: bool,
 }
 
+/// What a lookup reads of a fence before its record, in a dense array indexed
+/// like the slots: its id, whether it has a cover, and a circle's centre and
+/// radius. A record (`Slot`) spans about ten cache lines, and reading a
+/// candidate's cover, bands and shape from it cost three or four misses: 47%
+/// of a lookup among 110,000 fences. A circle is now tested, and any fence
+/// named, from this array alone.
+#[derive(Debug)]
+struct Hot {
+    id: Box<str>,
+    covered: bool,
+    /// A circle's test: the same great-circle distance as `PreparedFence::contains`.
+    circle: Option<(Coord, f64)>,
+}
+
+impl Hot {
+    fn of(slot: &Slot) -> Self {
+        let circle = match &slot.fence.shape {
+            Shape::Circle { centre, radius_m } => Some((*centre, *radius_m)),
+            _ => None,
+        };
+        Self {
+            id: slot.fence.id().into(),
+            covered: slot.cover.is_some(),
+            circle,
+        }
+    }
+}
+
 /// A fence with everything the index keeps about it (cover, bands, tiles), built
 /// apart from any index (the costly step: seconds for a country's coastline),
 /// then put in with [`FenceIndex::put`].
@@ -168,6 +196,8 @@ pub fn build_all(fences: Vec<PreparedFence>, config: &IndexConfig) -> Result<Vec
 pub struct FenceIndex {
     config: IndexConfig,
     slots: Vec<Option<Slot>>,
+    /// Beside `slots`: what a lookup reads first.
+    hot: Vec<Option<Hot>>,
     free: Vec<u32>,
     ids: HashMap<String, u32>,
     tiles: Tiles,
@@ -198,6 +228,7 @@ impl FenceIndex {
         Ok(Self {
             config,
             slots: Vec::new(),
+            hot: Vec::new(),
             free: Vec::new(),
             ids: HashMap::new(),
             tiles: Tiles::new(),
@@ -281,6 +312,7 @@ impl FenceIndex {
         }
         self.tiles.remove(s, &slot.tiles);
         self.polar.retain(|&p| p != s);
+        self.hot[s as usize] = None;
         self.free.push(s);
         Some(slot.fence)
     }
@@ -290,16 +322,13 @@ impl FenceIndex {
     /// one. `Inside` is certain; `Boundary` needs an exact test.
     pub fn lookup(&self, lon: f64, lat: f64) -> Result<Vec<Candidate<'_>>, FenceError> {
         let mut out = Vec::new();
-        self.visit(lon, lat, |slot, _, test| {
+        self.visit(lon, lat, |hot, _, _, test| {
             let hit = if test.is_some() {
                 Hit::Boundary
             } else {
                 Hit::Inside
             };
-            out.push(Candidate {
-                id: slot.fence.id(),
-                hit,
-            });
+            out.push(Candidate { id: &hot.id, hit });
         })?;
         Ok(out)
     }
@@ -307,9 +336,14 @@ impl FenceIndex {
     /// Ids of the fences containing the point (boundary included): the exact answer.
     pub fn contains(&self, lon: f64, lat: f64) -> Result<Vec<&str>, FenceError> {
         let mut out = Vec::new();
-        self.visit(lon, lat, |slot, p, test| {
-            if test.is_none_or(|t| slot.test(t, p)) {
-                out.push(slot.fence.id());
+        self.visit(lon, lat, |hot, s, p, test| {
+            let inside = match (test, hot.circle) {
+                (None, _) => true,
+                (Some(CellTest::Full), Some((centre, radius_m))) => haversine_m(centre, p) <= radius_m,
+                (Some(test), _) => self.slot(s).is_some_and(|slot| slot.test(test, p)),
+            };
+            if inside {
+                out.push(&*hot.id);
             }
         })?;
         Ok(out)
@@ -344,12 +378,15 @@ impl FenceIndex {
         let mut st = IndexStats {
             fences: self.len(),
             polar_fences: self.polar.len(),
-            approx_bytes: self.tiles.approx_bytes() + self.slots.capacity() * size_of::<Option<Slot>>(),
+            approx_bytes: self.tiles.approx_bytes()
+                + self.slots.capacity() * size_of::<Option<Slot>>()
+                + self.hot.capacity() * size_of::<Option<Hot>>(),
             ..IndexStats::default()
         };
         let mut per_res: BTreeMap<u8, usize> = BTreeMap::new();
         for slot in self.slots.iter().flatten() {
             st.approx_bytes += slot.tiles.len() * 4
+                + slot.fence.id().len()
                 + slot.bands.as_ref().map_or(0, Bands::approx_bytes)
                 + match &slot.fence.shape {
                     Shape::Area { rings, edges } => rings.len() * 48 + edges.len() * 32,
@@ -378,8 +415,10 @@ impl FenceIndex {
     fn attach(&mut self, slot: Slot) {
         let s = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
+            self.hot.push(None);
             (self.slots.len() - 1) as u32
         });
+        self.hot[s as usize] = Some(Hot::of(&slot));
         for rect in slot.fence.bboxes() {
             self.boxes.insert(box_of(rect, s));
         }
@@ -391,22 +430,25 @@ impl FenceIndex {
         self.slots[s as usize] = Some(slot);
     }
 
-    /// Calls `f` with every candidate fence at the point: `None` when the
-    /// point is certainly inside, else the test that decides.
+    /// Calls `f` with every candidate fence at the point (its hot entry and
+    /// slot): `None` when the point is certainly inside, else the test that
+    /// decides. Only covered fences' records are read here.
     fn visit<'a>(
         &'a self,
         lon: f64,
         lat: f64,
-        mut f: impl FnMut(&'a Slot, Coord, Option<&'a CellTest>),
+        mut f: impl FnMut(&'a Hot, u32, Coord, Option<&'a CellTest>),
     ) -> Result<(), FenceError> {
         if !lon.is_finite() || !(-90.0..=90.0).contains(&lat) {
             return Err(FenceError::InvalidPoint { lon, lat });
         }
         let p = coord! { x: geodesy::normalize_lon(lon), y: lat };
         if lat.abs() > self.config.polar_lat {
-            for slot in self.polar.iter().filter_map(|&s| self.slot(s)) {
-                if slot.fence.bbox_contains(p) {
-                    f(slot, p, Some(&FULL));
+            for &s in &self.polar {
+                if let (Some(slot), Some(hot)) = (self.slot(s), self.hot(s))
+                    && slot.fence.bbox_contains(p)
+                {
+                    f(hot, s, p, Some(&FULL));
                 }
             }
             return Ok(());
@@ -416,20 +458,26 @@ impl FenceIndex {
             if !entry_holds(entry, p) {
                 continue;
             }
-            let Some(slot) = self.slot(entry.slot) else {
+            let s = entry.slot;
+            let Some(hot) = self.hot(s) else { continue };
+            if !hot.covered {
+                f(hot, s, p, Some(&FULL));
                 continue;
-            };
-            let Some(cover) = &slot.cover else {
-                f(slot, p, Some(&FULL));
+            }
+            let Some(cover) = self.slot(s).and_then(|slot| slot.cover.as_ref()) else {
                 continue;
             };
             match cover.find(cells.at(cover.res)?) {
                 Found::Outside => {}
-                Found::Interior => f(slot, p, None),
-                Found::Boundary(test) => f(slot, p, Some(test)),
+                Found::Interior => f(hot, s, p, None),
+                Found::Boundary(test) => f(hot, s, p, Some(test)),
             }
         }
         Ok(())
+    }
+
+    fn hot(&self, s: u32) -> Option<&Hot> {
+        self.hot.get(s as usize).and_then(Option::as_ref)
     }
 }
 

@@ -228,7 +228,10 @@ fn cheap_fences_are_tested_exactly_and_costly_ones_covered() {
     );
     assert_eq!(idx.contains(30.0, 40.0).expect("ok"), vec!["round"]);
     assert!(idx.contains(30.0, 42.1).expect("ok").is_empty());
-    assert!(idx.contains(21.01, 41.4).expect("ok").is_empty(), "between two teeth");
+    assert!(
+        idx.contains(21.01, 41.4).expect("ok").is_empty(),
+        "between two teeth"
+    );
     assert_eq!(idx.contains(21.02, 41.4).expect("ok"), vec!["comb"], "in a tooth");
     idx.remove("sq");
     assert!(idx.lookup(10.5, 40.5).expect("ok").is_empty());
