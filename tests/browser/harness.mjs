@@ -33,10 +33,14 @@ export async function serverReady(base) {
   }
 }
 
-// `method` `path` with a JSON body; throws with the server's answer unless it is a success.
-export async function api(base, method, path, body) {
-  const reply = await fetch(`${base}${path.replace(/^\//, '')}`, { method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+// `method` `path` with a JSON body (and a bearer `token` when given); throws with the server's
+// answer unless it is a success.
+export async function api(base, method, path, body, token) {
+  const headers = {
+    ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    ...(token ? { authorization: `Bearer ${token}` } : {}),
+  };
+  const reply = await fetch(`${base}${path.replace(/^\//, '')}`, { method, headers,
     body: body === undefined ? undefined : JSON.stringify(body) });
   if (!reply.ok) throw new Error(`${method} ${path} answered ${reply.status}: ${await reply.text()}`);
   return reply.status === 204 ? null : reply.json();
