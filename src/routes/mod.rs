@@ -55,7 +55,7 @@ pub fn router(
         // Maps and dashboards on other origins read tiles and the API. Safe to allow any origin
         // when tokens are on: credentials are explicit tokens, never cookies, so there is
         // nothing ambient to abuse.
-        None => routes.layer(CorsLayer::permissive()),
+        None => routes.layer(cors()),
     };
     routes
         .layer(TimeoutLayer::with_status_code(
@@ -70,6 +70,37 @@ pub fn router(
                 .on_failure(log_failure),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// CORS when tokens are on: any origin and method; the request headers the API reads, named
+/// (the Fetch standard does not let `Access-Control-Allow-Headers: *` cover `Authorization`, so
+/// `CorsLayer::permissive` made browsers refuse every cross-origin request with a bearer token);
+/// the response headers clients read; preflights cached for a day.
+fn cors() -> CorsLayer {
+    use axum::http::{HeaderName, header};
+    use tower_http::cors::Any;
+    const PREFER: HeaderName = HeaderName::from_static("prefer");
+    const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods(Any)
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::IF_NONE_MATCH,
+            header::IF_MATCH,
+            PREFER,
+            REQUEST_ID,
+        ])
+        .expose_headers([
+            header::ETAG,
+            header::LOCATION,
+            header::RETRY_AFTER,
+            header::CONTENT_DISPOSITION,
+            REQUEST_ID,
+        ])
+        .max_age(Duration::from_secs(86_400))
 }
 
 /// The log span of a request: method and path only, never the query (it may carry a token).

@@ -93,6 +93,15 @@ async fn browsers_on_other_origins_may_fetch_tiles() {
         .await;
     assert!(preflight.status().is_success(), "{}", preflight.status());
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    // `*` does not cover Authorization (Fetch standard): it must be named.
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .expect("ascii");
+    assert!(
+        allowed.split(',').any(|h| h.trim() == "authorization"),
+        "{allowed}"
+    );
+    assert_eq!(preflight.headers()["access-control-max-age"], "86400");
     let reply = app
         .request(Method::GET, "/tiles/fences/0/0/0")
         .header("origin", "http://maps.example")
@@ -101,6 +110,10 @@ async fn browsers_on_other_origins_may_fetch_tiles() {
         .await;
     assert_eq!(reply.status(), 204);
     assert_eq!(reply.headers()["access-control-allow-origin"], "*");
+    let exposed = reply.headers()["access-control-expose-headers"]
+        .to_str()
+        .expect("ascii");
+    assert!(exposed.split(',').any(|h| h.trim() == "etag"), "{exposed}");
     app.stop().await;
 }
 
@@ -158,6 +171,11 @@ async fn tiles_carry_an_etag_answer_304_and_come_compressed_when_asked() {
     let revalidated = app.get_with(Z10, "if-none-match", &etag).await;
     assert_eq!(revalidated.status(), 304);
     assert_eq!(revalidated.headers()["etag"], etag.as_str());
+    // If-None-Match compares weakly (RFC 9110): a tag a proxy marked weak still matches.
+    let weak = app
+        .get_with(Z10, "if-none-match", &format!("\"other\", W/{etag}"))
+        .await;
+    assert_eq!(weak.status(), 304);
 
     let zipped = app.get_with(Z10, "accept-encoding", "gzip").await;
     assert_eq!(zipped.headers()["content-encoding"], "gzip");
