@@ -7,7 +7,7 @@ use alerts::Alerting;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -98,11 +98,12 @@ pub struct TrackParams {
 }
 
 /// `GET /api/v1/devices/{id}/track?from=&to=&format=geojson|gpx|csv`: the history in
-/// `[from, to)` (default: the last 24 hours), streamed.
+/// `[from, to)` (default: the last 24 hours), streamed; without `format`, `Accept` chooses.
 #[utoipa::path(get, path = "/api/v1/devices/{id}/track", operation_id = "get_device_track", tag = "read", security(("bearer" = [])),
     params(("id" = String, Path, description = "Device id"), ("from" = Option<String>, Query, description = "RFC 3339 or epoch (default: 24 h before `to`)"),
         ("to" = Option<String>, Query, description = "RFC 3339 or epoch, exclusive (default: now)"),
-        ("format" = Option<String>, Query, description = "geojson (default), gpx or csv")),
+        ("format" = Option<String>, Query, description = "geojson, gpx or csv; without it, the first of them `Accept` names \
+            (`application/geo+json`, `application/gpx+xml`, `text/csv`), else geojson")),
     responses((status = 200, description = "The history, streamed, as a file named after the device (`Content-Disposition`)",
             content((FeatureCollection = "application/geo+json"), (String = "application/gpx+xml"), (String = "text/csv")),
             headers(("Content-Disposition" = String, description = "`inline; filename=\"DEVICE.geojson\"` (`.gpx`, `.csv`)"))),
@@ -116,10 +117,15 @@ pub async fn track(
     principal: Authorized<scope::Read>,
     PathId(id): PathId,
     Params(params): Params<TrackParams>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     principal.require_device(&id)?;
+    let accepted = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .and_then(TrackFormat::from_accept);
     let format = match params.format.as_deref() {
-        None => TrackFormat::GeoJson,
+        None => accepted.unwrap_or(TrackFormat::GeoJson),
         Some(text) => TrackFormat::parse(text).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_format",

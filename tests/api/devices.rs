@@ -124,8 +124,21 @@ async fn a_track_exports_as_geojson_gpx_and_csv() {
         .expect("csv");
     assert_eq!(
         csv,
-        "device,ts,lon,lat,speed_mps,heading_deg,accuracy_m,altitude_m,battery\n\
-         trk,2026-11-20T10:00:00Z,1,2,3,,,5,\ntrk,2026-11-20T10:01:00Z,1.1,2.1,,,,,\n"
+        "device,ts,lon,lat,speed_mps,heading_deg,accuracy_m,altitude_m,battery,attrs\n\
+         trk,2026-11-20T10:00:00Z,1,2,3,,,5,,\ntrk,2026-11-20T10:01:00Z,1.1,2.1,,,,,,\n"
+    );
+    let by_accept = app
+        .get_with(
+            &format!("/api/v1/devices/trk/track?{window}"),
+            "accept",
+            "text/csv, */*;q=0.1",
+        )
+        .await;
+    assert_eq!(by_accept.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(
+        by_accept.text().await.expect("csv"),
+        csv,
+        "Accept chooses without `format`"
     );
     let gpx = app
         .get("/api/v1/devices/trk/track?from=1795168800&to=1795176000&format=gpx")
@@ -133,7 +146,14 @@ async fn a_track_exports_as_geojson_gpx_and_csv() {
     assert_eq!(gpx.headers()["content-type"], "application/gpx+xml");
     let gpx = gpx.text().await.expect("gpx");
     assert_eq!(gpx.matches("<trkpt ").count(), 3, "{gpx}");
-    assert!(gpx.contains("<trkpt lat=\"2\" lon=\"1\"><ele>5</ele><time>2026-11-20T10:00:00Z</time></trkpt>"));
+    assert!(
+        gpx.contains(
+            "<trkpt lat=\"2\" lon=\"1\"><ele>5</ele><time>2026-11-20T10:00:00Z</time><extensions>\
+             <gpxtpx:TrackPointExtension><gpxtpx:speed>3</gpxtpx:speed></gpxtpx:TrackPointExtension>\
+             </extensions></trkpt>"
+        ),
+        "{gpx}"
+    );
 
     let default_window = json_with_status(app.get("/api/v1/devices/trk/track").await, 200).await;
     assert_eq!(

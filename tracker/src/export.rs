@@ -33,6 +33,30 @@ impl TrackFormat {
         }
     }
 
+    /// The format an `Accept` header asks for first (by q-value, then order), if it names one:
+    /// `application/geo+json` or `application/json`, `application/gpx+xml`, `text/csv`.
+    pub fn from_accept(accept: &str) -> Option<Self> {
+        let mut best: Option<(f32, Self)> = None;
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let format = match media.as_str() {
+                "application/geo+json" | "application/json" => Self::GeoJson,
+                "application/gpx+xml" => Self::Gpx,
+                "text/csv" => Self::Csv,
+                _ => continue,
+            };
+            if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+                best = Some((q, format));
+            }
+        }
+        best.map(|(_, format)| format)
+    }
+
     pub fn content_type(self) -> &'static str {
         match self {
             Self::GeoJson => "application/geo+json",
@@ -50,7 +74,7 @@ impl TrackFormat {
     }
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 struct Point {
     ts: DateTime<Utc>,
     lon: f64,
@@ -126,13 +150,14 @@ fn header(format: TrackFormat, device: &str, out: &mut String) {
         TrackFormat::Gpx => {
             out.push_str(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<gpx version=\"1.1\" creator=\"geotrack\" \
-                 xmlns=\"http://www.topografix.com/GPX/1/1\">\n<trk><name>",
+                 xmlns=\"http://www.topografix.com/GPX/1/1\" xmlns:gpxtpx=\"http://www.garmin.com/xmlschemas/TrackPointExtension/v2\" \
+                 xmlns:geotrack=\"urn:geotrack:gpx:1\">\n<trk><name>",
             );
             push_xml_escaped(out, device);
             out.push_str("</name><trkseg>\n");
         }
         TrackFormat::Csv => {
-            out.push_str("device,ts,lon,lat,speed_mps,heading_deg,accuracy_m,altitude_m,battery\n");
+            out.push_str("device,ts,lon,lat,speed_mps,heading_deg,accuracy_m,altitude_m,battery,attrs\n");
         }
     }
 }
@@ -168,7 +193,9 @@ fn point_text(format: TrackFormat, device: &str, p: &Point, first: bool, out: &m
             if let Some(ele) = p.altitude_m {
                 let _ = write!(out, "<ele>{ele}</ele>");
             }
-            let _ = writeln!(out, "<time>{ts}</time></trkpt>");
+            let _ = write!(out, "<time>{ts}</time>");
+            push_gpx_extensions(out, p);
+            out.push_str("</trkpt>\n");
         }
         TrackFormat::Csv => {
             push_csv_field(out, device);
@@ -179,9 +206,40 @@ fn point_text(format: TrackFormat, device: &str, p: &Point, first: bool, out: &m
                     let _ = write!(out, "{v}");
                 }
             }
+            out.push(',');
+            if let Some(attrs) = p
+                .attrs
+                .as_ref()
+                .filter(|a| a.as_object().is_some_and(|o| !o.is_empty()))
+            {
+                push_csv_field(out, &attrs.to_string());
+            }
             out.push('\n');
         }
     }
+}
+
+/// Speed and course in Garmin's `TrackPointExtension` (v2), read by most GPX tools and by
+/// `geotrack import gpx`, and the accuracy in geotrack's own (`geotrack:accuracy`, metres).
+fn push_gpx_extensions(out: &mut String, p: &Point) {
+    if p.speed_mps.is_none() && p.heading_deg.is_none() && p.accuracy_m.is_none() {
+        return;
+    }
+    out.push_str("<extensions>");
+    if p.speed_mps.is_some() || p.heading_deg.is_some() {
+        out.push_str("<gpxtpx:TrackPointExtension>");
+        if let Some(speed) = p.speed_mps {
+            let _ = write!(out, "<gpxtpx:speed>{speed}</gpxtpx:speed>");
+        }
+        if let Some(course) = p.heading_deg {
+            let _ = write!(out, "<gpxtpx:course>{course}</gpxtpx:course>");
+        }
+        out.push_str("</gpxtpx:TrackPointExtension>");
+    }
+    if let Some(accuracy) = p.accuracy_m {
+        let _ = write!(out, "<geotrack:accuracy>{accuracy}</geotrack:accuracy>");
+    }
+    out.push_str("</extensions>");
 }
 
 fn push_xml_escaped(out: &mut String, text: &str) {
@@ -197,7 +255,17 @@ fn push_xml_escaped(out: &mut String, text: &str) {
     }
 }
 
+/// A text cell: quoted when it holds a separator, a quote or a line break, and prefixed with `'`
+/// when it starts with `=`, `+`, `-`, `@`, a tab or a carriage return, which spreadsheets would
+/// run as a formula (OWASP's CSV injection advice; a device id is chosen by whoever posts).
 fn push_csv_field(out: &mut String, text: &str) {
+    let guarded;
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        guarded = format!("'{text}");
+        guarded.as_str()
+    } else {
+        text
+    };
     if text.contains([',', '"', '\n', '\r']) {
         out.push('"');
         out.push_str(&text.replace('"', "\"\""));
@@ -232,9 +300,75 @@ mod tests {
         point_text(TrackFormat::Csv, "a,\"b\"", &point(), true, &mut out);
         assert_eq!(
             out,
-            "device,ts,lon,lat,speed_mps,heading_deg,accuracy_m,altitude_m,battery\n\
-             \"a,\"\"b\"\"\",2026-01-02T03:04:05.500Z,1.5,-2,3,,,10,\n"
+            "device,ts,lon,lat,speed_mps,heading_deg,accuracy_m,altitude_m,battery,attrs\n\
+             \"a,\"\"b\"\"\",2026-01-02T03:04:05.500Z,1.5,-2,3,,,10,,\n"
         );
+    }
+
+    #[test]
+    fn csv_carries_attrs_and_defuses_formulas() {
+        let mut out = String::new();
+        let p = Point {
+            attrs: Some(serde_json::json!({"note": "=HYPERLINK(\"x\")"})),
+            ..point()
+        };
+        point_text(TrackFormat::Csv, "=cmd|' /C calc'!A0", &p, true, &mut out);
+        let cells: Vec<&str> = out.trim_end().splitn(2, ",2026").collect();
+        assert_eq!(
+            cells[0], "'=cmd|' /C calc'!A0",
+            "a device id that would run as a formula"
+        );
+        assert!(
+            out.trim_end()
+                .ends_with(",\"{\"\"note\"\":\"\"=HYPERLINK(\\\"\"x\\\"\")\"\"}\""),
+            "{out}"
+        );
+        for (text, cell) in [
+            ("@sum", "'@sum"),
+            ("+1", "'+1"),
+            ("-1", "'-1"),
+            ("truck-1", "truck-1"),
+        ] {
+            let mut out = String::new();
+            push_csv_field(&mut out, text);
+            assert_eq!(out, cell);
+        }
+    }
+
+    #[test]
+    fn gpx_speed_course_and_accuracy_come_back_through_the_import() {
+        let p = Point {
+            heading_deg: Some(271.5),
+            accuracy_m: Some(4.2),
+            ..point()
+        };
+        let mut out = String::new();
+        header(TrackFormat::Gpx, "x", &mut out);
+        point_text(TrackFormat::Gpx, "x", &p, true, &mut out);
+        footer(TrackFormat::Gpx, &mut out);
+        let back = crate::gpx::parse(&out).expect("our GPX reads back");
+        assert_eq!(
+            (back[0].speed, back[0].course, back[0].accuracy, back[0].ele),
+            (Some(3.0), Some(271.5), Some(4.2), Some(10.0))
+        );
+    }
+
+    #[test]
+    fn accept_chooses_the_format_by_preference() {
+        let cases = [
+            ("text/csv", Some(TrackFormat::Csv)),
+            ("application/gpx+xml, text/csv;q=0.5", Some(TrackFormat::Gpx)),
+            (
+                "text/csv;q=0.4, application/geo+json;q=0.9",
+                Some(TrackFormat::GeoJson),
+            ),
+            ("text/csv;q=0", None),
+            ("*/*", None),
+            ("text/html", None),
+        ];
+        for (accept, format) in cases {
+            assert_eq!(TrackFormat::from_accept(accept), format, "{accept}");
+        }
     }
 
     #[test]
@@ -245,7 +379,9 @@ mod tests {
         footer(TrackFormat::Gpx, &mut out);
         assert!(out.contains("<name>&lt;truck &amp; co&gt;</name>"));
         assert!(out.contains(
-            "<trkpt lat=\"-2\" lon=\"1.5\"><ele>10</ele><time>2026-01-02T03:04:05.500Z</time></trkpt>"
+            "<trkpt lat=\"-2\" lon=\"1.5\"><ele>10</ele><time>2026-01-02T03:04:05.500Z</time>\
+             <extensions><gpxtpx:TrackPointExtension><gpxtpx:speed>3</gpxtpx:speed>\
+             </gpxtpx:TrackPointExtension></extensions></trkpt>"
         ));
         assert!(out.ends_with("</gpx>\n"));
     }

@@ -2,9 +2,11 @@
 //!
 //! Track points (`trkpt`, of every track and segment, in file order) are the recorded
 //! history; only a file without any is read for its route points and waypoints (`rtept`,
-//! `wpt`, in file order). A point keeps `ele`, `time` and a speed: GPX 1.0's `<speed>` child or
-//! any `speed` element inside the point's extensions (Garmin's `gpxtpx:speed`, OsmAnd's
-//! `osmand:speed`), all in m/s. Namespace prefixes are ignored, so any extension schema works.
+//! `wpt`, in file order). A point keeps `ele`, `time`, a speed (GPX 1.0's `<speed>` child or any
+//! `speed` element inside the point's extensions: Garmin's `gpxtpx:speed`, OsmAnd's
+//! `osmand:speed`, m/s), a course (GPX 1.0's `<course>` or an extension's `course`, degrees) and
+//! an accuracy (an extension's `accuracy`, metres, as `geotrack`'s GPX export writes it).
+//! Namespace prefixes are ignored, so any extension schema works.
 //! Points without a time are returned; the caller decides what to do with them.
 
 use std::borrow::Cow;
@@ -29,6 +31,10 @@ pub struct GpxPoint {
     pub time: Option<DateTime<Utc>>,
     /// `<speed>` (GPX 1.0) or an extension's `speed`, metres per second.
     pub speed: Option<f64>,
+    /// `<course>` (GPX 1.0) or an extension's `course`, degrees clockwise from north.
+    pub course: Option<f64>,
+    /// An extension's `accuracy`, metres.
+    pub accuracy: Option<f64>,
 }
 
 /// The kinds of point elements.
@@ -222,6 +228,8 @@ pub fn to_raw_fix(point: &GpxPoint, device: &str) -> RawFix {
         lon: Some(point.lon),
         lat: Some(point.lat),
         speed_mps: point.speed.filter(|s| *s >= 0.0),
+        heading_deg: point.course,
+        accuracy_m: point.accuracy,
         altitude_m: point.ele,
         ..RawFix::default()
     }
@@ -271,11 +279,13 @@ fn start_point(element: &BytesStart<'_>, name: &str, position: u64) -> Result<Gp
         ele: None,
         time: None,
         speed: None,
+        course: None,
+        accuracy: None,
     })
 }
 
-/// Applies a closed element inside a point: `ele` and `time` as its direct children, `speed`
-/// at any depth (GPX 1.0 child or extension).
+/// Applies a closed element inside a point: `ele` and `time` as its direct children, `speed`,
+/// `course` and `accuracy` at any depth (GPX 1.0 child or extension).
 fn read_child(point: &mut GpxPoint, name: &str, direct_child: bool, text: &str) -> Result<(), GpxError> {
     if text.is_empty() {
         return Ok(());
@@ -292,6 +302,8 @@ fn read_child(point: &mut GpxPoint, name: &str, direct_child: bool, text: &str) 
             point.time = Some(time::parse_flexible(text).map_err(|r| GpxError::Time(r.message))?);
         }
         "speed" => point.speed = Some(number()?),
+        "course" => point.course = Some(number()?),
+        "accuracy" => point.accuracy = Some(number()?),
         _ => {}
     }
     Ok(())

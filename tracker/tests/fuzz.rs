@@ -1030,6 +1030,8 @@ fn gpx_point() -> impl Strategy<Value = GpxPointSpec> {
             ele,
             time,
             speed,
+            course: None,
+            accuracy: None,
         });
     (
         select(&["trkpt", "trkpt", "rtept", "wpt"][..]),
