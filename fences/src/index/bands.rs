@@ -80,15 +80,29 @@ impl Bands {
 
     /// Whether `p` is in the polygon of `edges` (the ones given to [`Self::new`]),
     /// boundary included.
+    ///
+    /// The exact predicates are needed only for edges that span `p.x`: an edge
+    /// the eastward ray's height straddles (half-open, as [`ray_crosses`]) that
+    /// lies wholly east of `p` is crossed, and one wholly west is not, since at
+    /// that height its line passes strictly east (or west) of `p`; neither can
+    /// hold `p`.
     pub fn contains(&self, edges: &[[Coord; 2]], p: Coord) -> bool {
         let band = self.band_of(p.y);
         let mut inside = false;
         for &i in &self.edges[self.starts[band] as usize..self.starts[band + 1] as usize] {
             let [a, b] = edges[i as usize];
+            let straddles = (a.y > p.y) != (b.y > p.y);
+            if straddles && a.x > p.x && b.x > p.x {
+                inside = !inside;
+                continue;
+            }
+            if straddles && a.x < p.x && b.x < p.x {
+                continue;
+            }
             if on_segment(a, b, p) {
                 return true;
             }
-            if ray_crosses(a, b, p) {
+            if straddles && ray_crosses(a, b, p) {
                 inside = !inside;
             }
         }
