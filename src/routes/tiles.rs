@@ -82,8 +82,25 @@ pub async fn tile(
         }
         built.push(tiles.tile(layer, tile, window, reader.device_filter()).await?);
     }
-    let live = layers.contains(&LayerId::POSITIONS) || window.is_some_and(|w| !w.absolute);
-    Ok(tile_response(&built, live, request.headers()))
+    Ok(tile_response(
+        &built,
+        cache_control(&layers, window),
+        request.headers(),
+    ))
+}
+
+/// How long clients may keep a tile of `layers`.
+fn cache_control(layers: &[LayerId], window: Option<Window>) -> &'static str {
+    if layers.contains(&LayerId::POSITIONS) || window.is_some_and(|w| !w.absolute) {
+        // Live positions change every second; the tile cache keeps them that long too.
+        "public, max-age=1"
+    } else if layers.iter().all(|&layer| layer == LayerId::COUNTRIES) {
+        // The basemap changes only when an operator imports another: kept an hour.
+        "public, max-age=3600"
+    } else {
+        // Edited whenever someone writes: clients revalidate (a 304 is cheap).
+        "public, no-cache"
+    }
 }
 
 /// Most layers one tile request may join.
@@ -110,7 +127,7 @@ fn layer_list(catalog: &tiles::Catalog, names: &str) -> Result<SmallVec<[LayerId
 
 /// The response carrying `built` (one layer's kept tile, or several joined), in the best coding
 /// the client accepts, or 304 when the client's copy is current.
-fn tile_response(built: &[Arc<Tile>], live: bool, headers: &HeaderMap) -> Response {
+fn tile_response(built: &[Arc<Tile>], cache_control: &'static str, headers: &HeaderMap) -> Response {
     let (etags, body) = match built {
         [one] => (Cow::Borrowed(&one.etags), Body::Kept(one)),
         many => {
@@ -148,13 +165,6 @@ fn tile_response(built: &[Arc<Tile>], live: bool, headers: &HeaderMap) -> Respon
             }
             Response::new(axum::body::Body::from(bytes))
         }
-    };
-    let cache_control = if live {
-        // Live positions change every second; the tile cache keeps them that long too.
-        "public, max-age=1"
-    } else {
-        // Edited whenever someone writes: clients revalidate (a 304 is cheap).
-        "public, no-cache"
     };
     response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
     response_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));

@@ -23,6 +23,13 @@ async fn the_basemap_serves_countries_split_at_the_antimeridian_and_reloads_on_i
     .expect("query");
     assert_eq!(outside, 0, "every country valid and within ±180");
     assert_eq!(names_at(&app, "countries", 2.35, 48.85, 8, "").await, ["France"]);
+    let world = app.get("/tiles/countries/0/0/0").await;
+    assert_eq!(world.status(), 200);
+    assert_eq!(
+        world.headers()["cache-control"],
+        "public, max-age=3600",
+        "clients keep basemap tiles an hour"
+    );
     // Chukotka lies west of the antimeridian: Russia reaches it only if it was split correctly.
     assert!(
         names_at(&app, "countries", -175.0, 66.0, 6, "")
