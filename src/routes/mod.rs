@@ -1,6 +1,7 @@
 //! The HTTP surface: one module per group of routes, assembled by [`router`].
 
 mod alerts;
+mod conditional;
 mod device_apps;
 mod devices;
 mod fences;

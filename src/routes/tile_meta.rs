@@ -8,13 +8,14 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Value, json};
 use tiles::TileStore;
 
 use crate::auth::{Authorized, DeviceApp, scope};
 use crate::error::{ApiError, DeviceAppRefusals, ErrorBody};
 use crate::extract::PathId;
+use crate::routes::conditional;
 
 /// `GET /tiles`: the catalog of layers, each with its TileJSON URL.
 #[utoipa::path(get, path = "/tiles", operation_id = "get_tile_catalog", tag = "tiles", security(("bearer" = []), ("token" = [])),
@@ -51,7 +52,9 @@ pub async fn catalog(
 /// `GET /tiles/{layer}`: TileJSON 3.0 for a layer.
 #[utoipa::path(get, path = "/tiles/{layer}", operation_id = "get_tilejson", tag = "tiles", security(("bearer" = []), ("token" = [])),
     params(("layer" = String, Path, description = "A layer (see GET /tiles)")),
-    responses((status = 200, description = "TileJSON 3.0", body = serde_json::Value),
+    responses((status = 200, description = "TileJSON 3.0, with an ETag (clients revalidate)", body = serde_json::Value,
+            headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "The client's copy (If-None-Match) is current", headers(("ETag" = String))),
         (status = 400, description = "Not a layer name", body = ErrorBody),
         (status = 404, description = "Unknown layer", body = ErrorBody),
         (status = 503, description = "The layer's table cannot be read, the database is unavailable, or the token is over its \
@@ -63,7 +66,7 @@ pub async fn tilejson(
     PathId(layer): PathId,
     headers: HeaderMap,
     uri: Uri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = tiles.catalog().layer(&layer)?;
     let described = tiles.describe(id).await?;
     let layer = tiles.catalog().get(id);
@@ -74,7 +77,7 @@ pub async fn tilejson(
         .iter()
         .map(|field| (field.name.clone(), json!(field.kind.name())))
         .collect();
-    Ok(Json(json!({
+    let document = json!({
         "tilejson": "3.0.0",
         "name": layer.name,
         "description": layer.description,
@@ -90,7 +93,11 @@ pub async fn tilejson(
             "minzoom": layer.minzoom,
             "maxzoom": layer.maxzoom,
         }],
-    })))
+    });
+    Ok(conditional::json_document(
+        &headers,
+        document.to_string().into_bytes(),
+    ))
 }
 
 /// `http(s)://host[:port]` as the client reached the server.
@@ -135,7 +142,9 @@ const STYLES: [(&str, &str); 1] = [("default", include_str!("../../styles/defaul
 /// (as the client reached it) and carry the request's `?token=`.
 #[utoipa::path(get, path = "/styles/{file}", operation_id = "get_style", tag = "tiles",
     params(("file" = String, Path, description = "Style file name, e.g. default.json")),
-    responses((status = 200, description = "MapLibre style JSON", body = serde_json::Value),
+    responses((status = 200, description = "MapLibre style JSON, with an ETag (clients revalidate)", body = serde_json::Value,
+            headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "The client's copy (If-None-Match) is current", headers(("ETag" = String))),
         (status = 400, description = "Not a file name", body = ErrorBody),
         (status = 404, description = "Unknown style", body = ErrorBody)))]
 pub async fn style(PathId(file): PathId, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
@@ -155,5 +164,5 @@ pub async fn style(PathId(file): PathId, headers: HeaderMap, uri: Uri) -> Result
     let body = document
         .replace("{base}", &inside_string(base_url(&headers)))
         .replace("{token}", &inside_string(kept_query(&uri)));
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok(conditional::json_document(&headers, body.into_bytes()))
 }

@@ -197,17 +197,9 @@ enum Body<'a> {
     Composite(Vec<u8>),
 }
 
-/// Whether `If-None-Match` (any of its header lines) names one of `etags` (or `*`). The
-/// comparison is weak, as RFC 9110 (13.1.2) asks: `W/"x"` matches `"x"` (proxies that recompress
-/// a response mark its tag weak).
+/// Whether `If-None-Match` names one of `etags` (or `*`), compared weakly.
 fn client_has(headers: &HeaderMap, etags: &Validators) -> bool {
-    headers.get_all(header::IF_NONE_MATCH).iter().any(|tags| {
-        tags.as_bytes()
-            .split(|&b| b == b',')
-            .map(<[u8]>::trim_ascii)
-            .map(|tag| tag.strip_prefix(b"W/").unwrap_or(tag))
-            .any(|tag| tag == b"*" || etags.any_is(tag))
-    })
+    super::conditional::client_has(headers, |tag| etags.any_is(tag))
 }
 
 /// The `tracks` time window of a request (`?from=&to=`).

@@ -271,13 +271,17 @@ async fn the_catalog_and_tilejson_lead_a_client_to_working_tile_urls() {
         .expect("tilejson url")
         .to_owned();
     assert_eq!(url, app.url("/tiles/fences?token=map-token-000001"));
-    let tilejson: Value = app
+    let reply = app.request_url(Method::GET, &url).send().await;
+    assert_eq!(reply.headers()["cache-control"], "public, no-cache");
+    let etag = reply.headers()["etag"].to_str().expect("etag").to_owned();
+    let tilejson: Value = reply.json().await.expect("json");
+    let revalidated = app
         .request_url(Method::GET, &url)
+        .header("if-none-match", &format!("W/{etag}"))
         .send()
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
+    assert_eq!(revalidated.status(), 304, "the TileJSON is unchanged");
+    assert_eq!(revalidated.headers()["etag"], etag.as_str());
     assert_eq!(tilejson["tilejson"], "3.0.0");
     assert_eq!(tilejson["vector_layers"][0]["id"], "fences");
     assert_eq!(tilejson["vector_layers"][0]["fields"]["name"], "String");
@@ -363,8 +367,27 @@ async fn the_default_style_points_its_sources_at_this_server_with_the_token() {
         .query_token("abc\"def")
         .send()
         .await;
+    let etag = style.headers()["etag"].to_str().expect("etag").to_owned();
     let style = json_with_status(style, 200).await;
     assert_eq!(style["version"], 8);
+    let revalidated = app
+        .request(Method::GET, "/styles/default.json")
+        .query_token("abc\"def")
+        .header("if-none-match", &etag)
+        .send()
+        .await;
+    assert_eq!(revalidated.status(), 304);
+    let other_token = app
+        .request(Method::GET, "/styles/default.json")
+        .query_token("other")
+        .header("if-none-match", &etag)
+        .send()
+        .await;
+    assert_eq!(
+        other_token.status(),
+        200,
+        "another token's style is another document"
+    );
     assert_eq!(
         style["sources"]["fences"]["url"],
         app.url("/tiles/fences?token=abc%22def")
