@@ -122,10 +122,6 @@ impl ApiError {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).retry_after(retry_after_s)
     }
 
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
     /// The JSON body: `{"error": {code, message}}` and the detail beside it.
     pub fn body(&self) -> serde_json::Value {
         let mut body = json!(ErrorBody {

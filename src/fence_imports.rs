@@ -24,7 +24,7 @@ use crate::fence_registry::FenceRegistry;
 /// Imports preparing or writing at once.
 const RUNNING: usize = 2;
 /// Finished jobs whose status is kept.
-pub const KEPT_JOBS: usize = 32;
+const KEPT_JOBS: usize = 32;
 
 /// The import jobs of this process.
 #[derive(Debug)]
@@ -176,10 +176,6 @@ impl ImportJobs {
 }
 
 impl Job {
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
     /// Where its status is read.
     pub fn status_url(&self) -> String {
         format!("/api/v1/fence-imports/{}", self.id)

@@ -225,13 +225,13 @@ impl FenceRegistry {
         progress: Arc<AtomicUsize>,
     ) -> Result<Vec<String>, RegistryError> {
         self.loaded()?;
-        let missing = ids_to_generate(&collection, source(id_property.as_deref()));
+        let missing = ids_to_generate(&collection, IdSource::from_property(id_property.as_deref()));
         let generated = fence_store::next_ids(&self.pool, missing).await?;
         let (limits, policy) = (self.limits.clone(), self.webhooks.policy.clone());
         let prepared = off_workers(move || {
             prepare_collection(
                 &collection,
-                source(id_property.as_deref()),
+                IdSource::from_property(id_property.as_deref()),
                 generated,
                 &limits,
                 webhook_check(&policy),
@@ -318,11 +318,7 @@ impl FenceRegistry {
         {
             return Err(RegistryError::Unsigned(fence.id().to_owned()));
         }
-        let mut tx = self.pool.begin().await?;
-        fence_store::upsert(&mut tx, fences).await?;
-        let ids: Vec<&str> = fences.iter().map(|f| f.id()).collect();
-        fence_store::announce(&mut tx, &self.origin, &ids).await?;
-        tx.commit().await?;
+        fence_store::store_and_announce(&self.pool, &self.origin, fences).await?;
         Ok(())
     }
 
@@ -356,11 +352,6 @@ pub struct Page {
     pub features: Vec<Value>,
     /// The id to ask for the next page after, while more follow.
     pub next_after: Option<String>,
-}
-
-/// Where imported fences take their ids from: a property, else the Feature `id`.
-fn source(id_property: Option<&str>) -> IdSource<'_> {
-    id_property.map_or(IdSource::Feature, IdSource::Property)
 }
 
 /// Runs CPU-bound `work` on the blocking pool and waits for it. A panic in it is resumed here.

@@ -56,12 +56,17 @@ pub async fn announce(
     Ok(())
 }
 
-/// Stores `fences` in one transaction and announces the change (the import CLI).
-pub async fn store_and_announce(pool: &PgPool, fences: &[PreparedFence]) -> Result<(), sqlx::Error> {
+/// Stores `fences` in one transaction and announces the change as `origin` (a server's fence
+/// registry, the import CLI).
+pub async fn store_and_announce(
+    pool: &PgPool,
+    origin: &str,
+    fences: &[&PreparedFence],
+) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    upsert(&mut tx, &fences.iter().collect::<Vec<_>>()).await?;
-    let ids: Vec<&str> = fences.iter().map(PreparedFence::id).collect();
-    announce(&mut tx, "import", &ids).await?;
+    upsert(&mut tx, fences).await?;
+    let ids: Vec<&str> = fences.iter().map(|f| f.id()).collect();
+    announce(&mut tx, origin, &ids).await?;
     tx.commit().await
 }
 

@@ -23,7 +23,12 @@ pub enum IdSource<'a> {
     Property(&'a str),
 }
 
-impl IdSource<'_> {
+impl<'a> IdSource<'a> {
+    /// Ids from `property` when one is named, else from the Features.
+    pub fn from_property(property: Option<&'a str>) -> Self {
+        property.map_or(Self::Feature, Self::Property)
+    }
+
     /// The id `feature` names, `None` when one is to be generated.
     fn id_of(self, feature: &Value) -> Result<Option<String>, String> {
         let (value, what) = match self {

@@ -158,7 +158,7 @@ impl PreparedFence {
         let p = coord! { x: lon, y: lat };
         match &self.shape {
             Shape::Area { rings, edges } => area_contains(rings, edges, p),
-            Shape::Circle { centre, radius_m } => haversine_m(*centre, p) <= *radius_m,
+            Shape::Circle { centre, radius_m } => circle_contains(*centre, *radius_m, p),
             Shape::Corridor {
                 arcs,
                 buffer_m,
@@ -197,6 +197,12 @@ impl PreparedFence {
     pub(crate) fn bbox_contains(&self, p: Coord) -> bool {
         self.bboxes.iter().any(|b| rect_contains(b, p))
     }
+}
+
+/// Whether `p` is in the circle (great-circle distance, rim included): the one test of a circle,
+/// which the index also runs from its dense array.
+pub(crate) fn circle_contains(centre: Coord, radius_m: f64, p: Coord) -> bool {
+    haversine_m(centre, p) <= radius_m
 }
 
 pub(crate) fn rect_contains(b: &Rect, p: Coord) -> bool {

@@ -52,7 +52,7 @@ pub async fn fences(
         source,
     })?;
     drop(text);
-    let source = id_property.map_or(IdSource::Feature, IdSource::Property);
+    let source = IdSource::from_property(id_property);
     let policy = alerts::webhooks::Policy::new(&config.webhooks.allowed_networks)?;
     geotrack::db::migrate(&config.database_url).await?;
     let pool = geotrack::db::pool(&config.database_url, 2)?;
@@ -81,7 +81,8 @@ pub async fn fences(
             fence: fence.id().to_owned(),
         });
     }
-    alerts::fence_store::store_and_announce(&pool, &prepared).await?;
+    let to_store: Vec<&fences::PreparedFence> = prepared.iter().collect();
+    alerts::fence_store::store_and_announce(&pool, "import", &to_store).await?;
     pool.close().await;
     let ids: Vec<String> = prepared.iter().map(|f| f.id().to_owned()).collect();
     let generated = (0..ids.len())

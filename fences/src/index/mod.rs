@@ -32,8 +32,8 @@ use h3o::{CellIndex, LatLng, Resolution};
 use rstar::{AABB, RTree, primitives::GeomWithData, primitives::Rectangle};
 
 use crate::error::FenceError;
-use crate::exact::{PreparedFence, Shape};
-use crate::geodesy::{self, haversine_m};
+use crate::exact::{PreparedFence, Shape, circle_contains};
+use crate::geodesy;
 use bands::Bands;
 use cover::{CellTest, Cover, Found, cell_test};
 use tiles::{Tiles, entry_holds, tiles_of};
@@ -143,7 +143,7 @@ struct Slot {
 struct Hot {
     id: Box<str>,
     covered: bool,
-    /// A circle's test: the same great-circle distance as `PreparedFence::contains`.
+    /// A circle's centre and radius, for `circle_contains` (what `PreparedFence::contains` runs).
     circle: Option<(Coord, f64)>,
 }
 
@@ -339,7 +339,7 @@ impl FenceIndex {
         self.visit(lon, lat, |hot, s, p, test| {
             let inside = match (test, hot.circle) {
                 (None, _) => true,
-                (Some(CellTest::Full), Some((centre, radius_m))) => haversine_m(centre, p) <= radius_m,
+                (Some(CellTest::Full), Some((centre, radius_m))) => circle_contains(centre, radius_m, p),
                 (Some(test), _) => self.slot(s).is_some_and(|slot| slot.test(test, p)),
             };
             if inside {
