@@ -2,7 +2,7 @@
 """Architecture checks of the geotrack workspace, run by `make lint` (and so by CI).
 
 geotrack is one crate per capability: `tracker` (ingest), `fences` (the pure geofence
-engine), `alerts` (evaluation, alert store, hub, webhooks), `tiles` (vector tiles), `tools`
+engine), `alerts` (evaluation, alert store, hub, webhooks), `tiles` (vector tiles), `dispatch` (live spatial queries), `tools`
 (clients of a running service) and the service crate at the root (`src/`: configuration,
 HTTP routes, start-up). These rules keep that shape from eroding; each one is a check:
 
@@ -31,8 +31,8 @@ HTTP routes, start-up). These rules keep that shape from eroding; each one is a 
    holding `fn` to the line of its closing brace. Why: small functions are read, reviewed
    and tested; long ones accrete.
 
-4. Domain crates know nothing of HTTP frameworks: `tracker`, `fences`, `alerts` and
-   `tiles` must not depend, directly or transitively (normal and build dependencies of the
+4. Domain crates know nothing of HTTP frameworks: `tracker`, `fences`, `alerts`, `tiles` and
+   `dispatch` must not depend, directly or transitively (normal and build dependencies of the
    resolved graph of `cargo metadata`; dev-dependencies are test code), on `axum`,
    `tower-http` or `utoipa` (or their `axum-*`/`utoipa-*` parts). `fences` is pure: no
    `tokio` and no `sqlx` either. One exemption: what an HTTP client (`reqwest`, for the
@@ -79,7 +79,7 @@ from pathlib import Path
 MAX_FILE_LINES = 600
 MAX_FN_LINES = 80
 MAX_SERVICE_SHARE = 0.35
-DOMAIN_CRATES = ("tracker", "fences", "alerts", "tiles")
+DOMAIN_CRATES = ("tracker", "fences", "alerts", "tiles", "dispatch")
 HTTP_FRAMEWORKS = ("axum", "tower-http", "utoipa")
 PURE_CRATES = {"fences": ("tokio", "sqlx")}
 # HTTP clients a domain crate may use (the alert webhooks): what they build on internally

@@ -51,6 +51,8 @@ pub struct Parts {
     pub log: FixLog,
     /// Where the evaluators record moving devices (fanned out to every node).
     pub outbound: LiveFeed,
+    /// Bumped at every NATS reconnection: fan-out sent meanwhile was lost.
+    pub reconnections: watch::Receiver<u64>,
 }
 
 /// The coalesced time window of `tracks` changes not yet sent to the other nodes.
@@ -146,6 +148,7 @@ pub async fn start(
         ownership,
         log,
         outbound,
+        reconnections: fanout.reconnections(),
     })
 }
 

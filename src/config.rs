@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use alerts::{AlertsConfig, WebhooksConfig};
 use cluster::ClusterConfig;
+use dispatch::DispatchConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,7 @@ pub struct Config {
     pub tiles: TilesConfig,
     /// Cluster mode on NATS JetStream (off unless `cluster.nats_url` is set).
     pub cluster: ClusterConfig,
+    pub dispatch: DispatchConfig,
 }
 
 /// WebSocket sessions.
@@ -164,6 +166,7 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             tiles: TilesConfig::default(),
             cluster: ClusterConfig::default(),
+            dispatch: DispatchConfig::default(),
         }
     }
 }

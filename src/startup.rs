@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use alerts::{AlertMetrics, SharedIndex};
 use axum::Router;
+use dispatch::{Dispatch, SharedLiveIndex};
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use tiles::{Change, LayerId, TileStore};
@@ -240,16 +241,10 @@ async fn start(
         alert_metrics,
         &sessions,
     )?;
-    let ingest = Ingest {
-        pipeline,
-        log: cluster.as_ref().map(|c| c.log.clone()),
-        limits: config.ingest.limits(),
-        config: config.ingest.clone(),
-        devices: config.limits.devices(),
-        osmand_speed_unit: crate::checks::osmand_speed_unit(config)?,
-    };
+    let ingest = ingest(config, pipeline, cluster.as_ref().map(|c| c.log.clone()))?;
     let (fences, imports) = import_jobs(config, fences, &sessions);
     Ok(AppState::new(Shared {
+        dispatch: start_dispatch(config, &pool, &live, cluster.as_ref(), &sessions),
         db: pool,
         auth: Auth {
             tokens,
@@ -268,6 +263,23 @@ async fn start(
     }))
 }
 
+/// Positions in: where they go (the pipeline, or the fix log in cluster mode) and the checks
+/// on the way.
+fn ingest(
+    config: &Config,
+    pipeline: tracker::Pipeline,
+    log: Option<cluster::fixlog::FixLog>,
+) -> Result<Ingest, StartError> {
+    Ok(Ingest {
+        pipeline,
+        log,
+        limits: config.ingest.limits(),
+        config: config.ingest.clone(),
+        devices: config.limits.devices(),
+        osmand_speed_unit: crate::checks::osmand_speed_unit(config)?,
+    })
+}
+
 /// Fence imports as jobs. A request waits for its import `fences.import_wait_ms`, at most two
 /// thirds of the request timeout, then gets 202.
 fn import_jobs(
@@ -280,6 +292,30 @@ fn import_jobs(
         .min(Duration::from_secs(config.request_timeout_s) * 2 / 3);
     let jobs = ImportJobs::new(Arc::clone(&fences), wait, sessions.tasks.clone());
     (fences, Arc::new(jobs))
+}
+
+/// The live index of the dispatch routes, loaded from the database and kept current from the
+/// live feed (every node's frames in cluster mode).
+fn start_dispatch(
+    config: &Config,
+    pool: &PgPool,
+    live: &LiveFeed,
+    cluster: Option<&crate::cluster::Parts>,
+    sessions: &Sessions,
+) -> Arc<Dispatch> {
+    let index = SharedLiveIndex::default();
+    let sync = dispatch::sync::Sync {
+        index: index.clone(),
+        feed: live.clone(),
+        pool: pool.clone(),
+        resync: Duration::from_secs(config.dispatch.resync_s.max(1)),
+        reconnections: cluster.map(|c| c.reconnections.clone()),
+    };
+    sessions.tasks.spawn(sync.run(sessions.shutdown.clone()));
+    Arc::new(Dispatch {
+        index,
+        config: config.dispatch.clone(),
+    })
 }
 
 /// The live feed `/ws/positions` reads, publishing every `ws.positions_interval_ms`.

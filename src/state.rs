@@ -1,13 +1,14 @@
 //! `AppState`: what the handlers share, behind one `Arc` (axum clones the state for every
 //! request that extracts it), split into sub-states so a handler takes only what it uses:
 //! `State<Arc<Ingest>>`, `State<Arc<FenceRegistry>>`, `State<Arc<Alerting>>`,
-//! `State<Arc<TileStore>>`, `State<LiveFeed>`, `State<Sessions>`, `State<PgPool>` (each through
+//! `State<Arc<TileStore>>`, `State<LiveFeed>`, `State<Arc<Dispatch>>`, `State<Sessions>`, `State<PgPool>` (each through
 //! [`FromRef`], one reference count). Authentication reads [`Shared::auth`] in place.
 
 use std::sync::Arc;
 
 use alerts::Alerting;
 use axum::extract::FromRef;
+use dispatch::Dispatch;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use tiles::TileStore;
@@ -53,6 +54,8 @@ pub struct Shared {
     pub tiles: Arc<TileStore>,
     /// Live positions for map views.
     pub live: LiveFeed,
+    /// The live index and the dispatch queries' limits.
+    pub dispatch: Arc<Dispatch>,
     /// WebSocket sessions and the tasks that outlive a request.
     pub sessions: Sessions,
     pub registry: Arc<Registry>,
@@ -78,6 +81,7 @@ sub_state! {
     alerts: Arc<Alerting>,
     tiles: Arc<TileStore>,
     live: LiveFeed,
+    dispatch: Arc<Dispatch>,
     sessions: Sessions,
     registry: Arc<Registry>,
 }

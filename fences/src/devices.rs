@@ -40,6 +40,11 @@ impl DeviceFilter {
         &self.exact
     }
 
+    /// The id prefixes (without their `*`).
+    pub fn prefixes(&self) -> &[String] {
+        &self.prefixes
+    }
+
     /// The prefixes as `LIKE` patterns (`_`, `%` and `\` escaped), for `device LIKE ANY($m)`.
     pub fn like_patterns(&self) -> Vec<String> {
         self.prefixes

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{Duration, Utc};
+use dispatch::Dispatch;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tracker::export::TrackFormat;
@@ -196,6 +197,7 @@ pub async fn track(
 pub async fn erase(
     State(db): State<PgPool>,
     State(alerting): State<Arc<Alerting>>,
+    State(dispatch): State<Arc<Dispatch>>,
     admin: Authorized<scope::Admin>,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
@@ -209,6 +211,7 @@ pub async fn erase(
     alerts::store::erase_device(&mut tx, &id).await?;
     tx.commit().await?;
     alerting.evaluators.forget(&id).await;
+    dispatch.index.remove(&id);
     tracing::info!(device = %id, positions = erased.positions, "device erased");
     Ok((
         StatusCode::OK,

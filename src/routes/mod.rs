@@ -4,6 +4,7 @@ mod alerts;
 mod conditional;
 mod device_apps;
 mod devices;
+mod dispatch;
 mod fences;
 mod geojson;
 mod live;
@@ -178,6 +179,8 @@ fn documented_routes(ingest: &Arc<Ingest>) -> OpenApiRouter<AppState> {
         .routes(ingest_route(routes!(device_apps::owntracks)))
         .routes(ingest_route(routes!(device_apps::overland)))
         .routes(routes!(devices::list))
+        .routes(routes!(dispatch::nearby))
+        .routes(limited(routes!(dispatch::within, dispatch::within_area)))
         .routes(routes!(devices::get_one, devices::erase))
         .routes(routes!(devices::track))
         .routes(routes!(fences::list, fences::create))

@@ -11,6 +11,7 @@ mod cluster_faults;
 mod crash;
 mod device_apps;
 mod devices;
+mod dispatch;
 mod durability;
 mod faults;
 mod fence_imports;

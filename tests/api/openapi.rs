@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::helpers::{json_with_status, spawn_app};
 
 /// Every route of the service, as the README documents them.
-const ROUTES: [(&str, &str); 32] = [
+const ROUTES: [(&str, &str); 35] = [
     ("get", "/"),
     ("post", "/"),
     ("get", "/osmand"),
@@ -16,6 +16,9 @@ const ROUTES: [(&str, &str); 32] = [
     ("post", "/overland"),
     ("post", "/api/v1/positions"),
     ("get", "/api/v1/devices"),
+    ("get", "/api/v1/devices/nearby"),
+    ("get", "/api/v1/devices/within"),
+    ("post", "/api/v1/devices/within"),
     ("get", "/api/v1/devices/{id}"),
     ("delete", "/api/v1/devices/{id}"),
     ("get", "/api/v1/devices/{id}/track"),

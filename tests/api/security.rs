@@ -90,6 +90,31 @@ async fn a_device_limited_token_sees_only_its_devices_on_every_read_path() {
     let (_, joined) = tile(&app, &format!("/tiles/fences,positions/10/{x}/{y}{query}")).await;
     assert_eq!(crate::helpers::names(joined.as_ref(), "positions"), ["fleet-1"]);
 
+    // Dispatch: nearby and within, answered from the live index.
+    crate::helpers::wait_until("the live index has both devices", async || {
+        let all = app
+            .request(Method::GET, "/api/v1/devices/within?bbox=9,9,11,11")
+            .token(ADMIN)
+            .send()
+            .await;
+        all.status() == 200 && ids(&json_with_status(all, 200).await["features"], "id").len() == 2
+    })
+    .await;
+    let near = json_with_status(read("/api/v1/devices/nearby?lon=10&lat=10&limit=10").await, 200).await;
+    assert_eq!(ids(&near["features"], "id"), ["fleet-1"]);
+    let boxed = json_with_status(read("/api/v1/devices/within?bbox=9,9,11,11").await, 200).await;
+    assert_eq!(ids(&boxed["features"], "id"), ["fleet-1"]);
+    let area = app
+        .request(Method::POST, "/api/v1/devices/within?radius_m=1000")
+        .token(FLEET_READER)
+        .json(&json!({"type": "Point", "coordinates": [10.0, 10.0]}))
+        .send()
+        .await;
+    assert_eq!(
+        ids(&json_with_status(area, 200).await["features"], "id"),
+        ["fleet-1"]
+    );
+
     // WebSockets: the live map's snapshot and the alert stream.
     let mut live = WsClient::connect(&app, &format!("/ws/positions{query}")).await;
     let snapshot = live.json().await;

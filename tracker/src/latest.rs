@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::Fix;
+use crate::live::LivePosition;
 
 /// The columns of a live position, in [`LatestRow`]'s order.
 const COLUMNS: &str = "device, ts, ST_X(geom) AS lon, ST_Y(geom) AS lat, speed_mps, heading_deg,
@@ -76,6 +77,36 @@ pub async fn get(pool: &PgPool, device: &str) -> Result<Option<Fix>, sqlx::Error
             .fetch_optional(pool)
             .await?;
     Ok(row.map(Fix::from))
+}
+
+/// A `devices_latest` row reduced to a [`LivePosition`].
+#[derive(sqlx::FromRow)]
+struct LiveRow {
+    device: String,
+    ts: DateTime<Utc>,
+    lon: f64,
+    lat: f64,
+    speed_mps: Option<f64>,
+    heading_deg: Option<f64>,
+}
+
+/// The live position of every device, for in-memory indexes (`dispatch`) to load.
+pub async fn all_live(pool: &PgPool) -> Result<Vec<LivePosition>, sqlx::Error> {
+    let rows: Vec<LiveRow> = sqlx::query_as(
+        "SELECT device, ts, ST_X(geom) AS lon, ST_Y(geom) AS lat, speed_mps, heading_deg FROM devices_latest",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| LivePosition {
+            device: row.device,
+            ts: row.ts,
+            position: [row.lon, row.lat],
+            speed_mps: row.speed_mps,
+            heading_deg: row.heading_deg,
+        })
+        .collect())
 }
 
 /// A page of the device list.

@@ -1,0 +1,33 @@
+//! Dispatch for geotrack: the questions a dispatcher asks of the live fleet. Which vehicles are
+//! nearest to this pickup, right now? Which are inside this district? Answered from an
+//! in-memory index of every device's newest position ([`LiveIndex`], kept current from the
+//! live feed by [`sync::Sync`]), never by scanning a table.
+//!
+//! - [`sphere`]: positions as unit vectors, so nearest-neighbour search has no seam at the
+//!   antimeridian or the poles;
+//! - [`index`]: the index and its exact queries (k nearest within a radius, in a box, in a
+//!   polygon or circle);
+//! - [`filter`]: what a query may return (age, id prefixes, a token's device limit);
+//! - [`shared`]: the index shared by handlers and the task that updates it;
+//! - [`sync`]: that task (load, follow the feed, reload when frames may have been lost).
+//!
+//! No HTTP here: the service crate maps requests to these calls.
+
+pub mod config;
+pub mod filter;
+pub mod index;
+pub mod shared;
+pub mod sphere;
+pub mod sync;
+
+pub use config::DispatchConfig;
+pub use filter::Filter;
+pub use index::{LiveIndex, Nearby, Within};
+pub use shared::SharedLiveIndex;
+
+/// What the dispatch routes share: the index and the limits of their queries.
+#[derive(Debug)]
+pub struct Dispatch {
+    pub index: SharedLiveIndex,
+    pub config: DispatchConfig,
+}
