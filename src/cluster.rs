@@ -6,6 +6,8 @@
 //! - Live positions: the evaluators record into an outbound feed whose frames go to every node
 //!   over NATS; the feed that `/ws/positions` reads is filled from NATS (this node's frames
 //!   included), so every node shows every device.
+//! - Erasures: a device erased on one node is removed from every node's live index (dispatch
+//!   queries) at once.
 //! - `tracks` tiles: each commit's time window goes to every node (coalesced, so a slow NATS
 //!   never holds up a writer or loses a window); a node back from a NATS outage drops its
 //!   cached `tracks` tiles, since windows sent meanwhile are lost. Fence changes and alerts
@@ -20,6 +22,7 @@ use cluster::fixlog::FixLog;
 use cluster::leases::Leases;
 use cluster::nats::Nats;
 use cluster::owner::Owner;
+use dispatch::SharedLiveIndex;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -31,12 +34,14 @@ use tracker::live::{Frame, LiveFeed};
 
 const LIVE: &str = "live";
 const TRACKS: &str = "tracks";
+const ERASED: &str = "erased";
 
 /// This node's membership of the cluster.
 #[derive(Debug)]
 pub struct Node {
     nats: Nats,
     leases: Leases,
+    fanout: Fanout,
     /// Stops the lease task and the partition workers (after drain, or at shutdown).
     stop: CancellationToken,
 }
@@ -96,6 +101,8 @@ pub struct Inputs {
     pub tracks_out: Arc<TracksOut>,
     /// The feed `/ws/positions` reads.
     pub live: LiveFeed,
+    /// The live index of the dispatch queries, told of devices erased on other nodes.
+    pub live_index: SharedLiveIndex,
     pub live_interval: Duration,
     pub max_waiting_fixes: usize,
 }
@@ -113,6 +120,7 @@ pub async fn start(
         tiles,
         tracks_out,
         live,
+        live_index,
         live_interval,
         max_waiting_fixes,
     } = inputs;
@@ -136,6 +144,8 @@ pub async fn start(
     let frames = fanout.subscribe::<Vec<tracker::live::LivePosition>>(LIVE).await?;
     tasks.spawn(receive_live(frames, live, shutdown.clone()));
     tasks.spawn(send_tracks(fanout.clone(), tracks_out, shutdown.clone()));
+    let erased = fanout.subscribe::<String>(ERASED).await?;
+    tasks.spawn(receive_erased(erased, live_index, shutdown.clone()));
     let changes = fanout.subscribe::<TracksChange>(TRACKS).await?;
     tasks.spawn(receive_tracks(
         changes,
@@ -144,7 +154,12 @@ pub async fn start(
         shutdown.clone(),
     ));
     Ok(Parts {
-        node: Arc::new(Node { nats, leases, stop }),
+        node: Arc::new(Node {
+            nats,
+            leases,
+            fanout: fanout.clone(),
+            stop,
+        }),
         ownership,
         log,
         outbound,
@@ -153,6 +168,12 @@ pub async fn start(
 }
 
 impl Node {
+    /// Tells every node that `device` was erased, so their live indexes forget it now rather
+    /// than at their next reload (at most once, like all fan-out: the reload is the backstop).
+    pub async fn announce_erased(&self, device: &str) {
+        self.fanout.publish(ERASED, device).await;
+    }
+
     /// Why this node cannot take its share of the work now, if it cannot.
     pub fn unready(&self) -> Option<String> {
         if !self.nats.connected() {
@@ -217,6 +238,23 @@ async fn send_tracks(fanout: Fanout, out: Arc<TracksOut>, shutdown: Cancellation
         }
         if let Some([first_ms, last_ms]) = out.take() {
             fanout.publish(TRACKS, &TracksChange { first_ms, last_ms }).await;
+        }
+    }
+}
+
+async fn receive_erased(
+    devices: impl futures_util::Stream<Item = String>,
+    live_index: SharedLiveIndex,
+    shutdown: CancellationToken,
+) {
+    tokio::pin!(devices);
+    loop {
+        tokio::select! {
+            device = devices.next() => match device {
+                Some(device) => live_index.remove(&device),
+                None => return,
+            },
+            () = shutdown.cancelled() => return,
         }
     }
 }

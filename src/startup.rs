@@ -215,6 +215,7 @@ async fn start(
         &sessions,
     );
     let (live, live_interval) = start_live_feed(config, &sessions);
+    let live_index = SharedLiveIndex::default();
     let cluster = match (nats, tracks_out) {
         (Some(nats), Some(tracks_out)) => {
             let inputs = crate::cluster::Inputs {
@@ -224,6 +225,7 @@ async fn start(
                 tiles: tiles.clone(),
                 tracks_out,
                 live: live.clone(),
+                live_index: live_index.clone(),
                 live_interval,
                 max_waiting_fixes: config.ingest.max_waiting_fixes,
             };
@@ -244,7 +246,7 @@ async fn start(
     let ingest = ingest(config, pipeline, cluster.as_ref().map(|c| c.log.clone()))?;
     let (fences, imports) = import_jobs(config, fences, &sessions);
     Ok(AppState::new(Shared {
-        dispatch: start_dispatch(config, &pool, &live, cluster.as_ref(), &sessions),
+        dispatch: start_dispatch(config, live_index, &pool, &live, cluster.as_ref(), &sessions),
         db: pool,
         auth: Auth {
             tokens,
@@ -298,12 +300,12 @@ fn import_jobs(
 /// live feed (every node's frames in cluster mode).
 fn start_dispatch(
     config: &Config,
+    index: SharedLiveIndex,
     pool: &PgPool,
     live: &LiveFeed,
     cluster: Option<&crate::cluster::Parts>,
     sessions: &Sessions,
 ) -> Arc<Dispatch> {
-    let index = SharedLiveIndex::default();
     let sync = dispatch::sync::Sync {
         index: index.clone(),
         feed: live.clone(),

@@ -84,4 +84,5 @@ sub_state! {
     dispatch: Arc<Dispatch>,
     sessions: Sessions,
     registry: Arc<Registry>,
+    cluster: Option<Arc<crate::cluster::Node>>,
 }

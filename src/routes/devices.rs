@@ -198,6 +198,7 @@ pub async fn erase(
     State(db): State<PgPool>,
     State(alerting): State<Arc<Alerting>>,
     State(dispatch): State<Arc<Dispatch>>,
+    State(cluster): State<Option<Arc<crate::cluster::Node>>>,
     admin: Authorized<scope::Admin>,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
@@ -212,6 +213,9 @@ pub async fn erase(
     tx.commit().await?;
     alerting.evaluators.forget(&id).await;
     dispatch.index.remove(&id);
+    if let Some(node) = &cluster {
+        node.announce_erased(&id).await;
+    }
     tracing::info!(device = %id, positions = erased.positions, "device erased");
     Ok((
         StatusCode::OK,

@@ -1,7 +1,8 @@
 //! Cluster mode: what one node takes, the other serves. Two nodes (in-process applications) on
 //! one database and the local NATS: a fence written on one is in the other's fence tiles, and
-//! fixes posted to one are in the other's `tracks` tiles and on its `/ws/positions`, within
-//! the bounds the README states (pinned here with room for a loaded machine).
+//! fixes posted to one are in the other's `tracks` tiles, on its `/ws/positions` and in its
+//! dispatch queries, within the bounds the README states (pinned here with room for a loaded
+//! machine).
 
 use std::time::{Duration, Instant};
 
@@ -110,5 +111,26 @@ async fn fixes_posted_on_one_node_reach_the_others_tracks_tiles_and_live_positio
         moved["positions"][0]["position"],
         serde_json::json!([10.001, 10.0])
     );
+    // Node b's live index has it too: its dispatch queries see devices every node stores.
+    let near = poll_until(TRACKS_LAG, Duration::from_millis(5), async || {
+        let reply = b.get("/api/v1/devices/nearby?lon=10.001&lat=10&radius_m=1").await;
+        let body: serde_json::Value = reply.json().await.expect("json");
+        body["features"][0]["id"] == "bus"
+    })
+    .await;
+    assert!(near, "node b's nearby query never found the bus");
+    // Erased on node a, it leaves node b's index at once, not at b's next reload.
+    let erased = a
+        .request(reqwest::Method::DELETE, "/api/v1/devices/bus")
+        .send()
+        .await;
+    assert_eq!(erased.status(), 200);
+    let gone = poll_until(TRACKS_LAG, Duration::from_millis(5), async || {
+        let reply = b.get("/api/v1/devices/nearby?lon=10.001&lat=10&radius_m=1").await;
+        let body: serde_json::Value = reply.json().await.expect("json");
+        body["features"].as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+    assert!(gone, "node b's nearby query still found the erased bus");
     stop(a, b, &prefix).await;
 }
