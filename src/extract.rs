@@ -94,6 +94,26 @@ pub fn earliest_stored() -> DateTime<Utc> {
     DateTime::from_timestamp(EARLIEST_STORED_S, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+/// A history range from `from` and `to` parameters: `to` defaults to now, `from` to 24 hours
+/// before `to`; 400 `invalid_range` unless `from` is before `to`.
+pub fn history_range(
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let to = to.map(|t| time("to", t)).transpose()?.unwrap_or_else(Utc::now);
+    let from = from
+        .map(|t| time("from", t))
+        .transpose()?
+        .unwrap_or((to - chrono::Duration::hours(24)).max(earliest_stored()));
+    if from >= to {
+        return Err(ApiError::bad_request(
+            "invalid_range",
+            "`from` must be before `to`",
+        ));
+    }
+    Ok((from, to))
+}
+
 /// A time parameter: RFC 3339, or epoch seconds or milliseconds. Times are compared with stored
 /// ones, so one before [`earliest_stored`] is 400 `invalid_time` too (the database would refuse
 /// it with an error: a 500 for a tile, a 200 cut short for a track export). Later times are all

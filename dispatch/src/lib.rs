@@ -1,7 +1,8 @@
-//! Dispatch for geotrack: the questions a dispatcher asks of the live fleet. Which vehicles are
-//! nearest to this pickup, right now? Which are inside this district? Answered from an
+//! Dispatch for geotrack: the questions a dispatcher asks of the fleet. Which vehicles are
+//! nearest to this pickup, right now? Which are inside this district? (Answered from an
 //! in-memory index of every device's newest position ([`LiveIndex`], kept current from the
-//! live feed by [`sync::Sync`]), never by scanning a table.
+//! live feed by [`sync::Sync`]), never by scanning a table.) Where did this van go today, and
+//! where did it stop?
 //!
 //! - [`sphere`]: positions as unit vectors, so nearest-neighbour search has no seam at the
 //!   antimeridian or the poles;
@@ -9,16 +10,20 @@
 //!   polygon or circle);
 //! - [`filter`]: what a query may return (age, id prefixes, a token's device limit);
 //! - [`shared`]: the index shared by handlers and the task that updates it;
-//! - [`sync`]: that task (load, follow the feed, reload when frames may have been lost).
+//! - [`sync`]: that task (load, follow the feed, reload when frames may have been lost);
+//! - [`trips`]: trips, stops and a summary cut from a history; [`history`] streams a device's
+//!   fixes into it.
 //!
 //! No HTTP here: the service crate maps requests to these calls.
 
 pub mod config;
 pub mod filter;
+pub mod history;
 pub mod index;
 pub mod shared;
 pub mod sphere;
 pub mod sync;
+pub mod trips;
 
 pub use config::DispatchConfig;
 pub use filter::Filter;

@@ -9,7 +9,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{Duration, Utc};
 use dispatch::Dispatch;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -134,24 +133,7 @@ pub async fn track(
             )
         })?,
     };
-    let to = params
-        .to
-        .as_deref()
-        .map(|t| crate::extract::time("to", t))
-        .transpose()?
-        .unwrap_or_else(Utc::now);
-    let from = params
-        .from
-        .as_deref()
-        .map(|t| crate::extract::time("from", t))
-        .transpose()?
-        .unwrap_or((to - Duration::hours(24)).max(crate::extract::earliest_stored()));
-    if from >= to {
-        return Err(ApiError::bad_request(
-            "invalid_range",
-            "`from` must be before `to`",
-        ));
-    }
+    let (from, to) = crate::extract::history_range(params.from.as_deref(), params.to.as_deref())?;
     if tracker::latest::get(&db, &id).await?.is_none() {
         return Err(unknown_device(&id));
     }
@@ -235,7 +217,7 @@ pub struct Erased {
     erased_positions: u64,
 }
 
-fn unknown_device(id: &str) -> ApiError {
+pub(super) fn unknown_device(id: &str) -> ApiError {
     ApiError::not_found(
         "device_not_found",
         format!("no position was ever stored for device {id:?}"),

@@ -13,6 +13,7 @@ mod paging;
 mod positions;
 mod tile_meta;
 mod tiles;
+mod trips;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -183,6 +184,9 @@ fn documented_routes(ingest: &Arc<Ingest>) -> OpenApiRouter<AppState> {
         .routes(limited(routes!(dispatch::within, dispatch::within_area)))
         .routes(routes!(devices::get_one, devices::erase))
         .routes(routes!(devices::track))
+        .routes(routes!(trips::trips))
+        .routes(routes!(trips::stops))
+        .routes(routes!(trips::summary))
         .routes(routes!(fences::list, fences::create))
         .routes(limited(routes!(fences::import)))
         .routes(routes!(fences::import_status))

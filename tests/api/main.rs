@@ -29,4 +29,5 @@ mod server;
 mod simulate;
 mod tile_layers;
 mod tiles;
+mod trips;
 mod webhooks;

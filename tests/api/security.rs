@@ -48,6 +48,16 @@ async fn a_device_limited_token_sees_only_its_devices_on_every_read_path() {
     assert_eq!(ids(&devices["features"], "id"), ["fleet-1"]);
     assert_eq!(read("/api/v1/devices/other-1").await.status(), 403);
     assert_eq!(read("/api/v1/devices/other-1/track").await.status(), 403);
+    for report in ["trips", "stops", "summary"] {
+        assert_eq!(
+            read(&format!("/api/v1/devices/other-1/{report}")).await.status(),
+            403
+        );
+        assert_eq!(
+            read(&format!("/api/v1/devices/fleet-1/{report}")).await.status(),
+            200
+        );
+    }
     let inside = json_with_status(read("/api/v1/fences/depot/devices").await, 200).await;
     assert_eq!(ids(&inside["features"], "id"), ["fleet-1"]);
     crate::helpers::wait_until("both devices entered the depot", async || {

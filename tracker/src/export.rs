@@ -258,7 +258,7 @@ fn push_xml_escaped(out: &mut String, text: &str) {
 /// A text cell: quoted when it holds a separator, a quote or a line break, and prefixed with `'`
 /// when it starts with `=`, `+`, `-`, `@`, a tab or a carriage return, which spreadsheets would
 /// run as a formula (OWASP's CSV injection advice; a device id is chosen by whoever posts).
-fn push_csv_field(out: &mut String, text: &str) {
+pub fn push_csv_field(out: &mut String, text: &str) {
     let guarded;
     let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         guarded = format!("'{text}");
