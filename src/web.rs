@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 /// Path, media type, bytes.
-const ASSETS: [(&str, &str, &[u8]); 16] = [
+const ASSETS: [(&str, &str, &[u8]); 18] = [
     (
         "/",
         "text/html; charset=utf-8",
@@ -32,6 +32,16 @@ const ASSETS: [(&str, &str, &[u8]); 16] = [
         "/replay.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../web/replay.js"),
+    ),
+    (
+        "/nearby.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/nearby.js"),
+    ),
+    (
+        "/trips.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/trips.js"),
     ),
     (
         "/examples/leaflet.html",

@@ -1,11 +1,14 @@
 // The live fleet map: MapLibre GL JS (vendored), the countries basemap, fences from the
 // `fences` vector tiles (refetched when /ws/tiles says they changed), vehicles from
 // /ws/positions (moving smoothly between updates) and an alerts panel from /ws/alerts that
-// resumes from its cursor after a reconnect. Fences are drawn and edited in draw.js; a
-// vehicle's popup opens its track replay (replay.js). No framework, no external requests.
+// resumes from its cursor after a reconnect. Fences are drawn and edited in draw.js; the nearest
+// vehicles to a point are listed by nearby.js; a vehicle's popup lists its trips (trips.js) and
+// opens its track replay (replay.js). No framework, no external requests.
 import * as maplibregl from '/vendor/maplibre-gl.mjs';
 import { enableDrawing } from '/draw.js';
+import { enableNearby } from '/nearby.js';
 import { enableReplay } from '/replay.js';
+import { tripList } from '/trips.js';
 
 const params = new URLSearchParams(location.search);
 if (params.get('token')) localStorage.setItem('geotrack.token', params.get('token'));
@@ -92,7 +95,8 @@ map.on('load', () => {
   map.addLayer({ id: 'headings', type: 'line', source: 'vehicles', filter: ['==', ['geometry-type'], 'LineString'],
     paint: { 'line-color': '#e4572e', 'line-width': 2 } });
   window.geotrack.replay = enableReplay(map, authHeaders);
-  enableDrawing(map, authHeaders);
+  window.geotrack.nearby = enableNearby(map, authHeaders);
+  enableDrawing(map, authHeaders, window.geotrack.nearby.picking);
   keepOpen('positions', () => wsUrl(`/ws/positions?bbox=${view().join(',')}`), (m) => {
     if (m.type === 'snapshot') {
       const seen = new Set(m.positions.map((p) => p.device));
@@ -147,6 +151,7 @@ function show(m, older) {
 }
 
 map.on('click', 'vehicles', (e) => {
+  if (window.geotrack.nearby?.picking()) return; // the click picks a point, not a vehicle
   const p = e.features[0].properties;
   const speed = p.speed_mps == null ? '?' : `${(p.speed_mps * 3.6).toFixed(0)} km/h`;
   const details = document.createElement('div');
@@ -154,7 +159,7 @@ map.on('click', 'vehicles', (e) => {
   const button = document.createElement('button');
   button.type = 'button';
   button.textContent = 'Track';
-  details.append(button);
+  details.append(button, tripList(p.device, authHeaders));
   const popup = new maplibregl.Popup().setLngLat(e.lngLat).setDOMContent(details).addTo(map);
   button.onclick = () => { popup.remove(); window.geotrack.replay.open(p.device); };
 });

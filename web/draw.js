@@ -82,7 +82,8 @@ function handles(edit) {
   return out;
 }
 
-export function enableDrawing(map, authHeaders) {
+// `busy()`: another tool takes map clicks for now (the nearby tool picking a point).
+export function enableDrawing(map, authHeaders, busy = () => false) {
   let mode = null;
   let points = [];
   let edit = null; // the fence being edited
@@ -253,6 +254,7 @@ export function enableDrawing(map, authHeaders) {
   };
 
   map.on('click', (e) => {
+    if (busy()) return;
     const at = [e.lngLat.lng, e.lngLat.lat];
     if (mode === 'polygon') { points.push(at); preview(); return; }
     if (mode === 'circle') {

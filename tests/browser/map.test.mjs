@@ -4,9 +4,10 @@
 // fleet appear, a fence created through the API shows up on the map without a reload (via
 // /ws/tiles), a polygon drawn in the page is stored and drawn, a fence clicked in delete mode
 // is deleted, a polygon's and a circle's shapes edited with the mouse are stored (and an
-// invalid shape shows the API's reason), a device's track replays under the time slider, and
-// an alert reaches the panel. Asserts on state, not pixels; saves screenshots (map.png,
-// edit.png, replay.png). Usage: node map.test.mjs URL SCREENSHOT_DIR
+// invalid shape shows the API's reason), a vehicle's popup lists its trips, a device's track
+// replays under the time slider, the nearest vehicles to a clicked point are listed and ringed,
+// and an alert reaches the panel. Asserts on state, not pixels; saves screenshots (map.png,
+// edit.png, replay.png, nearby.png). Usage: node map.test.mjs URL SCREENSHOT_DIR
 import { api, launch, run, serverReady, step } from './harness.mjs';
 
 const [base, shots] = process.argv.slice(2);
@@ -138,6 +139,9 @@ const ok = await run(browser, `${shots}/map.png`, async (page, errors) => {
     await page.waitForFunction((p) => window.geotrack.map.queryRenderedFeatures(p, { layers: ['vehicles'] })
       .some((f) => f.properties.device === 'replay-test'), await pixel(last), { timeout: 15000 });
     await page.mouse.click(...await pixel(last));
+    // The popup lists the vehicle's trips of the last 24 hours: these 11 fixes are one trip.
+    await page.waitForFunction(() => document.querySelectorAll('.maplibregl-popup .trips li.trip').length === 1,
+      null, { timeout: 10000 });
     await page.click('.maplibregl-popup button');
     await page.waitForFunction(() => document.getElementById('replay-at').textContent === 'no fixes in the last hour',
       null, { timeout: 10000 });
@@ -167,6 +171,36 @@ const ok = await run(browser, `${shots}/map.png`, async (page, errors) => {
     m = await marker();
     near(m.shown, m.fix, 'the marker while playing');
     await page.screenshot({ path: `${shots}/replay.png` });
+  });
+
+  await step('the nearest vehicles to a clicked point are listed and ringed', async () => {
+    const at = [2.3522, 48.9566]; // 11 km north of the demo fleet, clear of the edit tests
+    const offsets = [[0.002, 0], [0, 0.004], [-0.008, 0]]; // about 150, 450 and 590 m away
+    const fixes = offsets.map(([dx, dy], i) => ({ device: `near-${i + 1}`, ts: new Date().toISOString(),
+      lon: at[0] + dx, lat: at[1] + dy }));
+    const reply = await api(base, 'POST', 'api/v1/positions', fixes);
+    if (reply.accepted !== 3) throw new Error(`posted: ${JSON.stringify(reply)}`);
+    // The live index follows the live feed, about a second behind.
+    for (let i = 0; ; i += 1) {
+      const near = await api(base, 'GET', `api/v1/devices/nearby?lon=${at[0]}&lat=${at[1]}&limit=3`);
+      if (near.features.map((f) => f.id).join() === 'near-1,near-2,near-3') break;
+      if (i > 100) throw new Error(`the index never listed them: ${JSON.stringify(near)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await show(at, 14);
+    await page.selectOption('#nearby-k', '3');
+    await page.click('#nearby-pick');
+    await page.mouse.click(...await pixel(at));
+    await page.waitForFunction(() => document.querySelectorAll('#nearby-list li').length === 3, null, { timeout: 10000 });
+    const listed = await page.$$eval('#nearby-list li b', (names) => names.map((b) => b.textContent));
+    if (listed.join() !== 'near-1,near-2,near-3') throw new Error(`listed: ${listed}`);
+    const drawn = await page.evaluate(async () => (await window.geotrack.map.getSource('nearby').getData()).features
+      .filter((f) => f.properties.role === 'vehicle').map((f) => f.properties.device));
+    if (drawn.join() !== 'near-1,near-2,near-3') throw new Error(`ringed: ${drawn}`);
+    if (await page.evaluate(() => window.geotrack.nearby.picking())) throw new Error('still picking');
+    if (await page.$('.maplibregl-popup')) throw new Error('the click also opened a popup');
+    await page.screenshot({ path: `${shots}/nearby.png` });
+    await page.click('#nearby-clear');
   });
 
   await step('an alert reaches the panel', () =>
