@@ -2,7 +2,8 @@
 //! notifications: `NOTIFY geotrack_fences` (sent with every fence write: by the other nodes of
 //! a cluster, `geotrack import fences`, or an operator) updates the fences it names in the
 //! index (all of them when it names none), `NOTIFY geotrack_tiles, '<layer>'` (from `geotrack
-//! import basemap` or gpx, or an operator's trigger) drops that layer's cached tiles.
+//! import basemap` or gpx, or an operator's trigger) drops that layer's cached tiles, and `NOTIFY
+//! geotrack_groups` (with every device group write) reloads the device groups.
 //! Listening starts before the first load, so no change falls between the two. While the
 //! database is down or not migrated it retries every 2 s; `/ready` stays false until the
 //! first load. Each time listening starts again the fences are reloaded and every cached tile
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alerts::fence_store::Announcement;
+use dispatch::Groups;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tiles::TileStore;
@@ -19,15 +21,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::fence_registry::FenceRegistry;
 
-/// Follows both channels until `shutdown`; loads the fence index first.
+/// Follows the three channels until `shutdown`; loads the groups and the fence index first.
 pub async fn follow(
     pool: PgPool,
     fences: Arc<FenceRegistry>,
+    groups: Groups,
     tiles: Arc<TileStore>,
     shutdown: CancellationToken,
 ) {
     loop {
-        let error = match follow_once(&pool, &fences, &tiles, &shutdown).await {
+        let error = match follow_once(&pool, &fences, &groups, &tiles, &shutdown).await {
             Ok(()) => return,
             Err(error) => error,
         };
@@ -51,13 +54,19 @@ enum Lost {
 async fn follow_once(
     pool: &PgPool,
     fences: &FenceRegistry,
+    groups: &Groups,
     tiles: &TileStore,
     shutdown: &CancellationToken,
 ) -> Result<(), Lost> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener
-        .listen_all([alerts::fence_store::CHANGED_CHANNEL, tiles::notify::CHANNEL])
+        .listen_all([
+            alerts::fence_store::CHANGED_CHANNEL,
+            tiles::notify::CHANNEL,
+            dispatch::group_store::CHANNEL,
+        ])
         .await?;
+    reload_groups(pool, groups).await?;
     reload(fences).await?;
     // A notification sent while this server was not listening (the database went away, or
     // before the first connection) is lost: every layer may have changed meanwhile.
@@ -70,6 +79,8 @@ async fn follow_once(
                 let notification = notification?;
                 if notification.channel() == tiles::notify::CHANNEL {
                     invalidate_named_layer(tiles, notification.payload());
+                } else if notification.channel() == dispatch::group_store::CHANNEL {
+                    reload_groups(pool, groups).await?;
                 } else {
                     follow_fences(fences, notification.payload()).await?;
                 }
@@ -93,6 +104,14 @@ async fn follow_fences(fences: &FenceRegistry, payload: &str) -> Result<(), aler
         }
         None => reload(fences).await,
     }
+}
+
+/// Reads every group again (a small table; a group write names only the group it changed).
+async fn reload_groups(pool: &PgPool, groups: &Groups) -> Result<(), sqlx::Error> {
+    let loaded = dispatch::group_store::load(pool).await?;
+    tracing::debug!(groups = loaded.len(), "device groups loaded");
+    groups.replace_all(loaded);
+    Ok(())
 }
 
 async fn reload(fences: &FenceRegistry) -> Result<(), alerts::Error> {

@@ -100,6 +100,7 @@ impl Application {
         state.sessions.tasks.spawn(crate::listen::follow(
             state.db.clone(),
             state.fences.clone(),
+            state.dispatch.groups.clone(),
             state.tiles.clone(),
             state.sessions.shutdown.clone(),
         ));
@@ -316,6 +317,7 @@ fn start_dispatch(
     sessions.tasks.spawn(sync.run(sessions.shutdown.clone()));
     Arc::new(Dispatch {
         index,
+        groups: dispatch::Groups::default(),
         config: config.dispatch.clone(),
     })
 }

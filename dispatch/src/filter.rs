@@ -2,9 +2,13 @@
 //! one, so a token limited to some devices never sees another device's position, whatever the
 //! query.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use fences::DeviceFilter;
 use tracker::live::LivePosition;
+
+use crate::groups::Group;
 
 /// What a position must satisfy to be returned; the default admits everything.
 #[derive(Debug, Clone, Default)]
@@ -13,6 +17,8 @@ pub struct Filter {
     pub since: Option<DateTime<Utc>>,
     /// Only devices whose id starts with one of these (none: any id).
     pub prefixes: Vec<String>,
+    /// Only the members of this group.
+    pub group: Option<Arc<Group>>,
     /// The devices the reader may see (a token's device limit); `None`: every device.
     pub devices: Option<DeviceFilter>,
 }
@@ -26,6 +32,7 @@ impl Filter {
                     .prefixes
                     .iter()
                     .any(|p| position.device.starts_with(p.as_str())))
+            && self.group.as_ref().is_none_or(|g| g.contains(&position.device))
             && self.devices.as_ref().is_none_or(|d| d.allows(&position.device))
     }
 }
@@ -52,11 +59,18 @@ mod tests {
         let filter = Filter {
             since: Some(now - Duration::seconds(60)),
             prefixes: vec!["taxi-".into(), "bus-".into()],
-            devices: DeviceFilter::new(&["taxi-*".into(), "bus-7".into()]),
+            group: Some(Arc::new(Group {
+                id: "day".into(),
+                name: String::new(),
+                devices: ["bus-7".to_owned(), "bus-8".to_owned()].into(),
+                prefixes: ["taxi-".to_owned()].into(),
+            })),
+            devices: DeviceFilter::new(&["taxi-*".into(), "bus-7".into(), "bus-9".into()]),
         };
         assert!(filter.admits(&at("taxi-1", now)));
         assert!(filter.admits(&at("bus-7", now)));
         assert!(!filter.admits(&at("bus-8", now)), "outside the token's limit");
+        assert!(!filter.admits(&at("bus-9", now)), "outside the group");
         assert!(!filter.admits(&at("van-1", now)), "no prefix matches");
         assert!(
             !filter.admits(&at("taxi-1", now - Duration::seconds(61))),

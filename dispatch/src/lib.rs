@@ -8,7 +8,8 @@
 //!   antimeridian or the poles;
 //! - [`index`]: the index and its exact queries (k nearest within a radius, in a box, in a
 //!   polygon or circle);
-//! - [`filter`]: what a query may return (age, id prefixes, a token's device limit);
+//! - [`filter`]: what a query may return (age, id prefixes, a group, a token's device limit);
+//! - [`groups`]: device groups and the registry of them; [`group_store`] their table;
 //! - [`shared`]: the index shared by handlers and the task that updates it;
 //! - [`sync`]: that task (load, follow the feed, reload when frames may have been lost);
 //! - [`trips`]: trips, stops and a summary cut from a history; [`history`] streams a device's
@@ -18,6 +19,8 @@
 
 pub mod config;
 pub mod filter;
+pub mod group_store;
+pub mod groups;
 pub mod history;
 pub mod index;
 pub mod shared;
@@ -27,12 +30,14 @@ pub mod trips;
 
 pub use config::DispatchConfig;
 pub use filter::Filter;
+pub use groups::{Group, Groups};
 pub use index::{LiveIndex, Nearby, Within};
 pub use shared::SharedLiveIndex;
 
-/// What the dispatch routes share: the index and the limits of their queries.
+/// What the dispatch routes share: the index, the groups and the limits of their queries.
 #[derive(Debug)]
 pub struct Dispatch {
     pub index: SharedLiveIndex,
+    pub groups: Groups,
     pub config: DispatchConfig,
 }

@@ -1,6 +1,6 @@
 //! Dispatch routes: which devices are nearest to a point, which are inside a box or an area,
 //! right now. Answered from the live index (`dispatch`), never a table scan; every answer
-//! applies the token's device limit, and the optional `max_age_s` and `prefix` filters.
+//! applies the token's device limit, and the optional `max_age_s`, `prefix` and `group` filters.
 
 use std::sync::Arc;
 
@@ -31,6 +31,7 @@ pub struct NearbyParams {
     limit: Option<usize>,
     max_age_s: Option<u64>,
     prefix: Option<String>,
+    group: Option<String>,
 }
 
 /// `GET /api/v1/devices/nearby?lon=&lat=`: the nearest devices, nearest first, each with its
@@ -41,10 +42,12 @@ pub struct NearbyParams {
         ("radius_m" = Option<f64>, Query, description = "Only devices within this great-circle distance, in metres"),
         ("limit" = Option<usize>, Query, description = "How many devices at most (k), 1 to `dispatch.max_nearby` (default 10)"),
         ("max_age_s" = Option<u64>, Query, description = "Only positions taken in the last `max_age_s` seconds"),
-        ("prefix" = Option<String>, Query, description = "Only devices whose id starts with this")),
+        ("prefix" = Option<String>, Query, description = "Only devices whose id starts with this"),
+        ("group" = Option<String>, Query, description = "Only the members of this device group")),
     responses((status = 200, description = "FeatureCollection of live positions, nearest first, with `properties.distance_m`",
             body = FeatureCollection),
         (status = 400, description = "Missing or bad point, radius, limit, or an unknown parameter", body = ErrorBody),
+        (status = 404, description = "Unknown group", body = ErrorBody),
         (status = 503, description = "The live index is still loading: retry after Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         TokenRefusals))]
 pub async fn nearby(
@@ -72,7 +75,13 @@ pub async fn nearby(
             format!("limit must be between 1 and {max}"),
         ));
     }
-    let filter = filter(&reader, params.max_age_s, params.prefix)?;
+    let filter = filter(
+        &reader,
+        &dispatch,
+        params.max_age_s,
+        params.prefix,
+        params.group.as_deref(),
+    )?;
     loaded(&dispatch)?;
     let found = dispatch
         .index
@@ -93,6 +102,7 @@ pub struct WithinParams {
     after: Option<String>,
     max_age_s: Option<u64>,
     prefix: Option<String>,
+    group: Option<String>,
 }
 
 /// `GET /api/v1/devices/within?bbox=`: the devices inside a box, in id order, paged.
@@ -101,10 +111,12 @@ pub struct WithinParams {
         ("limit" = Option<i64>, Query, description = "Page size, 1 to 10000 (default 1000)"),
         ("after" = Option<String>, Query, description = "Last device id of the previous page"),
         ("max_age_s" = Option<u64>, Query, description = "Only positions taken in the last `max_age_s` seconds"),
-        ("prefix" = Option<String>, Query, description = "Only devices whose id starts with this")),
+        ("prefix" = Option<String>, Query, description = "Only devices whose id starts with this"),
+        ("group" = Option<String>, Query, description = "Only the members of this device group")),
     responses((status = 200, description = "FeatureCollection of live positions in id order, with `next` while more follow",
             body = FeatureCollection),
         (status = 400, description = "Missing or bad bbox, limit, `after`, or an unknown parameter", body = ErrorBody),
+        (status = 404, description = "Unknown group", body = ErrorBody),
         (status = 503, description = "The live index is still loading: retry after Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         TokenRefusals))]
 pub async fn within(
@@ -115,7 +127,13 @@ pub async fn within(
     let bbox = crate::extract::bbox(&params.bbox)?;
     let paging = Paging::new(params.limit, params.after)?;
     let max_age = params.max_age_s.map(|s| s.to_string());
-    let filter = filter(&reader, params.max_age_s, params.prefix.clone())?;
+    let filter = filter(
+        &reader,
+        &dispatch,
+        params.max_age_s,
+        params.prefix.clone(),
+        params.group.as_deref(),
+    )?;
     loaded(&dispatch)?;
     let page = dispatch
         .index
@@ -125,6 +143,7 @@ pub async fn within(
         ("bbox", Some(params.bbox.as_str())),
         ("max_age_s", max_age.as_deref()),
         ("prefix", params.prefix.as_deref()),
+        ("group", params.group.as_deref()),
     ];
     Ok(Json(collection(&page, &paging, &filters)))
 }
@@ -138,6 +157,7 @@ pub struct AreaParams {
     after: Option<String>,
     max_age_s: Option<u64>,
     prefix: Option<String>,
+    group: Option<String>,
 }
 
 /// `POST /api/v1/devices/within`: the devices inside an area (the body), in id order, paged.
@@ -147,7 +167,8 @@ pub struct AreaParams {
         ("limit" = Option<i64>, Query, description = "Page size, 1 to 10000 (default 1000)"),
         ("after" = Option<String>, Query, description = "Last device id of the previous page"),
         ("max_age_s" = Option<u64>, Query, description = "Only positions taken in the last `max_age_s` seconds"),
-        ("prefix" = Option<String>, Query, description = "Only devices whose id starts with this")),
+        ("prefix" = Option<String>, Query, description = "Only devices whose id starts with this"),
+        ("group" = Option<String>, Query, description = "Only the members of this device group")),
     request_body(content = serde_json::Value, description = "A GeoJSON geometry (Polygon, MultiPolygon; Point with \
         `radius_m`; LineString with `buffer_m`) or a Feature holding one (a fence as GET /api/v1/fences/{id} gives it)",
         content_type = "application/json",
@@ -155,6 +176,7 @@ pub struct AreaParams {
     responses((status = 200, description = "FeatureCollection of live positions in id order, with `next` (POST the same body \
             to it) while more follow", body = FeatureCollection),
         (status = 400, description = "Not JSON, not an area, an invalid area, bad limit or `after`, or an unknown parameter", body = ErrorBody),
+        (status = 404, description = "Unknown group", body = ErrorBody),
         (status = 413, description = "Body over the ingest body limit", body = ErrorBody),
         (status = 503, description = "The live index is still loading: retry after Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         TokenRefusals))]
@@ -166,7 +188,13 @@ pub async fn within_area(
     RawBody(body): RawBody,
 ) -> Result<Json<FeatureCollection>, ApiError> {
     let paging = Paging::new(params.limit, params.after.clone())?;
-    let filter = filter(&reader, params.max_age_s, params.prefix.clone())?;
+    let filter = filter(
+        &reader,
+        &dispatch,
+        params.max_age_s,
+        params.prefix.clone(),
+        params.group.as_deref(),
+    )?;
     let area = area(&body, &params, fences.limits().clone()).await?;
     loaded(&dispatch)?;
     let page = dispatch
@@ -183,6 +211,7 @@ pub async fn within_area(
         ("buffer_m", buffer.as_deref()),
         ("max_age_s", max_age.as_deref()),
         ("prefix", params.prefix.as_deref()),
+        ("group", params.group.as_deref()),
     ];
     Ok(Json(collection(&page, &paging, &filters)))
 }
@@ -222,11 +251,14 @@ async fn area(
         .map_err(|e| invalid(e.to_string()))
 }
 
-/// The reader's filter: its device limit, and the query's age and prefix.
+/// The reader's filter: its device limit, and the query's age, prefix and group (404
+/// `group_not_found` for an unknown group).
 fn filter(
     reader: &Authorized<scope::Read>,
+    dispatch: &Dispatch,
     max_age_s: Option<u64>,
     prefix: Option<String>,
+    group: Option<&str>,
 ) -> Result<Filter, ApiError> {
     let since = max_age_s
         .map(|s| {
@@ -240,9 +272,18 @@ fn filter(
     if let Some(prefix) = &prefix {
         crate::extract::checked_id("`prefix`", prefix)?;
     }
+    let group = group
+        .map(|id| {
+            dispatch
+                .groups
+                .get(id)
+                .ok_or_else(|| super::groups::unknown_group(id))
+        })
+        .transpose()?;
     Ok(Filter {
         since,
         prefixes: prefix.into_iter().collect(),
+        group,
         devices: reader.device_filter().cloned(),
     })
 }

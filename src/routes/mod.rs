@@ -7,6 +7,7 @@ mod devices;
 mod dispatch;
 mod fences;
 mod geojson;
+mod groups;
 mod live;
 mod ops;
 mod paging;
@@ -181,6 +182,8 @@ fn documented_routes(ingest: &Arc<Ingest>) -> OpenApiRouter<AppState> {
         .routes(ingest_route(routes!(device_apps::overland)))
         .routes(routes!(devices::list))
         .routes(routes!(dispatch::nearby))
+        .routes(routes!(groups::list))
+        .routes(limited(routes!(groups::get_one, groups::put, groups::delete)))
         .routes(limited(routes!(dispatch::within, dispatch::within_area)))
         .routes(routes!(devices::get_one, devices::erase))
         .routes(routes!(devices::track))

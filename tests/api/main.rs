@@ -16,6 +16,7 @@ mod durability;
 mod faults;
 mod fence_imports;
 mod fences;
+mod groups;
 mod helpers;
 mod history;
 mod import;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::helpers::{json_with_status, spawn_app};
 
 /// Every route of the service, as the README documents them.
-const ROUTES: [(&str, &str); 38] = [
+const ROUTES: [(&str, &str); 42] = [
     ("get", "/"),
     ("post", "/"),
     ("get", "/osmand"),
@@ -19,6 +19,10 @@ const ROUTES: [(&str, &str); 38] = [
     ("get", "/api/v1/devices/nearby"),
     ("get", "/api/v1/devices/within"),
     ("post", "/api/v1/devices/within"),
+    ("get", "/api/v1/groups"),
+    ("get", "/api/v1/groups/{id}"),
+    ("put", "/api/v1/groups/{id}"),
+    ("delete", "/api/v1/groups/{id}"),
     ("get", "/api/v1/devices/{id}/trips"),
     ("get", "/api/v1/devices/{id}/stops"),
     ("get", "/api/v1/devices/{id}/summary"),

@@ -48,16 +48,6 @@ async fn a_device_limited_token_sees_only_its_devices_on_every_read_path() {
     assert_eq!(ids(&devices["features"], "id"), ["fleet-1"]);
     assert_eq!(read("/api/v1/devices/other-1").await.status(), 403);
     assert_eq!(read("/api/v1/devices/other-1/track").await.status(), 403);
-    for report in ["trips", "stops", "summary"] {
-        assert_eq!(
-            read(&format!("/api/v1/devices/other-1/{report}")).await.status(),
-            403
-        );
-        assert_eq!(
-            read(&format!("/api/v1/devices/fleet-1/{report}")).await.status(),
-            200
-        );
-    }
     let inside = json_with_status(read("/api/v1/fences/depot/devices").await, 200).await;
     assert_eq!(ids(&inside["features"], "id"), ["fleet-1"]);
     crate::helpers::wait_until("both devices entered the depot", async || {
@@ -100,6 +90,27 @@ async fn a_device_limited_token_sees_only_its_devices_on_every_read_path() {
     let (_, joined) = tile(&app, &format!("/tiles/fences,positions/10/{x}/{y}{query}")).await;
     assert_eq!(crate::helpers::names(joined.as_ref(), "positions"), ["fleet-1"]);
 
+    dispatch_and_reports_see_only_the_fleet(&app).await;
+
+    // WebSockets: the live map's snapshot and the alert stream.
+    let mut live = WsClient::connect(&app, &format!("/ws/positions{query}")).await;
+    let snapshot = live.json().await;
+    assert_eq!(devices_of(&snapshot["positions"]), ["fleet-1"]);
+    let mut stream = WsClient::connect(&app, &format!("/ws/alerts?since=0&token={FLEET_READER}")).await;
+    let replayed = stream.until_live().await;
+    assert_eq!(devices_of(&Value::Array(replayed)), ["fleet-1"]);
+    app.stop().await;
+}
+
+/// The dispatch queries and the history reports, for the fleet reader of the test above.
+async fn dispatch_and_reports_see_only_the_fleet(app: &crate::helpers::TestApp) {
+    let read = |path: &str| app.request(Method::GET, path).token(FLEET_READER).send();
+    for report in ["trips", "stops", "summary"] {
+        let other = read(&format!("/api/v1/devices/other-1/{report}")).await;
+        assert_eq!(other.status(), 403);
+        let own = read(&format!("/api/v1/devices/fleet-1/{report}")).await;
+        assert_eq!(own.status(), 200);
+    }
     // Dispatch: nearby and within, answered from the live index.
     crate::helpers::wait_until("the live index has both devices", async || {
         let all = app
@@ -124,15 +135,6 @@ async fn a_device_limited_token_sees_only_its_devices_on_every_read_path() {
         ids(&json_with_status(area, 200).await["features"], "id"),
         ["fleet-1"]
     );
-
-    // WebSockets: the live map's snapshot and the alert stream.
-    let mut live = WsClient::connect(&app, &format!("/ws/positions{query}")).await;
-    let snapshot = live.json().await;
-    assert_eq!(devices_of(&snapshot["positions"]), ["fleet-1"]);
-    let mut stream = WsClient::connect(&app, &format!("/ws/alerts?since=0&token={FLEET_READER}")).await;
-    let replayed = stream.until_live().await;
-    assert_eq!(devices_of(&Value::Array(replayed)), ["fleet-1"]);
-    app.stop().await;
 }
 
 /// An admin token limited to `fleet-*` erases only those devices.

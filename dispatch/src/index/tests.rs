@@ -109,8 +109,8 @@ fn fleet() -> impl Strategy<Value = Vec<LivePosition>> {
     })
 }
 
-/// A filter by age, by prefix (listing few devices: they are tested one by one) and by a
-/// token's limit (ids and a prefix).
+/// A filter by age, by prefix (listing few devices: they are tested one by one), by a group
+/// and by a token's limit (ids and a prefix).
 fn filter(max_age_s: Option<i64>, prefix: bool, limited: bool) -> Filter {
     let limit = ["d3*".to_owned(), "d10".to_owned(), "d7".to_owned()];
     Filter {
@@ -120,6 +120,14 @@ fn filter(max_age_s: Option<i64>, prefix: bool, limited: bool) -> Filter {
         } else {
             Vec::new()
         },
+        group: limited.then(|| {
+            std::sync::Arc::new(crate::groups::Group {
+                id: "g".into(),
+                name: String::new(),
+                devices: ["d10".to_owned(), "d21".to_owned()].into(),
+                prefixes: ["d3".to_owned(), "d11".to_owned()].into(),
+            })
+        }),
         devices: if limited {
             fences::DeviceFilter::new(&limit)
         } else {

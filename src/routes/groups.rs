@@ -1,0 +1,182 @@
+//! Device groups (`/api/v1/groups`): named sets of devices by listed ids and id prefixes, used
+//! as the `group=` filter of the dispatch queries. Reading takes a `read` token, writing an
+//! `admin` one; a write reaches the other nodes through `NOTIFY geotrack_groups`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use dispatch::{Dispatch, Group};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use utoipa::ToSchema;
+
+use crate::auth::{Authorized, scope};
+use crate::error::{ApiError, ErrorBody, TokenRefusals};
+use crate::extract::{PathId, RawBody};
+
+/// A group as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GroupBody {
+    id: String,
+    name: String,
+    /// Devices listed by id.
+    devices: Vec<String>,
+    /// Every device whose id starts with one of these is a member.
+    prefixes: Vec<String>,
+}
+
+impl From<&Group> for GroupBody {
+    fn from(group: &Group) -> Self {
+        Self {
+            id: group.id.clone(),
+            name: group.name.clone(),
+            devices: group.devices.iter().cloned().collect(),
+            prefixes: group.prefixes.iter().cloned().collect(),
+        }
+    }
+}
+
+/// What `PUT /api/v1/groups/{id}` takes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupWrite {
+    /// Must equal the path's id when given.
+    id: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    devices: BTreeSet<String>,
+    #[serde(default)]
+    prefixes: BTreeSet<String>,
+}
+
+/// Every group.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GroupList {
+    groups: Vec<GroupBody>,
+}
+
+/// `GET /api/v1/groups`: every group, in id order.
+#[utoipa::path(get, path = "/api/v1/groups", operation_id = "list_groups", tag = "dispatch", security(("bearer" = [])),
+    responses((status = 200, description = "Every group", body = GroupList), TokenRefusals))]
+pub async fn list(
+    State(dispatch): State<Arc<Dispatch>>,
+    _reader: Authorized<scope::Read>,
+) -> Json<GroupList> {
+    let groups = dispatch
+        .groups
+        .list()
+        .iter()
+        .map(|g| GroupBody::from(g.as_ref()))
+        .collect();
+    Json(GroupList { groups })
+}
+
+/// `GET /api/v1/groups/{id}`.
+#[utoipa::path(get, path = "/api/v1/groups/{id}", operation_id = "get_group", tag = "dispatch", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Group id")),
+    responses((status = 200, description = "The group", body = GroupBody),
+        (status = 400, description = "Not a group id", body = ErrorBody),
+        (status = 404, description = "Unknown group", body = ErrorBody),
+        TokenRefusals))]
+pub async fn get_one(
+    State(dispatch): State<Arc<Dispatch>>,
+    _reader: Authorized<scope::Read>,
+    PathId(id): PathId,
+) -> Result<Json<GroupBody>, ApiError> {
+    let group = dispatch.groups.get(&id).ok_or_else(|| unknown_group(&id))?;
+    Ok(Json(GroupBody::from(group.as_ref())))
+}
+
+/// `PUT /api/v1/groups/{id}`: creates or replaces a group.
+#[utoipa::path(put, path = "/api/v1/groups/{id}", operation_id = "put_group", tag = "dispatch", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Group id")),
+    request_body(content = GroupWrite, description = "The members: listed ids and id prefixes",
+        example = json!({"name": "Taxis", "prefixes": ["taxi-"], "devices": ["spare-3"]})),
+    responses((status = 200, description = "Replaced: the group as stored", body = GroupBody),
+        (status = 201, description = "Created: the group as stored", body = GroupBody),
+        (status = 400, description = "Not JSON, an invalid id, name, member or prefix, too many members, or a body `id` \
+            other than the path's", body = ErrorBody),
+        (status = 503, description = "The database is unavailable: retry after Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        TokenRefusals))]
+pub async fn put(
+    State(dispatch): State<Arc<Dispatch>>,
+    State(db): State<PgPool>,
+    _admin: Authorized<scope::Admin>,
+    PathId(id): PathId,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let invalid = |message: String| ApiError::bad_request("invalid_group", message);
+    // An object only: serde would also read a JSON array as the fields in order.
+    let write: GroupWrite = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(value) if value.is_object() => {
+            serde_json::from_value(value).map_err(|e| invalid(format!("the body is not a group: {e}")))?
+        }
+        Ok(_) => {
+            return Err(invalid(
+                "the body must be a JSON object: {\"name\", \"devices\", \"prefixes\"}".into(),
+            ));
+        }
+        Err(e) => return Err(invalid(format!("the body is not JSON: {e}"))),
+    };
+    if write.id.as_ref().is_some_and(|given| *given != id) {
+        return Err(ApiError::bad_request(
+            "id_mismatch",
+            "the body's `id` differs from the path's",
+        ));
+    }
+    let group = Group {
+        id,
+        name: write.name,
+        devices: write.devices,
+        prefixes: write.prefixes,
+    };
+    group.validate().map_err(|e| invalid(e.to_string()))?;
+    let created = dispatch::group_store::put(&db, &group).await?;
+    tracing::info!(group = %group.id, devices = group.devices.len(), prefixes = group.prefixes.len(), created, "device group written");
+    let reply = GroupBody::from(&group);
+    dispatch.groups.put(group);
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(reply)).into_response())
+}
+
+/// The id of the group deleted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GroupDeleted {
+    deleted: String,
+}
+
+/// `DELETE /api/v1/groups/{id}`.
+#[utoipa::path(delete, path = "/api/v1/groups/{id}", operation_id = "delete_group", tag = "dispatch", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Group id")),
+    responses((status = 200, description = "Deleted", body = GroupDeleted),
+        (status = 400, description = "Not a group id", body = ErrorBody),
+        (status = 404, description = "Unknown group", body = ErrorBody),
+        (status = 503, description = "The database is unavailable: retry after Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        TokenRefusals))]
+pub async fn delete(
+    State(dispatch): State<Arc<Dispatch>>,
+    State(db): State<PgPool>,
+    _admin: Authorized<scope::Admin>,
+    PathId(id): PathId,
+) -> Result<Json<GroupDeleted>, ApiError> {
+    if !dispatch::group_store::delete(&db, &id).await? {
+        return Err(unknown_group(&id));
+    }
+    dispatch.groups.remove(&id);
+    tracing::info!(group = %id, "device group deleted");
+    Ok(Json(GroupDeleted { deleted: id }))
+}
+
+/// 404 `group_not_found`.
+pub fn unknown_group(id: &str) -> ApiError {
+    ApiError::not_found("group_not_found", format!("there is no device group {id:?}"))
+}

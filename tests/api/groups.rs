@@ -1,0 +1,167 @@
+//! Device groups over a real server: written and read through the API, reloaded when another
+//! process writes the table, and used as the `group=` filter of the dispatch queries.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{eventually, fix, json_with_status, spawn_app, wait_until};
+
+fn ids(collection: &Value) -> Vec<String> {
+    collection["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .map(|f| f["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn groups_are_written_read_replaced_and_deleted() {
+    let app = spawn_app().await;
+    let put = async |body: Value| app.send_json(Method::PUT, "/api/v1/groups/taxis", &body).await;
+    let created = json_with_status(
+        put(json!({"name": "Taxis", "prefixes": ["taxi-"], "devices": ["spare-3"]})).await,
+        201,
+    )
+    .await;
+    assert_eq!(
+        created,
+        json!({"id": "taxis", "name": "Taxis", "devices": ["spare-3"], "prefixes": ["taxi-"]})
+    );
+    let replaced = json_with_status(
+        put(json!({"id": "taxis", "name": "Cabs", "prefixes": ["taxi-", "cab-"]})).await,
+        200,
+    )
+    .await;
+    assert_eq!(replaced["devices"], json!([]));
+    assert_eq!(
+        json_with_status(app.get("/api/v1/groups/taxis").await, 200).await["name"],
+        "Cabs"
+    );
+    let all = json_with_status(app.get("/api/v1/groups").await, 200).await;
+    assert_eq!(all["groups"].as_array().map(Vec::len), Some(1));
+
+    for (body, code) in [
+        (json!({"prefixes": [""]}), "invalid_group"),
+        (json!({"devices": ["a\u{0000}b"]}), "invalid_group"),
+        (json!({"id": "buses"}), "id_mismatch"),
+        (json!({"members": []}), "invalid_group"),
+        (json!(["taxi-"]), "invalid_group"),
+    ] {
+        assert_eq!(
+            json_with_status(put(body.clone()).await, 400).await["error"]["code"],
+            code,
+            "{body}"
+        );
+    }
+
+    json_with_status(app.delete("/api/v1/groups/taxis").await, 200).await;
+    assert_eq!(
+        json_with_status(app.get("/api/v1/groups/taxis").await, 404).await["error"]["code"],
+        "group_not_found"
+    );
+    assert_eq!(app.delete("/api/v1/groups/taxis").await.status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_group_filters_the_dispatch_queries() {
+    let app = spawn_app().await;
+    let fixes = json!([
+        fix("taxi-1", 5, 2.35, 48.85),
+        fix("taxi-2", 5, 2.36, 48.85),
+        fix("spare-3", 5, 2.37, 48.85),
+        fix("spare-4", 5, 2.351, 48.85),
+        fix("bus-1", 5, 2.352, 48.85)
+    ]);
+    json_with_status(app.post_json(&fixes).await, 202).await;
+    let group = json!({"prefixes": ["taxi-"], "devices": ["spare-3"]});
+    json_with_status(
+        app.send_json(Method::PUT, "/api/v1/groups/taxis", &group).await,
+        201,
+    )
+    .await;
+    wait_until("the live index has the fleet", async || {
+        let reply = app.get("/api/v1/devices/within?bbox=2,48,3,49").await;
+        reply.status() == 200 && ids(&json_with_status(reply, 200).await).len() == 5
+    })
+    .await;
+
+    let near = json_with_status(
+        app.get("/api/v1/devices/nearby?lon=2.35&lat=48.85&group=taxis")
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        ids(&near),
+        ["taxi-1", "taxi-2", "spare-3"],
+        "nearest first, members only"
+    );
+    let inside = json_with_status(
+        app.get("/api/v1/devices/within?bbox=2,48,3,49&group=taxis&limit=2")
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(ids(&inside), ["spare-3", "taxi-1"]);
+    assert!(
+        inside["next"].as_str().expect("next").contains("group=taxis"),
+        "{inside}"
+    );
+    let circle = app
+        .request(Method::POST, "/api/v1/devices/within?radius_m=5000&group=taxis")
+        .json(&json!({"type": "Point", "coordinates": [2.35, 48.85]}))
+        .send()
+        .await;
+    assert_eq!(
+        ids(&json_with_status(circle, 200).await),
+        ["spare-3", "taxi-1", "taxi-2"]
+    );
+    let unknown = app
+        .get("/api/v1/devices/nearby?lon=2.35&lat=48.85&group=vans")
+        .await;
+    assert_eq!(
+        json_with_status(unknown, 404).await["error"]["code"],
+        "group_not_found"
+    );
+
+    // Membership changes apply to the next query.
+    let group = json!({"devices": ["bus-1"]});
+    json_with_status(
+        app.send_json(Method::PUT, "/api/v1/groups/taxis", &group).await,
+        200,
+    )
+    .await;
+    let near = json_with_status(
+        app.get("/api/v1/devices/nearby?lon=2.35&lat=48.85&group=taxis")
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(ids(&near), ["bus-1"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_group_written_by_another_process_is_picked_up() {
+    let app = spawn_app().await;
+    // Another node of the cluster writes the table (and announces it) through the same store.
+    let group = dispatch::Group {
+        id: "night".into(),
+        name: "Night shift".into(),
+        devices: ["taxi-9".to_owned()].into(),
+        prefixes: std::collections::BTreeSet::new(),
+    };
+    dispatch::group_store::put(&app.db, &group)
+        .await
+        .expect("written");
+    let seen = eventually(async || app.get("/api/v1/groups/night").await.status() == 200).await;
+    assert!(seen, "the server never reloaded its groups");
+    dispatch::group_store::delete(&app.db, "night")
+        .await
+        .expect("deleted");
+    let gone = eventually(async || app.get("/api/v1/groups/night").await.status() == 404).await;
+    assert!(gone, "the server kept a group deleted elsewhere");
+    app.stop().await;
+}
