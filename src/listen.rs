@@ -81,6 +81,9 @@ async fn follow_once(
                     invalidate_named_layer(tiles, notification.payload());
                 } else if notification.channel() == dispatch::group_store::CHANNEL {
                     reload_groups(pool, groups).await?;
+                    // Fences that apply to groups may now apply to other devices: evaluators
+                    // re-check every device, as after a fence change.
+                    fences.index().update(|_| ());
                 } else {
                     follow_fences(fences, notification.payload()).await?;
                 }

@@ -16,8 +16,6 @@ use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use tiles::{Change, LayerId, TileStore};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracker::live::LiveFeed;
 
 use crate::auth::{Auth, Tokens};
@@ -198,11 +196,7 @@ async fn start(
 ) -> Result<AppState, StartError> {
     let ingest_metrics = tracker::metrics::IngestMetrics::register(&mut registry);
     let alert_metrics = AlertMetrics::register(&mut registry);
-    let sessions = Sessions {
-        tasks: TaskTracker::new(),
-        shutdown: CancellationToken::new(),
-        config: Arc::new(config.ws.clone()),
-    };
+    let sessions = Sessions::new(&config.ws);
     let tiles = Arc::new(TileStore::new(&config.tiles, pool.clone()).map_err(ConfigError::from)?);
     let tracks_out = nats.as_ref().map(|_| Arc::new(TracksOut::default()));
     let shards = nats.as_ref().map(|n| usize::from(n.partitions));
@@ -234,10 +228,11 @@ async fn start(
         }
         _ => None,
     };
+    let groups = fences::Groups::default();
     let (alerting, fences) = start_alerting(
         config,
         &pool,
-        &tiles,
+        (&tiles, &groups),
         &live,
         committed,
         cluster.as_ref(),
@@ -247,7 +242,14 @@ async fn start(
     let ingest = ingest(config, pipeline, cluster.as_ref().map(|c| c.log.clone()))?;
     let (fences, imports) = import_jobs(config, fences, &sessions);
     Ok(AppState::new(Shared {
-        dispatch: start_dispatch(config, live_index, &pool, &live, cluster.as_ref(), &sessions),
+        dispatch: start_dispatch(
+            config,
+            (live_index, groups),
+            &pool,
+            &live,
+            cluster.as_ref(),
+            &sessions,
+        ),
         db: pool,
         auth: Auth {
             tokens,
@@ -301,7 +303,7 @@ fn import_jobs(
 /// live feed (every node's frames in cluster mode).
 fn start_dispatch(
     config: &Config,
-    index: SharedLiveIndex,
+    (index, groups): (SharedLiveIndex, fences::Groups),
     pool: &PgPool,
     live: &LiveFeed,
     cluster: Option<&crate::cluster::Parts>,
@@ -317,7 +319,7 @@ fn start_dispatch(
     sessions.tasks.spawn(sync.run(sessions.shutdown.clone()));
     Arc::new(Dispatch {
         index,
-        groups: dispatch::Groups::default(),
+        groups,
         config: config.dispatch.clone(),
     })
 }
@@ -338,7 +340,7 @@ fn start_live_feed(config: &Config, sessions: &Sessions) -> (LiveFeed, Duration)
 fn start_alerting(
     config: &Config,
     pool: &PgPool,
-    tiles: &Arc<TileStore>,
+    (tiles, groups): (&Arc<TileStore>, &fences::Groups),
     live: &LiveFeed,
     committed: Vec<tracker::outbox::OutboxReceiver>,
     cluster: Option<&crate::cluster::Parts>,
@@ -355,6 +357,7 @@ fn start_alerting(
             webhooks: config.webhooks.clone(),
             webhook_policy: webhook_policy.clone(),
             index: index.clone(),
+            groups: groups.clone(),
             live: cluster.map_or_else(|| live.clone(), |c| c.outbound.clone()),
             committed,
             ownership: cluster.map(|c| c.ownership.clone()),

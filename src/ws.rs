@@ -50,6 +50,15 @@ pub struct Sessions {
 }
 
 impl Sessions {
+    /// No sessions yet, with their own task tracker and shutdown token.
+    pub fn new(config: &WsConfig) -> Self {
+        Self {
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            config: Arc::new(config.clone()),
+        }
+    }
+
     /// Upgrades to a WebSocket and runs `session` on it as a tracked task.
     pub fn accept<F, Fut>(&self, upgrade: WebSocketUpgrade, session: F) -> Response
     where

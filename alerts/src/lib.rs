@@ -67,6 +67,8 @@ pub struct Inputs {
     /// Where webhooks may be delivered.
     pub webhook_policy: Arc<webhooks::Policy>,
     pub index: SharedIndex,
+    /// Device groups, for fences that apply to groups.
+    pub groups: fences::Groups,
     /// Where evaluators record the fixes that move a device.
     pub live: LiveFeed,
     /// Committed batches of each ingest shard, in shard order.
@@ -129,6 +131,7 @@ pub fn start(inputs: Inputs, shutdown: &CancellationToken, tasks: &TaskTracker) 
         pool: inputs.pool,
         shards: inputs.committed.len(),
         index: inputs.index,
+        groups: inputs.groups,
         sink,
         live: inputs.live,
         config: inputs.alerts.evaluation(),

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use fences::DeviceFilter;
 use tracker::live::LivePosition;
 
-use crate::groups::Group;
+use fences::Group;
 
 /// What a position must satisfy to be returned; the default admits everything.
 #[derive(Debug, Clone, Default)]

@@ -1,11 +1,11 @@
 //! The `device_groups` table: loading every group, writing and deleting one. Each write
 //! announces itself with `NOTIFY geotrack_groups` in its transaction, so the other processes
-//! on the database (the nodes of a cluster) reload their [`Groups`](crate::groups::Groups)
+//! on the database (the nodes of a cluster) reload their [`Groups`](fences::Groups)
 //! once it is committed.
 
 use sqlx::PgPool;
 
-use crate::groups::Group;
+use fences::Group;
 
 /// The channel group writes are announced on (the payload is the group id; listeners reload
 /// every group, a small table).

@@ -9,7 +9,7 @@
 //! - [`index`]: the index and its exact queries (k nearest within a radius, in a box, in a
 //!   polygon or circle);
 //! - [`filter`]: what a query may return (age, id prefixes, a group, a token's device limit);
-//! - [`groups`]: device groups and the registry of them; [`group_store`] their table;
+//! - [`group_store`]: the table of device groups (`fences::groups`);
 //! - [`shared`]: the index shared by handlers and the task that updates it;
 //! - [`sync`]: that task (load, follow the feed, reload when frames may have been lost);
 //! - [`trips`]: trips, stops and a summary cut from a history; [`history`] streams a device's
@@ -20,7 +20,6 @@
 pub mod config;
 pub mod filter;
 pub mod group_store;
-pub mod groups;
 pub mod history;
 pub mod index;
 pub mod shared;
@@ -29,8 +28,8 @@ pub mod sync;
 pub mod trips;
 
 pub use config::DispatchConfig;
+pub use fences::groups::{Group, Groups};
 pub use filter::Filter;
-pub use groups::{Group, Groups};
 pub use index::{LiveIndex, Nearby, Within};
 pub use shared::SharedLiveIndex;
 

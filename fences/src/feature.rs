@@ -1,7 +1,7 @@
 //! Fences as the API speaks them: GeoJSON Features. A Polygon or MultiPolygon is a polygon
 //! fence; a Point with `properties.radius_m` a circle; a LineString with `properties.buffer_m`
 //! a corridor. Options live in `properties` too (`name`, `hysteresis_m`, `dwell_s`,
-//! `speed_limit_mps`, `applies_to`: device ids, `prefix*` entries, `webhooks`: URLs, checked by
+//! `speed_limit_mps`, `applies_to`: device ids, `prefix*` and `group:ID` entries, `webhooks`: URLs, checked by
 //! the caller, which knows its webhook policy); every other property is kept as given. The
 //! Feature's `id` is the fence id. Converting back gives the same Feature, so a client can GET,
 //! edit and PUT.
@@ -143,7 +143,11 @@ fn webhooks(value: Option<&Value>) -> Result<Vec<String>, FenceError> {
     }
 }
 
-/// `applies_to`: absent, `"all"`, or a list of device ids where `prefix*` is a prefix.
+/// How an `applies_to` entry names a device group: `group:taxis`.
+const GROUP_PREFIX: &str = "group:";
+
+/// `applies_to`: absent, `"all"`, or a list of device ids where `prefix*` is a prefix and
+/// `group:ID` a device group.
 fn applies_to(value: Option<&Value>) -> Result<AppliesTo, FenceError> {
     let entries = match value {
         None | Some(Value::Null) => return Ok(AppliesTo::All),
@@ -157,18 +161,27 @@ fn applies_to(value: Option<&Value>) -> Result<AppliesTo, FenceError> {
     };
     let mut ids = std::collections::BTreeSet::new();
     let mut prefixes = Vec::new();
+    let mut groups = std::collections::BTreeSet::new();
     for entry in entries {
         let entry = entry.as_str().ok_or(FenceError::Feature(
             "`properties.applies_to` entries must be strings",
         ))?;
-        match entry.strip_suffix('*') {
-            Some(prefix) => prefixes.push(prefix.to_owned()),
-            None => {
-                ids.insert(entry.to_owned());
-            }
+        if let Some(group) = entry.strip_prefix(GROUP_PREFIX) {
+            crate::check_id(group).map_err(|_| {
+                FenceError::Feature("`properties.applies_to`: `group:` must be followed by a group id")
+            })?;
+            groups.insert(group.to_owned());
+        } else if let Some(prefix) = entry.strip_suffix('*') {
+            prefixes.push(prefix.to_owned());
+        } else {
+            ids.insert(entry.to_owned());
         }
     }
-    Ok(AppliesTo::Devices { ids, prefixes })
+    Ok(AppliesTo::Devices {
+        ids,
+        prefixes,
+        groups,
+    })
 }
 
 /// The fence as a Feature, the inverse of [`to_fence`].
@@ -193,11 +206,16 @@ pub fn to_feature(fence: &Fence) -> Value {
     props.insert("speed_limit_mps".into(), json!(fence.speed_limit_mps));
     let applies: Value = match &fence.applies_to {
         AppliesTo::All => json!("all"),
-        AppliesTo::Devices { ids, prefixes } => {
+        AppliesTo::Devices {
+            ids,
+            prefixes,
+            groups,
+        } => {
             json!(
                 ids.iter()
                     .cloned()
                     .chain(prefixes.iter().map(|p| format!("{p}*")))
+                    .chain(groups.iter().map(|g| format!("{GROUP_PREFIX}{g}")))
                     .collect::<Vec<_>>()
             )
         }
@@ -237,7 +255,7 @@ mod tests {
     fn every_kind_round_trips_through_a_feature() {
         let features = [
             json!({"type": "Feature", "id": "p", "geometry": {"type": "Polygon", "coordinates": [[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]]},
-                   "properties": {"name": "square", "colour": "red", "dwell_s": 60, "applies_to": ["a", "fleet-*"]}}),
+                   "properties": {"name": "square", "colour": "red", "dwell_s": 60, "applies_to": ["a", "fleet-*", "group:night"]}}),
             json!({"type": "Feature", "id": "c", "geometry": {"type": "Point", "coordinates": [2.0, 3.0]},
                    "properties": {"radius_m": 150.0, "hysteresis_m": 5.0}}),
             json!({"type": "Feature", "id": "r", "geometry": {"type": "LineString", "coordinates": [[0.0, 0.0], [1.0, 1.0]]},

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::error::FenceError;
+use crate::groups::Groups;
 
 /// A position `[lon, lat]` in degrees, as in GeoJSON.
 pub type Position = [f64; 2];
@@ -75,7 +76,8 @@ pub enum AppliesTo {
     /// Every device.
     #[default]
     All,
-    /// Devices whose id is listed or starts with one of the prefixes.
+    /// Devices whose id is listed, starts with one of the prefixes, or belongs to one of the
+    /// groups.
     Devices {
         /// Exact device ids.
         #[serde(default)]
@@ -83,16 +85,27 @@ pub enum AppliesTo {
         /// Device id prefixes.
         #[serde(default)]
         prefixes: Vec<String>,
+        /// Device group ids (a group that does not exist has no members).
+        #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+        groups: BTreeSet<String>,
     },
 }
 
 impl AppliesTo {
-    /// Whether the fence applies to `device_id`.
-    pub fn matches(&self, device_id: &str) -> bool {
+    /// Whether the fence applies to `device_id`, with the groups as they are now.
+    pub fn matches(&self, device_id: &str, groups: &Groups) -> bool {
         match self {
             Self::All => true,
-            Self::Devices { ids, prefixes } => {
-                ids.contains(device_id) || prefixes.iter().any(|p| device_id.starts_with(p.as_str()))
+            Self::Devices {
+                ids,
+                prefixes,
+                groups: named,
+            } => {
+                ids.contains(device_id)
+                    || prefixes.iter().any(|p| device_id.starts_with(p.as_str()))
+                    || named
+                        .iter()
+                        .any(|g| groups.get(g).is_some_and(|g| g.contains(device_id)))
             }
         }
     }
@@ -413,14 +426,26 @@ mod tests {
     }
 
     #[test]
-    fn applies_to_ids_and_prefixes() {
+    fn applies_to_ids_prefixes_and_groups() {
+        let groups = crate::Groups::default();
         let a = AppliesTo::Devices {
             ids: ["truck-1".to_owned()].into(),
             prefixes: vec!["van-".into()],
+            groups: ["night".to_owned(), "nobody".to_owned()].into(),
         };
-        assert!(a.matches("truck-1") && a.matches("van-7"));
-        assert!(!a.matches("truck-2"));
-        assert!(AppliesTo::All.matches("anything"));
+        assert!(a.matches("truck-1", &groups) && a.matches("van-7", &groups));
+        assert!(!a.matches("truck-2", &groups) && !a.matches("cab-1", &groups));
+        groups.put(crate::Group {
+            id: "night".into(),
+            name: String::new(),
+            devices: ["truck-2".to_owned()].into(),
+            prefixes: ["cab-".to_owned()].into(),
+        });
+        assert!(
+            a.matches("truck-2", &groups) && a.matches("cab-1", &groups),
+            "members as they are now"
+        );
+        assert!(AppliesTo::All.matches("anything", &groups));
     }
 
     #[test]

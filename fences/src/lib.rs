@@ -6,7 +6,8 @@
 //! covers for costly ones: [`index`]), the per-(device, fence)
 //! enter/exit/dwell/overspeed state machine ([`state`]), and the pure value
 //! types every geotrack crate shares: [`Bbox`], the antimeridian-aware box, and
-//! [`DeviceFilter`], the devices a reader may see. No I/O: callers persist
+//! [`DeviceFilter`], the devices a reader may see, and [`Groups`], named sets of
+//! devices. No I/O: callers persist
 //! [`FenceState`] values and feed fixes in.
 
 pub mod bbox;
@@ -17,6 +18,7 @@ pub mod exact;
 pub mod feature;
 pub mod fence;
 pub mod geodesy;
+pub mod groups;
 pub mod id;
 pub mod index;
 pub mod normalize;
@@ -28,6 +30,7 @@ pub use devices::DeviceFilter;
 pub use error::FenceError;
 pub use exact::PreparedFence;
 pub use fence::{AppliesTo, Fence, FenceKind, FenceLimits, Position};
+pub use groups::{Group, Groups};
 pub use id::{IdError, check_id};
 pub use index::{Candidate, FenceIndex, Hit, IndexConfig, IndexStats, IndexedFence};
 pub use state::{FenceState, Fix, StateConfig, Status, Transition, TransitionKind, dwell_due_at, step, tick};

@@ -270,10 +270,12 @@ pub async fn import_status(
 pub async fn devices_inside(
     State(fences): State<Arc<FenceRegistry>>,
     State(db): State<PgPool>,
+    State(dispatch): State<Arc<dispatch::Dispatch>>,
     principal: Authorized<scope::Read>,
     PathId(id): PathId,
 ) -> Result<Json<FeatureCollection>, ApiError> {
     let fence = fences.prepared(&id)?;
+    let groups = &dispatch.groups;
     let mut inside = Vec::new();
     for bbox in fence.extents() {
         let query = tracker::latest::ListQuery {
@@ -283,7 +285,7 @@ pub async fn devices_inside(
             ..tracker::latest::ListQuery::default()
         };
         for position in tracker::latest::list(&db, &query).await? {
-            if fence.fence().applies_to.matches(&position.device)
+            if fence.fence().applies_to.matches(&position.device, groups)
                 && fence.contains(position.lon, position.lat)
             {
                 inside.push(position);

@@ -1,10 +1,14 @@
 //! Device groups over a real server: written and read through the API, reloaded when another
-//! process writes the table, and used as the `group=` filter of the dispatch queries.
+//! process writes the table, used as the `group=` filter of the dispatch queries, and named by
+//! fences' `applies_to`, with membership changes re-evaluated at once.
 
+use chrono::Utc;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{eventually, fix, json_with_status, spawn_app, wait_until};
+use crate::helpers::{
+    create_fence, eventually, fix, json_with_status, post_fix, spawn_app, square, wait_for_alerts, wait_until,
+};
 
 fn ids(collection: &Value) -> Vec<String> {
     collection["features"]
@@ -163,5 +167,54 @@ async fn a_group_written_by_another_process_is_picked_up() {
         .expect("deleted");
     let gone = eventually(async || app.get("/api/v1/groups/night").await.status() == 404).await;
     assert!(gone, "the server kept a group deleted elsewhere");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_fence_applies_to_the_members_of_a_group_as_they_are_now() {
+    let app = spawn_app().await;
+    let night = json!({"devices": ["cab-1"]});
+    json_with_status(
+        app.send_json(Method::PUT, "/api/v1/groups/night", &night).await,
+        201,
+    )
+    .await;
+    let mut depot = square("depot", 10.0, 10.0, 0.01);
+    depot["properties"]["applies_to"] = json!(["group:night"]);
+    let stored = create_fence(&app, &depot).await;
+    assert_eq!(stored["properties"]["applies_to"], json!(["group:night"]));
+
+    // Both cabs drive in; the fence applies to the night shift only.
+    let now = Utc::now();
+    for device in ["cab-1", "cab-2"] {
+        post_fix(&app, device, now - chrono::Duration::seconds(20), 10.05, 10.0).await;
+        post_fix(&app, device, now - chrono::Duration::seconds(10), 10.0, 10.0).await;
+    }
+    let alerts = wait_for_alerts(&app, 1).await;
+    assert_eq!(
+        alerts,
+        [("cab-1".to_owned(), Some("depot".to_owned()), "enter".to_owned())]
+    );
+
+    // cab-2 joins the night shift: the fence now applies to it, and it is inside.
+    let night = json!({"devices": ["cab-1", "cab-2"]});
+    json_with_status(
+        app.send_json(Method::PUT, "/api/v1/groups/night", &night).await,
+        200,
+    )
+    .await;
+    let alerts = wait_for_alerts(&app, 2).await;
+    assert_eq!(
+        alerts[1],
+        ("cab-2".to_owned(), Some("depot".to_owned()), "enter".to_owned())
+    );
+
+    let mut refused = square("bad", 10.0, 10.0, 0.01);
+    refused["properties"]["applies_to"] = json!(["group:"]);
+    let reply = app.send_json(Method::POST, "/api/v1/fences", &refused).await;
+    assert_eq!(
+        json_with_status(reply, 400).await["error"]["code"],
+        "invalid_fence"
+    );
     app.stop().await;
 }

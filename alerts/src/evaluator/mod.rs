@@ -42,6 +42,8 @@ pub struct Shared {
     pub pool: PgPool,
     pub shards: usize,
     pub index: SharedIndex,
+    /// Device groups, as fences' `applies_to` name them.
+    pub groups: fences::Groups,
     /// Where evaluation steps go to be committed (the alert writer).
     pub sink: mpsc::Sender<Changes>,
     pub live: LiveFeed,
@@ -80,7 +82,7 @@ impl Evaluators {
                     shared: shared.clone(),
                     outbox,
                     forget: rx,
-                    state: fresh_state(&shared.config),
+                    state: fresh_state(shared),
                     watermark: 0,
                     behind: true,
                     ownership: ownership.as_mut().and_then(Iterator::next),
@@ -103,8 +105,12 @@ impl Evaluators {
 }
 
 /// A shard's state before anything is loaded.
-fn fresh_state(config: &EvalConfig) -> ShardState {
-    ShardState::new(config.state.clone(), offline_ms(config))
+fn fresh_state(shared: &Shared) -> ShardState {
+    ShardState::new(
+        shared.config.state.clone(),
+        offline_ms(&shared.config),
+        shared.groups.clone(),
+    )
 }
 
 fn offline_ms(config: &EvalConfig) -> Option<i64> {
@@ -163,7 +169,7 @@ impl Evaluator {
                 ?epoch,
                 "evaluator stopped: the shard has another owner"
             );
-            self.state = fresh_state(&self.shared.config);
+            self.state = fresh_state(&self.shared);
         }
     }
 
@@ -235,7 +241,7 @@ impl Evaluator {
     async fn start(&mut self) -> Result<(), sqlx::Error> {
         let pool = &self.shared.pool;
         let (watermark, devices) = load::shard(pool, self.shard, self.shared.shards).await?;
-        self.state = fresh_state(&self.shared.config);
+        self.state = fresh_state(&self.shared);
         self.state.devices = devices;
         self.state.arm_timers(&self.shared.index.read());
         self.watermark = watermark;

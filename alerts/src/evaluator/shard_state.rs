@@ -10,7 +10,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 use chrono::{DateTime, Utc};
-use fences::{FenceIndex, FenceState, PreparedFence, StateConfig, Status, Transition};
+use fences::{FenceIndex, FenceState, Groups, PreparedFence, StateConfig, Status, Transition};
 
 use tracker::Fix;
 
@@ -54,15 +54,18 @@ pub struct ShardState {
     config: StateConfig,
     /// Send `offline` after this long without a fix; `None`: never.
     offline_after_ms: Option<i64>,
+    /// Device groups, as fences' `applies_to` name them.
+    groups: Groups,
 }
 
 impl ShardState {
-    pub fn new(config: StateConfig, offline_after_ms: Option<i64>) -> Self {
+    pub fn new(config: StateConfig, offline_after_ms: Option<i64>, groups: Groups) -> Self {
         Self {
             devices: HashMap::new(),
             dwell_timers: BinaryHeap::new(),
             config,
             offline_after_ms,
+            groups,
         }
     }
 
@@ -123,7 +126,7 @@ impl ShardState {
         for fence in candidates {
             let def = fence.fence();
             let visit_at = device.visits.iter().position(|(id, _)| id == fence.id());
-            if visit_at.is_none() && !def.applies_to.matches(&input.device) {
+            if visit_at.is_none() && !def.applies_to.matches(&input.device, &self.groups) {
                 continue;
             }
             let before = visit_at.map(|i| device.visits[i].1);
@@ -224,7 +227,7 @@ impl ShardState {
                 let margin = |f: &PreparedFence| f.fence().hysteresis_m.max(last.accuracy_m);
                 let stays = index
                     .get(fence_id)
-                    .filter(|f| f.fence().applies_to.matches(id))
+                    .filter(|f| f.fence().applies_to.matches(id, &self.groups))
                     .is_some_and(|f| f.signed_distance_m(last.pos[0], last.pos[1]) <= margin(f));
                 if !stays {
                     let def = index.get(fence_id).map(PreparedFence::fence);
@@ -240,7 +243,7 @@ impl ShardState {
                 let def = fence.fence();
                 let margin = def.hysteresis_m.max(last.accuracy_m);
                 if device.visits.iter().any(|(f, _)| f == hit.id)
-                    || !def.applies_to.matches(id)
+                    || !def.applies_to.matches(id, &self.groups)
                     || fence.signed_distance_m(last.pos[0], last.pos[1]) > -margin
                 {
                     continue;

@@ -121,7 +121,7 @@ fn filter(max_age_s: Option<i64>, prefix: bool, limited: bool) -> Filter {
             Vec::new()
         },
         group: limited.then(|| {
-            std::sync::Arc::new(crate::groups::Group {
+            std::sync::Arc::new(fences::Group {
                 id: "g".into(),
                 name: String::new(),
                 devices: ["d10".to_owned(), "d21".to_owned()].into(),

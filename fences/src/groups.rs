@@ -1,8 +1,7 @@
 //! Device groups: named sets of devices, by listed ids and by id prefixes (`taxis`: every id
-//! starting with `taxi-`, plus `spare-3`). Queries take a group as a filter ([`Filter::group`]
-//! in `crate::filter`); [`Groups`] is the in-memory registry every node keeps, loaded from the
-//! `device_groups` table and reloaded when another process announces a change
-//! (`crate::group_store`).
+//! starting with `taxi-`, plus `spare-3`). Fences apply to groups (`AppliesTo`), dispatch
+//! queries filter by them; [`Groups`] is the in-memory registry every server keeps (the service
+//! loads it from the database and reloads it when another process announces a change).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -32,13 +31,13 @@ pub struct Group {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GroupError {
     #[error("the group id {0}")]
-    Id(fences::IdError),
+    Id(crate::IdError),
     #[error("the name {0}")]
-    Name(fences::IdError),
+    Name(crate::IdError),
     #[error("device id {id:?} {error}")]
-    Device { id: String, error: fences::IdError },
+    Device { id: String, error: crate::IdError },
     #[error("prefix {prefix:?} {error}")]
-    Prefix { prefix: String, error: fences::IdError },
+    Prefix { prefix: String, error: crate::IdError },
     #[error(
         "a group lists at most {MAX_LISTED} devices and {MAX_PREFIXES} prefixes; use prefixes for larger fleets"
     )]
@@ -53,20 +52,20 @@ impl Group {
 
     /// Checks ids, the name and the sizes.
     pub fn validate(&self) -> Result<(), GroupError> {
-        fences::check_id(&self.id).map_err(GroupError::Id)?;
-        fences::id::check_text(&self.name).map_err(GroupError::Name)?;
+        crate::check_id(&self.id).map_err(GroupError::Id)?;
+        crate::id::check_text(&self.name).map_err(GroupError::Name)?;
         if self.devices.len() > MAX_LISTED || self.prefixes.len() > MAX_PREFIXES {
             return Err(GroupError::TooLarge);
         }
         for id in &self.devices {
-            fences::check_id(id).map_err(|error| GroupError::Device {
+            crate::check_id(id).map_err(|error| GroupError::Device {
                 id: id.clone(),
                 error,
             })?;
         }
         for prefix in &self.prefixes {
             // An empty prefix would make the group every device: list no prefix for that.
-            fences::check_id(prefix).map_err(|error| GroupError::Prefix {
+            crate::check_id(prefix).map_err(|error| GroupError::Prefix {
                 prefix: prefix.clone(),
                 error,
             })?;
