@@ -244,18 +244,14 @@ async fn start(
     Ok(AppState::new(Shared {
         dispatch: start_dispatch(
             config,
-            (live_index, groups),
+            (live_index, groups.clone()),
             &pool,
             &live,
             cluster.as_ref(),
             &sessions,
         ),
         db: pool,
-        auth: Auth {
-            tokens,
-            limiter: config.limits.tokens(),
-            failures: config.limits.failed_auths(),
-        },
+        auth: auth(config, tokens, groups),
         ingest: Arc::new(ingest),
         fences,
         imports,
@@ -266,6 +262,16 @@ async fn start(
         registry: Arc::new(registry),
         cluster: cluster.map(|c| c.node),
     }))
+}
+
+/// Authentication: the tokens, their rate limits, and the groups some are limited to.
+fn auth(config: &Config, tokens: Tokens, groups: fences::Groups) -> Auth {
+    Auth {
+        tokens,
+        limiter: config.limits.tokens(),
+        failures: config.limits.failed_auths(),
+        groups,
+    }
 }
 
 /// Positions in: where they go (the pipeline, or the fix log in cluster mode) and the checks

@@ -30,6 +30,12 @@ impl DeviceFilter {
         })
     }
 
+    /// From exact ids and prefixes (without `*`), even when both are empty: then it allows no
+    /// device (a limit to groups that have no members yet), unlike [`new`](Self::new).
+    pub fn from_parts(exact: Vec<String>, prefixes: Vec<String>) -> Self {
+        Self { exact, prefixes }
+    }
+
     /// Whether `device` passes the filter.
     pub fn allows(&self, device: &str) -> bool {
         self.exact.iter().any(|d| d == device) || self.prefixes.iter().any(|p| device.starts_with(p.as_str()))

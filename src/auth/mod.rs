@@ -1,7 +1,7 @@
 //! Bearer tokens with scopes (`ingest`, `read`, `admin`), optionally limited to device ids or
 //! id prefixes. Tokens come from config (`[[tokens]]`) or `GEOTRACK_TOKENS`
 //! (`TOKEN=SCOPE[+SCOPE][@DEVICE[|DEVICE]]` entries separated by `;`, a trailing `*` making a
-//! device entry a prefix). Only SHA-256 digests are kept, compared in constant time against every
+//! device entry a prefix and a leading `group:` a device group). Only SHA-256 digests are kept, compared in constant time against every
 //! configured token, and tokens are never logged. With no token configured, access is open.
 //!
 //! Handlers take an [`Authorized`] extractor naming the scope they need; the API takes
@@ -33,6 +33,8 @@ pub struct Auth {
     pub limiter: RateLimiter,
     /// Failed authentications per client address: guessing tokens is slowed to a trickle.
     pub failures: RateLimiter,
+    /// Device groups, for tokens limited to groups.
+    pub groups: fences::Groups,
 }
 
 impl Auth {
@@ -60,7 +62,7 @@ impl Auth {
                 .try_take(key, 1.0)
                 .map_err(|wait| AuthError::RateLimited(wait.as_secs().max(1)))?;
         }
-        Ok(principal)
+        Ok(principal.resolved(&self.groups))
     }
 }
 

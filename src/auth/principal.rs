@@ -1,7 +1,7 @@
 //! [`Principal`]: who is calling, as far as the token presented says: its scopes and the
 //! devices it may see or write (every device when it names none, or when access is open).
 
-use fences::DeviceFilter;
+use fences::{DeviceFilter, Groups};
 use serde::{Deserialize, Serialize};
 
 /// What a token may do. `admin` includes the other two.
@@ -19,16 +19,47 @@ pub struct Principal {
     /// Names the token in rate limits (a digest prefix, never the token); `None` when open.
     key: Option<String>,
     scopes: Vec<Scope>,
-    /// `None`: every device.
+    /// `None`: every device (unless `groups` names some).
     devices: Option<DeviceFilter>,
+    /// Device groups the token is limited to, besides `devices`: resolved into `devices` against
+    /// the groups as they are at each request ([`Principal::resolved`]).
+    groups: Vec<String>,
 }
 
 impl Principal {
-    pub(super) fn new(key: String, scopes: Vec<Scope>, devices: Option<DeviceFilter>) -> Self {
+    pub(super) fn new(
+        key: String,
+        scopes: Vec<Scope>,
+        devices: Option<DeviceFilter>,
+        groups: Vec<String>,
+    ) -> Self {
         Self {
             key: Some(key),
             scopes,
             devices,
+            groups,
+        }
+    }
+
+    /// This principal with its groups' current members added to its device limit (the same
+    /// principal when it names no group). A group that does not exist adds no device.
+    pub(super) fn resolved(self, groups: &Groups) -> Self {
+        if self.groups.is_empty() {
+            return self;
+        }
+        let (mut exact, mut prefixes) = self
+            .devices
+            .as_ref()
+            .map(|d| (d.exact().to_vec(), d.prefixes().to_vec()))
+            .unwrap_or_default();
+        for group in self.groups.iter().filter_map(|id| groups.get(id)) {
+            exact.extend(group.devices.iter().cloned());
+            prefixes.extend(group.prefixes.iter().cloned());
+        }
+        Self {
+            devices: Some(DeviceFilter::from_parts(exact, prefixes)),
+            groups: Vec::new(),
+            ..self
         }
     }
 
@@ -38,6 +69,7 @@ impl Principal {
             key: None,
             scopes: vec![Scope::Admin],
             devices: None,
+            groups: Vec::new(),
         }
     }
 

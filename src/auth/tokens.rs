@@ -28,7 +28,12 @@ pub enum TokenError {
     NoScope(usize),
     #[error("token #{0} is configured twice")]
     Duplicate(usize),
+    #[error("token #{0} names a device group without a valid id after `group:`")]
+    BadGroup(usize),
 }
+
+/// How a token's device entry names a device group: `group:taxis`.
+const GROUP_PREFIX: &str = "group:";
 
 fn parse_scope(text: &str) -> Result<Scope, TokenError> {
     match text.trim() {
@@ -45,7 +50,8 @@ fn parse_scope(text: &str) -> Result<Scope, TokenError> {
 pub struct TokenConfig {
     pub token: String,
     pub scopes: Vec<Scope>,
-    /// Device ids this token is limited to; an entry ending in `*` is a prefix. Empty: all.
+    /// Device ids this token is limited to; an entry ending in `*` is a prefix, one starting with
+    /// `group:` a device group (its members as they are at each request). Empty: all.
     #[serde(default)]
     pub devices: Vec<String>,
 }
@@ -123,7 +129,22 @@ impl Tokens {
                 let _ = write!(hex, "{b:02x}");
                 hex
             });
-            let principal = Principal::new(key, config.scopes.clone(), DeviceFilter::new(&config.devices));
+            let (groups, devices): (Vec<&String>, Vec<&String>) =
+                config.devices.iter().partition(|d| d.starts_with(GROUP_PREFIX));
+            let groups: Vec<String> = groups
+                .into_iter()
+                .map(|g| g[GROUP_PREFIX.len()..].to_owned())
+                .collect();
+            if groups.iter().any(|g| fences::check_id(g).is_err()) {
+                return Err(TokenError::BadGroup(i + 1));
+            }
+            let devices: Vec<String> = devices.into_iter().cloned().collect();
+            let limit = match (DeviceFilter::new(&devices), groups.is_empty()) {
+                // Limited to groups alone: no device until the groups have members.
+                (None, false) => Some(DeviceFilter::from_parts(Vec::new(), Vec::new())),
+                (limit, _) => limit,
+            };
+            let principal = Principal::new(key, config.scopes.clone(), limit, groups);
             entries.push((digest, principal));
         }
         Ok(Self { entries })
@@ -191,6 +212,7 @@ mod tests {
             ("long-enough-00001=root", "unknown scope"),
             ("no-equals-sign", "must look like"),
             ("dup-token-0000001=read;dup-token-0000001=admin", "twice"),
+            ("group-token-00001=read@group:", "device group"),
         ] {
             let err = TokensSetting::Compact(spec.into())
                 .entries()

@@ -1,13 +1,15 @@
 //! Device groups over a real server: written and read through the API, reloaded when another
 //! process writes the table, used as the `group=` filter of the dispatch queries, and named by
-//! fences' `applies_to`, with membership changes re-evaluated at once.
+//! fences' `applies_to` and by tokens' device limits, with membership changes applied at once.
 
 use chrono::Utc;
+use geotrack::auth::TokensSetting;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    create_fence, eventually, fix, json_with_status, post_fix, spawn_app, square, wait_for_alerts, wait_until,
+    create_fence, eventually, fix, json_with_status, post_fix, spawn_app, spawn_with, square,
+    wait_for_alerts, wait_until,
 };
 
 fn ids(collection: &Value) -> Vec<String> {
@@ -216,5 +218,51 @@ async fn a_fence_applies_to_the_members_of_a_group_as_they_are_now() {
         json_with_status(reply, 400).await["error"]["code"],
         "invalid_fence"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_limited_to_a_group_sees_its_members_as_they_are_now() {
+    const ADMIN: &str = "admin-token-0123456789";
+    const NIGHT: &str = "night-reader-0123456789";
+    const GHOST: &str = "ghost-reader-0123456789";
+    let tokens = format!("{ADMIN}=admin;{NIGHT}=read@group:night;{GHOST}=read@group:ghosts");
+    let app = spawn_with(|c| c.tokens = TokensSetting::Compact(tokens)).await;
+    let as_admin =
+        |method: Method, path: &str, body: Value| app.request(method, path).token(ADMIN).json(&body).send();
+    let fixes = json!([fix("cab-1", 5, 10.0, 10.0), fix("cab-2", 5, 10.001, 10.0)]);
+    json_with_status(as_admin(Method::POST, "/api/v1/positions", fixes).await, 202).await;
+    json_with_status(
+        as_admin(Method::PUT, "/api/v1/groups/night", json!({"devices": ["cab-1"]})).await,
+        201,
+    )
+    .await;
+    let read = |token: &'static str, path: &str| app.request(Method::GET, path).token(token).send();
+
+    let listed = json_with_status(read(NIGHT, "/api/v1/devices").await, 200).await;
+    assert_eq!(ids(&listed), ["cab-1"]);
+    assert_eq!(read(NIGHT, "/api/v1/devices/cab-2").await.status(), 403);
+    wait_until("the live index has both cabs", async || {
+        let all = app
+            .request(Method::GET, "/api/v1/devices/within?bbox=9,9,11,11")
+            .token(ADMIN)
+            .send()
+            .await;
+        all.status() == 200 && ids(&json_with_status(all, 200).await).len() == 2
+    })
+    .await;
+    let near = json_with_status(read(NIGHT, "/api/v1/devices/nearby?lon=10&lat=10").await, 200).await;
+    assert_eq!(ids(&near), ["cab-1"]);
+    // A group that does not exist limits the token to nothing, not to everything.
+    let ghost = json_with_status(read(GHOST, "/api/v1/devices").await, 200).await;
+    assert_eq!(ids(&ghost), Vec::<String>::new());
+    assert_eq!(read(GHOST, "/api/v1/devices/cab-1").await.status(), 403);
+
+    // cab-2 joins the group: the next request sees it.
+    let members = json!({"devices": ["cab-1", "cab-2"]});
+    json_with_status(as_admin(Method::PUT, "/api/v1/groups/night", members).await, 200).await;
+    let listed = json_with_status(read(NIGHT, "/api/v1/devices").await, 200).await;
+    assert_eq!(ids(&listed), ["cab-1", "cab-2"]);
+    assert_eq!(read(NIGHT, "/api/v1/devices/cab-2").await.status(), 200);
     app.stop().await;
 }
