@@ -64,6 +64,37 @@ impl DeviceFilter {
             .collect()
     }
 
+    /// The devices both filters allow, as one filter (`None` stands for every device): an id
+    /// listed by one and allowed by the other, and of two prefixes where one extends the other,
+    /// the longer. So a query's group and a token's limit go to SQL as one `ANY`/`LIKE ANY` pair.
+    pub fn intersect(a: Option<&Self>, b: &Self) -> Self {
+        let Some(a) = a else { return b.clone() };
+        let mut exact: Vec<String> = a.exact.iter().filter(|id| b.allows(id)).cloned().collect();
+        let from_b: Vec<String> = b
+            .exact
+            .iter()
+            .filter(|id| a.allows(id) && !exact.contains(id))
+            .cloned()
+            .collect();
+        exact.extend(from_b);
+        let mut prefixes = Vec::new();
+        for pa in &a.prefixes {
+            for pb in &b.prefixes {
+                let longer = if pa.starts_with(pb.as_str()) {
+                    pa
+                } else if pb.starts_with(pa.as_str()) {
+                    pb
+                } else {
+                    continue;
+                };
+                if !prefixes.contains(longer) {
+                    prefixes.push(longer.clone());
+                }
+            }
+        }
+        Self { exact, prefixes }
+    }
+
     /// A number naming this filter within the process (equal filters, equal keys), for caches
     /// that keep what each filter sees apart.
     pub fn key(&self) -> u64 {
@@ -76,7 +107,28 @@ impl DeviceFilter {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Short ids over a tiny alphabet, so that prefixes and ids often meet.
+    fn entries() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec(
+            ("[ab]{1,3}", any::<bool>()).prop_map(|(id, prefix)| if prefix { format!("{id}*") } else { id }),
+            0..5,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn an_intersection_allows_what_both_allow(a in entries(), b in entries(), id in "[ab]{1,4}") {
+            let (fa, fb) = (DeviceFilter::new(&a), DeviceFilter::new(&b));
+            let Some(fb) = fb else { return Ok(()) };
+            let both = DeviceFilter::intersect(fa.as_ref(), &fb);
+            let expected = fa.as_ref().is_none_or(|f| f.allows(&id)) && fb.allows(&id);
+            prop_assert_eq!(both.allows(&id), expected, "{:?} & {:?} on {}", a, b, id);
+        }
+    }
 
     #[test]
     fn ids_and_prefixes_filter_and_become_sql_patterns() {

@@ -8,6 +8,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+use crate::DeviceFilter;
+
 /// Most devices a group may list (prefixes cover larger fleets).
 pub const MAX_LISTED: usize = 100_000;
 /// Most prefixes a group may have.
@@ -48,6 +50,14 @@ impl Group {
     /// Whether `device` belongs to the group.
     pub fn contains(&self, device: &str) -> bool {
         self.devices.contains(device) || self.prefixes.iter().any(|p| device.starts_with(p.as_str()))
+    }
+
+    /// Its members as a device filter (allowing no device when it has none).
+    pub fn device_filter(&self) -> DeviceFilter {
+        DeviceFilter::from_parts(
+            self.devices.iter().cloned().collect(),
+            self.prefixes.iter().cloned().collect(),
+        )
     }
 
     /// Checks ids, the name and the sizes.

@@ -15,6 +15,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::ws::{Utf8Bytes, WebSocketUpgrade};
 use axum::response::Response;
+use dispatch::{Dispatch, Groups};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
@@ -45,13 +46,15 @@ pub struct AlertParams {
     fences: Option<String>,
     #[serde(alias = "kind")]
     kinds: Option<String>,
+    /// Only alerts of the members of this device group.
+    group: Option<String>,
     /// The token, for clients that cannot send headers (read by the auth extractor).
     #[allow(dead_code, reason = "declared so that `?token=` is not an unknown parameter")]
     token: Option<String>,
 }
 
 impl AlertParams {
-    fn query(&self, principal: &Principal) -> Result<AlertQuery, ApiError> {
+    fn query(&self, principal: &Principal, groups: &Groups) -> Result<AlertQuery, ApiError> {
         let list = |name: &str, text: &Option<String>| -> Result<Vec<String>, ApiError> {
             text.as_deref()
                 .unwrap_or("")
@@ -85,7 +88,7 @@ impl AlertParams {
             devices: list("a device in `devices`", &self.devices)?,
             fences: list("a fence in `fences`", &self.fences)?,
             kinds,
-            allowed: principal.device_filter().cloned(),
+            allowed: super::groups::narrowed(principal.device_filter(), groups, self.group.as_deref())?,
         })
     }
 }
@@ -97,17 +100,20 @@ impl AlertParams {
         ("limit" = Option<i64>, Query, description = "Page size, 1 to 1000 (default 100)"),
         ("device" = Option<String>, Query, description = "Device ids, comma-separated"),
         ("fence" = Option<String>, Query, description = "Fence ids, comma-separated"),
-        ("kind" = Option<String>, Query, description = "enter, exit, dwell, overspeed, offline; comma-separated")),
+        ("kind" = Option<String>, Query, description = "enter, exit, dwell, overspeed, offline; comma-separated"),
+        ("group" = Option<String>, Query, description = "Only alerts of the members of this device group")),
     responses((status = 200, description = "A page of alerts, oldest first", body = AlertPage),
         (status = 400, description = "Bad filter, limit or an unknown parameter", body = ErrorBody),
+        (status = 404, description = "Unknown group", body = ErrorBody),
         (status = 503, description = "The database is unavailable: retry after Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         TokenRefusals))]
 pub async fn list(
     State(db): State<PgPool>,
+    State(dispatch): State<Arc<Dispatch>>,
     principal: Authorized<scope::Read>,
     Params(params): Params<AlertParams>,
 ) -> Result<Json<AlertPage>, ApiError> {
-    let mut query = params.query(&principal)?;
+    let mut query = params.query(&principal, &dispatch.groups)?;
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -143,28 +149,26 @@ pub struct AlertPage {
         ("fences" = Option<String>, Query, description = "Fence ids, comma-separated"),
         ("devices" = Option<String>, Query, description = "Device ids, comma-separated"),
         ("kinds" = Option<String>, Query, description = "Alert kinds, comma-separated"),
+        ("group" = Option<String>, Query, description = "Only alerts of the members of this device group (as they are when the socket opens)"),
         ("token" = Option<String>, Query, description = "Token, for browsers")),
     responses((status = 101, description = "WebSocket of alerts"),
         (status = 400, description = "Bad filter or unknown parameter (JSON), or not a WebSocket upgrade request (axum's plain-text answer)",
             content((ErrorBody = "application/json"), (String = "text/plain"))),
+        (status = 404, description = "Unknown group", body = ErrorBody),
         TokenRefusals))]
 pub async fn socket(
     State(db): State<PgPool>,
     State(alerting): State<Arc<Alerting>>,
+    State(dispatch): State<Arc<Dispatch>>,
     State(sessions): State<Sessions>,
     Authorized { principal, .. }: Authorized<scope::Read, BearerOrQuery>,
     Params(params): Params<AlertParams>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let query = params.query(&principal)?;
+    let query = params.query(&principal, &dispatch.groups)?;
     let replay = params.since.is_some();
     Ok(sessions.accept(upgrade, move |socket| async move {
-        let session = Session {
-            db,
-            alerting,
-            principal,
-            query,
-        };
+        let session = Session { db, alerting, query };
         session.run(socket, replay).await;
     }))
 }
@@ -172,8 +176,7 @@ pub async fn socket(
 struct Session {
     db: PgPool,
     alerting: Arc<Alerting>,
-    principal: Principal,
-    /// The filters; `since` is the cursor: every alert up to it was sent or filtered out.
+    /// The filters (`allowed`: the token's devices, narrowed to the group asked for); `since` is the cursor: every alert up to it was sent or filtered out.
     query: AlertQuery,
 }
 
@@ -285,7 +288,8 @@ impl Session {
         while let Some(alert) = next.take() {
             let a = &alert.alert;
             if a.id > self.query.since {
-                if self.query.matches(a, |d| self.principal.allows_device(d)) {
+                let allowed = |d: &str| self.query.allowed.as_ref().is_none_or(|f| f.allows(d));
+                if self.query.matches(a, allowed) {
                     out.push(text(&alert));
                 }
                 self.query.since = a.id;

@@ -29,6 +29,7 @@ pub struct ListParams {
     bbox: Option<String>,
     limit: Option<i64>,
     after: Option<String>,
+    group: Option<String>,
 }
 
 /// `GET /api/v1/devices?bbox=&limit=&after=`: live positions as a FeatureCollection with a
@@ -36,14 +37,17 @@ pub struct ListParams {
 #[utoipa::path(get, path = "/api/v1/devices", operation_id = "list_devices", tag = "read", security(("bearer" = [])),
     params(("bbox" = Option<String>, Query, description = "minLon,minLat,maxLon,maxLat"),
         ("limit" = Option<i64>, Query, description = "Page size, 1 to 10000 (default 1000)"),
-        ("after" = Option<String>, Query, description = "Last device id of the previous page")),
+        ("after" = Option<String>, Query, description = "Last device id of the previous page"),
+        ("group" = Option<String>, Query, description = "Only the members of this device group")),
     responses((status = 200, description = "FeatureCollection of live positions, with `next` while more follow",
             body = FeatureCollection),
         (status = 400, description = "Bad bbox, limit, `after` or an unknown parameter", body = ErrorBody),
+        (status = 404, description = "Unknown group", body = ErrorBody),
         (status = 503, description = "The database is unavailable: retry after Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         TokenRefusals))]
 pub async fn list(
     State(db): State<PgPool>,
+    State(dispatch): State<Arc<Dispatch>>,
     principal: Authorized<scope::Read>,
     Params(params): Params<ListParams>,
 ) -> Result<Json<FeatureCollection>, ApiError> {
@@ -53,7 +57,11 @@ pub async fn list(
         after: paging.after.clone(),
         limit: paging.limit as i64 + 1,
         bbox,
-        devices: principal.device_filter().cloned(),
+        devices: super::groups::narrowed(
+            principal.device_filter(),
+            &dispatch.groups,
+            params.group.as_deref(),
+        )?,
     };
     let mut positions = tracker::latest::list(&db, &query).await?;
     let more = positions.len() > paging.limit;
@@ -64,7 +72,10 @@ pub async fn list(
         .collect();
     let mut collection = FeatureCollection::new(features);
     if let (true, Some(last)) = (more, positions.last()) {
-        let filters = [("bbox", params.bbox.as_deref())];
+        let filters = [
+            ("bbox", params.bbox.as_deref()),
+            ("group", params.group.as_deref()),
+        ];
         collection = collection.with_next(paging.next("/api/v1/devices", &last.device, &filters));
     }
     Ok(Json(collection))

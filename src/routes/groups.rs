@@ -9,7 +9,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use dispatch::{Dispatch, Group};
+use dispatch::{Dispatch, Group, Groups};
+use fences::DeviceFilter;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::ToSchema;
@@ -174,6 +175,20 @@ pub async fn delete(
     dispatch.groups.remove(&id);
     tracing::info!(group = %id, "device group deleted");
     Ok(Json(GroupDeleted { deleted: id }))
+}
+
+/// The devices a reader limited to `limit` may see, narrowed to the members of `group` when
+/// one is named (404 `group_not_found` for an unknown group).
+pub fn narrowed(
+    limit: Option<&DeviceFilter>,
+    groups: &Groups,
+    group: Option<&str>,
+) -> Result<Option<DeviceFilter>, ApiError> {
+    let Some(id) = group else {
+        return Ok(limit.cloned());
+    };
+    let group = groups.get(id).ok_or_else(|| unknown_group(id))?;
+    Ok(Some(DeviceFilter::intersect(limit, &group.device_filter())))
 }
 
 /// 404 `group_not_found`.

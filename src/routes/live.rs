@@ -1,4 +1,5 @@
-//! `WS /ws/positions?bbox=`: live positions inside a map view.
+//! `WS /ws/positions?bbox=&group=`: live positions inside a map view (of a device group's
+//! members, when one is named).
 //!
 //! The session starts with a snapshot of the live table inside the view
 //! (`{"type":"snapshot","positions":[...]}`), then sends the devices that moved inside it, at
@@ -9,7 +10,10 @@
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::response::Response;
-use fences::Bbox;
+use std::sync::Arc;
+
+use dispatch::Dispatch;
+use fences::{Bbox, DeviceFilter};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
@@ -17,7 +21,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tracker::latest::ListQuery;
 use tracker::live::{LiveFeed, LivePosition};
 
-use crate::auth::{Authorized, BearerOrQuery, Principal, scope};
+use crate::auth::{Authorized, BearerOrQuery, scope};
 use crate::error::{ApiError, ErrorBody, TokenRefusals};
 use crate::extract::Params;
 use crate::ws::{Gone, Sessions, Socket};
@@ -29,6 +33,7 @@ const SNAPSHOT_MAX: i64 = 10_000;
 #[serde(deny_unknown_fields)]
 pub struct LiveParams {
     bbox: Option<String>,
+    group: Option<String>,
     #[allow(dead_code, reason = "declared so that `?token=` is not an unknown parameter")]
     token: Option<String>,
 }
@@ -43,25 +48,33 @@ struct ViewChange {
 /// `WS /ws/positions?bbox=&token=`.
 #[utoipa::path(get, path = "/ws/positions", operation_id = "positions_socket", tag = "read", security(("bearer" = []), ("token" = [])),
     params(("bbox" = Option<String>, Query, description = "minLon,minLat,maxLon,maxLat (default: the world)"),
+        ("group" = Option<String>, Query, description = "Only the members of this device group (as they are when the socket opens)"),
         ("token" = Option<String>, Query, description = "Token, for browsers")),
     responses((status = 101, description = "WebSocket of live positions"),
         (status = 400, description = "Bad filter or unknown parameter (JSON), or not a WebSocket upgrade request (axum's plain-text answer)",
             content((ErrorBody = "application/json"), (String = "text/plain"))),
+        (status = 404, description = "Unknown group", body = ErrorBody),
         TokenRefusals))]
 pub async fn socket(
     State(db): State<PgPool>,
     State(live): State<LiveFeed>,
     State(sessions): State<Sessions>,
+    State(dispatch): State<Arc<Dispatch>>,
     Authorized { principal, .. }: Authorized<scope::Read, BearerOrQuery>,
     Params(params): Params<LiveParams>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let bbox = params.bbox.as_deref().map(crate::extract::bbox).transpose()?;
+    let devices = super::groups::narrowed(
+        principal.device_filter(),
+        &dispatch.groups,
+        params.group.as_deref(),
+    )?;
     Ok(sessions.accept(upgrade, move |mut socket| async move {
         let mut session = Session {
             db,
             live,
-            principal,
+            devices,
             bbox,
         };
         let gone = session.serve(&mut socket).await;
@@ -72,7 +85,8 @@ pub async fn socket(
 struct Session {
     db: PgPool,
     live: LiveFeed,
-    principal: Principal,
+    /// The devices shown: the token's, narrowed to the group asked for (`None`: all).
+    devices: Option<DeviceFilter>,
     bbox: Option<Bbox>,
 }
 
@@ -105,7 +119,7 @@ impl Session {
             after: None,
             limit: SNAPSHOT_MAX,
             bbox: self.bbox,
-            devices: self.principal.device_filter().cloned(),
+            devices: self.devices.clone(),
         };
         let positions: Vec<LivePosition> = match tracker::latest::list(&self.db, &query).await {
             Ok(rows) => rows.iter().map(LivePosition::from).collect(),
@@ -123,7 +137,10 @@ impl Session {
     async fn forward(&self, socket: &mut Socket, frame: &[LivePosition]) -> Result<(), Gone> {
         let visible: Vec<&LivePosition> = frame
             .iter()
-            .filter(|p| self.bbox.is_none_or(|b| p.within(&b)) && self.principal.allows_device(&p.device))
+            .filter(|p| {
+                self.bbox.is_none_or(|b| p.within(&b))
+                    && self.devices.as_ref().is_none_or(|d| d.allows(&p.device))
+            })
             .collect();
         if visible.is_empty() {
             return Ok(());

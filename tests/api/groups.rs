@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    create_fence, eventually, fix, json_with_status, post_fix, spawn_app, spawn_with, square,
+    WsClient, create_fence, eventually, fix, json_with_status, post_fix, spawn_app, spawn_with, square,
     wait_for_alerts, wait_until,
 };
 
@@ -264,5 +264,53 @@ async fn a_token_limited_to_a_group_sees_its_members_as_they_are_now() {
     let listed = json_with_status(read(NIGHT, "/api/v1/devices").await, 200).await;
     assert_eq!(ids(&listed), ["cab-1", "cab-2"]);
     assert_eq!(read(NIGHT, "/api/v1/devices/cab-2").await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_device_list_alerts_and_sockets_filter_by_group() {
+    let app = spawn_app().await;
+    json_with_status(
+        app.send_json(
+            Method::PUT,
+            "/api/v1/groups/night",
+            &json!({"devices": ["cab-1"]}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    create_fence(&app, &square("depot", 10.0, 10.0, 0.01)).await;
+    let now = Utc::now();
+    for device in ["cab-1", "cab-2"] {
+        post_fix(&app, device, now - chrono::Duration::seconds(20), 10.05, 10.0).await;
+        post_fix(&app, device, now - chrono::Duration::seconds(10), 10.0, 10.0).await;
+    }
+    wait_for_alerts(&app, 2).await;
+    let devices_of = |alerts: &Value| -> Vec<String> {
+        alerts
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .map(|a| a["device"].as_str().expect("device").to_owned())
+            .collect()
+    };
+
+    let listed = json_with_status(app.get("/api/v1/devices?group=night").await, 200).await;
+    assert_eq!(ids(&listed), ["cab-1"]);
+    let alerts = json_with_status(app.get("/api/v1/alerts?group=night").await, 200).await;
+    assert_eq!(devices_of(&alerts["alerts"]), ["cab-1"]);
+    let mut positions = WsClient::connect(&app, "/ws/positions?group=night").await;
+    let snapshot = positions.json().await;
+    assert_eq!(devices_of(&snapshot["positions"]), ["cab-1"]);
+    let mut stream = WsClient::connect(&app, "/ws/alerts?since=0&group=night").await;
+    assert_eq!(devices_of(&Value::Array(stream.until_live().await)), ["cab-1"]);
+    for path in ["/api/v1/alerts?group=nobody", "/api/v1/devices?group=nobody"] {
+        assert_eq!(
+            json_with_status(app.get(path).await, 404).await["error"]["code"],
+            "group_not_found",
+            "{path}"
+        );
+    }
     app.stop().await;
 }
