@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{Authorized, scope};
 use crate::error::{ApiError, ErrorBody, TokenRefusals};
-use crate::extract::{Params, PathId};
+use crate::extract::{Params, PathId, RawBody};
 use crate::routes::geojson::{Feature, FeatureCollection};
 use crate::routes::paging::Paging;
 use crate::ws::Sessions;
@@ -94,10 +94,15 @@ pub async fn get_one(
     PathId(id): PathId,
 ) -> Result<Json<Feature>, ApiError> {
     principal.require_device(&id)?;
-    let latest = tracker::latest::get(&db, &id).await?;
-    latest
-        .map(|position| Json(Feature(tracker::latest::to_feature(&position))))
-        .ok_or_else(|| unknown_device(&id))
+    let latest = tracker::latest::get(&db, &id)
+        .await?
+        .ok_or_else(|| unknown_device(&id))?;
+    let mut feature = tracker::latest::to_feature(&latest);
+    if let Some(registration) = tracker::registry::get(&db, &id).await? {
+        feature["properties"]["name"] = serde_json::json!(registration.name);
+        feature["properties"]["attributes"] = serde_json::Value::Object(registration.attributes.0);
+    }
+    Ok(Json(Feature(feature)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,4 +238,97 @@ pub(super) fn unknown_device(id: &str) -> ApiError {
         "device_not_found",
         format!("no position was ever stored for device {id:?}"),
     )
+}
+
+/// What `PUT /api/v1/devices/{id}` takes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceWrite {
+    /// A name to show (at most 200 characters).
+    name: Option<String>,
+    /// Free attributes (plate, driver, capacity...), a JSON object of at most 16 KiB.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A device's registration.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceRegistration {
+    id: String,
+    name: Option<String>,
+    #[schema(value_type = Object)]
+    attributes: serde_json::Map<String, serde_json::Value>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: chrono::DateTime<chrono::Utc>,
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<tracker::registry::Registration> for DeviceRegistration {
+    fn from(r: tracker::registry::Registration) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            attributes: r.attributes.0,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// `PUT /api/v1/devices/{id}` (admin): a device's name and attributes, before or after it
+/// first reports; `GET /api/v1/devices/{id}` shows them beside its position.
+#[utoipa::path(put, path = "/api/v1/devices/{id}", operation_id = "put_device", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Device id")),
+    request_body(content = DeviceWrite, example = json!({"name": "Van 7", "attributes": {"plate": "AB-123-CD", "capacity_kg": 800}})),
+    responses((status = 200, description = "Replaced: the registration as stored", body = DeviceRegistration),
+        (status = 201, description = "Registered: the registration as stored", body = DeviceRegistration),
+        (status = 400, description = "Not a device id, not a JSON object, a bad name or attributes too large", body = ErrorBody),
+        (status = 503, description = "The database is unavailable: retry after Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        TokenRefusals))]
+pub async fn put(
+    State(db): State<PgPool>,
+    admin: Authorized<scope::Admin>,
+    PathId(id): PathId,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    admin.require_device(&id)?;
+    let invalid = |message: String| ApiError::bad_request("invalid_device", message);
+    let write: DeviceWrite = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(value) if value.is_object() => {
+            serde_json::from_value(value).map_err(|e| invalid(format!("the body is not a device: {e}")))?
+        }
+        Ok(_) => {
+            return Err(invalid(
+                "the body must be a JSON object: {\"name\", \"attributes\"}".into(),
+            ));
+        }
+        Err(e) => return Err(invalid(format!("the body is not JSON: {e}"))),
+    };
+    if let Some(name) = &write.name {
+        fences::id::check_text(name).map_err(|e| invalid(format!("the name {e}")))?;
+        if name.chars().count() > tracker::registry::MAX_NAME_CHARS {
+            return Err(invalid(format!(
+                "the name is longer than {} characters",
+                tracker::registry::MAX_NAME_CHARS
+            )));
+        }
+    }
+    let size = serde_json::to_vec(&write.attributes).map_or(usize::MAX, |b| b.len());
+    if size > tracker::registry::MAX_ATTRIBUTES_BYTES {
+        return Err(invalid(format!(
+            "the attributes take {size} bytes; the limit is {}",
+            tracker::registry::MAX_ATTRIBUTES_BYTES
+        )));
+    }
+    let (registration, created) =
+        tracker::registry::put(&db, &id, write.name.as_deref(), &write.attributes).await?;
+    tracing::info!(device = %id, created, "device registration written");
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(DeviceRegistration::from(registration))).into_response())
 }

@@ -185,7 +185,7 @@ fn documented_routes(ingest: &Arc<Ingest>) -> OpenApiRouter<AppState> {
         .routes(routes!(groups::list))
         .routes(limited(routes!(groups::get_one, groups::put, groups::delete)))
         .routes(limited(routes!(dispatch::within, dispatch::within_area)))
-        .routes(routes!(devices::get_one, devices::erase))
+        .routes(routes!(devices::get_one, devices::put, devices::erase))
         .routes(routes!(devices::track))
         .routes(routes!(trips::trips))
         .routes(routes!(trips::stops))

@@ -252,3 +252,59 @@ async fn erasing_a_device_removes_its_history_and_live_position() {
     assert_eq!(registered, 0);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_device_is_named_and_described_in_the_registry() {
+    let app = spawn_app().await;
+    let put = async |body: serde_json::Value| {
+        app.send_json(reqwest::Method::PUT, "/api/v1/devices/van-7", &body)
+            .await
+    };
+    let created = json_with_status(
+        put(json!({"name": "Van 7", "attributes": {"plate": "AB-123-CD"}})).await,
+        201,
+    )
+    .await;
+    assert_eq!(created["id"], "van-7");
+    assert_eq!(created["attributes"], json!({"plate": "AB-123-CD"}));
+    assert!(created["created_at"].is_string());
+    // Not reported yet: no live position to show.
+    assert_eq!(app.get("/api/v1/devices/van-7").await.status(), 404);
+
+    json_with_status(app.post_json(&fix("van-7", 1, 2.35, 48.85)).await, 202).await;
+    let replaced = json_with_status(
+        put(json!({"name": "Van 7 (Lyon)", "attributes": {"plate": "AB-123-CD", "capacity_kg": 800}})).await,
+        200,
+    )
+    .await;
+    assert_eq!(replaced["name"], "Van 7 (Lyon)");
+    let feature = json_with_status(app.get("/api/v1/devices/van-7").await, 200).await;
+    assert_eq!(feature["properties"]["name"], "Van 7 (Lyon)");
+    assert_eq!(feature["properties"]["attributes"]["capacity_kg"], 800);
+
+    let huge = "x".repeat(20_000);
+    for (body, needle) in [
+        (json!(["Van 7"]), "JSON object"),
+        (json!({"name": "bad\u{202e}name"}), "invisible"),
+        (json!({"name": "x".repeat(201)}), "200 characters"),
+        (json!({"attributes": {"notes": huge}}), "limit"),
+        (json!({"owner": "me"}), "unknown field"),
+    ] {
+        let reply = json_with_status(put(body.clone()).await, 400).await;
+        assert_eq!(reply["error"]["code"], "invalid_device", "{body}");
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains(needle),
+            "{reply}"
+        );
+    }
+    // Erasing a device forgets its registration too.
+    json_with_status(app.delete("/api/v1/devices/van-7").await, 200).await;
+    assert_eq!(
+        json_with_status(put(json!({})).await, 201).await["name"],
+        serde_json::Value::Null
+    );
+    app.stop().await;
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::helpers::{json_with_status, spawn_app};
 
 /// Every route of the service, as the README documents them.
-const ROUTES: [(&str, &str); 42] = [
+const ROUTES: [(&str, &str); 43] = [
     ("get", "/"),
     ("post", "/"),
     ("get", "/osmand"),
@@ -19,6 +19,7 @@ const ROUTES: [(&str, &str); 42] = [
     ("get", "/api/v1/devices/nearby"),
     ("get", "/api/v1/devices/within"),
     ("post", "/api/v1/devices/within"),
+    ("put", "/api/v1/devices/{id}"),
     ("get", "/api/v1/groups"),
     ("get", "/api/v1/groups/{id}"),
     ("put", "/api/v1/groups/{id}"),

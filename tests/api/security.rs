@@ -137,9 +137,9 @@ async fn dispatch_and_reports_see_only_the_fleet(app: &crate::helpers::TestApp) 
     );
 }
 
-/// An admin token limited to `fleet-*` erases only those devices.
+/// An admin token limited to `fleet-*` erases and renames only those devices.
 #[tokio::test]
-async fn a_device_limited_admin_cannot_erase_other_devices() {
+async fn a_device_limited_admin_cannot_erase_or_rename_other_devices() {
     let app = spawn_with(|c| c.tokens = tokens()).await;
     for device in ["fleet-2", "other-2"] {
         let reply = app
@@ -160,6 +160,14 @@ async fn a_device_limited_admin_cannot_erase_other_devices() {
         "forbidden"
     );
     assert_eq!(app.stored().await, 2, "nothing of other-2 was erased");
+    let rename = |device: &str| {
+        app.request(Method::PUT, &format!("/api/v1/devices/{device}"))
+            .token(FLEET_ADMIN)
+            .json(&json!({"name": "mine now"}))
+            .send()
+    };
+    assert_eq!(rename("other-2").await.status(), 403);
+    json_with_status(rename("fleet-2").await, 200).await;
     json_with_status(erase("fleet-2").await, 200).await;
     assert_eq!(app.stored().await, 1);
     app.stop().await;

@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod ownership;
 pub mod pipeline;
 pub mod protocols;
+pub mod registry;
 pub mod shard;
 mod writer;
 
