@@ -75,6 +75,20 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
+/// A body that must be one JSON object, read as `T`, or 400 `code` saying why not (`shape`
+/// shows the fields expected). Objects only: serde would also read a JSON array as the fields
+/// in order.
+pub fn object_body<T: DeserializeOwned>(body: &[u8], code: &'static str, shape: &str) -> Result<T, ApiError> {
+    let invalid = |message: String| ApiError::bad_request(code, message);
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value) if value.is_object() => {
+            serde_json::from_value(value).map_err(|e| invalid(format!("the body is not {shape}: {e}")))
+        }
+        Ok(_) => Err(invalid(format!("the body must be a JSON object: {shape}"))),
+        Err(e) => Err(invalid(format!("the body is not JSON: {e}"))),
+    }
+}
+
 /// A `bbox=minLon,minLat,maxLon,maxLat` parameter (minLon > maxLon crosses the antimeridian).
 pub fn bbox(text: &str) -> Result<Bbox, ApiError> {
     Bbox::parse(text).map_err(|_| {

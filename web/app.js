@@ -18,7 +18,8 @@ const wsUrl = (path) => withToken(`${location.protocol === 'https:' ? 'wss' : 'w
 const $ = (id) => document.getElementById(id);
 const authHeaders = () => (token ? { authorization: `Bearer ${token}` } : {});
 
-const state = { devices: new Map(), alerts: 0, sockets: {}, open: {}, loaded: false, animating: false };
+const state = { devices: new Map(), alerts: 0, sockets: {}, open: {}, loaded: false, animating: false, group: '' };
+const groupParam = () => (state.group ? `&group=${encodeURIComponent(state.group)}` : '');
 
 // The server's default style (basemap, fences and positions tiles); vehicles are added on load
 // from the live socket instead of the one-second positions tiles.
@@ -95,9 +96,9 @@ map.on('load', () => {
   map.addLayer({ id: 'headings', type: 'line', source: 'vehicles', filter: ['==', ['geometry-type'], 'LineString'],
     paint: { 'line-color': '#e4572e', 'line-width': 2 } });
   window.geotrack.replay = enableReplay(map, authHeaders);
-  window.geotrack.nearby = enableNearby(map, authHeaders);
+  window.geotrack.nearby = enableNearby(map, authHeaders, groupParam);
   enableDrawing(map, authHeaders, window.geotrack.nearby.picking);
-  keepOpen('positions', () => wsUrl(`/ws/positions?bbox=${view().join(',')}`), (m) => {
+  keepOpen('positions', () => wsUrl(`/ws/positions?bbox=${view().join(',')}${groupParam()}`), (m) => {
     if (m.type === 'snapshot') {
       const seen = new Set(m.positions.map((p) => p.device));
       for (const d of state.devices.keys()) if (!seen.has(d)) state.devices.delete(d);
@@ -163,6 +164,27 @@ map.on('click', 'vehicles', (e) => {
   const popup = new maplibregl.Popup().setLngLat(e.lngLat).setDOMContent(details).addTo(map);
   button.onclick = () => { popup.remove(); window.geotrack.replay.open(p.device); };
 });
+
+// The group filter: the vehicles of one device group (GET /api/v1/groups), on the map and in
+// the nearby tool. The list is read again whenever the menu is opened.
+async function listGroups() {
+  const reply = await fetch('/api/v1/groups', { headers: authHeaders() }).catch(() => null);
+  if (!reply?.ok) return;
+  const { groups } = await reply.json();
+  const select = $('group');
+  const options = groups.map((g) => Object.assign(document.createElement('option'), { value: g.id, textContent: g.name || g.id }));
+  select.replaceChildren(select.options[0], ...options);
+  select.value = groups.some((g) => g.id === state.group) ? state.group : '';
+}
+$('group').addEventListener('focus', listGroups);
+$('group').addEventListener('change', (e) => {
+  state.group = e.target.value;
+  state.devices.clear(); // the next snapshot brings the group's vehicles
+  map.getSource('vehicles')?.setData({ type: 'FeatureCollection', features: [] });
+  state.open.positions?.close(); // reconnects at once with the group in its URL
+  status();
+});
+listGroups();
 
 $('login').addEventListener('submit', (e) => {
   e.preventDefault();

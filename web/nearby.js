@@ -10,7 +10,8 @@ const collection = (features) => ({ type: 'FeatureCollection', features });
 const point = (coordinates, properties) => ({ type: 'Feature', properties, geometry: { type: 'Point', coordinates } });
 const distanceText = (m) => (m < 1000 ? `${Math.round(m)} m` : `${(m / 1000).toFixed(m < 10000 ? 2 : 1)} km`);
 
-export function enableNearby(map, authHeaders) {
+// `groupParam()`: `&group=ID` while the map shows one device group, else empty.
+export function enableNearby(map, authHeaders, groupParam = () => '') {
   const state = { picking: false, at: null, found: [] };
   map.addSource('nearby', { type: 'geojson', data: collection([]) });
   map.addLayer({ id: 'nearby-lines', type: 'line', source: 'nearby', filter: ['==', ['geometry-type'], 'LineString'],
@@ -36,7 +37,7 @@ export function enableNearby(map, authHeaders) {
 
   const search = async (at) => {
     const k = $('nearby-k').value;
-    const url = `/api/v1/devices/nearby?lon=${at[0].toFixed(6)}&lat=${at[1].toFixed(6)}&limit=${k}`;
+    const url = `/api/v1/devices/nearby?lon=${at[0].toFixed(6)}&lat=${at[1].toFixed(6)}&limit=${k}${groupParam()}`;
     const reply = await fetch(url, { headers: authHeaders() }).catch((e) => e);
     if (!reply.ok) { say(`cannot search: ${await problem(reply)}`); return; }
     state.at = at;

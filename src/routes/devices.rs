@@ -295,17 +295,8 @@ pub async fn put(
 ) -> Result<Response, ApiError> {
     admin.require_device(&id)?;
     let invalid = |message: String| ApiError::bad_request("invalid_device", message);
-    let write: DeviceWrite = match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(value) if value.is_object() => {
-            serde_json::from_value(value).map_err(|e| invalid(format!("the body is not a device: {e}")))?
-        }
-        Ok(_) => {
-            return Err(invalid(
-                "the body must be a JSON object: {\"name\", \"attributes\"}".into(),
-            ));
-        }
-        Err(e) => return Err(invalid(format!("the body is not JSON: {e}"))),
-    };
+    let write: DeviceWrite =
+        crate::extract::object_body(&body, "invalid_device", "{\"name\", \"attributes\"}")?;
     if let Some(name) = &write.name {
         fences::id::check_text(name).map_err(|e| invalid(format!("the name {e}")))?;
         if name.chars().count() > tracker::registry::MAX_NAME_CHARS {

@@ -112,18 +112,8 @@ pub async fn put(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let invalid = |message: String| ApiError::bad_request("invalid_group", message);
-    // An object only: serde would also read a JSON array as the fields in order.
-    let write: GroupWrite = match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(value) if value.is_object() => {
-            serde_json::from_value(value).map_err(|e| invalid(format!("the body is not a group: {e}")))?
-        }
-        Ok(_) => {
-            return Err(invalid(
-                "the body must be a JSON object: {\"name\", \"devices\", \"prefixes\"}".into(),
-            ));
-        }
-        Err(e) => return Err(invalid(format!("the body is not JSON: {e}"))),
-    };
+    let write: GroupWrite =
+        crate::extract::object_body(&body, "invalid_group", "{\"name\", \"devices\", \"prefixes\"}")?;
     if write.id.as_ref().is_some_and(|given| *given != id) {
         return Err(ApiError::bad_request(
             "id_mismatch",

@@ -5,8 +5,8 @@
 // /ws/tiles), a polygon drawn in the page is stored and drawn, a fence clicked in delete mode
 // is deleted, a polygon's and a circle's shapes edited with the mouse are stored (and an
 // invalid shape shows the API's reason), a vehicle's popup lists its trips, a device's track
-// replays under the time slider, the nearest vehicles to a clicked point are listed and ringed,
-// and an alert reaches the panel. Asserts on state, not pixels; saves screenshots (map.png,
+// replays under the time slider, the nearest vehicles to a clicked point are listed and ringed
+// (all, then a device group's only), and an alert reaches the panel. Asserts on state, not pixels; saves screenshots (map.png,
 // edit.png, replay.png, nearby.png). Usage: node map.test.mjs URL SCREENSHOT_DIR
 import { api, launch, run, serverReady, step } from './harness.mjs';
 
@@ -173,7 +173,7 @@ const ok = await run(browser, `${shots}/map.png`, async (page, errors) => {
     await page.screenshot({ path: `${shots}/replay.png` });
   });
 
-  await step('the nearest vehicles to a clicked point are listed and ringed', async () => {
+  await step('the nearest vehicles to a clicked point are listed and ringed, within a group when one is chosen', async () => {
     const at = [2.3522, 48.9566]; // 11 km north of the demo fleet, clear of the edit tests
     const offsets = [[0.002, 0], [0, 0.004], [-0.008, 0]]; // about 150, 450 and 590 m away
     const fixes = offsets.map(([dx, dy], i) => ({ device: `near-${i + 1}`, ts: new Date().toISOString(),
@@ -201,6 +201,21 @@ const ok = await run(browser, `${shots}/map.png`, async (page, errors) => {
     if (await page.$('.maplibregl-popup')) throw new Error('the click also opened a popup');
     await page.screenshot({ path: `${shots}/nearby.png` });
     await page.click('#nearby-clear');
+
+    // A device group narrows the map's vehicles and the nearby tool to its members.
+    await api(base, 'PUT', 'api/v1/groups/near-odd', { name: 'Odd ones', devices: ['near-1', 'near-3'] });
+    await page.focus('#group'); // the menu reads the groups again when opened
+    await page.waitForFunction(() => [...document.querySelectorAll('#group option')].some((o) => o.value === 'near-odd'),
+      null, { timeout: 10000 });
+    await page.selectOption('#group', 'near-odd');
+    await page.waitForFunction(() => [...window.geotrack.state.devices.keys()].sort().join() === 'near-1,near-3',
+      null, { timeout: 15000 });
+    await page.click('#nearby-pick');
+    await page.mouse.click(...await pixel(at));
+    await page.waitForFunction(() => [...document.querySelectorAll('#nearby-list li b')].map((b) => b.textContent).join()
+      === 'near-1,near-3', null, { timeout: 10000 });
+    await page.click('#nearby-clear');
+    await page.selectOption('#group', '');
   });
 
   await step('an alert reaches the panel', () =>
