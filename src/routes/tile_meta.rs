@@ -1,5 +1,5 @@
 //! What leads a map client to the tiles: `GET /tiles` (the catalog), `GET /tiles/{layer}`
-//! (TileJSON 3.0) and `GET /styles/{name}.json` (MapLibre styles from `styles/`). URLs handed
+//! (TileJSON 3.0, for one layer or several joined as `a,b`) and `GET /styles/{name}.json` (MapLibre styles from `styles/`). URLs handed
 //! out use the address the request came to (`Host`, and `X-Forwarded-*` behind a proxy) and
 //! carry the request's `?token=` (and, for `tracks`, its `from`/`to`).
 
@@ -49,13 +49,13 @@ pub async fn catalog(
     Ok(Json(json!({ "tiles": tiles })))
 }
 
-/// `GET /tiles/{layer}`: TileJSON 3.0 for a layer.
+/// `GET /tiles/{layer}`: TileJSON 3.0 for a layer, or for layers joined as `/tiles/a,b`.
 #[utoipa::path(get, path = "/tiles/{layer}", operation_id = "get_tilejson", tag = "tiles", security(("bearer" = []), ("token" = [])),
-    params(("layer" = String, Path, description = "A layer (see GET /tiles)")),
-    responses((status = 200, description = "TileJSON 3.0, with an ETag (clients revalidate)", body = serde_json::Value,
-            headers(("ETag" = String), ("Cache-Control" = String))),
+    params(("layer" = String, Path, description = "A layer (see GET /tiles), or several joined by commas")),
+    responses((status = 200, description = "TileJSON 3.0 (bounds and center from the data where known, attribution), with an \
+            ETag (clients revalidate)", body = serde_json::Value, headers(("ETag" = String), ("Cache-Control" = String))),
         (status = 304, description = "The client's copy (If-None-Match) is current", headers(("ETag" = String))),
-        (status = 400, description = "Not a layer name", body = ErrorBody),
+        (status = 400, description = "Not a layer name, or more than 16 layers", body = ErrorBody),
         (status = 404, description = "Unknown layer", body = ErrorBody),
         (status = 503, description = "The layer's table cannot be read, the database is unavailable, or the token is over its \
             rate limit: retry after Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
@@ -63,37 +63,67 @@ pub async fn catalog(
 pub async fn tilejson(
     State(tiles): State<Arc<TileStore>>,
     _reader: Authorized<scope::Read, DeviceApp>,
-    PathId(layer): PathId,
+    PathId(names): PathId,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let id = tiles.catalog().layer(&layer)?;
-    let described = tiles.describe(id).await?;
-    let layer = tiles.catalog().get(id);
-    let base = base_url(&headers);
-    let query = kept_query(&uri);
-    let fields: serde_json::Map<String, Value> = described
-        .fields
-        .iter()
-        .map(|field| (field.name.clone(), json!(field.kind.name())))
-        .collect();
-    let document = json!({
-        "tilejson": "3.0.0",
-        "name": layer.name,
-        "description": layer.description,
-        "scheme": "xyz",
-        "tiles": [format!("{base}/tiles/{}/{{z}}/{{x}}/{{y}}.mvt{query}", layer.name)],
-        "minzoom": layer.minzoom,
-        "maxzoom": layer.maxzoom,
-        "bounds": [-180.0, -85.051_129, 180.0, 85.051_129],
-        "vector_layers": [{
+    let catalog = tiles.catalog();
+    let ids = super::tiles::layer_list(catalog, &names)?;
+    let mut vector_layers = Vec::with_capacity(ids.len());
+    let mut attributions: Vec<&str> = Vec::new();
+    // The union of the layers' extents; unknown as soon as one layer's is.
+    let mut bounds = Some(None::<[f64; 4]>);
+    for &id in &ids {
+        let described = tiles.describe(id).await?;
+        let layer = catalog.get(id);
+        let fields: serde_json::Map<String, Value> = described
+            .fields
+            .iter()
+            .map(|field| (field.name.clone(), json!(field.kind.name())))
+            .collect();
+        vector_layers.push(json!({
             "id": layer.name,
             "description": layer.description,
             "fields": fields,
             "minzoom": layer.minzoom,
             "maxzoom": layer.maxzoom,
-        }],
+        }));
+        if !layer.attribution.is_empty() && !attributions.contains(&layer.attribution.as_str()) {
+            attributions.push(&layer.attribution);
+        }
+        let extent = tiles.extent(id).await?;
+        bounds = bounds.zip(extent).map(|(sofar, [w, s, e, n])| {
+            Some(sofar.map_or([w, s, e, n], |[w0, s0, e0, n0]| {
+                [w0.min(w), s0.min(s), e0.max(e), n0.max(n)]
+            }))
+        });
+    }
+    let layers: Vec<&tiles::LayerInfo> = ids.iter().map(|&id| catalog.get(id)).collect();
+    let minzoom = layers.iter().map(|l| l.minzoom).min().unwrap_or(0);
+    let maxzoom = layers.iter().map(|l| l.maxzoom).max().unwrap_or(tiles::MAX_ZOOM);
+    let bounds = bounds.flatten().unwrap_or(tiles::extent::WORLD);
+    let [w, s, e, n] = bounds;
+    let zoom = tiles::extent::fitting_zoom(bounds, minzoom, maxzoom);
+    let name = layers
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut document = json!({
+        "tilejson": "3.0.0",
+        "name": name,
+        "description": layers.iter().map(|l| l.description.as_str()).collect::<Vec<_>>().join("; "),
+        "scheme": "xyz",
+        "tiles": [format!("{}/tiles/{name}/{{z}}/{{x}}/{{y}}.mvt{}", base_url(&headers), kept_query(&uri))],
+        "minzoom": minzoom,
+        "maxzoom": maxzoom,
+        "bounds": bounds,
+        "center": [f64::midpoint(w, e), f64::midpoint(s, n), zoom],
+        "vector_layers": vector_layers,
     });
+    if !attributions.is_empty() {
+        document["attribution"] = json!(attributions.join(" · "));
+    }
     Ok(conditional::json_document(
         &headers,
         document.to_string().into_bytes(),

@@ -108,7 +108,7 @@ const MAX_LAYERS: usize = 16;
 
 /// The layers of `a,b,c`, each once, in the order first named (a layer named twice would be
 /// built twice); at most [`MAX_LAYERS`].
-fn layer_list(catalog: &tiles::Catalog, names: &str) -> Result<SmallVec<[LayerId; 4]>, ApiError> {
+pub(super) fn layer_list(catalog: &tiles::Catalog, names: &str) -> Result<SmallVec<[LayerId; 4]>, ApiError> {
     let mut layers = SmallVec::new();
     for name in names.split(',') {
         let layer = catalog.layer(name)?;

@@ -190,6 +190,7 @@ async fn repeated_layers_are_built_once_and_the_list_is_capped() {
                 columns: None,
                 id: None,
                 description: String::new(),
+                attribution: String::new(),
                 minzoom: 0,
                 maxzoom: 22,
                 ttl_s: 60,

@@ -52,6 +52,18 @@ async fn the_basemap_serves_countries_split_at_the_antimeridian_and_reloads_on_i
         tilejson["vector_layers"][0]["fields"],
         json!({"name": "String", "iso_n3": "String"})
     );
+    assert!(
+        tilejson["attribution"]
+            .as_str()
+            .expect("attribution")
+            .contains("Natural Earth")
+    );
+    let [w, s, e, n] = [0, 1, 2, 3].map(|i| tilejson["bounds"][i].as_f64().expect("bounds"));
+    assert!(
+        w < -170.0 && e > 170.0 && s < -50.0 && n > 70.0,
+        "the import analysed the table: {}",
+        tilejson["bounds"]
+    );
 
     // A re-import (here France renamed) reaches the cached tile through NOTIFY geotrack_tiles.
     let renamed = std::str::from_utf8(geotrack::web::COUNTRIES)
@@ -77,6 +89,7 @@ fn table_layer(name: &str, table: &str) -> TableLayerConfig {
         columns: None,
         id: None,
         description: String::new(),
+        attribution: String::new(),
         minzoom: 0,
         maxzoom: 22,
         ttl_s: 60,
@@ -88,6 +101,7 @@ async fn roads_app() -> TestApp {
     let app = spawn_with(|c| {
         c.tiles.tables = vec![TableLayerConfig {
             description: "Roads".into(),
+            attribution: "© Roads Inc.".into(),
             minzoom: 5,
             maxzoom: 16,
             ttl_s: 3600,
@@ -105,6 +119,57 @@ async fn roads_app() -> TestApp {
         sqlx::query(statement).execute(&app.db).await.expect("roads");
     }
     app
+}
+
+#[tokio::test]
+async fn tilejson_gives_an_operator_table_its_bounds_centre_and_attribution_and_describes_joined_layers() {
+    let app = roads_app().await;
+    let tilejson = json_with_status(app.get("/tiles/roads").await, 200).await;
+    assert_eq!(tilejson["attribution"], "© Roads Inc.");
+    assert_eq!(
+        tilejson["bounds"],
+        json!([-180.0, -85.051_129, 180.0, 85.051_129]),
+        "no statistics yet: the world"
+    );
+    // Once analysed, the table's estimated extent (Lambert-93 back to WGS 84) and its centre.
+    sqlx::query("ANALYZE roads")
+        .execute(&app.db)
+        .await
+        .expect("analyze");
+    let tilejson = json_with_status(app.get("/tiles/roads").await, 200).await;
+    let [west, south, east, north] = [0, 1, 2, 3].map(|i| tilejson["bounds"][i].as_f64().expect("bounds"));
+    assert!(
+        west < 2.341 && east > 2.359 && south < 48.851 && north > 48.859,
+        "{}",
+        tilejson["bounds"]
+    );
+    assert!(east - west < 0.1 && north - south < 0.1, "{}", tilejson["bounds"]);
+    let centre = &tilejson["center"];
+    assert!((centre[0].as_f64().expect("lon") - 2.35).abs() < 0.01, "{centre}");
+    assert!((5..=16).contains(&centre[2].as_u64().expect("zoom")), "{centre}");
+    // Layers joined: one TileJSON for the composite tile URL, every layer listed.
+    let joined = json_with_status(app.get("/tiles/fences,roads").await, 200).await;
+    assert_eq!(joined["name"], "fences,roads");
+    assert!(
+        joined["tiles"][0]
+            .as_str()
+            .expect("url")
+            .contains("/tiles/fences,roads/{z}/{x}/{y}.mvt")
+    );
+    let ids: Vec<&str> = joined["vector_layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["fences", "roads"]);
+    assert_eq!(
+        (joined["minzoom"].as_u64(), joined["maxzoom"].as_u64()),
+        (Some(0), Some(u64::from(tiles::MAX_ZOOM)))
+    );
+    assert_eq!(joined["attribution"], "© Roads Inc.");
+    assert_eq!(app.get("/tiles/fences,nowhere").await.status(), 404);
+    app.stop().await;
 }
 
 /// `POST /tiles/roads/invalidate?bbox=...`, expecting `status`; the JSON reply.

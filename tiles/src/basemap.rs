@@ -62,6 +62,11 @@ pub async fn import(pool: &PgPool, geojson: &[u8]) -> Result<usize, Error> {
         .await
         .map_err(database)?;
     tx.commit().await.map_err(database)?;
+    // Fresh statistics: the TileJSON's bounds come from the planner's estimate of the extent.
+    sqlx::query("ANALYZE basemap_countries")
+        .execute(pool)
+        .await
+        .map_err(database)?;
     Ok(features.len())
 }
 

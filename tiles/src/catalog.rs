@@ -40,6 +40,8 @@ pub const BASEMAP_TABLE: &str = "basemap_countries";
 pub struct LayerInfo {
     pub name: String,
     pub description: String,
+    /// Credit for the data (TileJSON `attribution`); empty for geotrack's own layers.
+    pub attribution: String,
     pub minzoom: u8,
     pub maxzoom: u8,
     /// How long a cached tile lives; `None`: until a write touches it.
@@ -67,6 +69,7 @@ impl LayerInfo {
         Self {
             name: config.name.clone(),
             description: config.description.clone(),
+            attribution: config.attribution.clone(),
             minzoom: config.minzoom,
             maxzoom: config.maxzoom,
             ttl: (config.ttl_s > 0).then(|| Duration::from_secs(config.ttl_s)),
@@ -107,6 +110,7 @@ impl Catalog {
         let builtin = |source: Source, name: &str, description: &str, ttl, reach| LayerInfo {
             name: name.to_owned(),
             description: description.to_owned(),
+            attribution: String::new(),
             minzoom: 0,
             maxzoom: crate::MAX_ZOOM,
             ttl,
@@ -150,6 +154,7 @@ impl Catalog {
                 columns: Some(vec!["name".into(), "iso_n3".into()]),
                 id: Some("fid".into()),
                 description: "Natural Earth countries (public domain), from geotrack import basemap".into(),
+                attribution: "<a href=\"https://www.naturalearthdata.com/\">Natural Earth</a>".into(),
                 minzoom: 0,
                 maxzoom: crate::MAX_ZOOM,
                 // Replaced only by `geotrack import basemap`, which notifies servers.
@@ -382,6 +387,7 @@ mod tests {
             columns: None,
             id: None,
             description: String::new(),
+            attribution: String::new(),
             minzoom: 0,
             maxzoom: 14,
             ttl_s: 60,

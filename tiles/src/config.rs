@@ -47,6 +47,9 @@ pub struct TableLayerConfig {
     pub id: Option<String>,
     #[serde(default)]
     pub description: String,
+    /// Credit for the data, shown by map clients (TileJSON `attribution`; HTML allowed).
+    #[serde(default)]
+    pub attribution: String,
     #[serde(default)]
     pub minzoom: u8,
     #[serde(default = "max_zoom")]

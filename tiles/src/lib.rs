@@ -19,6 +19,7 @@ pub mod coding;
 pub mod config;
 mod coord;
 mod error;
+pub mod extent;
 mod front;
 pub mod layer;
 pub mod notify;

@@ -51,6 +51,17 @@ impl TileStore {
         self.catalog().describe(&self.pool, layer).await
     }
 
+    /// Where the layer's data lies (see [`crate::extent`]).
+    pub async fn extent(&self, layer: LayerId) -> Result<Option<[f64; 4]>, Error> {
+        let described = self.describe(layer).await?;
+        crate::extent::of(&self.pool, described)
+            .await
+            .map_err(|source| Error::Describe {
+                layer: self.catalog().get(layer).name.clone(),
+                source: Arc::new(source),
+            })
+    }
+
     /// One layer's tile as a reader limited to `devices` (`None`: every device) may see it:
     /// cached unless it is a `tracks` tile over a window relative to now. `window` is the
     /// request's (given whenever it asks for `tracks`); only `tracks` uses it.
