@@ -16,8 +16,9 @@ pub type Position = [f64; 2];
 /// Longest fence name, in bytes.
 pub const MAX_NAME_BYTES: usize = 256;
 
-/// Whether a JSON value holds a NUL character in any string (PostgreSQL's `jsonb` cannot).
-fn holds_nul(value: &serde_json::Value) -> bool {
+/// Whether a JSON value holds a NUL character in any string or key (PostgreSQL's `jsonb`
+/// cannot store one: every path that stores client JSON checks this first).
+pub fn holds_nul(value: &serde_json::Value) -> bool {
     match value {
         serde_json::Value::String(text) => text.contains('\0'),
         serde_json::Value::Array(items) => items.iter().any(holds_nul),

@@ -306,6 +306,15 @@ pub async fn put(
             )));
         }
     }
+    if write
+        .attributes
+        .iter()
+        .any(|(k, v)| k.contains('\0') || fences::fence::holds_nul(v))
+    {
+        return Err(invalid(
+            "the attributes contain a NUL character (\\u0000), which cannot be stored".into(),
+        ));
+    }
     let size = serde_json::to_vec(&write.attributes).map_or(usize::MAX, |b| b.len());
     if size > tracker::registry::MAX_ATTRIBUTES_BYTES {
         return Err(invalid(format!(

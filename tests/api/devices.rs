@@ -289,6 +289,7 @@ async fn a_device_is_named_and_described_in_the_registry() {
         (json!({"name": "x".repeat(201)}), "200 characters"),
         (json!({"attributes": {"notes": huge}}), "limit"),
         (json!({"owner": "me"}), "unknown field"),
+        (json!({"attributes": {"a": ["ok", {"b\u{0}": 1}]}}), "NUL"),
     ] {
         let reply = json_with_status(put(body.clone()).await, 400).await;
         assert_eq!(reply["error"]["code"], "invalid_device", "{body}");

@@ -161,15 +161,10 @@ fn check_range(name: &str, value: f64, min: f64, max: f64) -> Result<f64, Reject
 
 /// PostgreSQL's text and jsonb types cannot hold U+0000, so such a fix would fail its whole batch.
 fn check_no_nul(attrs: &Map<String, Value>) -> Result<(), Rejection> {
-    fn has_nul(value: &Value) -> bool {
-        match value {
-            Value::String(s) => s.contains('\0'),
-            Value::Array(items) => items.iter().any(has_nul),
-            Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-            _ => false,
-        }
-    }
-    if attrs.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
+    if attrs
+        .iter()
+        .any(|(k, v)| k.contains('\0') || fences::fence::holds_nul(v))
+    {
         return Err(Rejection::new(
             "invalid_attrs",
             "`attrs` contains a NUL character (\\u0000), which cannot be stored",
