@@ -15,8 +15,8 @@ use std::ops::Bound;
 use fences::geodesy::haversine_m;
 use fences::{Bbox, PreparedFence};
 use geo::Coord;
-use rstar::RTree;
 use rstar::primitives::GeomWithData;
+use rstar::{PointDistance, RTree};
 use tracker::live::LivePosition;
 
 use crate::filter::Filter;
@@ -211,7 +211,7 @@ impl LiveIndex {
             .iter()
             .filter_map(|&s| self.slot(s))
             .filter(|s| filter.admits(&s.position))
-            .map(|s| (chord2(s.point, query), s))
+            .map(|s| (s.point.distance_2(&query), s))
             .filter(|(c2, _)| reach2.is_none_or(|reach2| *c2 <= reach2))
             .collect();
         if scored.len() > k {
@@ -356,10 +356,6 @@ impl LiveIndex {
     fn slot(&self, slot: u32) -> Option<&Slot> {
         self.slots.get(slot as usize).and_then(Option::as_ref)
     }
-}
-
-fn chord2(a: [f64; 3], b: [f64; 3]) -> f64 {
-    (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)
 }
 
 #[cfg(test)]

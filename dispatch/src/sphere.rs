@@ -103,19 +103,15 @@ mod tests {
     use fences::geodesy::haversine_m;
     use geo::Coord;
     use proptest::prelude::*;
-    use rstar::Envelope;
+    use rstar::{Envelope, PointDistance};
 
     use super::*;
-
-    fn chord2(a: [f64; 3], b: [f64; 3]) -> f64 {
-        (0..3).map(|i| (a[i] - b[i]).powi(2)).sum()
-    }
 
     #[test]
     fn the_chord_of_a_distance_bounds_the_points_at_that_distance() {
         let (a, b) = (Coord { x: 2.35, y: 48.85 }, Coord { x: 2.29, y: 48.86 });
         let metres = haversine_m(a, b);
-        let chord2_ab = chord2(unit_vector(a.x, a.y), unit_vector(b.x, b.y));
+        let chord2_ab = unit_vector(a.x, a.y).distance_2(&unit_vector(b.x, b.y));
         assert!(chord2_ab <= chord2_of_metres(metres).expect("short"));
         assert!(chord2_ab > chord2_of_metres(metres * 0.999).expect("short"));
         assert_eq!(chord2_of_metres(EARTH_RADIUS_M * 4.0), None);
