@@ -75,6 +75,12 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
+/// A body as JSON, or 400 `malformed_body`.
+pub fn json_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("malformed_body", format!("the body is not valid JSON: {e}")))
+}
+
 /// A body that must be one JSON object, read as `T`, or 400 `code` saying why not (`shape`
 /// shows the fields expected). Objects only: serde would also read a JSON array as the fields
 /// in order.

@@ -224,8 +224,7 @@ async fn area(
     limits: fences::FenceLimits,
 ) -> Result<PreparedFence, ApiError> {
     let invalid = |message: String| ApiError::bad_request("invalid_area", message);
-    let body: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("malformed_body", format!("the body is not valid JSON: {e}")))?;
+    let body = crate::extract::json_body(body)?;
     let mut feature = match body.get("type").and_then(Value::as_str) {
         Some("Feature") => body,
         Some(_) => json!({"type": "Feature", "geometry": body, "properties": {}}),
@@ -273,12 +272,7 @@ fn filter(
         crate::extract::checked_id("`prefix`", prefix)?;
     }
     let group = group
-        .map(|id| {
-            dispatch
-                .groups
-                .get(id)
-                .ok_or_else(|| super::groups::unknown_group(id))
-        })
+        .map(|id| super::groups::find(&dispatch.groups, id))
         .transpose()?;
     Ok(Filter {
         since,

@@ -101,7 +101,7 @@ pub async fn create(
     _admin: Authorized<scope::Admin>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let feature = fences.create(&json_body(&body)?).await?;
+    let feature = fences.create(&crate::extract::json_body(&body)?).await?;
     Ok((StatusCode::CREATED, Json(Feature(feature))).into_response())
 }
 
@@ -123,7 +123,7 @@ pub async fn put(
     PathId(id): PathId,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let (feature, existed) = fences.put(&id, json_body(&body)?).await?;
+    let (feature, existed) = fences.put(&id, crate::extract::json_body(&body)?).await?;
     let status = if existed {
         StatusCode::OK
     } else {
@@ -199,7 +199,11 @@ pub async fn import(
         .flat_map(|v| v.split(','))
         .any(|preference| preference.trim().eq_ignore_ascii_case("respond-async"));
     match jobs
-        .start(json_body(&body)?, params.id_property, respond_async)
+        .start(
+            crate::extract::json_body(&body)?,
+            params.id_property,
+            respond_async,
+        )
         .await?
     {
         Reply::Done(Outcome::Imported(ids)) => Ok(Json(Imported {
@@ -299,9 +303,4 @@ pub async fn devices_inside(
         .map(|p| Feature(tracker::latest::to_feature(p)))
         .collect();
     Ok(Json(FeatureCollection::new(features).inside(id)))
-}
-
-fn json_body(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("malformed_body", format!("the body is not valid JSON: {e}")))
 }

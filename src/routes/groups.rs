@@ -89,7 +89,7 @@ pub async fn get_one(
     _reader: Authorized<scope::Read>,
     PathId(id): PathId,
 ) -> Result<Json<GroupBody>, ApiError> {
-    let group = dispatch.groups.get(&id).ok_or_else(|| unknown_group(&id))?;
+    let group = find(&dispatch.groups, &id)?;
     Ok(Json(GroupBody::from(group.as_ref())))
 }
 
@@ -177,11 +177,16 @@ pub fn narrowed(
     let Some(id) = group else {
         return Ok(limit.cloned());
     };
-    let group = groups.get(id).ok_or_else(|| unknown_group(id))?;
+    let group = find(groups, id)?;
     Ok(Some(DeviceFilter::intersect(limit, &group.device_filter())))
 }
 
+/// The group `id`, or 404 `group_not_found`.
+pub fn find(groups: &Groups, id: &str) -> Result<Arc<Group>, ApiError> {
+    groups.get(id).ok_or_else(|| unknown_group(id))
+}
+
 /// 404 `group_not_found`.
-pub fn unknown_group(id: &str) -> ApiError {
+fn unknown_group(id: &str) -> ApiError {
     ApiError::not_found("group_not_found", format!("there is no device group {id:?}"))
 }
