@@ -22,9 +22,14 @@ pub fn holds_nul(value: &serde_json::Value) -> bool {
     match value {
         serde_json::Value::String(text) => text.contains('\0'),
         serde_json::Value::Array(items) => items.iter().any(holds_nul),
-        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        serde_json::Value::Object(map) => map_holds_nul(map),
         _ => false,
     }
+}
+
+/// Whether a JSON object holds a NUL character in any key or string (see [`holds_nul`]).
+pub fn map_holds_nul(map: &serde_json::Map<String, serde_json::Value>) -> bool {
+    map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v))
 }
 
 /// Whether the edge `a`→`b` joins the same point on Earth 360° of longitude
@@ -182,11 +187,7 @@ impl Fence {
             return Err(FenceError::NameTooLong(self.name.len()));
         }
         crate::id::check_text(&self.name).map_err(FenceError::BadName)?;
-        if self
-            .properties
-            .iter()
-            .any(|(k, v)| k.contains('\0') || holds_nul(v))
-        {
+        if map_holds_nul(&self.properties) {
             return Err(FenceError::NulInProperties);
         }
         check_param("hysteresis_m", self.hysteresis_m)?;

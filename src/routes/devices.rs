@@ -306,11 +306,7 @@ pub async fn put(
             )));
         }
     }
-    if write
-        .attributes
-        .iter()
-        .any(|(k, v)| k.contains('\0') || fences::fence::holds_nul(v))
-    {
+    if fences::fence::map_holds_nul(&write.attributes) {
         return Err(invalid(
             "the attributes contain a NUL character (\\u0000), which cannot be stored".into(),
         ));

@@ -161,10 +161,7 @@ fn check_range(name: &str, value: f64, min: f64, max: f64) -> Result<f64, Reject
 
 /// PostgreSQL's text and jsonb types cannot hold U+0000, so such a fix would fail its whole batch.
 fn check_no_nul(attrs: &Map<String, Value>) -> Result<(), Rejection> {
-    if attrs
-        .iter()
-        .any(|(k, v)| k.contains('\0') || fences::fence::holds_nul(v))
-    {
+    if fences::fence::map_holds_nul(attrs) {
         return Err(Rejection::new(
             "invalid_attrs",
             "`attrs` contains a NUL character (\\u0000), which cannot be stored",
