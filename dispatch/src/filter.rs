@@ -2,13 +2,9 @@
 //! one, so a token limited to some devices never sees another device's position, whatever the
 //! query.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use fences::DeviceFilter;
 use tracker::live::LivePosition;
-
-use fences::Group;
 
 /// What a position must satisfy to be returned; the default admits everything.
 #[derive(Debug, Clone, Default)]
@@ -17,9 +13,8 @@ pub struct Filter {
     pub since: Option<DateTime<Utc>>,
     /// Only devices whose id starts with one of these (none: any id).
     pub prefixes: Vec<String>,
-    /// Only the members of this group.
-    pub group: Option<Arc<Group>>,
-    /// The devices the reader may see (a token's device limit); `None`: every device.
+    /// The devices the reader may see (a token's device limit, narrowed to a group's members
+    /// when the query names one: `DeviceFilter::intersect`); `None`: every device.
     pub devices: Option<DeviceFilter>,
 }
 
@@ -32,7 +27,6 @@ impl Filter {
                     .prefixes
                     .iter()
                     .any(|p| position.device.starts_with(p.as_str())))
-            && self.group.as_ref().is_none_or(|g| g.contains(&position.device))
             && self.devices.as_ref().is_none_or(|d| d.allows(&position.device))
     }
 }
@@ -59,13 +53,11 @@ mod tests {
         let filter = Filter {
             since: Some(now - Duration::seconds(60)),
             prefixes: vec!["taxi-".into(), "bus-".into()],
-            group: Some(Arc::new(Group {
-                id: "day".into(),
-                name: String::new(),
-                devices: ["bus-7".to_owned(), "bus-8".to_owned()].into(),
-                prefixes: ["taxi-".to_owned()].into(),
-            })),
-            devices: DeviceFilter::new(&["taxi-*".into(), "bus-7".into(), "bus-9".into()]),
+            // A token's limit narrowed to a group of bus-7, bus-8 and taxi-*.
+            devices: Some(DeviceFilter::intersect(
+                DeviceFilter::new(&["taxi-*".into(), "bus-7".into(), "bus-9".into()]).as_ref(),
+                &DeviceFilter::from_parts(vec!["bus-7".into(), "bus-8".into()], vec!["taxi-".into()]),
+            )),
         };
         assert!(filter.admits(&at("taxi-1", now)));
         assert!(filter.admits(&at("bus-7", now)));

@@ -221,8 +221,8 @@ impl LiveIndex {
         scored.into_iter().map(|(_, slot)| slot).collect()
     }
 
-    /// The slots of the only devices `filter` can admit (its device limit's ids and prefixes, its
-    /// group's, or the query's prefixes, whichever lists fewest), when there are few enough that testing each
+    /// The slots of the only devices `filter` can admit (its device limit's ids and prefixes, or
+    /// the query's prefixes, whichever lists fewer), when there are few enough that testing each
     /// beats walking the tree past the devices the reader may not see; `None` otherwise.
     fn listed(&self, filter: &Filter) -> Option<Vec<u32>> {
         let cap = (self.len() / LISTED_SHARE).max(LISTED_MIN);
@@ -232,10 +232,6 @@ impl LiveIndex {
                 .devices
                 .as_ref()
                 .and_then(|d| self.list(d.exact(), d.prefixes(), cap)),
-            filter
-                .group
-                .as_ref()
-                .and_then(|g| self.list(&g.devices, &g.prefixes, cap)),
             (!filter.prefixes.is_empty())
                 .then(|| self.list(no_ids, &filter.prefixes, cap))
                 .flatten(),
@@ -244,14 +240,9 @@ impl LiveIndex {
     }
 
     /// The slots of `exact` ids and of ids starting with `prefixes`; `None` past `cap` of them.
-    fn list<'a>(
-        &self,
-        exact: impl IntoIterator<Item = &'a String>,
-        prefixes: impl IntoIterator<Item = &'a String>,
-        cap: usize,
-    ) -> Option<Vec<u32>> {
+    fn list(&self, exact: &[String], prefixes: &[String], cap: usize) -> Option<Vec<u32>> {
         let mut slots: Vec<u32> = exact
-            .into_iter()
+            .iter()
             .filter_map(|id| self.by_device.get(id).copied())
             .collect();
         for prefix in prefixes {

@@ -8,7 +8,8 @@
 //!   antimeridian or the poles;
 //! - [`index`]: the index and its exact queries (k nearest within a radius, in a box, in a
 //!   polygon or circle);
-//! - [`filter`]: what a query may return (age, id prefixes, a group, a token's device limit);
+//! - [`filter`]: what a query may return (age, id prefixes, a token's device limit narrowed to a
+//!   group);
 //! - [`group_store`]: the table of device groups (`fences::groups`);
 //! - [`shared`]: the index shared by handlers and the task that updates it;
 //! - [`sync`]: that task (load, follow the feed, reload when frames may have been lost);

@@ -271,14 +271,10 @@ fn filter(
     if let Some(prefix) = &prefix {
         crate::extract::checked_id("`prefix`", prefix)?;
     }
-    let group = group
-        .map(|id| super::groups::find(&dispatch.groups, id))
-        .transpose()?;
     Ok(Filter {
         since,
         prefixes: prefix.into_iter().collect(),
-        group,
-        devices: reader.device_filter().cloned(),
+        devices: super::groups::narrowed(reader.device_filter(), &dispatch.groups, group)?,
     })
 }
 

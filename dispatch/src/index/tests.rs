@@ -120,19 +120,14 @@ fn filter(max_age_s: Option<i64>, prefix: bool, limited: bool) -> Filter {
         } else {
             Vec::new()
         },
-        group: limited.then(|| {
-            std::sync::Arc::new(fences::Group {
-                id: "g".into(),
-                name: String::new(),
-                devices: ["d10".to_owned(), "d21".to_owned()].into(),
-                prefixes: ["d3".to_owned(), "d11".to_owned()].into(),
-            })
+        // The token's limit narrowed to a group, as the routes do.
+        devices: limited.then(|| {
+            let group = fences::DeviceFilter::from_parts(
+                vec!["d10".into(), "d21".into()],
+                vec!["d3".into(), "d11".into()],
+            );
+            fences::DeviceFilter::intersect(fences::DeviceFilter::new(&limit).as_ref(), &group)
         }),
-        devices: if limited {
-            fences::DeviceFilter::new(&limit)
-        } else {
-            None
-        },
     }
 }
 
