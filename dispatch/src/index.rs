@@ -159,27 +159,60 @@ impl LiveIndex {
         let reach2 = radius_m.and_then(chord2_of_metres);
         let ranked = match self.listed(filter) {
             Some(slots) => self.rank_listed(&slots, query, reach2, k, filter),
-            None => self.rank_by_tree(query, reach2, k, filter),
+            None => self.rank_by_tree(query, reach2, k, |p| filter.admits(p)),
         };
-        let centre = Coord { x: lon, y: lat };
-        let mut found: Vec<Nearby> = ranked
-            .into_iter()
-            .map(|slot| {
-                let [x, y] = slot.position.position;
-                Nearby {
-                    position: slot.position.clone(),
-                    distance_m: haversine_m(centre, Coord { x, y }),
-                }
-            })
-            .filter(|n| radius_m.is_none_or(|r| n.distance_m <= r))
+        measured(ranked, (lon, lat), radius_m)
+    }
+
+    /// The devices within `radius_m` of `(lon, lat)` that `admit` accepts, nearest first, `k` at
+    /// most (the nearest), found by one range search of the tree (for a caller whose own test
+    /// beats a [`Filter`], and whose radius is small: no k-nearest heap walk).
+    pub fn around_where(
+        &self,
+        (lon, lat): (f64, f64),
+        radius_m: f64,
+        k: usize,
+        admit: impl Fn(&LivePosition) -> bool,
+    ) -> Vec<Nearby> {
+        let query = unit_vector(lon, lat);
+        let Some(reach2) = chord2_of_metres(radius_m) else {
+            // Beyond half the globe: everywhere is within reach.
+            return measured(self.rank_by_tree(query, None, k, admit), (lon, lat), None);
+        };
+        let mut scored: Vec<(f64, &Slot)> = self
+            .tree
+            .locate_within_distance(query, reach2)
+            .filter_map(|point| self.slot(point.data))
+            .filter(|slot| admit(&slot.position))
+            .map(|slot| (slot.point.distance_2(&query), slot))
             .collect();
-        // Ranked by chord; haversine may round two equal distances apart.
-        found.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m));
-        found
+        if scored.len() > k {
+            scored.select_nth_unstable_by(k, |a, b| a.0.total_cmp(&b.0));
+            scored.truncate(k);
+        }
+        measured(
+            scored.into_iter().map(|(_, slot)| slot).collect(),
+            (lon, lat),
+            Some(radius_m),
+        )
+    }
+
+    /// Every stored position, in device id order.
+    pub fn positions(&self) -> impl Iterator<Item = &LivePosition> {
+        self.by_device
+            .values()
+            .filter_map(|&slot| self.slot(slot))
+            .map(|s| &s.position)
     }
 
     /// The `k` admitted devices nearest to `query` within `reach2`, walking the tree outwards.
-    fn rank_by_tree(&self, query: [f64; 3], reach2: Option<f64>, k: usize, filter: &Filter) -> Vec<&Slot> {
+    fn rank_by_tree(
+        &self,
+        query: [f64; 3],
+        reach2: Option<f64>,
+        k: usize,
+        admit: impl Fn(&LivePosition) -> bool,
+    ) -> Vec<&Slot> {
         let mut ranked = Vec::with_capacity(k.min(64));
         if k == 0 {
             return ranked;
@@ -188,7 +221,7 @@ impl LiveIndex {
             if reach2.is_some_and(|reach2| chord2 > reach2) {
                 break;
             }
-            if let Some(slot) = self.slot(point.data).filter(|s| filter.admits(&s.position)) {
+            if let Some(slot) = self.slot(point.data).filter(|s| admit(&s.position)) {
                 ranked.push(slot);
                 if ranked.len() == k {
                     break;
@@ -347,6 +380,26 @@ impl LiveIndex {
     fn slot(&self, slot: u32) -> Option<&Slot> {
         self.slots.get(slot as usize).and_then(Option::as_ref)
     }
+}
+
+/// Ranked slots as results: each with its great-circle distance from `(lon, lat)`, those within
+/// `radius_m`, nearest first.
+fn measured(ranked: Vec<&Slot>, (lon, lat): (f64, f64), radius_m: Option<f64>) -> Vec<Nearby> {
+    let centre = Coord { x: lon, y: lat };
+    let mut found: Vec<Nearby> = ranked
+        .into_iter()
+        .map(|slot| {
+            let [x, y] = slot.position.position;
+            Nearby {
+                position: slot.position.clone(),
+                distance_m: haversine_m(centre, Coord { x, y }),
+            }
+        })
+        .filter(|n| radius_m.is_none_or(|r| n.distance_m <= r))
+        .collect();
+    // Ranked by chord; haversine may round two equal distances apart.
+    found.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m));
+    found
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! - [`group_store`]: the table of device groups (`fences::groups`);
 //! - [`shared`]: the index shared by handlers and the task that updates it;
 //! - [`sync`]: that task (load, follow the feed, reload when frames may have been lost);
+//! - [`roam`]: proximity rules and the near pairs they find (alerts `near` and `apart`);
 //! - [`trips`]: trips, stops and a summary cut from a history; [`history`] streams a device's
 //!   fixes into it.
 //!
@@ -23,6 +24,7 @@ pub mod filter;
 pub mod group_store;
 pub mod history;
 pub mod index;
+pub mod roam;
 pub mod shared;
 pub mod sphere;
 pub mod sync;
@@ -32,12 +34,14 @@ pub use config::DispatchConfig;
 pub use fences::groups::{Group, Groups};
 pub use filter::Filter;
 pub use index::{LiveIndex, Nearby, Within};
-pub use shared::SharedLiveIndex;
+pub use shared::{IndexChange, SharedLiveIndex};
 
-/// What the dispatch routes share: the index, the groups and the limits of their queries.
+/// What the dispatch routes share: the index, the groups, the proximity rules and the limits of
+/// their queries.
 #[derive(Debug)]
 pub struct Dispatch {
     pub index: SharedLiveIndex,
     pub groups: Groups,
+    pub rules: roam::Rules,
     pub config: DispatchConfig,
 }

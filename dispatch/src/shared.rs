@@ -2,29 +2,61 @@
 //! keeps it current ([`crate::sync`]). Frames are applied in chunks, each under a short write
 //! lock, so a frame of 100,000 moved devices never holds a query up for more than one chunk.
 //! A reload from the database builds a whole new index outside the lock and swaps it in;
-//! devices erased while it was read are removed from it before the swap.
+//! devices erased while it was read are removed from it before the swap. Each change is then
+//! announced ([`IndexChange`]) to whoever follows the index (the roam evaluator).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
-use tracker::live::LivePosition;
+use tokio::sync::broadcast;
+use tracker::live::Frame;
 
 use crate::index::LiveIndex;
 
 /// Positions applied under one write lock (each costs about a microsecond).
 const CHUNK: usize = 256;
+/// Changes kept for a follower that falls behind (it then starts over from the whole index).
+const CHANGES_BACKLOG: usize = 64;
+
+/// A change of the index, once it is made.
+#[derive(Debug, Clone)]
+pub enum IndexChange {
+    /// These positions were applied (older ones than stored were skipped).
+    Moved(Frame),
+    /// The index was reloaded whole: anything may have changed.
+    Reloaded,
+    /// This device was erased.
+    Erased(String),
+}
 
 /// The live index behind a lock; cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SharedLiveIndex {
     index: Arc<RwLock<LiveIndex>>,
     /// While a reload reads the database: the devices erased since it began.
     erased_during_load: Arc<Mutex<Option<Vec<String>>>>,
     /// Whether the index was loaded from the database once (before that it knows nothing).
     loaded: Arc<AtomicBool>,
+    changes: broadcast::Sender<IndexChange>,
+}
+
+impl Default for SharedLiveIndex {
+    fn default() -> Self {
+        Self {
+            index: Arc::default(),
+            erased_during_load: Arc::default(),
+            loaded: Arc::default(),
+            changes: broadcast::channel(CHANGES_BACKLOG).0,
+        }
+    }
 }
 
 impl SharedLiveIndex {
+    /// The changes made from now on.
+    pub fn changes(&self) -> broadcast::Receiver<IndexChange> {
+        self.changes.subscribe()
+    }
+
     /// Whether the first load from the database is done: until then queries have no answer.
     pub fn loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
@@ -36,13 +68,14 @@ impl SharedLiveIndex {
     }
 
     /// Applies a frame of positions (older ones than stored are skipped).
-    pub fn apply(&self, frame: &[LivePosition]) {
+    pub fn apply(&self, frame: &Frame) {
         for chunk in frame.chunks(CHUNK) {
             let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
             for position in chunk {
                 index.upsert(position.clone());
             }
         }
+        let _ = self.changes.send(IndexChange::Moved(frame.clone()));
     }
 
     /// Forgets an erased device, now and in a reload under way.
@@ -59,6 +92,7 @@ impl SharedLiveIndex {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(device);
+        let _ = self.changes.send(IndexChange::Erased(device.to_owned()));
     }
 
     /// Marks the start of a reload: erasures from now on are applied to the reloaded index too.
@@ -80,12 +114,14 @@ impl SharedLiveIndex {
         }
         *self.index.write().unwrap_or_else(PoisonError::into_inner) = loaded;
         self.loaded.store(true, Ordering::Release);
+        let _ = self.changes.send(IndexChange::Reloaded);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
+    use tracker::live::LivePosition;
 
     use super::*;
 
@@ -103,7 +139,7 @@ mod tests {
     fn a_device_erased_during_a_reload_stays_erased() {
         let shared = SharedLiveIndex::default();
         assert!(!shared.loaded());
-        shared.apply(&[at("a"), at("b")]);
+        shared.apply(&Arc::new(vec![at("a"), at("b")]));
         shared.begin_load();
         // The reload read the table before "a" was erased from it.
         let loaded = LiveIndex::from_positions([at("a"), at("b")]);

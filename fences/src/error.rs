@@ -131,6 +131,9 @@ pub enum FenceError {
     /// A GeoJSON fence that cannot be read, said in a sentence.
     #[error("{0}")]
     Feature(&'static str),
+    /// `properties.applies_to` that cannot be read.
+    #[error("`properties.applies_to` {0}")]
+    AppliesTo(&'static str),
     /// A Feature whose geometry is of a kind that is not a fence.
     #[error("a fence geometry must be Polygon, MultiPolygon, Point or LineString, not {0}")]
     UnsupportedGeometry(String),

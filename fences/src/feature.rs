@@ -143,45 +143,12 @@ fn webhooks(value: Option<&Value>) -> Result<Vec<String>, FenceError> {
     }
 }
 
-/// How an `applies_to` entry names a device group: `group:taxis`.
-const GROUP_PREFIX: &str = "group:";
-
-/// `applies_to`: absent, `"all"`, or a list of device ids where `prefix*` is a prefix and
-/// `group:ID` a device group.
+/// `applies_to`: absent (every device), or what [`AppliesTo::from_entries`] reads.
 fn applies_to(value: Option<&Value>) -> Result<AppliesTo, FenceError> {
-    let entries = match value {
-        None | Some(Value::Null) => return Ok(AppliesTo::All),
-        Some(Value::String(all)) if all == "all" => return Ok(AppliesTo::All),
-        Some(Value::Array(entries)) => entries,
-        Some(_) => {
-            return Err(FenceError::Feature(
-                "`properties.applies_to` must be \"all\" or a list of device ids (`prefix*` for prefixes)",
-            ));
-        }
-    };
-    let mut ids = std::collections::BTreeSet::new();
-    let mut prefixes = Vec::new();
-    let mut groups = std::collections::BTreeSet::new();
-    for entry in entries {
-        let entry = entry.as_str().ok_or(FenceError::Feature(
-            "`properties.applies_to` entries must be strings",
-        ))?;
-        if let Some(group) = entry.strip_prefix(GROUP_PREFIX) {
-            crate::check_id(group).map_err(|_| {
-                FenceError::Feature("`properties.applies_to`: `group:` must be followed by a group id")
-            })?;
-            groups.insert(group.to_owned());
-        } else if let Some(prefix) = entry.strip_suffix('*') {
-            prefixes.push(prefix.to_owned());
-        } else {
-            ids.insert(entry.to_owned());
-        }
+    match value {
+        None | Some(Value::Null) => Ok(AppliesTo::All),
+        Some(entries) => AppliesTo::from_entries(entries).map_err(FenceError::AppliesTo),
     }
-    Ok(AppliesTo::Devices {
-        ids,
-        prefixes,
-        groups,
-    })
 }
 
 /// The fence as a Feature, the inverse of [`to_fence`].
@@ -204,22 +171,7 @@ pub fn to_feature(fence: &Fence) -> Value {
     props.insert("hysteresis_m".into(), json!(fence.hysteresis_m));
     props.insert("dwell_s".into(), json!(fence.dwell_s));
     props.insert("speed_limit_mps".into(), json!(fence.speed_limit_mps));
-    let applies: Value = match &fence.applies_to {
-        AppliesTo::All => json!("all"),
-        AppliesTo::Devices {
-            ids,
-            prefixes,
-            groups,
-        } => {
-            json!(
-                ids.iter()
-                    .cloned()
-                    .chain(prefixes.iter().map(|p| format!("{p}*")))
-                    .chain(groups.iter().map(|g| format!("{GROUP_PREFIX}{g}")))
-                    .collect::<Vec<_>>()
-            )
-        }
-    };
+    let applies = fence.applies_to.to_entries();
     props.insert("applies_to".into(), applies);
     if !fence.webhooks.is_empty() {
         props.insert("webhooks".into(), json!(fence.webhooks));

@@ -97,7 +97,57 @@ pub enum AppliesTo {
     },
 }
 
+/// How an `applies_to` entry names a device group: `group:taxis`.
+const GROUP_PREFIX: &str = "group:";
+
 impl AppliesTo {
+    /// Reads the API's notation: `"all"`, or a list of device ids where `prefix*` is an id prefix
+    /// and `group:ID` a device group. The error says what is wrong, after the field's name.
+    pub fn from_entries(value: &serde_json::Value) -> Result<Self, &'static str> {
+        let entries = match value {
+            serde_json::Value::String(all) if all == "all" => return Ok(Self::All),
+            serde_json::Value::Array(entries) => entries,
+            _ => return Err("must be \"all\" or a list of device ids (`prefix*` for prefixes)"),
+        };
+        let mut ids = BTreeSet::new();
+        let mut prefixes = Vec::new();
+        let mut groups = BTreeSet::new();
+        for entry in entries {
+            let entry = entry.as_str().ok_or("entries must be strings")?;
+            if let Some(group) = entry.strip_prefix(GROUP_PREFIX) {
+                crate::check_id(group).map_err(|_| "has a `group:` entry without a valid group id")?;
+                groups.insert(group.to_owned());
+            } else if let Some(prefix) = entry.strip_suffix('*') {
+                prefixes.push(prefix.to_owned());
+            } else {
+                ids.insert(entry.to_owned());
+            }
+        }
+        Ok(Self::Devices {
+            ids,
+            prefixes,
+            groups,
+        })
+    }
+
+    /// The inverse of [`from_entries`](Self::from_entries).
+    pub fn to_entries(&self) -> serde_json::Value {
+        match self {
+            Self::All => serde_json::json!("all"),
+            Self::Devices {
+                ids,
+                prefixes,
+                groups,
+            } => serde_json::json!(
+                ids.iter()
+                    .cloned()
+                    .chain(prefixes.iter().map(|p| format!("{p}*")))
+                    .chain(groups.iter().map(|g| format!("{GROUP_PREFIX}{g}")))
+                    .collect::<Vec<_>>()
+            ),
+        }
+    }
+
     /// Whether the fence applies to `device_id`, with the groups as they are now.
     pub fn matches(&self, device_id: &str, groups: &Groups) -> bool {
         match self {
