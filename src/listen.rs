@@ -2,8 +2,9 @@
 //! notifications: `NOTIFY geotrack_fences` (sent with every fence write: by the other nodes of
 //! a cluster, `geotrack import fences`, or an operator) updates the fences it names in the
 //! index (all of them when it names none), `NOTIFY geotrack_tiles, '<layer>'` (from `geotrack
-//! import basemap` or gpx, or an operator's trigger) drops that layer's cached tiles, and `NOTIFY
-//! geotrack_groups` (with every device group write) reloads the device groups.
+//! import basemap` or gpx, or an operator's trigger) drops that layer's cached tiles, `NOTIFY
+//! geotrack_groups` (with every device group write) reloads the device groups, and `NOTIFY
+//! geotrack_proximity` (with every proximity rule write) reloads the proximity rules.
 //! Listening starts before the first load, so no change falls between the two. While the
 //! database is down or not migrated it retries every 2 s; `/ready` stays false until the
 //! first load. Each time listening starts again the fences are reloaded and every cached tile
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use alerts::fence_store::Announcement;
 use dispatch::Groups;
+use dispatch::roam::Rules;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tiles::TileStore;
@@ -21,16 +23,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::fence_registry::FenceRegistry;
 
-/// Follows the three channels until `shutdown`; loads the groups and the fence index first.
+/// Follows the four channels until `shutdown`; loads the groups, the rules and the fence index
+/// first.
 pub async fn follow(
     pool: PgPool,
     fences: Arc<FenceRegistry>,
-    groups: Groups,
+    (groups, rules): (Groups, Rules),
     tiles: Arc<TileStore>,
     shutdown: CancellationToken,
 ) {
+    let names = (&groups, &rules);
     loop {
-        let error = match follow_once(&pool, &fences, &groups, &tiles, &shutdown).await {
+        let error = match follow_once(&pool, &fences, names, &tiles, &shutdown).await {
             Ok(()) => return,
             Err(error) => error,
         };
@@ -54,7 +58,7 @@ enum Lost {
 async fn follow_once(
     pool: &PgPool,
     fences: &FenceRegistry,
-    groups: &Groups,
+    (groups, rules): (&Groups, &Rules),
     tiles: &TileStore,
     shutdown: &CancellationToken,
 ) -> Result<(), Lost> {
@@ -64,9 +68,11 @@ async fn follow_once(
             alerts::fence_store::CHANGED_CHANNEL,
             tiles::notify::CHANNEL,
             dispatch::group_store::CHANNEL,
+            dispatch::roam::store::CHANNEL,
         ])
         .await?;
     reload_groups(pool, groups).await?;
+    reload_rules(pool, rules).await?;
     reload(fences).await?;
     // A notification sent while this server was not listening (the database went away, or
     // before the first connection) is lost: every layer may have changed meanwhile.
@@ -81,9 +87,16 @@ async fn follow_once(
                     invalidate_named_layer(tiles, notification.payload());
                 } else if notification.channel() == dispatch::group_store::CHANNEL {
                     reload_groups(pool, groups).await?;
-                    // Fences that apply to groups may now apply to other devices: evaluators
-                    // re-check every device, as after a fence change.
+                    // Fences and rules that name groups may now apply to other devices:
+                    // evaluators re-check every device, as after a fence or rule change.
                     fences.index().update(|_| ());
+                    rules.touch();
+                } else if notification.channel() == dispatch::roam::store::CHANNEL {
+                    // This server's own writes are in its registry already; a reload racing
+                    // with a later write here could bring back the earlier version for a while.
+                    if notification.payload() != rules.origin() {
+                        reload_rules(pool, rules).await?;
+                    }
                 } else {
                     follow_fences(fences, notification.payload()).await?;
                 }
@@ -114,6 +127,14 @@ async fn reload_groups(pool: &PgPool, groups: &Groups) -> Result<(), sqlx::Error
     let loaded = dispatch::group_store::load(pool).await?;
     tracing::debug!(groups = loaded.len(), "device groups loaded");
     groups.replace_all(loaded);
+    Ok(())
+}
+
+/// Reads every proximity rule again (a small table, like the groups).
+async fn reload_rules(pool: &PgPool, rules: &Rules) -> Result<(), sqlx::Error> {
+    let loaded = dispatch::roam::store::load(pool).await?;
+    tracing::debug!(rules = loaded.len(), "proximity rules loaded");
+    rules.replace_all(loaded);
     Ok(())
 }
 

@@ -98,7 +98,7 @@ impl Application {
         state.sessions.tasks.spawn(crate::listen::follow(
             state.db.clone(),
             state.fences.clone(),
-            state.dispatch.groups.clone(),
+            (state.dispatch.groups.clone(), state.dispatch.rules.clone()),
             state.tiles.clone(),
             state.sessions.shutdown.clone(),
         ));
@@ -229,10 +229,11 @@ async fn start(
         _ => None,
     };
     let groups = fences::Groups::default();
+    let rules = dispatch::roam::Rules::default();
     let (alerting, fences) = start_alerting(
         config,
         &pool,
-        (&tiles, &groups),
+        (&tiles, &groups, (&live_index, &rules)),
         &live,
         committed,
         cluster.as_ref(),
@@ -244,7 +245,7 @@ async fn start(
     Ok(AppState::new(Shared {
         dispatch: start_dispatch(
             config,
-            (live_index, groups.clone()),
+            (live_index, groups.clone(), rules),
             &pool,
             &live,
             cluster.as_ref(),
@@ -309,7 +310,7 @@ fn import_jobs(
 /// live feed (every node's frames in cluster mode).
 fn start_dispatch(
     config: &Config,
-    (index, groups): (SharedLiveIndex, fences::Groups),
+    (index, groups, rules): (SharedLiveIndex, fences::Groups, dispatch::roam::Rules),
     pool: &PgPool,
     live: &LiveFeed,
     cluster: Option<&crate::cluster::Parts>,
@@ -326,6 +327,7 @@ fn start_dispatch(
     Arc::new(Dispatch {
         index,
         groups,
+        rules,
         config: config.dispatch.clone(),
     })
 }
@@ -341,12 +343,17 @@ fn start_live_feed(config: &Config, sessions: &Sessions) -> (LiveFeed, Duration)
 }
 
 /// Starts evaluation and alerting (in cluster mode on the partitions this node owns, recording
-/// moving devices into the outbound live feed) and the fence registry they read.
+/// moving devices into the outbound live feed; proximity rules on the live index) and the fence
+/// registry they read.
 #[allow(clippy::too_many_arguments)] // start-up wiring: each argument is a distinct part
 fn start_alerting(
     config: &Config,
     pool: &PgPool,
-    (tiles, groups): (&Arc<TileStore>, &fences::Groups),
+    (tiles, groups, (live_index, rules)): (
+        &Arc<TileStore>,
+        &fences::Groups,
+        (&SharedLiveIndex, &dispatch::roam::Rules),
+    ),
     live: &LiveFeed,
     committed: Vec<tracker::outbox::OutboxReceiver>,
     cluster: Option<&crate::cluster::Parts>,
@@ -365,6 +372,7 @@ fn start_alerting(
             index: index.clone(),
             groups: groups.clone(),
             live: cluster.map_or_else(|| live.clone(), |c| c.outbound.clone()),
+            proximity: (live_index.clone(), rules.clone()),
             committed,
             ownership: cluster.map(|c| c.ownership.clone()),
             metrics,

@@ -139,7 +139,8 @@ function show(m, older) {
   const li = document.createElement('li');
   li.className = m.kind;
   li.dataset.id = m.id;
-  const where = m.fence_name || m.fence || '';
+  // A proximity alert names the other device and how far it is; a fence alert the fence.
+  const where = m.other ? `${m.other} (${Math.round(m.distance_m)} m)` : (m.fence_name || m.fence || '');
   li.innerHTML = `<b></b> <span></span><time></time>`;
   li.querySelector('b').textContent = m.device;
   li.querySelector('span').textContent = `${m.kind}${where ? ' · ' + where : ''}`;

@@ -109,6 +109,7 @@ mod tests {
                 speed_mps: None,
                 interpolated: false,
                 received_at: None,
+                proximity: None,
             },
             created_at: now,
         })

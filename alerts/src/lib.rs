@@ -9,7 +9,8 @@
 //!   index shared by evaluators and readers;
 //! - [`webhooks`]: signed, retried, at-least-once delivery of every alert (claimed row by row,
 //!   so several nodes deliver each alert once between them);
-//! - [`follower`]: in cluster mode, every node's hub is fed from the database in commit order.
+//! - [`follower`]: in cluster mode, every node's hub is fed from the database in commit order;
+//! - [`roam`]: the proximity rules' evaluator, on the live index (`dispatch::roam`).
 //!
 //! [`start`] wires them together for a node.
 
@@ -21,6 +22,7 @@ pub mod follower;
 pub mod hub;
 pub mod metrics;
 pub mod model;
+pub mod roam;
 mod shared_index;
 pub mod store;
 pub mod webhooks;
@@ -71,6 +73,8 @@ pub struct Inputs {
     pub groups: fences::Groups,
     /// Where evaluators record the fixes that move a device.
     pub live: LiveFeed,
+    /// The live index and the proximity rules evaluated on it.
+    pub proximity: (dispatch::SharedLiveIndex, dispatch::roam::Rules),
     /// Committed batches of each ingest shard, in shard order.
     pub committed: Vec<OutboxReceiver>,
     /// Cluster mode: whether this node owns each shard (evaluators work only while it does),
@@ -123,6 +127,19 @@ pub fn start(inputs: Inputs, shutdown: &CancellationToken, tasks: &TaskTracker) 
             config: inputs.webhooks,
             policy: inputs.webhook_policy,
             wake: deliveries,
+            shutdown: shutdown.clone(),
+        }
+        .run(),
+    );
+    let (live_index, rules) = inputs.proximity;
+    tasks.spawn(
+        roam::Roam {
+            pool: inputs.pool.clone(),
+            index: live_index,
+            rules,
+            groups: inputs.groups.clone(),
+            sink: sink.clone(),
+            ownership: inputs.ownership.as_ref().and_then(|o| o.first().cloned()),
             shutdown: shutdown.clone(),
         }
         .run(),

@@ -2,6 +2,7 @@
 //! state changes that go with it in a [`Changes`]) and what is stored and sent ([`Alert`]).
 
 use chrono::{DateTime, Utc};
+use dispatch::roam::PairKey;
 use serde::{Deserialize, Serialize};
 
 /// Kinds of alert.
@@ -14,15 +15,21 @@ pub enum AlertKind {
     Overspeed,
     /// The device sent nothing for the configured time (sent once until it reports again).
     Offline,
+    /// Two devices of a proximity rule came within its radius.
+    Near,
+    /// Two near devices got farther apart than the rule's radius plus its hysteresis.
+    Apart,
 }
 
 impl AlertKind {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 7] = [
         Self::Enter,
         Self::Exit,
         Self::Dwell,
         Self::Overspeed,
         Self::Offline,
+        Self::Near,
+        Self::Apart,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -32,6 +39,8 @@ impl AlertKind {
             Self::Dwell => "dwell",
             Self::Overspeed => "overspeed",
             Self::Offline => "offline",
+            Self::Near => "near",
+            Self::Apart => "apart",
         }
     }
 
@@ -80,6 +89,19 @@ pub struct Event {
     pub interpolated: bool,
     /// When the fix that caused it reached the server (absent for timer alerts).
     pub received_at: Option<DateTime<Utc>>,
+    /// Proximity alerts (`near`, `apart`): the rule, the other device and their distance.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub proximity: Option<Proximity>,
+}
+
+/// What a proximity alert adds to an [`Event`] (whose `device` is the rule's watched device).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Proximity {
+    pub rule: String,
+    /// The device on the rule's `near` side.
+    pub other: String,
+    /// Great-circle distance between the two, in metres.
+    pub distance_m: f64,
 }
 
 /// An alert before it is stored.
@@ -112,6 +134,8 @@ pub struct Changes {
     pub visits: Vec<((String, String), Option<Visit>)>,
     /// Device → since when it is offline, or `None` when it reported again.
     pub offline: Vec<(String, Option<DateTime<Utc>>)>,
+    /// Proximity pair → since when it is near, or `None` when it no longer is.
+    pub pairs: Vec<(PairKey, Option<DateTime<Utc>>)>,
     pub alerts: Vec<NewAlert>,
 }
 
@@ -129,6 +153,7 @@ impl Changes {
         self.watermark.is_none()
             && self.visits.is_empty()
             && self.offline.is_empty()
+            && self.pairs.is_empty()
             && self.alerts.is_empty()
     }
 }

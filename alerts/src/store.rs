@@ -1,25 +1,29 @@
 //! The `alerts` table and the evaluation state stored with it (`fence_states`,
-//! `offline_devices`, `eval_watermarks`, `webhook_deliveries`): writing one group of
-//! [`Changes`] in a transaction, and reading alerts back in cursor order.
+//! `offline_devices`, `proximity_pairs`, `eval_watermarks`, `webhook_deliveries`): writing one
+//! group of [`Changes`] in a transaction, and reading alerts back in cursor order.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use dispatch::roam::PairKey;
 use fences::DeviceFilter;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::model::{Alert, AlertKind, Changes, Event, NewAlert, Visit, time_of_ms};
+use crate::model::{Alert, AlertKind, Changes, Event, NewAlert, Proximity, Visit, time_of_ms};
 
-/// Which alerts to read: those after the cursor `since`, optionally only some devices, fences
-/// or kinds, and only devices a token may see.
+/// Which alerts to read: those after the cursor `since`, optionally only some devices, fences,
+/// proximity rules or kinds, and only devices a token may see.
 #[derive(Debug, Clone, Default)]
 pub struct AlertQuery {
     pub since: i64,
     pub limit: i64,
+    /// Alerts naming any of these devices (a proximity alert names two).
     pub devices: Vec<String>,
     pub fences: Vec<String>,
+    pub rules: Vec<String>,
     pub kinds: Vec<AlertKind>,
-    /// The devices a token is limited to; `None` for all devices.
+    /// The devices a token is limited to; `None` for all devices. A proximity alert is shown
+    /// only when both its devices are allowed.
     pub allowed: Option<DeviceFilter>,
 }
 
@@ -27,28 +31,43 @@ impl AlertQuery {
     /// Whether a live alert passes the same filters as the SQL in [`page`].
     pub fn matches(&self, alert: &Alert, allows_device: impl Fn(&str) -> bool) -> bool {
         let event = &alert.event;
+        let other = event.proximity.as_ref().map(|p| &p.other);
+        let named = |list: &Vec<String>, id: Option<&String>| id.is_some_and(|id| list.contains(id));
         alert.id > self.since
-            && (self.devices.is_empty() || self.devices.contains(&event.device))
-            && (self.fences.is_empty() || event.fence.as_ref().is_some_and(|f| self.fences.contains(f)))
+            && (self.devices.is_empty()
+                || self.devices.contains(&event.device)
+                || named(&self.devices, other))
+            && (self.fences.is_empty() || named(&self.fences, event.fence.as_ref()))
+            && (self.rules.is_empty() || named(&self.rules, event.proximity.as_ref().map(|p| &p.rule)))
             && (self.kinds.is_empty() || self.kinds.contains(&event.kind))
             && allows_device(&event.device)
+            && other.is_none_or(|other| allows_device(other))
     }
 }
 
-type AlertRow = (
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    DateTime<Utc>,
-    Option<f64>,
-    Option<f64>,
-    Option<f64>,
-    bool,
-    Option<DateTime<Utc>>,
-    DateTime<Utc>,
-);
+/// An `alerts` row as [`ALERT_COLUMNS`] reads it.
+#[derive(sqlx::FromRow)]
+struct AlertRow {
+    id: i64,
+    device: String,
+    fence: Option<String>,
+    fence_name: Option<String>,
+    kind: String,
+    ts: DateTime<Utc>,
+    lon: Option<f64>,
+    lat: Option<f64>,
+    speed_mps: Option<f64>,
+    interpolated: bool,
+    received_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    rule: Option<String>,
+    other_device: Option<String>,
+    distance_m: Option<f64>,
+}
+
+/// The columns of an [`AlertRow`].
+const ALERT_COLUMNS: &str = "id, device, fence, fence_name, kind, ts, ST_X(geom) AS lon, ST_Y(geom) AS lat,
+    speed_mps, interpolated, received_at, created_at, rule, other_device, distance_m";
 
 /// Alerts matching `query`, in id order.
 pub async fn page(pool: &PgPool, query: &AlertQuery) -> Result<Vec<Alert>, sqlx::Error> {
@@ -58,61 +77,62 @@ pub async fn page(pool: &PgPool, query: &AlertQuery) -> Result<Vec<Alert>, sqlx:
         .as_ref()
         .map(|d| (d.exact(), d.like_patterns()))
         .unzip();
-    let rows: Vec<AlertRow> = sqlx::query_as(
-        "SELECT id, device, fence, fence_name, kind, ts, ST_X(geom), ST_Y(geom), speed_mps,
-                interpolated, received_at, created_at
+    let sql = format!(
+        "SELECT {ALERT_COLUMNS}
          FROM alerts
          WHERE id > $1
-           AND (cardinality($2::text[]) = 0 OR device = ANY($2))
+           AND (cardinality($2::text[]) = 0 OR device = ANY($2) OR other_device = ANY($2))
            AND (cardinality($3::text[]) = 0 OR fence = ANY($3))
            AND (cardinality($4::text[]) = 0 OR kind = ANY($4))
-           AND ($5::text[] IS NULL OR device = ANY($5) OR device LIKE ANY($6))
+           AND ($5::text[] IS NULL OR ((device = ANY($5) OR device LIKE ANY($6))
+                AND (other_device IS NULL OR other_device = ANY($5) OR other_device LIKE ANY($6))))
+           AND (cardinality($7::text[]) = 0 OR rule = ANY($7))
          ORDER BY id
-         LIMIT $7",
-    )
-    .bind(query.since)
-    .bind(&query.devices)
-    .bind(&query.fences)
-    .bind(&kinds)
-    .bind(exact)
-    .bind(patterns)
-    .bind(query.limit)
-    .fetch_all(pool)
-    .await?;
+         LIMIT $8"
+    );
+    let rows: Vec<AlertRow> = sqlx::query_as(&sql)
+        .bind(query.since)
+        .bind(&query.devices)
+        .bind(&query.fences)
+        .bind(&kinds)
+        .bind(exact)
+        .bind(patterns)
+        .bind(&query.rules)
+        .bind(query.limit)
+        .fetch_all(pool)
+        .await?;
     Ok(rows.into_iter().map(alert_of_row).collect())
 }
 
-fn alert_of_row(
-    (id, device, fence, fence_name, kind, ts, lon, lat, speed_mps, interpolated, received_at, created_at): AlertRow,
-) -> Alert {
+fn alert_of_row(row: AlertRow) -> Alert {
+    let proximity = row.rule.zip(row.other_device).map(|(rule, other)| Proximity {
+        rule,
+        other,
+        distance_m: row.distance_m.unwrap_or(0.0),
+    });
     Alert {
-        id,
+        id: row.id,
         event: Event {
-            device,
-            fence,
-            fence_name,
+            device: row.device,
+            fence: row.fence,
+            fence_name: row.fence_name,
             // The table's CHECK constraint allows only known kinds.
-            kind: AlertKind::parse(&kind).unwrap_or(AlertKind::Enter),
-            ts,
-            position: lon.zip(lat).map(|(x, y)| [x, y]),
-            speed_mps,
-            interpolated,
-            received_at,
+            kind: AlertKind::parse(&row.kind).unwrap_or(AlertKind::Enter),
+            ts: row.ts,
+            position: row.lon.zip(row.lat).map(|(x, y)| [x, y]),
+            speed_mps: row.speed_mps,
+            interpolated: row.interpolated,
+            received_at: row.received_at,
+            proximity,
         },
-        created_at,
+        created_at: row.created_at,
     }
 }
 
 /// The alerts with these ids (those that still exist), in id order.
 pub async fn by_ids(pool: &PgPool, ids: &[i64]) -> Result<Vec<Alert>, sqlx::Error> {
-    let rows: Vec<AlertRow> = sqlx::query_as(
-        "SELECT id, device, fence, fence_name, kind, ts, ST_X(geom), ST_Y(geom), speed_mps,
-                interpolated, received_at, created_at
-         FROM alerts WHERE id = ANY($1) ORDER BY id",
-    )
-    .bind(ids)
-    .fetch_all(pool)
-    .await?;
+    let sql = format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ANY($1) ORDER BY id");
+    let rows: Vec<AlertRow> = sqlx::query_as(&sql).bind(ids).fetch_all(pool).await?;
     Ok(rows.into_iter().map(alert_of_row).collect())
 }
 
@@ -124,11 +144,13 @@ pub async fn newest_id(pool: &PgPool) -> Result<i64, sqlx::Error> {
 }
 
 /// Changes of several evaluation steps merged into one write: later steps win for the same
-/// (device, fence) or device, watermarks keep the highest per shard, alerts keep their order.
+/// (device, fence), device or pair, watermarks keep the highest per shard, alerts keep their
+/// order.
 #[derive(Debug, Default)]
 pub struct Merged {
     visits: HashMap<(String, String), (i16, Option<Visit>)>,
     offline: HashMap<String, Option<DateTime<Utc>>>,
+    pairs: HashMap<PairKey, Option<DateTime<Utc>>>,
     watermarks: HashMap<i16, i64>,
     pub alerts: Vec<NewAlert>,
 }
@@ -139,6 +161,7 @@ impl Merged {
             self.visits.insert(key.clone(), (changes.shard, *visit));
         }
         self.offline.extend(changes.offline.iter().cloned());
+        self.pairs.extend(changes.pairs.iter().cloned());
         if let Some(seq) = changes.watermark {
             let mark = self.watermarks.entry(changes.shard).or_insert(seq);
             *mark = (*mark).max(seq);
@@ -149,6 +172,7 @@ impl Merged {
     pub fn is_empty(&self) -> bool {
         self.visits.is_empty()
             && self.offline.is_empty()
+            && self.pairs.is_empty()
             && self.watermarks.is_empty()
             && self.alerts.is_empty()
     }
@@ -250,6 +274,7 @@ pub async fn write(
 ) -> Result<Vec<Alert>, sqlx::Error> {
     write_visits(tx, merged).await?;
     write_offline(tx, merged).await?;
+    write_pairs(tx, merged).await?;
     let alerts = insert_alerts(tx, &merged.alerts).await?;
     queue_webhooks(tx, &merged.alerts, &alerts, webhooks).await?;
     if let Some(newest) = alerts.last() {
@@ -364,6 +389,53 @@ async fn write_offline(tx: &mut Transaction<'_, Postgres>, merged: &Merged) -> R
     Ok(())
 }
 
+async fn write_pairs(tx: &mut Transaction<'_, Postgres>, merged: &Merged) -> Result<(), sqlx::Error> {
+    let (mut gone, mut near): (Vec<&PairKey>, Vec<(&PairKey, DateTime<Utc>)>) = (Vec::new(), Vec::new());
+    for (key, since) in &merged.pairs {
+        match since {
+            None => gone.push(key),
+            Some(since) => near.push((key, *since)),
+        }
+    }
+    let columns = |keys: &mut dyn Iterator<Item = &PairKey>| {
+        let mut cols: [Vec<String>; 3] = Default::default();
+        for key in keys {
+            cols[0].push(key.rule.clone());
+            cols[1].push(key.device.clone());
+            cols[2].push(key.other.clone());
+        }
+        cols
+    };
+    if !gone.is_empty() {
+        let [rules, devices, others] = columns(&mut gone.into_iter());
+        sqlx::query(
+            "DELETE FROM proximity_pairs p USING unnest($1::text[], $2::text[], $3::text[]) AS g(rule, device, other)
+             WHERE p.rule = g.rule AND p.device = g.device AND p.other = g.other",
+        )
+        .bind(&rules)
+        .bind(&devices)
+        .bind(&others)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !near.is_empty() {
+        let [rules, devices, others] = columns(&mut near.iter().map(|(k, _)| *k));
+        let since: Vec<DateTime<Utc>> = near.iter().map(|(_, s)| *s).collect();
+        sqlx::query(
+            "INSERT INTO proximity_pairs (rule, device, other, since)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+             ON CONFLICT (rule, device, other) DO UPDATE SET since = EXCLUDED.since",
+        )
+        .bind(&rules)
+        .bind(&devices)
+        .bind(&others)
+        .bind(&since)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Inserts alerts in their order: ids are drawn row by row in that order, so they grow with it.
 async fn insert_alerts(
     tx: &mut Transaction<'_, Postgres>,
@@ -373,15 +445,23 @@ async fn insert_alerts(
         return Ok(Vec::new());
     }
     let column = |f: fn(&NewAlert) -> Option<f64>| alerts.iter().map(f).collect::<Vec<_>>();
+    let proximity = |f: fn(&Proximity) -> &str| {
+        alerts
+            .iter()
+            .map(|a| a.event.proximity.as_ref().map(f))
+            .collect::<Vec<_>>()
+    };
     let rows: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
-        "INSERT INTO alerts (device, fence, fence_name, kind, ts, geom, speed_mps, interpolated, received_at)
+        "INSERT INTO alerts (device, fence, fence_name, kind, ts, geom, speed_mps, interpolated, received_at,
+                             rule, other_device, distance_m)
          SELECT device, fence, fence_name, kind, ts,
                 CASE WHEN lon IS NULL THEN NULL ELSE ST_SetSRID(ST_MakePoint(lon, lat), 4326) END,
-                speed, interpolated, received_at
+                speed, interpolated, received_at, rule, other_device, distance_m
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[],
-                     $7::float8[], $8::float8[], $9::bool[], $10::timestamptz[])
+                     $7::float8[], $8::float8[], $9::bool[], $10::timestamptz[], $11::text[], $12::text[],
+                     $13::float8[])
               WITH ORDINALITY AS a(device, fence, fence_name, kind, ts, lon, lat, speed, interpolated,
-                                   received_at, ord)
+                                   received_at, rule, other_device, distance_m, ord)
          ORDER BY ord
          RETURNING id, created_at",
     )
@@ -405,6 +485,9 @@ async fn insert_alerts(
     .bind(column(|a| a.event.speed_mps))
     .bind(alerts.iter().map(|a| a.event.interpolated).collect::<Vec<_>>())
     .bind(alerts.iter().map(|a| a.event.received_at).collect::<Vec<_>>())
+    .bind(proximity(|p| p.rule.as_str()))
+    .bind(proximity(|p| p.other.as_str()))
+    .bind(column(|a| a.event.proximity.as_ref().map(|p| p.distance_m)))
     .fetch_all(&mut **tx)
     .await?;
     let mut ids: Vec<(i64, DateTime<Utc>)> = rows;
@@ -445,8 +528,13 @@ async fn queue_webhooks(
     Ok(())
 }
 
-/// Erases what evaluation stored about a device (its alerts, fence states, offline mark).
+/// Erases what evaluation stored about a device: its alerts (proximity alerts naming it on
+/// either side too), fence states, near pairs and offline mark.
 pub async fn erase_device(tx: &mut Transaction<'_, Postgres>, device: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM proximity_pairs WHERE device = $1 OR other = $1")
+        .bind(device)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query("DELETE FROM fence_states WHERE device = $1")
         .bind(device)
         .execute(&mut **tx)
@@ -456,7 +544,7 @@ pub async fn erase_device(tx: &mut Transaction<'_, Postgres>, device: &str) -> R
         .execute(&mut **tx)
         .await?;
     sqlx::query(
-        "WITH gone AS (DELETE FROM alerts WHERE device = $1 RETURNING id)
+        "WITH gone AS (DELETE FROM alerts WHERE device = $1 OR other_device = $1 RETURNING id)
          DELETE FROM webhook_deliveries WHERE alert_id IN (SELECT id FROM gone)",
     )
     .bind(device)

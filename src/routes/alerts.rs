@@ -44,6 +44,9 @@ pub struct AlertParams {
     devices: Option<String>,
     #[serde(alias = "fence")]
     fences: Option<String>,
+    /// Only proximity alerts of these rules.
+    #[serde(alias = "rule")]
+    rules: Option<String>,
     #[serde(alias = "kind")]
     kinds: Option<String>,
     /// Only alerts of the members of this device group.
@@ -70,7 +73,7 @@ impl AlertParams {
                 AlertKind::parse(k).ok_or_else(|| {
                     ApiError::bad_request(
                         "invalid_kind",
-                        format!("unknown alert kind {k:?}: use enter, exit, dwell, overspeed or offline"),
+                        format!("unknown alert kind {k:?}: use enter, exit, dwell, overspeed, offline, near or apart"),
                     )
                 })
             })
@@ -87,6 +90,7 @@ impl AlertParams {
             limit: DEFAULT_PAGE,
             devices: list("a device in `devices`", &self.devices)?,
             fences: list("a fence in `fences`", &self.fences)?,
+            rules: list("a rule in `rules`", &self.rules)?,
             kinds,
             allowed: super::groups::narrowed(principal.device_filter(), groups, self.group.as_deref())?,
         })
@@ -98,9 +102,10 @@ impl AlertParams {
 #[utoipa::path(get, path = "/api/v1/alerts", operation_id = "list_alerts", tag = "alerts", security(("bearer" = [])),
     params(("since" = Option<i64>, Query, description = "Cursor: only alerts with a larger id (default 0)"),
         ("limit" = Option<i64>, Query, description = "Page size, 1 to 1000 (default 100)"),
-        ("device" = Option<String>, Query, description = "Device ids, comma-separated"),
+        ("device" = Option<String>, Query, description = "Device ids, comma-separated (a proximity alert names two)"),
         ("fence" = Option<String>, Query, description = "Fence ids, comma-separated"),
-        ("kind" = Option<String>, Query, description = "enter, exit, dwell, overspeed, offline; comma-separated"),
+        ("rule" = Option<String>, Query, description = "Proximity rule ids, comma-separated"),
+        ("kind" = Option<String>, Query, description = "enter, exit, dwell, overspeed, offline, near, apart; comma-separated"),
         ("group" = Option<String>, Query, description = "Only alerts of the members of this device group")),
     responses((status = 200, description = "A page of alerts, oldest first", body = AlertPage),
         (status = 400, description = "Bad filter, limit or an unknown parameter", body = ErrorBody),
@@ -141,13 +146,14 @@ pub struct AlertPage {
     more: bool,
 }
 
-/// `WS /ws/alerts?since=&fences=&devices=&kinds=&token=`: alerts as JSON messages
+/// `WS /ws/alerts?since=&fences=&rules=&devices=&kinds=&token=`: alerts as JSON messages
 /// (`{"type":"alert","id":...}`), replayed from `since` when given, then live. After the replay
 /// the server sends `{"type":"live","cursor":...}`.
 #[utoipa::path(get, path = "/ws/alerts", operation_id = "alerts_socket", tag = "alerts", security(("bearer" = []), ("token" = [])),
     params(("since" = Option<i64>, Query, description = "Replay alerts after this cursor first"),
         ("fences" = Option<String>, Query, description = "Fence ids, comma-separated"),
-        ("devices" = Option<String>, Query, description = "Device ids, comma-separated"),
+        ("rules" = Option<String>, Query, description = "Proximity rule ids, comma-separated"),
+        ("devices" = Option<String>, Query, description = "Device ids, comma-separated (a proximity alert names two)"),
         ("kinds" = Option<String>, Query, description = "Alert kinds, comma-separated"),
         ("group" = Option<String>, Query, description = "Only alerts of the members of this device group (as they are when the socket opens)"),
         ("token" = Option<String>, Query, description = "Token, for browsers")),

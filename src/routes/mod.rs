@@ -12,6 +12,7 @@ mod live;
 mod ops;
 mod paging;
 mod positions;
+mod proximity;
 mod tile_meta;
 mod tiles;
 mod trips;
@@ -184,6 +185,12 @@ fn documented_routes(ingest: &Arc<Ingest>) -> OpenApiRouter<AppState> {
         .routes(routes!(dispatch::nearby))
         .routes(routes!(groups::list))
         .routes(limited(routes!(groups::get_one, groups::put, groups::delete)))
+        .routes(routes!(proximity::list))
+        .routes(limited(routes!(
+            proximity::get_one,
+            proximity::put,
+            proximity::delete
+        )))
         .routes(limited(routes!(dispatch::within, dispatch::within_area)))
         .routes(routes!(devices::get_one, devices::put, devices::erase))
         .routes(routes!(devices::track))

@@ -24,6 +24,7 @@ fn offline(device: &str) -> NewAlert {
             speed_mps: None,
             interpolated: false,
             received_at: None,
+            proximity: None,
         },
         webhooks: Vec::new(),
     }

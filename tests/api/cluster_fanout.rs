@@ -134,3 +134,69 @@ async fn fixes_posted_on_one_node_reach_the_others_tracks_tiles_and_live_positio
     assert!(gone, "node b's nearby query still found the erased bus");
     stop(a, b, &prefix).await;
 }
+
+#[tokio::test]
+async fn proximity_alerts_come_once_and_survive_a_change_of_the_evaluating_node() {
+    let prefix = cluster_prefix("fanout-roam");
+    let (mut a, mut b) = two_nodes(&prefix).await;
+    let rule =
+        serde_json::json!({"devices": ["van-*"], "near": ["depot"], "radius_m": 200, "hysteresis_m": 50});
+    let created = a
+        .send_json(reqwest::Method::PUT, "/api/v1/proximity-rules/depot", &rule)
+        .await;
+    assert_eq!(created.status(), 201);
+    // 1 m east is 1 / 109,640 degrees of longitude at latitude 10.
+    let east = |m: f64| 10.0 + m / 109_640.0;
+    let t0 = Utc::now() - chrono::Duration::seconds(60);
+    post_fix(&b, "depot", t0, east(0.0), 10.0).await;
+    post_fix(&a, "van-1", t0 + chrono::Duration::seconds(1), east(100.0), 10.0).await;
+    let kinds = async |app: &TestApp| -> Vec<String> {
+        sqlx::query_scalar("SELECT kind FROM alerts ORDER BY id")
+            .fetch_all(&app.db)
+            .await
+            .expect("alerts")
+    };
+    let near = poll_until(Duration::from_secs(10), Duration::from_millis(50), async || {
+        kinds(&a).await == ["near"]
+    })
+    .await;
+    assert!(near, "no near alert: {:?}", kinds(&a).await);
+
+    // The node evaluating proximity (partition 0's owner) stops; the other takes over from the
+    // stored pairs: no second `near`, and the separation is seen.
+    let evaluator: String = sqlx::query_scalar("SELECT node FROM partition_owners WHERE partition = 0")
+        .fetch_one(&a.db)
+        .await
+        .expect("owner");
+    let survivor = if evaluator == "a" {
+        a.shutdown().await;
+        &b
+    } else {
+        b.shutdown().await;
+        &a
+    };
+    post_fix(
+        survivor,
+        "van-1",
+        t0 + chrono::Duration::seconds(2),
+        east(120.0),
+        10.0,
+    )
+    .await;
+    post_fix(
+        survivor,
+        "van-1",
+        t0 + chrono::Duration::seconds(3),
+        east(400.0),
+        10.0,
+    )
+    .await;
+    let apart = poll_until(Duration::from_secs(15), Duration::from_millis(50), async || {
+        kinds(survivor).await.len() >= 2
+    })
+    .await;
+    assert!(apart, "no apart alert: {:?}", kinds(survivor).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(kinds(survivor).await, ["near", "apart"]);
+    stop(a, b, &prefix).await;
+}

@@ -25,6 +25,7 @@ mod limits;
 mod openapi;
 mod ops;
 mod ownership;
+mod proximity;
 mod security;
 mod server;
 mod simulate;

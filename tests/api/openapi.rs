@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::helpers::{json_with_status, spawn_app};
 
 /// Every route of the service, as the README documents them.
-const ROUTES: [(&str, &str); 43] = [
+const ROUTES: [(&str, &str); 47] = [
     ("get", "/"),
     ("post", "/"),
     ("get", "/osmand"),
@@ -24,6 +24,10 @@ const ROUTES: [(&str, &str); 43] = [
     ("get", "/api/v1/groups/{id}"),
     ("put", "/api/v1/groups/{id}"),
     ("delete", "/api/v1/groups/{id}"),
+    ("get", "/api/v1/proximity-rules"),
+    ("get", "/api/v1/proximity-rules/{id}"),
+    ("put", "/api/v1/proximity-rules/{id}"),
+    ("delete", "/api/v1/proximity-rules/{id}"),
     ("get", "/api/v1/devices/{id}/trips"),
     ("get", "/api/v1/devices/{id}/stops"),
     ("get", "/api/v1/devices/{id}/summary"),

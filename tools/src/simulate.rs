@@ -1,7 +1,7 @@
 //! `geotrack simulate`: a fleet of vehicles driving around a centre and posting their positions
 //! to a server, as device apps would. Seeded, so a run can be repeated. `--demo` also draws
-//! fences where the vehicles drive (circles, a polygon, a corridor, a speed zone), so alerts
-//! fire within a minute; `geotrack serve --demo` runs it inside the server for `make run`.
+//! fences where the vehicles drive (circles, a polygon, a corridor, a speed zone) and a
+//! proximity rule between the vehicles, so alerts fire within a minute; `geotrack serve --demo` runs it inside the server for `make run`.
 
 use std::time::{Duration, Instant};
 
@@ -316,7 +316,8 @@ fn authorised(request: reqwest::RequestBuilder, args: &SimulateArgs) -> reqwest:
     }
 }
 
-/// Draws (or redraws: `PUT` replaces) the demo fences around the centre.
+/// Draws (or redraws: `PUT` replaces) the demo fences around the centre, and the demo proximity
+/// rule.
 async fn create_demo_fences(client: &reqwest::Client, args: &SimulateArgs, c: [f64; 2]) -> Result<(), Error> {
     let r = args.radius_m;
     let at = |fraction: f64, bearing_deg: f64| offset(c, r * fraction, bearing_deg.to_radians());
@@ -349,15 +350,29 @@ async fn create_demo_fences(client: &reqwest::Client, args: &SimulateArgs, c: [f
     ];
     for fence in fences {
         let id = fence["id"].as_str().unwrap_or_default();
-        let action = format!("cannot create demo fence {id}");
-        let reply = authorised(client.put(format!("{}/api/v1/fences/{id}", args.url)), args)
-            .json(&fence)
-            .send()
-            .await
-            .map_err(Error::request(action.clone()))?;
-        if !reply.status().is_success() {
-            return Err(Error::status(action, reply).await);
-        }
+        put(client, args, &format!("fences/{id}"), &fence).await?;
+    }
+    // Two vehicles passing each other: `near`, then `apart` once they are twice as far.
+    let convoy = json!({"name": "Vehicles close together", "devices": ["sim-*"], "near": ["sim-*"],
+                        "radius_m": r * 0.03, "hysteresis_m": r * 0.03});
+    put(client, args, "proximity-rules/demo-convoy", &convoy).await
+}
+
+/// `PUT /api/v1/{path}` with `body`, or why it failed.
+async fn put(
+    client: &reqwest::Client,
+    args: &SimulateArgs,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<(), Error> {
+    let action = format!("cannot create demo {path}");
+    let reply = authorised(client.put(format!("{}/api/v1/{path}", args.url)), args)
+        .json(body)
+        .send()
+        .await
+        .map_err(Error::request(action.clone()))?;
+    if !reply.status().is_success() {
+        return Err(Error::status(action, reply).await);
     }
     Ok(())
 }

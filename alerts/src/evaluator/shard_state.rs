@@ -209,6 +209,7 @@ impl ShardState {
                         speed_mps: None,
                         interpolated: false,
                         received_at: None,
+                        proximity: None,
                     },
                     webhooks: Vec::new(),
                 });
@@ -355,6 +356,7 @@ fn alert(
             speed_mps: t.speed_mps,
             interpolated: t.interpolated,
             received_at,
+            proximity: None,
         },
         webhooks: def.webhooks.clone(),
     }
@@ -379,6 +381,7 @@ fn edit_alert(
             speed_mps: None,
             interpolated: false,
             received_at: None,
+            proximity: None,
         },
         webhooks: def.map(|d| d.webhooks.clone()).unwrap_or_default(),
     }
