@@ -24,6 +24,8 @@ pub enum ConfigError {
     WebhookUrl(alerts::Error),
     #[error("webhooks.urls is set but webhooks.secret is not (or is empty): deliveries must be signed")]
     UnsignedWebhooks,
+    #[error("{0}")]
+    WebhookClient(#[from] alerts::webhooks::client::ClientError),
     #[error("ingest.osmand_speed_unit: {0}")]
     SpeedUnit(String),
     #[error("{0}")]
@@ -64,7 +66,8 @@ fn access(config: &Config) -> Result<Tokens, ConfigError> {
 }
 
 /// Every configured webhook URL must be deliverable under the policy, and signed: a non-empty
-/// secret is required.
+/// secret is required. A `webhooks.ca_file` must hold certificates (the client is built once
+/// here, so a bad file stops the start instead of every delivery).
 fn webhooks(config: &Config) -> Result<(), ConfigError> {
     let policy = webhook_policy(config)?;
     for url in &config.webhooks.urls {
@@ -72,6 +75,9 @@ fn webhooks(config: &Config) -> Result<(), ConfigError> {
     }
     if !config.webhooks.urls.is_empty() && config.webhooks.secret().is_none() {
         return Err(ConfigError::UnsignedWebhooks);
+    }
+    if config.webhooks.ca_file.is_some() {
+        alerts::webhooks::client::Client::new(&config.webhooks, std::sync::Arc::new(policy))?;
     }
     Ok(())
 }

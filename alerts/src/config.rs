@@ -7,7 +7,7 @@ use fences::StateConfig;
 use serde::{Deserialize, Serialize};
 
 /// Webhooks: every alert is posted to `urls` (and to its fence's own `webhooks`), signed with
-/// HMAC-SHA256 of `"<timestamp>.<body>"` under `secret`.
+/// HMAC-SHA256 under `secret` twice: geotrack's headers and Standard Webhooks' (`sign`).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhooksConfig {
@@ -26,6 +26,9 @@ pub struct WebhooksConfig {
     /// default loopback, private and link-local addresses are refused (see
     /// `webhooks::policy`).
     pub allowed_networks: Vec<String>,
+    /// PEM file of certificate authorities trusted for `https://` receivers besides the
+    /// system's (an internal CA).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl WebhooksConfig {
@@ -42,6 +45,7 @@ impl std::fmt::Debug for WebhooksConfig {
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("max_attempts", &self.max_attempts)
             .field("allowed_networks", &self.allowed_networks)
+            .field("ca_file", &self.ca_file)
             .finish_non_exhaustive()
     }
 }
@@ -56,6 +60,7 @@ impl Default for WebhooksConfig {
             timeout_s: 10,
             concurrency: 8,
             allowed_networks: Vec::new(),
+            ca_file: None,
         }
     }
 }

@@ -33,3 +33,4 @@ mod tile_layers;
 mod tiles;
 mod trips;
 mod webhooks;
+mod webhooks_https;

@@ -7,14 +7,18 @@
 //! exponential backoff until `max_attempts`, then given up. Receivers de-duplicate by the
 //! `X-Geotrack-Alert-Id` header.
 //!
-//! Each request is signed ([`signature`]): `X-Geotrack-Signature: v1=<hex
-//! HMAC-SHA256(secret, "<t>.<body>")>` with `t` the Unix time in `X-Geotrack-Timestamp`. A
-//! receiver recomputes it, compares in constant time and refuses timestamps older than a few
-//! minutes, so a captured request cannot be replayed later. Where a webhook may go is the
-//! [`Policy`]'s: public addresses only unless the operator allows a network, checked when the
-//! URL is written and again on the addresses it resolves to at delivery; redirects are not
-//! followed.
+//! Each request is signed twice ([`sign`]): `X-Geotrack-Signature: v1=<hex
+//! HMAC-SHA256(secret, "<t>.<body>")>` with `t` the Unix time in `X-Geotrack-Timestamp`, and
+//! the Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`) that
+//! stock libraries verify. A receiver recomputes one, compares in constant time and refuses
+//! timestamps older than a few minutes, so a captured request cannot be replayed later. Where a
+//! webhook may go is the [`Policy`]'s: public addresses only unless the operator allows a
+//! network, checked when the URL is written and again on the addresses it resolves to at
+//! delivery; redirects are not followed; `https://` receivers are verified ([`client`]).
+//! Retries back off exponentially with jitter, so receivers that failed together are not
+//! retried together.
 
+pub mod client;
 mod policy;
 mod sign;
 
@@ -28,7 +32,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use policy::Policy;
-pub use sign::signature;
+pub use sign::{signature, standard_key, standard_signature};
 
 use crate::config::WebhooksConfig;
 use crate::hub::Published;
@@ -60,19 +64,14 @@ impl Deliverer {
         let Some(secret) = self.config.secret() else {
             return; // No webhook can be configured without a secret (checked at start and on fences).
         };
-        let secret: Arc<[u8]> = Arc::from(secret.as_bytes());
-        // The connection goes to an address the policy checked: no redirect is followed (a 302
-        // could point anywhere), no proxy from the environment resolves names for us.
-        let client = match reqwest::Client::builder()
-            .timeout(Duration::from_secs(self.config.timeout_s.max(1)))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .dns_resolver(self.policy.resolver())
-            .build()
-        {
+        let keys = Keys {
+            geotrack: Arc::from(secret.as_bytes()),
+            standard: Arc::from(standard_key(secret)),
+        };
+        let client = match client::Client::new(&self.config, self.policy.clone()) {
             Ok(client) => client,
             Err(error) => {
-                tracing::error!(%error, "cannot build the webhook client; no webhook is delivered");
+                tracing::error!(%error, "no webhook is delivered");
                 return;
             }
         };
@@ -94,7 +93,7 @@ impl Deliverer {
                 }
                 continue;
             }
-            let outcomes = self.deliver(&client, &secret, claimed).await;
+            let outcomes = self.deliver(&client, &keys, claimed).await;
             for (due, outcome) in outcomes {
                 if let Err(error) = self.record(&due, outcome).await {
                     tracing::warn!(%error, delivery = due.id, "cannot record a webhook outcome; it will be retried");
@@ -131,8 +130,8 @@ impl Deliverer {
     /// POSTs every claimed delivery concurrently; returns each with its outcome.
     async fn deliver(
         &self,
-        client: &reqwest::Client,
-        secret: &Arc<[u8]>,
+        client: &client::Client,
+        keys: &Keys,
         claimed: Vec<Due>,
     ) -> Vec<(Due, Result<(), Failed>)> {
         let ids: Vec<i64> = claimed.iter().map(|d| d.alert_id).collect();
@@ -149,13 +148,13 @@ impl Deliverer {
         let mut requests = JoinSet::new();
         for due in claimed {
             let body = bodies.get(&due.alert_id).cloned();
-            let (client, secret) = (client.clone(), secret.clone());
+            let (client, keys) = (client.clone(), keys.clone());
             let policy = self.policy.clone();
             requests.spawn(async move {
                 // Checked again: a URL stored before the policy changed may be refused now.
                 let outcome = match (policy.check_url(&due.url), body) {
                     (Err(refused), _) => Err(Failed::Refused(refused.to_string())),
-                    (Ok(_), Some(body)) => post(&client, &secret, &due, body).await,
+                    (Ok(url), Some(body)) => post(&client, &keys, (&due, &url), body).await,
                     (Ok(_), None) => Err(Failed::Erased),
                 };
                 (due, outcome)
@@ -183,11 +182,13 @@ impl Deliverer {
             }
             Err(error) => {
                 let attempts = due.attempts + 1;
-                let backoff_ms = self
-                    .config
-                    .retry_base_ms
-                    .saturating_mul(1 << attempts.clamp(1, 20).saturating_sub(1))
-                    .min(3_600_000);
+                let backoff_ms = jittered(
+                    self.config
+                        .retry_base_ms
+                        .saturating_mul(1 << attempts.clamp(1, 20).saturating_sub(1))
+                        .min(3_600_000),
+                    (due.id, attempts),
+                );
                 let give_up = matches!(error, Failed::Refused(_))
                     || attempts >= i32::try_from(self.config.max_attempts).unwrap_or(i32::MAX);
                 if give_up {
@@ -224,44 +225,67 @@ enum Failed {
     #[error("request failed: {0}")]
     Request(String),
     #[error("the receiver answered {0}")]
-    Status(reqwest::StatusCode),
+    Status(hyper::StatusCode),
     /// The delivery policy refuses the URL: retrying cannot help.
     #[error("{0}")]
     Refused(String),
 }
 
-async fn post(client: &reqwest::Client, secret: &[u8], due: &Due, body: bytes::Bytes) -> Result<(), Failed> {
+/// The signing keys: the secret's bytes, and its Standard Webhooks key.
+#[derive(Debug, Clone)]
+struct Keys {
+    geotrack: Arc<[u8]>,
+    standard: Arc<[u8]>,
+}
+
+/// Half of `backoff_ms` plus a random share of the other half (the same for the same `seed` in
+/// this process only).
+fn jittered(backoff_ms: u64, seed: impl std::hash::Hash) -> u64 {
+    use std::hash::BuildHasher as _;
+    static RANDOM: std::sync::LazyLock<std::collections::hash_map::RandomState> =
+        std::sync::LazyLock::new(std::collections::hash_map::RandomState::new);
+    let half = backoff_ms / 2;
+    half + RANDOM.hash_one(seed) % (backoff_ms - half + 1)
+}
+
+async fn post(
+    client: &client::Client,
+    keys: &Keys,
+    (due, url): (&Due, &url::Url),
+    body: bytes::Bytes,
+) -> Result<(), Failed> {
     let timestamp = chrono::Utc::now().timestamp();
-    let signature = signature(secret, timestamp, &body);
-    let reply = client
-        .post(&due.url)
-        .header("content-type", "application/json")
-        .header("x-geotrack-alert-id", due.alert_id.to_string())
-        .header("x-geotrack-timestamp", timestamp.to_string())
-        .header("x-geotrack-signature", signature)
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| Failed::Request(with_causes(&e)))?;
-    if reply.status().is_success() {
+    let id = due.alert_id.to_string();
+    let headers = [
+        ("x-geotrack-alert-id", id.clone()),
+        ("x-geotrack-timestamp", timestamp.to_string()),
+        (
+            "x-geotrack-signature",
+            signature(&keys.geotrack, timestamp, &body),
+        ),
+        ("webhook-id", id.clone()),
+        ("webhook-timestamp", timestamp.to_string()),
+        (
+            "webhook-signature",
+            standard_signature(&keys.standard, &id, timestamp, &body),
+        ),
+    ];
+    let status = client.post(url, &headers, body).await.map_err(Failed::Request)?;
+    if status.is_success() {
         Ok(())
     } else {
-        Err(Failed::Status(reply.status()))
+        Err(Failed::Status(status))
     }
 }
 
-/// An error with its causes (reqwest's own message only names the URL; a refused address or a
-/// policy refusal is in the causes).
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(next) = cause {
-        let more = next.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = next.source();
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn jitter_keeps_at_least_half_the_backoff_and_spreads_the_rest() {
+        let waits: Vec<u64> = (0..200).map(|id| super::jittered(10_000, (id, 3))).collect();
+        assert!(waits.iter().all(|w| (5_000..=10_000).contains(w)), "{waits:?}");
+        let distinct: std::collections::HashSet<_> = waits.iter().collect();
+        assert!(distinct.len() > 150, "spread: {} distinct waits", distinct.len());
+        assert_eq!(super::jittered(0, 1), 0);
     }
-    text
 }

@@ -8,13 +8,12 @@
 //!
 //! URLs are checked when they are written ([`Policy::check_url`]: scheme, host, literal
 //! addresses) and again at every delivery, on the addresses the name resolves to then
-//! ([`Policy::resolver`]): a name that resolved to a public address when the fence was written
+//! ([`Policy::resolve`]): a name that resolved to a public address when the fence was written
 //! and to an internal one later (DNS rebinding) is refused at connection time. Redirects are
 //! never followed and proxies from the environment are not used, so the connection goes to the
 //! address checked.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 
 use crate::Error;
 
@@ -78,24 +77,16 @@ impl Policy {
         is_public(ip) || self.allowed.iter().any(|network| network.contains(ip))
     }
 
-    /// Checks a webhook URL as written: `http://host[:port]/path`, no credentials in it, and a
-    /// literal address the policy allows.
-    pub fn check_url(&self, url: &str) -> Result<reqwest::Url, Error> {
+    /// Checks a webhook URL as written: `http(s)://host[:port]/path`, no credentials in it, and
+    /// a literal address the policy allows.
+    pub fn check_url(&self, url: &str) -> Result<url::Url, Error> {
         let refused = |reason: String| Error::WebhookUrl {
             url: url.to_owned(),
             reason,
         };
-        let parsed = reqwest::Url::parse(url).map_err(|e| refused(format!("is not a URL: {e}")))?;
-        match parsed.scheme() {
-            "http" => {}
-            "https" => {
-                return Err(refused(
-                    "uses https, which is not supported yet (no TLS client is built in); \
-                     point it at an http:// forwarder"
-                        .into(),
-                ));
-            }
-            _ => return Err(refused("must be http://host/path".into())),
+        let parsed = url::Url::parse(url).map_err(|e| refused(format!("is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(refused("must be https://host/path or http://host/path".into()));
         }
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err(refused(
@@ -103,17 +94,39 @@ impl Policy {
             ));
         }
         match parsed.host() {
-            None => Err(refused("must be http://host/path".into())),
+            None => Err(refused("must be https://host/path or http://host/path".into())),
             Some(url::Host::Ipv4(ip)) if !self.allows(IpAddr::V4(ip)) => Err(refused(not_allowed(ip.into()))),
             Some(url::Host::Ipv6(ip)) if !self.allows(IpAddr::V6(ip)) => Err(refused(not_allowed(ip.into()))),
             Some(_) => Ok(parsed),
         }
     }
 
-    /// A DNS resolver for the delivery client that drops the addresses the policy refuses
-    /// (and fails when none is left), so the check holds at connection time.
-    pub fn resolver(self: &Arc<Self>) -> Arc<dyn reqwest::dns::Resolve> {
-        Arc::new(Resolver(self.clone()))
+    /// The addresses of `host` (a name, resolved now by the system resolver, or a literal
+    /// address) the policy allows, with `port`; an error when none is left, so the check holds
+    /// at connection time.
+    pub async fn resolve(&self, host: &url::Host<&str>, port: u16) -> Result<Vec<SocketAddr>, Error> {
+        let found: Vec<SocketAddr> = match host {
+            url::Host::Ipv4(ip) => vec![SocketAddr::new(IpAddr::V4(*ip), port)],
+            url::Host::Ipv6(ip) => vec![SocketAddr::new(IpAddr::V6(*ip), port)],
+            url::Host::Domain(name) => tokio::net::lookup_host((*name, port))
+                .await
+                .map_err(|error| Error::WebhookUrl {
+                    url: (*name).to_owned(),
+                    reason: format!("cannot be resolved: {error}"),
+                })?
+                .collect(),
+        };
+        let allowed: Vec<SocketAddr> = found.iter().copied().filter(|a| self.allows(a.ip())).collect();
+        if allowed.is_empty() {
+            return Err(Error::WebhookUrl {
+                url: host.to_string(),
+                reason: format!(
+                    "resolves to {:?}, none of which webhooks may reach (loopback, private or link-local); allow the network in webhooks.allowed_networks if it is meant",
+                    found.iter().map(SocketAddr::ip).collect::<Vec<_>>()
+                ),
+            });
+        }
+        Ok(allowed)
     }
 }
 
@@ -170,31 +183,6 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || ip.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0])
 }
 
-/// Resolves with the system resolver, then keeps the addresses the policy allows.
-struct Resolver(Arc<Policy>);
-
-impl reqwest::dns::Resolve for Resolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.0.clone();
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = found.iter().copied().filter(|a| policy.allows(a.ip())).collect();
-            if allowed.is_empty() {
-                let refused = Error::WebhookUrl {
-                    url: host,
-                    reason: format!(
-                        "resolves to {:?}, none of which webhooks may reach (loopback, private or link-local); allow the network in webhooks.allowed_networks if it is meant",
-                        found.iter().map(SocketAddr::ip).collect::<Vec<_>>()
-                    ),
-                };
-                return Err(Box::new(refused) as Box<dyn std::error::Error + Send + Sync>);
-            }
-            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,24 +222,24 @@ mod tests {
         let policy = Policy::default();
         for (url, needle) in [
             ("http://user:pw@example.org/hook", "credentials"),
-            ("https://example.org/hook", "https"),
-            ("ftp://example.org/", "http://host/path"),
+            ("ftp://example.org/", "https://host/path"),
             ("not a url", "not a URL"),
         ] {
             let error = policy.check_url(url).expect_err(url).to_string();
             assert!(error.contains(needle), "{url}: {error}");
         }
+        assert!(policy.check_url("https://example.org/hook").is_ok());
     }
 
     #[tokio::test]
-    async fn the_resolver_drops_refused_addresses() {
-        let strict = Arc::new(Policy::default());
-        let name: reqwest::dns::Name = "localhost".parse().expect("name");
-        let resolved = strict.resolver().resolve(name).await;
+    async fn resolving_drops_refused_addresses() {
+        let localhost = url::Host::Domain("localhost");
+        let resolved = Policy::default().resolve(&localhost, 80).await;
         assert!(resolved.is_err(), "localhost resolves to loopback only");
-        let open = Arc::new(Policy::new(&["127.0.0.0/8".into(), "::1".into()]).expect("policy"));
-        let name: reqwest::dns::Name = "localhost".parse().expect("name");
-        let addrs: Vec<SocketAddr> = open.resolver().resolve(name).await.expect("allowed").collect();
-        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()));
+        let open = Policy::new(&["127.0.0.0/8".into(), "::1".into()]).expect("policy");
+        let addrs = open.resolve(&localhost, 80).await.expect("allowed");
+        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 80));
+        let literal = url::Host::Ipv4(Ipv4Addr::new(10, 0, 0, 7));
+        assert!(Policy::default().resolve(&literal, 80).await.is_err());
     }
 }
