@@ -18,16 +18,10 @@ pub struct RequestLabels {
     status: u16,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
-    method: String,
-    route: String,
-}
-
 #[derive(Clone, Debug)]
 pub struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
-    seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    seconds: Family<RequestLabels, Histogram, fn() -> Histogram>,
 }
 
 impl HttpMetrics {
@@ -44,7 +38,7 @@ impl HttpMetrics {
         );
         registry.register(
             "request_seconds",
-            "HTTP request latency by route",
+            "HTTP request latency by route and status",
             metrics.seconds.clone(),
         );
         metrics
@@ -60,20 +54,15 @@ pub async fn track(State(metrics): State<HttpMetrics>, request: Request, next: N
     let method = request.method().to_string();
     let started = Instant::now();
     let response = next.run(request).await;
+    let labels = RequestLabels {
+        method,
+        route,
+        status: response.status().as_u16(),
+    };
     metrics
         .seconds
-        .get_or_create(&RouteLabels {
-            method: method.clone(),
-            route: route.clone(),
-        })
+        .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            method,
-            route,
-            status: response.status().as_u16(),
-        })
-        .inc();
+    metrics.requests.get_or_create(&labels).inc();
     response
 }

@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ErrorBody};
+use crate::prometheus_text;
 use crate::state::AppState;
 
 /// `GET /health`: 200 while the process serves requests.
@@ -41,18 +42,30 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     }
 }
 
-/// `GET /metrics`: Prometheus / OpenMetrics text.
+/// `GET /metrics`: the Prometheus text format (0.0.4), or OpenMetrics when the `Accept` header
+/// asks for it (as Prometheus does).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus / OpenMetrics text", body = String,
-        content_type = "application/openmetrics-text")))]
-pub async fn metrics(State(registry): State<Arc<Registry>>) -> Result<impl IntoResponse, ApiError> {
+    responses((status = 200, description = "Prometheus text (0.0.4), or OpenMetrics text when `Accept` asks for it",
+        content((String = "text/plain"), (String = "application/openmetrics-text")))))]
+pub async fn metrics(
+    State(registry): State<Arc<Registry>>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
     let mut text = String::with_capacity(8 * 1024);
     prometheus_client::encoding::text::encode(&mut text, &registry).map_err(|e| ApiError::internal(&e))?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    ))
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    Ok(if prometheus_text::wants_openmetrics(accept) {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+    } else {
+        (
+            [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
+            prometheus_text::from_openmetrics(&text),
+        )
+    })
 }

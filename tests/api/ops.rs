@@ -34,9 +34,72 @@ async fn health_ready_and_metrics() {
         "geotrack_ingest_batch_fixes_count 1",
         "geotrack_ingest_commit_seconds_bucket",
         "geotrack_http_requests_total{method=\"POST\",route=\"/api/v1/positions\",status=\"202\"} 1",
+        "geotrack_http_request_seconds_count{method=\"POST\",route=\"/api/v1/positions\",status=\"202\"} 1",
+        "geotrack_ingest_write_errors_total{kind=\"transient\"} 0",
     ] {
         assert!(text.contains(expected), "missing {expected} in:\n{text}");
     }
+    app.stop().await;
+}
+
+/// `promtool check metrics` (Prometheus' own checker, fetched by `scripts/promtool.sh`) accepts
+/// the default answer; OpenMetrics, for scrapers that ask for it, is well formed too.
+#[tokio::test]
+async fn metrics_pass_promtool_and_openmetrics_is_negotiated() {
+    let app = spawn_app().await;
+    json_with_status(
+        app.post_json(&serde_json::json!([fix("m", 1, 1.0, 1.0)])).await,
+        202,
+    )
+    .await;
+    let reply = app.get("/metrics").await;
+    assert_eq!(
+        reply.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = reply.text().await.expect("text");
+    assert!(text.contains("# TYPE geotrack_ingest_fixes_stored_total counter") && !text.contains("# EOF"));
+
+    let found = std::process::Command::new("bash")
+        .arg("scripts/promtool.sh")
+        .output()
+        .expect("bash runs");
+    assert!(
+        found.status.success(),
+        "scripts/promtool.sh: {}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+    let promtool = String::from_utf8_lossy(&found.stdout).trim().to_owned();
+    let mut check = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    std::io::Write::write_all(&mut check.stdin.take().expect("stdin"), text.as_bytes()).expect("written");
+    let checked = check.wait_with_output().expect("promtool ends");
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    let reply = app
+        .get_with(
+            "/metrics",
+            "accept",
+            "application/openmetrics-text; version=1.0.0",
+        )
+        .await;
+    assert_eq!(
+        reply.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let openmetrics = reply.text().await.expect("text");
+    assert!(openmetrics.ends_with("# EOF\n"));
+    assert!(openmetrics.contains("# TYPE geotrack_ingest_fixes_stored counter"));
     app.stop().await;
 }
 

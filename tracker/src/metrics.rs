@@ -30,6 +30,10 @@ pub struct ErrorKindLabel {
     pub kind: &'static str,
 }
 
+/// The kinds of failed batch write: `data` (a fix the database refused; the batch is split to
+/// isolate it) and `transient` (the database went away).
+pub const WRITE_ERROR_KINDS: [&str; 2] = ["data", "transient"];
+
 /// Counters, gauges and histograms of ingestion.
 #[derive(Clone, Debug)]
 pub struct IngestMetrics {
@@ -70,6 +74,10 @@ impl IngestMetrics {
             batch_fixes: Histogram::new(exponential_buckets(1.0, 4.0, 9)),
             commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
         };
+        // Known label sets start at 0, so that a rate over them exists before the first error.
+        for kind in WRITE_ERROR_KINDS {
+            let _ = metrics.write_errors.get_or_create(&ErrorKindLabel { kind });
+        }
         let registry = registry.sub_registry_with_prefix("geotrack_ingest");
         registry.register(
             "fixes_accepted",
