@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracker::live::Frame;
 
-use crate::evaluator::Ownership;
+use crate::evaluator::{Ownership, next_ownership};
 use crate::model::{AlertKind, Changes, Event, NewAlert, Proximity};
 
 /// The partition whose owner evaluates proximity in cluster mode.
@@ -62,16 +62,8 @@ impl Roam {
             return;
         };
         loop {
-            let epoch = tokio::select! {
-                owned = ownership.wait_for(Option::is_some) => match owned {
-                    Ok(epoch) => *epoch,
-                    Err(_) => return,
-                },
-                () = self.shutdown.cancelled() => return,
-            };
-            let mut watch = ownership.clone();
-            let ended = async move {
-                let _ = watch.wait_for(|now| *now != epoch).await;
+            let Some((epoch, ended)) = next_ownership(&mut ownership, &self.shutdown).await else {
+                return;
             };
             if !self.serve(epoch, ended).await {
                 return;

@@ -117,18 +117,23 @@ fn bench(c: &mut Criterion) {
     );
 
     let mut ts = Utc::now();
-    let (mut moved, mut spent, mut transitions) = (0usize, 0.0f64, 0usize);
-    for _ in 0..50 {
+    // One frame through the step: (time of the step alone, moved devices, near/apart found).
+    let mut step = |state: &mut RoamState| {
         ts += Duration::seconds(1);
         let frame = frame(&index, &mut rng, ts);
         index.apply(&frame);
         let names: Vec<&str> = frame.iter().map(|p| p.device.as_str()).collect();
         let mut out = Vec::new();
         let started = Instant::now();
-        on_moved(&mut state, (&set, &groups), &index, &names, &mut out);
-        spent += started.elapsed().as_secs_f64();
-        moved += names.len();
-        transitions += out.len();
+        on_moved(state, (&set, &groups), &index, &names, &mut out);
+        (started.elapsed(), names.len(), black_box(out).len())
+    };
+    let (mut moved, mut spent, mut transitions) = (0usize, 0.0f64, 0usize);
+    for _ in 0..50 {
+        let (took, n, found) = step(&mut state);
+        spent += took.as_secs_f64();
+        moved += n;
+        transitions += found;
     }
     println!(
         "incremental step: {:.2} µs per moved courier ({:.0} moves/s on one core), {transitions} near/apart over {moved} moves, {} near pairs",
@@ -138,21 +143,7 @@ fn bench(c: &mut Criterion) {
     );
 
     c.bench_function("roam_frame_1000", |b| {
-        b.iter_custom(|iterations| {
-            let mut total = std::time::Duration::ZERO;
-            for _ in 0..iterations {
-                ts += Duration::seconds(1);
-                let frame = frame(&index, &mut rng, ts);
-                index.apply(&frame);
-                let names: Vec<&str> = frame.iter().map(|p| p.device.as_str()).collect();
-                let mut out = Vec::new();
-                let started = Instant::now();
-                on_moved(&mut state, (&set, &groups), &index, &names, &mut out);
-                total += started.elapsed();
-                black_box(out);
-            }
-            total
-        });
+        b.iter_custom(|iterations| (0..iterations).map(|_| step(&mut state).0).sum());
     });
     c.bench_function("roam_reassess", |b| {
         b.iter(|| {

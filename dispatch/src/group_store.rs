@@ -51,30 +51,12 @@ pub async fn put(pool: &PgPool, group: &Group) -> Result<bool, sqlx::Error> {
     .bind(group.prefixes.iter().collect::<Vec<_>>())
     .fetch_one(&mut *tx)
     .await?;
-    announce(&mut tx, &group.id).await?;
+    crate::announce::announce(&mut tx, CHANNEL, &group.id).await?;
     tx.commit().await?;
     Ok(created)
 }
 
 /// Deletes the group `id`; whether it existed.
 pub async fn delete(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let deleted = sqlx::query("DELETE FROM device_groups WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-        > 0;
-    announce(&mut tx, id).await?;
-    tx.commit().await?;
-    Ok(deleted)
-}
-
-async fn announce(tx: &mut sqlx::PgConnection, id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
-        .bind(id)
-        .execute(tx)
-        .await?;
-    Ok(())
+    crate::announce::delete(pool, "device_groups", id, (CHANNEL, id)).await
 }

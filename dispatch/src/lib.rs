@@ -10,7 +10,8 @@
 //!   polygon or circle);
 //! - [`filter`]: what a query may return (age, id prefixes, a token's device limit narrowed to a
 //!   group);
-//! - [`group_store`]: the table of device groups (`fences::groups`);
+//! - [`group_store`]: the table of device groups (`fences::groups`); [`announce`]: the `NOTIFY`
+//!   its writes and the proximity rules' commit with;
 //! - [`shared`]: the index shared by handlers and the task that updates it;
 //! - [`sync`]: that task (load, follow the feed, reload when frames may have been lost);
 //! - [`roam`]: proximity rules and the near pairs they find (alerts `near` and `apart`);
@@ -19,6 +20,7 @@
 //!
 //! No HTTP here: the service crate maps requests to these calls.
 
+pub mod announce;
 pub mod config;
 pub mod filter;
 pub mod group_store;

@@ -321,10 +321,5 @@ pub async fn put(
     let (registration, created) =
         tracker::registry::put(&db, &id, write.name.as_deref(), &write.attributes).await?;
     tracing::info!(device = %id, created, "device registration written");
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(DeviceRegistration::from(registration))).into_response())
+    Ok(super::put_reply(created, DeviceRegistration::from(registration)))
 }

@@ -124,12 +124,7 @@ pub async fn put(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let (feature, existed) = fences.put(&id, crate::extract::json_body(&body)?).await?;
-    let status = if existed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((status, Json(Feature(feature))).into_response())
+    Ok(super::put_reply(!existed, Feature(feature)))
 }
 
 /// `DELETE /api/v1/fences/{id}`.

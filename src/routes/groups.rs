@@ -1,21 +1,21 @@
 //! Device groups (`/api/v1/groups`): named sets of devices by listed ids and id prefixes, used
-//! as the `group=` filter of the dispatch queries. Reading takes a `read` token, writing an
-//! `admin` one; a write reaches the other nodes through `NOTIFY geotrack_groups`.
+//! as the `group=` filter of the dispatch queries. Reading takes a `read` token (a token limited
+//! to some devices sees a group without the listed devices it may not see), writing an `admin`
+//! one; a write reaches the other nodes through `NOTIFY geotrack_groups`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use dispatch::{Dispatch, Group, Groups};
 use fences::DeviceFilter;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::ToSchema;
 
-use crate::auth::{Authorized, scope};
+use crate::auth::{Authorized, Principal, scope};
 use crate::error::{ApiError, ErrorBody, TokenRefusals};
 use crate::extract::{PathId, RawBody};
 
@@ -30,12 +30,18 @@ pub struct GroupBody {
     prefixes: Vec<String>,
 }
 
-impl From<&Group> for GroupBody {
-    fn from(group: &Group) -> Self {
+impl GroupBody {
+    /// The group as `reader` may see it: the listed devices it may not see are left out.
+    fn new(group: &Group, reader: &Principal) -> Self {
         Self {
             id: group.id.clone(),
             name: group.name.clone(),
-            devices: group.devices.iter().cloned().collect(),
+            devices: group
+                .devices
+                .iter()
+                .filter(|d| reader.allows_device(d))
+                .cloned()
+                .collect(),
             prefixes: group.prefixes.iter().cloned().collect(),
         }
     }
@@ -64,15 +70,12 @@ pub struct GroupList {
 /// `GET /api/v1/groups`: every group, in id order.
 #[utoipa::path(get, path = "/api/v1/groups", operation_id = "list_groups", tag = "dispatch", security(("bearer" = [])),
     responses((status = 200, description = "Every group", body = GroupList), TokenRefusals))]
-pub async fn list(
-    State(dispatch): State<Arc<Dispatch>>,
-    _reader: Authorized<scope::Read>,
-) -> Json<GroupList> {
+pub async fn list(State(dispatch): State<Arc<Dispatch>>, reader: Authorized<scope::Read>) -> Json<GroupList> {
     let groups = dispatch
         .groups
         .list()
         .iter()
-        .map(|g| GroupBody::from(g.as_ref()))
+        .map(|g| GroupBody::new(g, &reader))
         .collect();
     Json(GroupList { groups })
 }
@@ -86,11 +89,11 @@ pub async fn list(
         TokenRefusals))]
 pub async fn get_one(
     State(dispatch): State<Arc<Dispatch>>,
-    _reader: Authorized<scope::Read>,
+    reader: Authorized<scope::Read>,
     PathId(id): PathId,
 ) -> Result<Json<GroupBody>, ApiError> {
     let group = find(&dispatch.groups, &id)?;
-    Ok(Json(GroupBody::from(group.as_ref())))
+    Ok(Json(GroupBody::new(&group, &reader)))
 }
 
 /// `PUT /api/v1/groups/{id}`: creates or replaces a group.
@@ -107,7 +110,7 @@ pub async fn get_one(
 pub async fn put(
     State(dispatch): State<Arc<Dispatch>>,
     State(db): State<PgPool>,
-    _admin: Authorized<scope::Admin>,
+    admin: Authorized<scope::Admin>,
     PathId(id): PathId,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
@@ -129,14 +132,9 @@ pub async fn put(
     group.validate().map_err(|e| invalid(e.to_string()))?;
     let created = dispatch::group_store::put(&db, &group).await?;
     tracing::info!(group = %group.id, devices = group.devices.len(), prefixes = group.prefixes.len(), created, "device group written");
-    let reply = GroupBody::from(&group);
+    let reply = GroupBody::new(&group, &admin);
     dispatch.groups.put(group);
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(reply)).into_response())
+    Ok(super::put_reply(created, reply))
 }
 
 /// The id of the group deleted.

@@ -280,6 +280,17 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// The answer to a `PUT` that stores `body`: 201 when it created the resource, 200 when it
+/// replaced one.
+fn put_reply(created: bool, body: impl serde::Serialize) -> Response {
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body)).into_response()
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no_route", "no such endpoint; see the README for the API")
 }

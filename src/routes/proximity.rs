@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use dispatch::Dispatch;
 use dispatch::roam::ProximityRule;
 use fences::AppliesTo;
@@ -180,12 +179,7 @@ pub async fn put(
     tracing::info!(rule = %rule.id, radius_m = rule.radius_m, created, "proximity rule written");
     let reply = RuleBody::new(&rule, &admin);
     dispatch.rules.put(rule);
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(reply)).into_response())
+    Ok(super::put_reply(created, reply))
 }
 
 /// The id of the rule deleted.

@@ -314,3 +314,33 @@ async fn the_device_list_alerts_and_sockets_filter_by_group() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_limited_token_reads_groups_without_the_devices_it_may_not_see() {
+    const ADMIN: &str = "admin-token-0123456789";
+    const CABS: &str = "cabs-reader-0123456789";
+    let tokens = format!("{ADMIN}=admin;{CABS}=read@cab-*");
+    let app = spawn_with(|c| c.tokens = TokensSetting::Compact(tokens)).await;
+    let group = json!({"devices": ["cab-1", "van-9"], "prefixes": ["taxi-"]});
+    let written = app
+        .request(Method::PUT, "/api/v1/groups/mixed")
+        .token(ADMIN)
+        .json(&group)
+        .send()
+        .await;
+    assert_eq!(
+        json_with_status(written, 201).await["devices"],
+        json!(["cab-1", "van-9"])
+    );
+    for path in ["/api/v1/groups/mixed", "/api/v1/groups"] {
+        let read = json_with_status(app.request(Method::GET, path).token(CABS).send().await, 200).await;
+        let group = if read["groups"].is_array() {
+            read["groups"][0].clone()
+        } else {
+            read
+        };
+        assert_eq!(group["devices"], json!(["cab-1"]), "{path}");
+        assert_eq!(group["prefixes"], json!(["taxi-"]), "{path}");
+    }
+    app.stop().await;
+}

@@ -104,6 +104,23 @@ impl Evaluators {
     }
 }
 
+/// Waits until this node owns the partition; its epoch, and a future that resolves when that
+/// ownership ends. `None` at shutdown or when ownership can no longer change.
+pub(crate) async fn next_ownership(
+    ownership: &mut Ownership,
+    shutdown: &CancellationToken,
+) -> Option<(Option<i64>, impl std::future::Future<Output = ()> + use<>)> {
+    let epoch = tokio::select! {
+        owned = ownership.wait_for(Option::is_some) => *owned.ok()?,
+        () = shutdown.cancelled() => return None,
+    };
+    let mut watch = ownership.clone();
+    let ended = async move {
+        let _ = watch.wait_for(|now| *now != epoch).await;
+    };
+    Some((epoch, ended))
+}
+
 /// A shard's state before anything is loaded.
 fn fresh_state(shared: &Shared) -> ShardState {
     ShardState::new(
@@ -149,18 +166,10 @@ impl Evaluator {
             return;
         };
         loop {
-            let epoch = tokio::select! {
-                owned = ownership.wait_for(Option::is_some) => match owned {
-                    Ok(epoch) => *epoch,
-                    Err(_) => return,
-                },
-                () = self.shared.shutdown.cancelled() => return,
+            let Some((epoch, ended)) = next_ownership(&mut ownership, &self.shared.shutdown).await else {
+                return;
             };
             self.epoch = epoch;
-            let mut watch = ownership.clone();
-            let ended = async move {
-                let _ = watch.wait_for(|now| *now != epoch).await;
-            };
             if !self.serve(&mut generations, ended).await {
                 return;
             }

@@ -269,8 +269,7 @@ fn distance(a: &LivePosition, b: &LivePosition) -> f64 {
     haversine_m(coord(a), coord(b))
 }
 
-/// Runs [`RoamState::moved`] for each of `devices`, a chunk at a time under the index's read
-/// lock.
+/// Runs [`RoamState::moved`] for each of `devices`.
 pub fn on_moved(
     state: &mut RoamState,
     (rules, groups): (&RuleSet, &Groups),
@@ -281,17 +280,9 @@ pub fn on_moved(
     if rules.is_empty() && state.is_empty() {
         return;
     }
-    for chunk in devices.chunks(CHUNK) {
-        let live = index.read();
-        let cx = Context {
-            rules,
-            groups,
-            index: &live,
-        };
-        for device in chunk {
-            state.moved(&cx, device, out);
-        }
-    }
+    in_chunks((rules, groups), index, devices, |cx, device| {
+        state.moved(cx, device, out);
+    });
 }
 
 /// Checks every pair from scratch: each device a rule may take meets its partners, then every
@@ -306,22 +297,32 @@ pub fn reassess(
         Some(ids) => ids.cloned().collect(),
         None => index.read().positions().map(|p| p.device.clone()).collect(),
     };
+    in_chunks((rules, groups), index, &devices, |cx, device| {
+        state.meet(cx, device, out);
+    });
     let paired = state.paired_devices();
-    for (pass, devices) in [(0, &devices), (1, &paired)] {
-        for chunk in devices.chunks(CHUNK) {
-            let live = index.read();
-            let cx = Context {
-                rules,
-                groups,
-                index: &live,
-            };
-            for device in chunk {
-                if pass == 0 {
-                    state.meet(&cx, device, out);
-                } else {
-                    state.recheck(&cx, device, true, out);
-                }
-            }
+    in_chunks((rules, groups), index, &paired, |cx, device| {
+        state.recheck(cx, device, true, out);
+    });
+}
+
+/// Runs `step` for each of `devices`, a chunk at a time under the index's read lock (a frame
+/// applied meanwhile waits for one chunk at most).
+fn in_chunks<D: AsRef<str>>(
+    (rules, groups): (&RuleSet, &Groups),
+    index: &SharedLiveIndex,
+    devices: &[D],
+    mut step: impl FnMut(&Context<'_>, &str),
+) {
+    for chunk in devices.chunks(CHUNK) {
+        let live = index.read();
+        let cx = Context {
+            rules,
+            groups,
+            index: &live,
+        };
+        for device in chunk {
+            step(&cx, device.as_ref());
         }
     }
 }

@@ -73,7 +73,7 @@ pub async fn put(pool: &PgPool, rule: &ProximityRule, origin: &str) -> Result<bo
     .bind(rule.hysteresis_m)
     .fetch_one(&mut *tx)
     .await?;
-    announce(&mut tx, origin).await?;
+    crate::announce::announce(&mut tx, CHANNEL, origin).await?;
     tx.commit().await?;
     Ok(created)
 }
@@ -81,16 +81,7 @@ pub async fn put(pool: &PgPool, rule: &ProximityRule, origin: &str) -> Result<bo
 /// Deletes the rule `id`, announced as written by `origin`; whether it existed. Its near pairs
 /// are dropped by the evaluator.
 pub async fn delete(pool: &PgPool, id: &str, origin: &str) -> Result<bool, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let deleted = sqlx::query("DELETE FROM proximity_rules WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-        > 0;
-    announce(&mut tx, origin).await?;
-    tx.commit().await?;
-    Ok(deleted)
+    crate::announce::delete(pool, "proximity_rules", id, (CHANNEL, origin)).await
 }
 
 /// Every stored near pair, with since when it is near.
@@ -103,13 +94,4 @@ pub async fn near_pairs(pool: &PgPool) -> Result<Vec<(PairKey, DateTime<Utc>)>, 
         .into_iter()
         .map(|(rule, device, other, since)| (PairKey { rule, device, other }, since))
         .collect())
-}
-
-async fn announce(tx: &mut sqlx::PgConnection, origin: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
-        .bind(origin)
-        .execute(tx)
-        .await?;
-    Ok(())
 }
