@@ -18,6 +18,7 @@ mod http_metrics;
 pub mod ingest;
 pub mod limits;
 mod listen;
+mod process_metrics;
 mod prometheus_text;
 mod routes;
 pub mod server;

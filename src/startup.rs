@@ -194,10 +194,9 @@ async fn start(
     mut registry: Registry,
     nats: Option<cluster::nats::Nats>,
 ) -> Result<AppState, StartError> {
-    let ingest_metrics = tracker::metrics::IngestMetrics::register(&mut registry);
-    let alert_metrics = AlertMetrics::register(&mut registry);
-    let sessions = Sessions::new(&config.ws);
+    let sessions = Sessions::new(&config.ws, &mut registry);
     let tiles = Arc::new(TileStore::new(&config.tiles, pool.clone()).map_err(ConfigError::from)?);
+    let (ingest_metrics, alert_metrics) = register_metrics(&mut registry, &pool, &tiles);
     let tracks_out = nats.as_ref().map(|_| Arc::new(TracksOut::default()));
     let shards = nats.as_ref().map(|n| usize::from(n.partitions));
     let (pipeline, committed) = start_pipeline(
@@ -263,6 +262,22 @@ async fn start(
         registry: Arc::new(registry),
         cluster: cluster.map(|c| c.node),
     }))
+}
+
+/// The metrics of ingest and alerting, and those read at each scrape (process, pool, tiles).
+fn register_metrics(
+    registry: &mut Registry,
+    pool: &PgPool,
+    tiles: &TileStore,
+) -> (tracker::metrics::IngestMetrics, AlertMetrics) {
+    registry.register_collector(Box::new(crate::process_metrics::ProcessMetrics {
+        pool: pool.clone(),
+        tiles: tiles.cache().clone(),
+    }));
+    (
+        tracker::metrics::IngestMetrics::register(registry),
+        AlertMetrics::register(registry),
+    )
 }
 
 /// Authentication: the tokens, their rate limits, and the groups some are limited to.

@@ -16,6 +16,10 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
 use crate::config::WsConfig;
 
 /// Why a session ends.
@@ -47,16 +51,40 @@ pub struct Sessions {
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
     pub config: Arc<WsConfig>,
+    /// WebSocket sessions open now (`geotrack_ws_connected`).
+    connected: Gauge,
+    /// WebSocket sessions opened (`geotrack_ws_opened_total`).
+    opened: Counter,
+}
+
+/// Counts a session as connected while it lives.
+struct Connected(Gauge);
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Sessions {
-    /// No sessions yet, with their own task tracker and shutdown token.
-    pub fn new(config: &WsConfig) -> Self {
-        Self {
+    /// No sessions yet, with their own task tracker and shutdown token; their metrics are
+    /// registered in `registry`.
+    pub fn new(config: &WsConfig, registry: &mut Registry) -> Self {
+        let sessions = Self {
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             config: Arc::new(config.clone()),
-        }
+            connected: Gauge::default(),
+            opened: Counter::default(),
+        };
+        let registry = registry.sub_registry_with_prefix("geotrack_ws");
+        registry.register(
+            "connected",
+            "WebSocket sessions open now (alerts, positions, tiles)",
+            sessions.connected.clone(),
+        );
+        registry.register("opened", "WebSocket sessions opened", sessions.opened.clone());
+        sessions
     }
 
     /// Upgrades to a WebSocket and runs `session` on it as a tracked task.
@@ -76,7 +104,11 @@ impl Sessions {
             .write_buffer_size(8 * 1024)
             .max_message_size(64 * 1024)
             .max_frame_size(64 * 1024);
+        let (connected, opened) = (self.connected.clone(), self.opened.clone());
         upgrade.on_upgrade(move |inner| {
+            opened.inc();
+            connected.inc();
+            let counted = Connected(connected);
             let mut pings = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
             pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
             let socket = Socket {
@@ -87,7 +119,10 @@ impl Sessions {
                 last_heard: Instant::now(),
                 shutdown,
             };
-            tasks.track_future(session(socket))
+            tasks.track_future(async move {
+                session(socket).await;
+                drop(counted);
+            })
         })
     }
 }

@@ -115,7 +115,7 @@ pub fn start(inputs: Inputs, shutdown: &CancellationToken, tasks: &TaskTracker) 
             hub: hub.clone(),
             webhooks: inputs.webhooks.urls.clone(),
             deliveries: deliveries.clone(),
-            metrics: inputs.metrics,
+            metrics: inputs.metrics.clone(),
             shutdown: shutdown.clone(),
             publish: !cluster,
         }
@@ -139,6 +139,7 @@ pub fn start(inputs: Inputs, shutdown: &CancellationToken, tasks: &TaskTracker) 
             rules,
             groups: inputs.groups.clone(),
             sink: sink.clone(),
+            metrics: inputs.metrics,
             ownership: inputs.ownership.as_ref().and_then(|o| o.first().cloned()),
             shutdown: shutdown.clone(),
         }

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -26,6 +27,10 @@ pub struct AlertMetrics {
     pub deposed_steps: Counter,
     /// Seconds from a fix reaching the server to its evaluation (per batch, its oldest fix).
     pub evaluation_lag_seconds: Histogram,
+    /// Proximity pairs near now (on the node evaluating proximity; 0 elsewhere).
+    pub proximity_pairs: Gauge,
+    /// Seconds of one proximity step (a frame of moves, or checking every pair).
+    pub proximity_step_seconds: Histogram,
 }
 
 impl AlertMetrics {
@@ -37,7 +42,15 @@ impl AlertMetrics {
             commit_errors: Counter::default(),
             deposed_steps: Counter::default(),
             evaluation_lag_seconds: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
+            proximity_pairs: Gauge::default(),
+            proximity_step_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
         };
+        // Every kind from 0, so that a rate exists before its first alert.
+        for kind in crate::model::AlertKind::ALL {
+            let _ = metrics
+                .committed
+                .get_or_create(&KindLabel { kind: kind.as_str() });
+        }
         let registry = registry.sub_registry_with_prefix("geotrack_alerts");
         registry.register(
             "committed",
@@ -68,6 +81,16 @@ impl AlertMetrics {
             "evaluation_lag_seconds",
             "Time from receiving a fix to evaluating it",
             metrics.evaluation_lag_seconds.clone(),
+        );
+        registry.register(
+            "proximity_pairs",
+            "Proximity pairs near now (on the node evaluating proximity)",
+            metrics.proximity_pairs.clone(),
+        );
+        registry.register(
+            "proximity_step_seconds",
+            "Time of one proximity step (a frame of moves, or every pair checked)",
+            metrics.proximity_step_seconds.clone(),
         );
         metrics
     }

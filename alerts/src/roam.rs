@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracker::live::Frame;
 
 use crate::evaluator::{Ownership, next_ownership};
+use crate::metrics::AlertMetrics;
 use crate::model::{AlertKind, Changes, Event, NewAlert, Proximity};
 
 /// The partition whose owner evaluates proximity in cluster mode.
@@ -43,6 +44,7 @@ pub struct Roam {
     pub groups: Groups,
     /// The alert writer.
     pub sink: mpsc::Sender<Changes>,
+    pub metrics: AlertMetrics,
     /// Cluster mode: whether this node owns partition 0.
     pub ownership: Option<Ownership>,
     pub shutdown: CancellationToken,
@@ -146,7 +148,9 @@ impl Roam {
     async fn step(&self, mut state: RoamState, work: Work, epoch: Option<i64>) -> Option<RoamState> {
         let rules: Arc<RuleSet> = self.rules.snapshot();
         let (groups, index) = (self.groups.clone(), self.index.clone());
+        let seconds = self.metrics.proximity_step_seconds.clone();
         let stepped = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let mut out = Vec::new();
             match work {
                 Work::Reassess => roam::state::reassess(&mut state, (&rules, &groups), &index, &mut out),
@@ -155,6 +159,7 @@ impl Roam {
                     roam::state::on_moved(&mut state, (&rules, &groups), &index, &moved, &mut out);
                 }
             }
+            seconds.observe(started.elapsed().as_secs_f64());
             (state, out)
         })
         .await;
@@ -165,6 +170,9 @@ impl Roam {
                 return None;
             }
         };
+        self.metrics
+            .proximity_pairs
+            .set(i64::try_from(state.len()).unwrap_or(i64::MAX));
         for chunk in out.chunks(PER_STEP) {
             let changes = changes_of(chunk, epoch);
             if self.sink.send(changes).await.is_err() {

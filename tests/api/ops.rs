@@ -23,6 +23,10 @@ async fn health_ready_and_metrics() {
         202,
     )
     .await;
+    // Built once, then served from the cache.
+    for _ in 0..2 {
+        assert!(app.get("/tiles/fences/0/0/0").await.status().is_success());
+    }
     let metrics = app.get("/metrics").await;
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.expect("text");
@@ -36,6 +40,14 @@ async fn health_ready_and_metrics() {
         "geotrack_http_requests_total{method=\"POST\",route=\"/api/v1/positions\",status=\"202\"} 1",
         "geotrack_http_request_seconds_count{method=\"POST\",route=\"/api/v1/positions\",status=\"202\"} 1",
         "geotrack_ingest_write_errors_total{kind=\"transient\"} 0",
+        "# TYPE process_cpu_seconds_total counter",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "geotrack_db_pool_connections_in_use ",
+        "geotrack_db_pool_connections_max ",
+        "geotrack_tiles_built_total 1",
+        "geotrack_tiles_cached ",
+        "geotrack_ws_connected 0",
     ] {
         assert!(text.contains(expected), "missing {expected} in:\n{text}");
     }
@@ -138,5 +150,47 @@ async fn unknown_routes_and_methods_are_json_errors() {
         json_with_status(reply, 405).await["error"]["code"],
         "method_not_allowed"
     );
+    app.stop().await;
+}
+
+/// Every metric the shipped Grafana dashboard queries is one `/metrics` declares (so a renamed
+/// metric cannot leave the dashboard blank).
+#[tokio::test]
+async fn the_grafana_dashboard_queries_only_metrics_the_server_exposes() {
+    let app = spawn_app().await;
+    // Families with labels appear with their first sample: an accepted fix, a rejected one.
+    let fixes = serde_json::json!([fix("m", 1, 1.0, 1.0), fix("m", 1, 1.0, 95.0)]);
+    json_with_status(app.post_json(&fixes).await, 202).await;
+    let text = app.get("/metrics").await.text().await.expect("metrics");
+    let declared: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("docs/grafana/geotrack.json").expect("dashboard"))
+            .expect("JSON");
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            let names = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("geotrack_") || w.starts_with("process_"));
+            for name in names {
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(name);
+                assert!(
+                    declared.contains(family),
+                    "{:?} queries {name}, which /metrics does not declare",
+                    panel["title"]
+                );
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried > 20, "only {queried} metric references");
     app.stop().await;
 }

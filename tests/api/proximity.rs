@@ -131,6 +131,15 @@ async fn an_approach_and_a_separation_fire_near_and_apart_on_the_socket_and_in_t
     assert_eq!(alerts[1]["kind"], "apart", "{alerts:?}");
     assert!((alerts[1]["distance_m"].as_f64().expect("distance") - 300.0).abs() < 1.0);
     assert!(alerts[0].get("fence").is_some_and(Value::is_null));
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    for expected in [
+        "geotrack_alerts_committed_total{kind=\"near\"} 1",
+        "geotrack_alerts_committed_total{kind=\"apart\"} 1",
+        "geotrack_alerts_proximity_pairs 0",
+        "geotrack_alerts_proximity_step_seconds_count ",
+    ] {
+        assert!(metrics.contains(expected), "missing {expected}");
+    }
 
     let history = json_with_status(app.get("/api/v1/alerts?rule=depot&device=depot").await, 200).await;
     let kinds: Vec<&str> = history["alerts"]

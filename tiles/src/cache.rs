@@ -118,6 +118,19 @@ pub struct TileCache {
     catalog: Arc<Catalog>,
     changes: Arc<[Changes]>,
     announce: tokio::sync::broadcast::Sender<TileChange>,
+    /// Tiles built from the database (misses, stale hits and uncached builds).
+    built: Arc<AtomicU64>,
+}
+
+/// What the cache holds and has done, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Tiles built from the database since start.
+    pub built: u64,
+    /// Tiles kept (approximate: the cache counts lazily).
+    pub entries: u64,
+    /// Bytes of the tiles kept (all their encodings).
+    pub bytes: u64,
 }
 
 /// Why a tile could not be built.
@@ -138,6 +151,16 @@ impl TileCache {
             changes: catalog.ids().map(|_| Changes::default()).collect(),
             catalog,
             announce: tokio::sync::broadcast::channel(256).0,
+            built: Arc::default(),
+        }
+    }
+
+    /// What the cache holds and has built.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            built: self.built.load(Ordering::Relaxed),
+            entries: self.tiles.entry_count(),
+            bytes: self.tiles.weighted_size(),
         }
     }
 
@@ -210,10 +233,12 @@ impl TileCache {
             let generation = self.generation(key.layer);
             let query = build();
             let layer = self.catalog.get(key.layer);
+            let builds = self.built.clone();
             let tile = self
                 .tiles
                 .try_get_with(key, async move {
                     let mvt = query.await?;
+                    builds.fetch_add(1, Ordering::Relaxed);
                     Ok::<_, sqlx::Error>(Arc::new(Tile::build(layer, mvt, generation)))
                 })
                 .await?;
@@ -236,6 +261,7 @@ impl TileCache {
         let generation = self.generation(layer);
         // Boxed for the reason given in `get`.
         let mvt = Box::pin(build()).await.map_err(Arc::new)?;
+        self.built.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::new(Tile::build(self.catalog.get(layer), mvt, generation)))
     }
 

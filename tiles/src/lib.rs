@@ -27,7 +27,7 @@ mod store;
 mod tile;
 pub mod window;
 
-pub use cache::{Change, Tile, TileCache, TileChange, TileKey};
+pub use cache::{CacheStats, Change, Tile, TileCache, TileChange, TileKey};
 pub use catalog::{Catalog, Described, LayerId, LayerInfo};
 pub use coding::{Coding, Validators};
 pub use config::{TableLayerConfig, TilesConfig};
