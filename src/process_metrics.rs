@@ -32,13 +32,21 @@ impl Collector for ProcessMetrics {
             )?)?;
         }
         let cache = self.tiles.stats();
-        let built = ConstCounter::new(cache.built);
-        built.encode(encoder.encode_descriptor(
-            "geotrack_tiles_built",
-            "Tiles built from the database (cache misses, stale hits, uncached tiles).",
-            None,
-            built.metric_type(),
-        )?)?;
+        for (name, help, value) in [
+            (
+                "geotrack_tiles_built",
+                "Tiles built from the database (cache misses, stale hits, uncached tiles).",
+                cache.built,
+            ),
+            (
+                "geotrack_tiles_evicted",
+                "Tiles dropped from the cache to make room.",
+                cache.evicted,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+        }
         let count = |n: u64| i64::try_from(n).ok();
         let gauges = [
             (

@@ -42,6 +42,17 @@ pub struct Socket {
     pings: Interval,
     last_heard: Instant,
     shutdown: CancellationToken,
+    counters: Counters,
+}
+
+/// What happened to sessions (`geotrack_ws_*_total`).
+#[derive(Debug, Clone, Default)]
+struct Counters {
+    opened: Counter,
+    /// Closed by the server because the peer stopped answering pings or taking messages.
+    dropped: Counter,
+    /// Fell behind their feed (told to resume from a cursor, or sent a fresh snapshot).
+    lagged: Counter,
 }
 
 /// Where WebSocket sessions (and other work that outlives a request) run: tracked tasks, awaited
@@ -53,8 +64,7 @@ pub struct Sessions {
     pub config: Arc<WsConfig>,
     /// WebSocket sessions open now (`geotrack_ws_connected`).
     connected: Gauge,
-    /// WebSocket sessions opened (`geotrack_ws_opened_total`).
-    opened: Counter,
+    counters: Counters,
 }
 
 /// Counts a session as connected while it lives.
@@ -75,7 +85,7 @@ impl Sessions {
             shutdown: CancellationToken::new(),
             config: Arc::new(config.clone()),
             connected: Gauge::default(),
-            opened: Counter::default(),
+            counters: Counters::default(),
         };
         let registry = registry.sub_registry_with_prefix("geotrack_ws");
         registry.register(
@@ -83,7 +93,18 @@ impl Sessions {
             "WebSocket sessions open now (alerts, positions, tiles)",
             sessions.connected.clone(),
         );
-        registry.register("opened", "WebSocket sessions opened", sessions.opened.clone());
+        let counters = &sessions.counters;
+        registry.register("opened", "WebSocket sessions opened", counters.opened.clone());
+        registry.register(
+            "dropped",
+            "Sessions closed because the peer stopped answering pings or taking messages",
+            counters.dropped.clone(),
+        );
+        registry.register(
+            "lagged",
+            "Times a session fell behind its feed (resumed from a cursor or sent a new snapshot)",
+            counters.lagged.clone(),
+        );
         sessions
     }
 
@@ -104,9 +125,9 @@ impl Sessions {
             .write_buffer_size(8 * 1024)
             .max_message_size(64 * 1024)
             .max_frame_size(64 * 1024);
-        let (connected, opened) = (self.connected.clone(), self.opened.clone());
+        let (connected, counters) = (self.connected.clone(), self.counters.clone());
         upgrade.on_upgrade(move |inner| {
-            opened.inc();
+            counters.opened.inc();
             connected.inc();
             let counted = Connected(connected);
             let mut pings = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
@@ -118,6 +139,7 @@ impl Sessions {
                 pings,
                 last_heard: Instant::now(),
                 shutdown,
+                counters,
             };
             tasks.track_future(async move {
                 session(socket).await;
@@ -190,11 +212,19 @@ impl Socket {
         }
     }
 
+    /// Counts that the session fell behind its feed.
+    pub fn lagged(&self) {
+        self.counters.lagged.inc();
+    }
+
     /// Ends the session with a Close frame saying why (best effort: the peer may be gone).
     pub async fn close(mut self, why: Gone, reason: &'static str) {
         let code = match why {
             Gone::Peer => return,
-            Gone::Unresponsive => close_code::POLICY,
+            Gone::Unresponsive => {
+                self.counters.dropped.inc();
+                close_code::POLICY
+            }
             Gone::Shutdown => close_code::AWAY,
         };
         let frame = CloseFrame {

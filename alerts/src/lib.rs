@@ -124,6 +124,7 @@ pub fn start(inputs: Inputs, shutdown: &CancellationToken, tasks: &TaskTracker) 
     tasks.spawn(
         webhooks::Deliverer {
             pool: inputs.pool.clone(),
+            metrics: inputs.metrics.clone(),
             config: inputs.webhooks,
             policy: inputs.webhook_policy,
             wake: deliveries,

@@ -31,7 +31,19 @@ pub struct AlertMetrics {
     pub proximity_pairs: Gauge,
     /// Seconds of one proximity step (a frame of moves, or checking every pair).
     pub proximity_step_seconds: Histogram,
+    /// Webhook deliveries: delivered, failed attempts (retried) and given up.
+    pub webhooks: Family<OutcomeLabel, Counter>,
+    /// Webhook deliveries waiting (due or backing off), counted every few seconds.
+    pub webhooks_queued: Gauge,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+/// The outcomes of a webhook delivery attempt.
+pub const WEBHOOK_OUTCOMES: [&str; 3] = ["delivered", "failed", "given_up"];
 
 impl AlertMetrics {
     pub fn register(registry: &mut Registry) -> Self {
@@ -44,7 +56,12 @@ impl AlertMetrics {
             evaluation_lag_seconds: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
             proximity_pairs: Gauge::default(),
             proximity_step_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
+            webhooks: Family::default(),
+            webhooks_queued: Gauge::default(),
         };
+        for outcome in WEBHOOK_OUTCOMES {
+            let _ = metrics.webhooks.get_or_create(&OutcomeLabel { outcome });
+        }
         // Every kind from 0, so that a rate exists before its first alert.
         for kind in crate::model::AlertKind::ALL {
             let _ = metrics
@@ -86,6 +103,16 @@ impl AlertMetrics {
             "proximity_pairs",
             "Proximity pairs near now (on the node evaluating proximity)",
             metrics.proximity_pairs.clone(),
+        );
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts by outcome (delivered, failed and retried, given up)",
+            metrics.webhooks.clone(),
+        );
+        registry.register(
+            "webhooks_queued",
+            "Webhook deliveries waiting (due or backing off)",
+            metrics.webhooks_queued.clone(),
         );
         registry.register(
             "proximity_step_seconds",

@@ -195,6 +195,7 @@ impl Session {
         match why {
             End::Gone(gone) => socket.close(gone, "server shutting down").await,
             End::Lagged => {
+                socket.lagged();
                 let message = json!({"type": "lagged", "resume_from": self.query.since});
                 if socket.send_json(&message).await.is_ok() {
                     socket

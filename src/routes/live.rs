@@ -100,7 +100,10 @@ impl Session {
             let sent = tokio::select! {
                 frame = frames.recv() => match frame {
                     Ok(frame) => self.forward(socket, &frame).await,
-                    Err(RecvError::Lagged(_)) => self.snapshot(socket).await,
+                    Err(RecvError::Lagged(_)) => {
+                        socket.lagged();
+                        self.snapshot(socket).await
+                    }
                     Err(RecvError::Closed) => Err(Gone::Shutdown),
                 },
                 incoming = socket.recv() => match incoming {

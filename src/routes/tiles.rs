@@ -284,6 +284,7 @@ pub async fn changes(
                 change = changes.recv() => match change {
                     Ok(change) => socket.send_json(&json!({"type": "changed", "layer": change.layer, "bboxes": change.bboxes})).await,
                     Err(RecvError::Lagged(_)) => {
+                        socket.lagged();
                         socket.send_json(&json!({"type": "changed", "layer": "*", "bboxes": [Bbox::WORLD]})).await
                     }
                     Err(RecvError::Closed) => Err(Gone::Shutdown),

@@ -192,6 +192,8 @@ async fn a_lagging_subscriber_is_told_where_to_resume_and_then_gets_the_rest_exa
         matches!(slow.next().await, Next::Closed(_)),
         "then the server closes"
     );
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    assert!(metrics.contains("geotrack_ws_lagged_total 1"), "{metrics}");
     let last_seen = received.last().map_or(0, |a| a["id"].as_i64().expect("id"));
     assert!(resume_from >= last_seen);
 
@@ -566,6 +568,8 @@ async fn a_peer_that_stops_answering_pings_is_closed() {
         Next::Closed(Some(frame)) => assert_eq!(u16::from(frame.code), 1008, "closed as unresponsive"),
         other => panic!("expected a close frame, got {other:?}"),
     }
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    assert!(metrics.contains("geotrack_ws_dropped_total 1"), "{metrics}");
     // A peer that reads (and so answers pings) stays connected.
     let mut reader = WsClient::connect(&app, "/ws/alerts").await;
     reader.until_live().await;

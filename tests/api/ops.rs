@@ -46,6 +46,7 @@ async fn health_ready_and_metrics() {
         "geotrack_db_pool_connections_in_use ",
         "geotrack_db_pool_connections_max ",
         "geotrack_tiles_built_total 1",
+        "geotrack_tiles_evicted_total 0",
         "geotrack_tiles_cached ",
         "geotrack_ws_connected 0",
     ] {

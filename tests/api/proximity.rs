@@ -137,6 +137,8 @@ async fn an_approach_and_a_separation_fire_near_and_apart_on_the_socket_and_in_t
         "geotrack_alerts_committed_total{kind=\"apart\"} 1",
         "geotrack_alerts_proximity_pairs 0",
         "geotrack_alerts_proximity_step_seconds_count ",
+        "geotrack_ws_connected 1",
+        "geotrack_ws_opened_total 1",
     ] {
         assert!(metrics.contains(expected), "missing {expected}");
     }

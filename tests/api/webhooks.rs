@@ -71,6 +71,15 @@ async fn alerts_are_delivered_signed_to_global_and_fence_urls_and_retried_after_
         .fetch_one(&app.db)
         .await
         .expect("alert");
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    for expected in [
+        "geotrack_alerts_webhook_deliveries_total{outcome=\"delivered\"} 2",
+        "geotrack_alerts_webhook_deliveries_total{outcome=\"failed\"} 1",
+        "geotrack_alerts_webhook_deliveries_total{outcome=\"given_up\"} 0",
+        "geotrack_alerts_webhooks_queued ",
+    ] {
+        assert!(metrics.contains(expected), "missing {expected}");
+    }
     let received = received.lock().expect("lock").clone();
     let paths: Vec<&str> = received.iter().map(|(p, _, _)| p.as_str()).collect();
     assert_eq!(paths.iter().filter(|p| **p == "/all").count(), 1, "{paths:?}");

@@ -120,6 +120,8 @@ pub struct TileCache {
     announce: tokio::sync::broadcast::Sender<TileChange>,
     /// Tiles built from the database (misses, stale hits and uncached builds).
     built: Arc<AtomicU64>,
+    /// Tiles dropped to make room.
+    evicted: Arc<AtomicU64>,
 }
 
 /// What the cache holds and has done, for metrics.
@@ -131,6 +133,8 @@ pub struct CacheStats {
     pub entries: u64,
     /// Bytes of the tiles kept (all their encodings).
     pub bytes: u64,
+    /// Tiles dropped to make room since start.
+    pub evicted: u64,
 }
 
 /// Why a tile could not be built.
@@ -139,8 +143,15 @@ pub type BuildError = Arc<sqlx::Error>;
 impl TileCache {
     /// A cache of the catalog's layers holding up to `max_bytes` of tiles.
     pub fn new(max_bytes: u64, catalog: Arc<Catalog>) -> Self {
+        let evicted = Arc::new(AtomicU64::new(0));
+        let evictions = evicted.clone();
         let tiles = Cache::builder()
             .max_capacity(max_bytes)
+            .eviction_listener(move |_, _, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    evictions.fetch_add(1, Ordering::Relaxed);
+                }
+            })
             .weigher(|_, tile: &Arc<Tile>| u32::try_from(tile.weight()).unwrap_or(u32::MAX))
             .expire_after(TileExpiry)
             .support_invalidation_closures()
@@ -152,6 +163,7 @@ impl TileCache {
             catalog,
             announce: tokio::sync::broadcast::channel(256).0,
             built: Arc::default(),
+            evicted,
         }
     }
 
@@ -161,6 +173,7 @@ impl TileCache {
             built: self.built.load(Ordering::Relaxed),
             entries: self.tiles.entry_count(),
             bytes: self.tiles.weighted_size(),
+            evicted: self.evicted.load(Ordering::Relaxed),
         }
     }
 

@@ -36,7 +36,11 @@ pub use sign::{signature, standard_key, standard_signature};
 
 use crate::config::WebhooksConfig;
 use crate::hub::Published;
+use crate::metrics::{AlertMetrics, OutcomeLabel};
 use crate::store;
+
+/// How often the queued deliveries are counted for the metric.
+const QUEUE_COUNT_EVERY: Duration = Duration::from_secs(5);
 
 /// A claimed delivery.
 #[derive(Debug, sqlx::FromRow)]
@@ -51,6 +55,7 @@ struct Due {
 #[derive(Debug)]
 pub struct Deliverer {
     pub pool: PgPool,
+    pub metrics: AlertMetrics,
     pub config: WebhooksConfig,
     /// Where deliveries may go.
     pub policy: Arc<Policy>,
@@ -75,7 +80,12 @@ impl Deliverer {
                 return;
             }
         };
+        let mut counted_at: Option<std::time::Instant> = None;
         loop {
+            if counted_at.is_none_or(|at| at.elapsed() >= QUEUE_COUNT_EVERY) {
+                self.count_queued().await;
+                counted_at = Some(std::time::Instant::now());
+            }
             let claimed = match self.claim().await {
                 Ok(claimed) => claimed,
                 Err(error) => {
@@ -100,6 +110,28 @@ impl Deliverer {
                 }
             }
         }
+    }
+
+    /// Sets the queued gauge (a count over the partial index of deliveries not done).
+    async fn count_queued(&self) {
+        let queued: Result<i64, sqlx::Error> = sqlx::query_scalar(
+            "SELECT count(*) FROM webhook_deliveries WHERE delivered_at IS NULL AND failed_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await;
+        match queued {
+            Ok(queued) => {
+                self.metrics.webhooks_queued.set(queued);
+            }
+            Err(error) => tracing::debug!(%error, "cannot count queued webhook deliveries"),
+        }
+    }
+
+    fn count(&self, outcome: &'static str) {
+        self.metrics
+            .webhooks
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 
     /// Waits for a wake-up or `timeout`; true at shutdown.
@@ -172,6 +204,7 @@ impl Deliverer {
     async fn record(&self, due: &Due, outcome: Result<(), Failed>) -> Result<(), sqlx::Error> {
         match outcome {
             Ok(()) => {
+                self.count("delivered");
                 sqlx::query(
                     "UPDATE webhook_deliveries SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
                      WHERE id = $1",
@@ -191,6 +224,7 @@ impl Deliverer {
                 );
                 let give_up = matches!(error, Failed::Refused(_))
                     || attempts >= i32::try_from(self.config.max_attempts).unwrap_or(i32::MAX);
+                self.count(if give_up { "given_up" } else { "failed" });
                 if give_up {
                     tracing::warn!(delivery = due.id, url = %due.url, %error, attempts, "webhook delivery given up");
                 } else {
