@@ -40,9 +40,18 @@ pub async fn wait_until(failure: &str, check: impl AsyncFnMut() -> bool) {
     assert!(held, "{failure} (waited {} s)", WAIT.as_secs());
 }
 
+/// How long a server may take to load its fence index: seconds for a test's 20,000-vertex
+/// fence in a debug build, more while the suite's heaviest tests share the two cores.
+const FENCE_INDEX_LOAD: Duration = Duration::from_secs(60);
+
 /// Waits until the server has loaded its fence index from the database.
 pub async fn wait_for_fence_index(state: &AppState) {
-    wait_until("fence index never loaded", async || state.fences.is_loaded()).await;
+    let loaded = poll_until(FENCE_INDEX_LOAD, WAIT_EVERY, async || state.fences.is_loaded()).await;
+    assert!(
+        loaded,
+        "fence index never loaded (waited {} s)",
+        FENCE_INDEX_LOAD.as_secs()
+    );
 }
 
 /// Waits until the table holds `n` alerts (10 s at most) and returns (device, fence, kind) of
