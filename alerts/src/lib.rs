@@ -43,19 +43,7 @@ pub use hub::{AlertHub, LocalHub, Published, Subscription};
 pub use metrics::AlertMetrics;
 pub use model::{Alert, AlertKind, Changes, Event};
 pub use shared_index::SharedIndex;
-
-/// A name no other writer of the database uses, for one writer of this process (the alert
-/// writer's commit marks, a fence registry's change announcements): the process id, the time
-/// and a counter, so several nodes in one process (tests) get different names too.
-pub fn instance_tag() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!(
-        "{}-{}-{n}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
-    )
-}
+pub use tracker::instance_tag;
 
 /// Evaluation steps waiting for the alert writer; evaluators wait when it is full.
 const CHANGES_QUEUE: usize = 256;

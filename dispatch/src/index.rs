@@ -403,4 +403,4 @@ fn measured(ranked: Vec<&Slot>, (lon, lat): (f64, f64), radius_m: Option<f64>) -
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -23,3 +23,17 @@ mod writer;
 
 pub use fix::{Fix, Limits, Rejection};
 pub use pipeline::{CommitHook, Pipeline, PipelineConfig, SubmitError, Submitted};
+
+/// A name no other writer of the database uses, for one writer of this process (the alert
+/// writer's commit marks, the fence registry's and the proximity rules' change announcements):
+/// the process id, the time and a counter, so several nodes in one process (tests) get
+/// different names too.
+pub fn instance_tag() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "{}-{}-{n}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    )
+}

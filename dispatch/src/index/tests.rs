@@ -7,7 +7,8 @@ use proptest::prelude::*;
 
 use super::*;
 
-fn at(device: &str, lon: f64, lat: f64, ts: DateTime<Utc>) -> LivePosition {
+/// A live position (also used by the proximity tests).
+pub(crate) fn at(device: &str, lon: f64, lat: f64, ts: DateTime<Utc>) -> LivePosition {
     LivePosition {
         device: device.into(),
         ts,

@@ -6,7 +6,7 @@
 //! fence's `applies_to` ([`AppliesTo`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use fences::{AppliesTo, Groups, IdError};
@@ -225,18 +225,11 @@ pub struct Rules {
 
 impl Default for Rules {
     fn default() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let origin = format!(
-            "{}-{}-{}",
-            std::process::id(),
-            chrono::Utc::now().timestamp_micros(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
         Self {
             set: Arc::default(),
             generation: Arc::new(watch::channel(0).0),
             loaded: Arc::default(),
-            origin: origin.into(),
+            origin: tracker::instance_tag().into(),
         }
     }
 }

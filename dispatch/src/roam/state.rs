@@ -297,10 +297,11 @@ pub fn reassess(
         Some(ids) => ids.cloned().collect(),
         None => index.read().positions().map(|p| p.device.clone()).collect(),
     };
+    // The pairs near before this pass: those it makes are within their radius already.
+    let paired = state.paired_devices();
     in_chunks((rules, groups), index, &devices, |cx, device| {
         state.meet(cx, device, out);
     });
-    let paired = state.paired_devices();
     in_chunks((rules, groups), index, &paired, |cx, device| {
         state.recheck(cx, device, true, out);
     });

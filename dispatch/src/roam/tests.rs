@@ -12,6 +12,7 @@ use tracker::live::LivePosition;
 
 use super::rule::{ProximityRule, Rules};
 use super::state::{self, PairKey, RoamState, Transition};
+use crate::index::tests::at;
 use crate::shared::SharedLiveIndex;
 
 fn side(entries: &[&str]) -> AppliesTo {
@@ -60,16 +61,6 @@ fn groups() -> Groups {
         prefixes: ["c-2".to_owned()].into(),
     });
     groups
-}
-
-fn at(device: &str, lon: f64, lat: f64, ts: DateTime<Utc>) -> LivePosition {
-    LivePosition {
-        device: device.into(),
-        ts,
-        position: [lon, lat],
-        speed_mps: None,
-        heading_deg: None,
-    }
 }
 
 /// The oracle: every pair of every rule measured, near at the radius, apart past the margin.
