@@ -241,7 +241,11 @@ impl Config {
         Figment::from(Serialized::defaults(Config::default()))
             .merge(toml)
             .merge(Env::raw().only(&["DATABASE_URL"]))
-            .merge(Env::prefixed("GEOTRACK_").ignore(&["CONFIG", "LOG"]).split("__"))
+            .merge(
+                Env::prefixed("GEOTRACK_")
+                    .ignore(&["CONFIG", "LOG", "LOG_FORMAT"])
+                    .split("__"),
+            )
             .merge(Serialized::defaults(overrides))
     }
 }

@@ -45,15 +45,19 @@ impl HttpMetrics {
     }
 }
 
-/// Middleware (installed with `route_layer`, so the matched route template is known).
+/// Middleware (installed with `route_layer`, so the matched route template is known). The
+/// template is also left on the response, for the access log.
 pub async fn track(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched
+        .as_ref()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().to_string();
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    if let Some(matched) = matched {
+        response.extensions_mut().insert(matched);
+    }
     let labels = RequestLabels {
         method,
         route,

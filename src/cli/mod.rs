@@ -4,12 +4,13 @@
 
 mod error;
 mod import;
+pub mod logging;
 mod serve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use geotrack::Config;
 use geotrack::config::Overrides;
 
@@ -25,15 +26,13 @@ pub struct Cli {
     /// Configuration file (default: ./geotrack.toml when present).
     #[arg(long, global = true, env = "GEOTRACK_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address to listen on (default 127.0.0.1:8080).
-    #[arg(long, global = true)]
-    pub bind: Option<SocketAddr>,
-    /// PostgreSQL URL (default `postgres://postgres@127.0.0.1:5432/geotrack`).
-    #[arg(long, global = true)]
+    /// PostgreSQL URL (environment: `DATABASE_URL` or `GEOTRACK_DATABASE_URL`; default
+    /// `postgres://postgres@127.0.0.1:5432/geotrack`).
+    #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
-    /// Allow listening on a non-loopback address with no tokens configured (open access).
-    #[arg(long, global = true)]
-    pub insecure: bool,
+    /// Log lines as text, or as one JSON object per line.
+    #[arg(long, global = true, value_enum, env = "GEOTRACK_LOG_FORMAT", default_value_t)]
+    pub log_format: logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -41,11 +40,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service.
-    Serve {
-        /// Also drive a demo fleet of 50 vehicles, with demo fences, inside the server.
-        #[arg(long)]
-        demo: bool,
-    },
+    Serve(ServeArgs),
     /// Create the database if needed and apply pending migrations (idempotent).
     Migrate,
     /// Load data from files.
@@ -66,6 +61,20 @@ pub enum Command {
     Cluster(ClusterCommand),
 }
 
+/// The flags only the server takes.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Also drive a demo fleet of 50 vehicles, with demo fences, inside the server.
+    #[arg(long)]
+    pub demo: bool,
+    /// Address to listen on (environment: `GEOTRACK_BIND`; default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<SocketAddr>,
+    /// Allow listening on a non-loopback address with no tokens configured (open access).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
     /// Delete the cluster's fix log stream and buckets from NATS. Stop every node first: fixes
@@ -75,10 +84,14 @@ pub enum ClusterCommand {
 
 impl Cli {
     pub fn overrides(&self) -> Overrides {
+        let (bind, insecure) = match &self.command {
+            Command::Serve(serve) => (serve.bind, serve.insecure),
+            _ => (None, false),
+        };
         Overrides {
-            bind: self.bind,
+            bind,
             database_url: self.database_url.clone(),
-            insecure: self.insecure,
+            insecure,
         }
     }
 }
@@ -155,7 +168,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             cluster::nats::destroy(&config.cluster).await?;
             println!("cluster {:?}: fix log and buckets deleted", config.cluster.prefix);
         }
-        Command::Serve { demo } => serve::serve(config, demo).await?,
+        Command::Serve(ServeArgs { demo, .. }) => serve::serve(config, demo).await?,
         Command::Simulate(args) => {
             let stop = tokio_util::sync::CancellationToken::new();
             let on_signal = stop.clone();

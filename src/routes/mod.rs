@@ -72,6 +72,7 @@ pub fn router(
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
+                .on_response(log_response)
                 .on_failure(log_failure),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -116,6 +117,23 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
     tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), id)
+}
+
+/// The access log: one line per response, at info under the target `geotrack::access`, with
+/// the route template (`/api/v1/devices/{id}`, or `unmatched`), the status and the time taken;
+/// method, path and request id are the span's. Never the query: it may carry a token.
+fn log_response<B>(response: &axum::http::Response<B>, latency: Duration, _: &tracing::Span) {
+    let route = response
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", axum::extract::MatchedPath::as_str);
+    tracing::info!(
+        target: "geotrack::access",
+        route,
+        status = response.status().as_u16(),
+        duration_ms = (latency.as_secs_f64() * 1e6).round() / 1e3,
+        "response"
+    );
 }
 
 /// A 5xx is logged as an error, except 503: that is backpressure (a full ingest queue, the

@@ -97,8 +97,8 @@ async fn importing_fences_from_a_file_reaches_a_running_server() {
     let collection = serde_json::json!({"type": "FeatureCollection", "features": [circle("ok", 7.0, 45.0, 100.0), circle("bad", 7.0, 45.0, -5.0)]});
     std::fs::write(&bad, collection.to_string()).expect("write");
     let refused = import(bad).await;
-    // The error is logged (to standard output, as every log line of the binary).
-    let error = String::from_utf8_lossy(&refused.stdout);
+    // The error is logged (to standard error, as every log line of the binary).
+    let error = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "an invalid file is an error");
     assert!(error.contains("1 of 2 features are invalid"), "{error}");
 

@@ -22,6 +22,7 @@ mod history;
 mod import;
 mod ingest;
 mod limits;
+mod logging;
 mod openapi;
 mod ops;
 mod ownership;

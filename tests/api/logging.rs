@@ -1,0 +1,173 @@
+//! The binary's logs and flags: `--log-format json` writes one JSON object per line on standard
+//! error, every response gets an access line (route, status, duration; never the query), no
+//! colour codes reach a pipe, and server-only flags are refused by the other commands.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::helpers::{admin_exec, database_url, geotrack, new_database, poll_until};
+
+/// The lines a child writes on standard error, as they come.
+fn collect_stderr(child: &mut tokio::process::Child) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let mut reader = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
+    let sink = lines.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = reader.next_line().await {
+            sink.lock().expect("lines").push(line);
+        }
+    });
+    lines
+}
+
+/// The access line of a response to `path`, once it is written.
+async fn access_line(lines: &Mutex<Vec<String>>, path: &str) -> Value {
+    let mut found = None;
+    let written = poll_until(Duration::from_secs(10), Duration::from_millis(20), async || {
+        found = lines.lock().expect("lines").iter().find_map(|line| {
+            let entry: Value = serde_json::from_str(line).ok()?;
+            (entry["target"] == "geotrack::access" && entry["span"]["path"] == path).then_some(entry)
+        });
+        found.is_some()
+    })
+    .await;
+    assert!(
+        written,
+        "no access line for {path}: {:?}",
+        lines.lock().expect("lines")
+    );
+    found.expect("found")
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_an_access_line_per_response_and_no_query() {
+    let db_name = new_database().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_geotrack"))
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("DATABASE_URL", database_url(&db_name))
+        .env("GEOTRACK_LOG", "info")
+        .env("GEOTRACK_INGEST__SHARDS", "2")
+        .env("GEOTRACK_DB_MAX_CONNECTIONS", "8")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the server binary starts");
+    let lines = collect_stderr(&mut child);
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let ready = poll_until(Duration::from_secs(20), Duration::from_millis(50), async || {
+        let reply = client.get(url("/ready")).send().await;
+        reply.is_ok_and(|reply| reply.status() == 200)
+    })
+    .await;
+    assert!(
+        ready,
+        "the server never got ready: {:?}",
+        lines.lock().expect("lines")
+    );
+
+    let secret = "hunter2-in-the-query";
+    let device = client
+        .get(url(&format!("/api/v1/devices/van-1?token={secret}")))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(device.status(), 404, "no such device yet");
+    let nowhere = client
+        .get(url(&format!("/no/such/route?token={secret}")))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(nowhere.status(), 404);
+
+    let routed = access_line(&lines, "/api/v1/devices/van-1").await;
+    assert_eq!(routed["route"], "/api/v1/devices/{id}", "{routed}");
+    assert_eq!(routed["status"], 404, "{routed}");
+    assert_eq!(routed["level"], "INFO", "{routed}");
+    assert_eq!(routed["span"]["method"], "GET", "{routed}");
+    assert!(
+        routed["duration_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{routed}"
+    );
+    assert!(
+        routed["span"]["id"].as_str().is_some_and(|id| id.len() > 8),
+        "{routed}"
+    );
+    let unmatched = access_line(&lines, "/no/such/route").await;
+    assert_eq!(unmatched["route"], "unmatched", "{unmatched}");
+
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("reaped");
+    let lines = lines.lock().expect("lines").clone();
+    assert!(lines.len() > 3, "{lines:?}");
+    for line in &lines {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        for field in ["timestamp", "level", "target"] {
+            assert!(entry[field].is_string(), "{field} missing: {line}");
+        }
+        assert!(!line.contains(secret), "the query was logged: {line}");
+    }
+    admin_exec(&format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)")).await;
+}
+
+#[tokio::test]
+async fn text_logs_reach_a_pipe_without_colour_and_server_flags_belong_to_serve() {
+    let db_name = new_database().await;
+    let migrated = Command::new(env!("CARGO_BIN_EXE_geotrack"))
+        .args(["migrate", "--database-url", &database_url(&db_name)])
+        .env("GEOTRACK_LOG", "info")
+        .env_remove("NO_COLOR")
+        .output()
+        .await
+        .expect("the binary runs");
+    admin_exec(&format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)")).await;
+    let log = String::from_utf8_lossy(&migrated.stderr);
+    assert!(migrated.status.success(), "{migrated:?}");
+    assert!(
+        migrated.stdout.is_empty(),
+        "logs go to standard error: {migrated:?}"
+    );
+    assert!(
+        log.contains("INFO") && log.contains("database is migrated"),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "colour codes on a pipe: {log:?}");
+
+    let misplaced = geotrack(&["migrate", "--bind", "127.0.0.1:1"]).await;
+    assert_eq!(misplaced.status.code(), Some(2), "{misplaced:?}");
+    let refusal = String::from_utf8_lossy(&misplaced.stderr);
+    assert!(refusal.contains("unexpected argument '--bind'"), "{refusal}");
+    let misplaced = geotrack(&["import", "gpx", "x.gpx", "--device", "d", "--insecure"]).await;
+    assert_eq!(misplaced.status.code(), Some(2), "{misplaced:?}");
+
+    let help = geotrack(&["--help"]).await;
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--database-url") && help.contains("DATABASE_URL"),
+        "{help}"
+    );
+    assert!(!help.contains("--bind"), "--bind is a flag of serve: {help}");
+    let serve_help = geotrack(&["serve", "--help"]).await;
+    let serve_help = String::from_utf8_lossy(&serve_help.stdout);
+    assert!(
+        serve_help.contains("--bind") && serve_help.contains("GEOTRACK_BIND"),
+        "{serve_help}"
+    );
+    assert!(serve_help.contains("--log-format"), "{serve_help}");
+}
