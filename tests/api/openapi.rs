@@ -107,3 +107,38 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     }
     app.stop().await;
 }
+
+/// Runs `scripts/openapi-validate.sh` on a document; its exit status and its report.
+fn validate(document: &serde_json::Value, name: &str) -> (bool, String) {
+    let file = std::env::temp_dir().join(format!("geotrack-openapi-{}-{name}.json", std::process::id()));
+    std::fs::write(&file, document.to_string()).expect("written");
+    let output = std::process::Command::new("bash")
+        .arg("scripts/openapi-validate.sh")
+        .arg(&file)
+        .output()
+        .expect("bash runs");
+    let _ = std::fs::remove_file(&file);
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), report)
+}
+
+#[tokio::test]
+async fn the_document_passes_openapi_spec_validator() {
+    let app = spawn_app().await;
+    let spec = json_with_status(app.get("/api/openapi.json").await, 200).await;
+    app.stop().await;
+    let (valid, report) = validate(&spec, "served");
+    assert!(valid, "openapi-spec-validator: {report}");
+
+    // The validator is no rubber stamp: two operations with one id are refused.
+    let mut broken = spec.clone();
+    let first = broken["paths"]["/api/v1/devices"]["get"]["operationId"].clone();
+    assert!(first.is_string(), "operations have ids");
+    broken["paths"]["/api/v1/fences"]["get"]["operationId"] = first;
+    let (valid, report) = validate(&broken, "duplicate");
+    assert!(!valid, "a duplicate operation id passed: {report}");
+}
