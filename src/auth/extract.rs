@@ -63,6 +63,11 @@ pub struct Bearer;
 #[derive(Debug)]
 pub struct BearerOrQuery;
 
+/// Bearer or HTTP Basic with the token as password (GIS clients: what QGIS' and GDAL's
+/// authentication settings offer); a refusal challenges for both.
+#[derive(Debug)]
+pub struct BearerOrBasic;
+
 /// Bearer, HTTP Basic or `?token=` (device apps and maps). A rate-limited token is asked to
 /// come back with 503 rather than 429: apps retry 5xx but may drop data on a 4xx.
 #[derive(Debug)]
@@ -77,6 +82,23 @@ impl Credentials for Bearer {
 impl Credentials for BearerOrQuery {
     fn presented(parts: &Parts) -> Option<String> {
         bearer(parts).or_else(|| query_token(parts))
+    }
+}
+
+impl Credentials for BearerOrBasic {
+    fn presented(parts: &Parts) -> Option<String> {
+        bearer(parts).or_else(|| basic(parts))
+    }
+
+    fn refuse(error: AuthError) -> Response {
+        let mut response = error.into_response();
+        if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+            response.headers_mut().append(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"geotrack\""),
+            );
+        }
+        response
     }
 }
 

@@ -18,7 +18,9 @@ use std::net::IpAddr;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-pub use extract::{Authorized, Bearer, BearerOrQuery, Credentials, DeviceApp, basic_credentials, scope};
+pub use extract::{
+    Authorized, Bearer, BearerOrBasic, BearerOrQuery, Credentials, DeviceApp, basic_credentials, scope,
+};
 pub use principal::{Principal, Scope};
 pub use tokens::{TokenConfig, TokenError, Tokens, TokensSetting};
 

@@ -61,7 +61,7 @@ pub async fn list(
 
 /// A fence as `reader` may see it: webhook URLs (which may hold secrets of their receivers)
 /// are shown to admin tokens only.
-fn for_reader(mut feature: Value, reader: &Principal) -> Value {
+pub(super) fn for_reader(mut feature: Value, reader: &Principal) -> Value {
     if !reader.has(Scope::Admin)
         && let Some(properties) = feature.get_mut("properties").and_then(Value::as_object_mut)
     {

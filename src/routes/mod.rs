@@ -9,6 +9,7 @@ mod fences;
 mod geojson;
 mod groups;
 mod live;
+mod ogc;
 mod ops;
 mod paging;
 mod positions;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -228,6 +229,12 @@ fn documented_routes(ingest: &Arc<Ingest>) -> OpenApiRouter<AppState> {
         .routes(routes!(tile_meta::catalog))
         .routes(routes!(tile_meta::tilejson))
         .routes(routes!(tile_meta::style))
+        .routes(routes!(ogc::landing))
+        .routes(routes!(ogc::conformance))
+        .routes(routes!(ogc::collections))
+        .routes(routes!(ogc::collection))
+        .routes(routes!(ogc::items::items))
+        .routes(routes!(ogc::items::item))
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))
@@ -296,6 +303,19 @@ impl Modify for SecuritySchemes {
             SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("token"))),
         );
     }
+}
+
+/// `http(s)://host[:port]` as the client reached the server.
+fn base_url(headers: &HeaderMap) -> String {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = text("x-forwarded-host")
+        .or_else(|| text(header::HOST.as_str()))
+        .unwrap_or("127.0.0.1:8080");
+    let scheme = match text("x-forwarded-proto") {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
 }
 
 /// The answer to a `PUT` that stores `body`: 201 when it created the resource, 200 when it

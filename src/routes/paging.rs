@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::extract::checked_id;
 
 const DEFAULT_PAGE: usize = 1_000;
-const MAX_PAGE: usize = 10_000;
+pub const MAX_PAGE: usize = 10_000;
 
 /// Which page a listing asks for.
 #[derive(Debug)]

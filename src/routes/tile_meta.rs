@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri, header};
+use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use serde_json::{Value, json};
 use tiles::TileStore;
@@ -29,7 +29,7 @@ pub async fn catalog(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let base = base_url(&headers);
+    let base = super::base_url(&headers);
     let query = kept_query(&uri);
     let catalog = tiles.catalog();
     let tiles: serde_json::Map<String, Value> = catalog
@@ -114,7 +114,7 @@ pub async fn tilejson(
         "name": name,
         "description": layers.iter().map(|l| l.description.as_str()).collect::<Vec<_>>().join("; "),
         "scheme": "xyz",
-        "tiles": [format!("{}/tiles/{name}/{{z}}/{{x}}/{{y}}.mvt{}", base_url(&headers), kept_query(&uri))],
+        "tiles": [format!("{}/tiles/{name}/{{z}}/{{x}}/{{y}}.mvt{}", super::base_url(&headers), kept_query(&uri))],
         "minzoom": minzoom,
         "maxzoom": maxzoom,
         "bounds": bounds,
@@ -128,19 +128,6 @@ pub async fn tilejson(
         &headers,
         document.to_string().into_bytes(),
     ))
-}
-
-/// `http(s)://host[:port]` as the client reached the server.
-fn base_url(headers: &HeaderMap) -> String {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let host = text("x-forwarded-host")
-        .or_else(|| text(header::HOST.as_str()))
-        .unwrap_or("127.0.0.1:8080");
-    let scheme = match text("x-forwarded-proto") {
-        Some("https") => "https",
-        _ => "http",
-    };
-    format!("{scheme}://{host}")
 }
 
 /// `?token=...&from=...&to=...` with those the request carried, for URLs handed back to the
@@ -192,7 +179,7 @@ pub async fn style(PathId(file): PathId, headers: HeaderMap, uri: Uri) -> Result
         quoted[1..quoted.len() - 1].to_owned()
     };
     let body = document
-        .replace("{base}", &inside_string(base_url(&headers)))
+        .replace("{base}", &inside_string(super::base_url(&headers)))
         .replace("{token}", &inside_string(kept_query(&uri)));
     Ok(conditional::json_document(&headers, body.into_bytes()))
 }

@@ -23,6 +23,7 @@ mod import;
 mod ingest;
 mod limits;
 mod logging;
+mod ogc;
 mod openapi;
 mod ops;
 mod ownership;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::helpers::{json_with_status, spawn_app};
 
 /// Every route of the service, as the README documents them.
-const ROUTES: [(&str, &str); 47] = [
+const ROUTES: [(&str, &str); 53] = [
     ("get", "/"),
     ("post", "/"),
     ("get", "/osmand"),
@@ -52,6 +52,12 @@ const ROUTES: [(&str, &str); 47] = [
     ("get", "/tiles/{layer}"),
     ("get", "/styles/{file}"),
     ("get", "/health"),
+    ("get", "/ogc"),
+    ("get", "/ogc/conformance"),
+    ("get", "/ogc/collections"),
+    ("get", "/ogc/collections/{collection}"),
+    ("get", "/ogc/collections/{collection}/items"),
+    ("get", "/ogc/collections/{collection}/items/{id}"),
     ("get", "/ready"),
     ("get", "/metrics"),
 ];
