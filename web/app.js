@@ -21,8 +21,8 @@ const authHeaders = () => (token ? { authorization: `Bearer ${token}` } : {});
 const state = { devices: new Map(), alerts: 0, sockets: {}, open: {}, loaded: false, animating: false, group: '' };
 const groupParam = () => (state.group ? `&group=${encodeURIComponent(state.group)}` : '');
 
-// The server's default style (basemap, fences and positions tiles); vehicles are added on load
-// from the live socket instead of the one-second positions tiles.
+// The server's default style (basemap, fences and positions tiles, labels); vehicles are added
+// on load from the live socket instead of the one-second positions tiles.
 const map = new maplibregl.Map({ container: 'map', style: withToken(`${location.origin}/styles/default.json`) });
 window.geotrack = { map, state }; // for tests and the curious
 
@@ -89,12 +89,17 @@ function view() {
 
 map.on('load', () => {
   state.loaded = true;
-  map.setLayoutProperty('positions', 'visibility', 'none');
+  for (const id of ['positions', 'position-labels']) map.setLayoutProperty(id, 'visibility', 'none');
   map.addSource('vehicles', { type: 'geojson', data: { type: 'FeatureCollection', features: [] } });
   map.addLayer({ id: 'vehicles', type: 'circle', source: 'vehicles', filter: ['==', ['geometry-type'], 'Point'],
     paint: { 'circle-radius': 6, 'circle-color': '#e4572e', 'circle-stroke-color': '#fff', 'circle-stroke-width': 2 } });
   map.addLayer({ id: 'headings', type: 'line', source: 'vehicles', filter: ['==', ['geometry-type'], 'LineString'],
     paint: { 'line-color': '#e4572e', 'line-width': 2 } });
+  // Vehicle ids from close enough in; overlapping labels are left out rather than stacked.
+  map.addLayer({ id: 'vehicle-labels', type: 'symbol', source: 'vehicles', minzoom: 12, filter: ['==', ['geometry-type'], 'Point'],
+    layout: { 'text-field': ['get', 'device'], 'text-font': ['Noto Sans Regular'], 'text-size': 11, 'text-anchor': 'top',
+      'text-offset': [0, 0.8] },
+    paint: { 'text-color': '#3a2a22', 'text-halo-color': '#ffffff', 'text-halo-width': 1.2 } });
   window.geotrack.replay = enableReplay(map, authHeaders);
   window.geotrack.nearby = enableNearby(map, authHeaders, groupParam);
   enableDrawing(map, authHeaders, window.geotrack.nearby.picking);

@@ -7,6 +7,7 @@ mod devices;
 mod dispatch;
 mod fences;
 mod geojson;
+mod glyphs;
 mod groups;
 mod live;
 mod ops;
@@ -210,6 +211,7 @@ fn documented_routes(ingest: &Arc<Ingest>) -> OpenApiRouter<AppState> {
         .routes(routes!(tile_meta::catalog))
         .routes(routes!(tile_meta::tilejson))
         .routes(routes!(tile_meta::style))
+        .routes(routes!(glyphs::glyphs))
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))

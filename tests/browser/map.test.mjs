@@ -2,12 +2,13 @@
 // the map loads (its `load` event: `map.loaded()` is rarely true on a live map, whose vehicle
 // source changes every frame while vehicles glide) with no console error, vehicles of the demo
 // fleet appear, a fence created through the API shows up on the map without a reload (via
-// /ws/tiles), a polygon drawn in the page is stored and drawn, a fence clicked in delete mode
-// is deleted, a polygon's and a circle's shapes edited with the mouse are stored (and an
+// /ws/tiles), fence names and vehicle ids are labelled, a polygon drawn in the page is stored
+// and drawn, a fence clicked in delete mode is deleted, a polygon's and a circle's shapes edited with the mouse are stored (and an
 // invalid shape shows the API's reason), a vehicle's popup lists its trips, a device's track
 // replays under the time slider, the nearest vehicles to a clicked point are listed and ringed
-// (all, then a device group's only), and an alert reaches the panel. Asserts on state, not pixels; saves screenshots (map.png,
-// edit.png, replay.png, nearby.png). Usage: node map.test.mjs URL SCREENSHOT_DIR
+// (all, then a device group's only), and an alert reaches the panel. Asserts on state, not
+// pixels; saves screenshots (map.png, edit.png, replay.png, nearby.png).
+// Usage: node map.test.mjs URL SCREENSHOT_DIR
 import { api, launch, run, serverReady, step } from './harness.mjs';
 
 const [base, shots] = process.argv.slice(2);
@@ -28,6 +29,10 @@ const ok = await run(browser, `${shots}/map.png`, async (page, errors) => {
       geometry: { type: 'Point', coordinates: [2.3522, 48.8566] }, properties: { name: 'Browser test', radius_m: 900 } });
     await rendered('Browser test');
   });
+  await step('fence names and vehicle ids are labelled (glyphs from the server)', () => page.waitForFunction(() => {
+    const labels = (id) => window.geotrack.map.queryRenderedFeatures({ layers: [id] });
+    return labels('fence-labels').length > 0 && labels('vehicle-labels').length > 0;
+  }, null, { timeout: 20000 }));
   const fenceNamed = async (name) => (await api(base, 'GET', 'api/v1/fences')).features.find((f) => f.properties.name === name);
   const hint = (prefix) => page.waitForFunction((p) => document.getElementById('draw-hint').textContent.startsWith(p),
     prefix, { timeout: 10000 });
