@@ -1,9 +1,10 @@
 //! What a map's style leads it to besides tiles: the glyph ranges of `GET /fonts/...` (decoded
-//! from the protobuf wire format by hand).
+//! from the protobuf wire format by hand) and the outside basemap of `[tiles] basemap_style`.
 
 use reqwest::Method;
+use serde_json::Value;
 
-use crate::helpers::{TestApp, json_with_status, spawn_app};
+use crate::helpers::{TestApp, json_with_status, spawn_app, spawn_with};
 
 /// A protobuf field: number and payload (varints as their value, length-delimited as bytes).
 #[derive(Debug)]
@@ -152,4 +153,65 @@ async fn glyph_ranges_of_the_style_font_are_served_as_glyphs_protobuf() {
         assert_eq!(error["error"]["code"], code, "{path}");
     }
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_configured_basemap_style_reaches_the_style_maps_load() {
+    // Through the configuration file, as an operator sets it.
+    let file = std::env::temp_dir().join(format!("geotrack-basemap-{}.toml", std::process::id()));
+    std::fs::write(
+        &file,
+        "[tiles]\nbasemap_style = \"https://tiles.openfreemap.org/styles/liberty\"\n",
+    )
+    .expect("config file");
+    let loaded = geotrack::Config::load(Some(&file), &geotrack::config::Overrides::default());
+    std::fs::remove_file(&file).expect("remove config file");
+    let tiles = loaded.expect("config").tiles;
+    assert_eq!(
+        tiles.basemap_style.as_deref(),
+        Some("https://tiles.openfreemap.org/styles/liberty")
+    );
+
+    let app = spawn_with(|config| config.tiles = tiles).await;
+    let style = json_with_status(app.get("/styles/default.json?token=t").await, 200).await;
+    assert_eq!(
+        style["metadata"]["geotrack:basemap"],
+        "https://tiles.openfreemap.org/styles/liberty"
+    );
+    // The style is otherwise the usual one: the layers the basemap replaces are marked, and
+    // geotrack's own still point at this server.
+    let marked: Vec<&str> = style["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .filter(|l| l["metadata"]["geotrack:basemap"] == Value::Bool(true))
+        .filter_map(|l| l["id"].as_str())
+        .collect();
+    assert_eq!(marked, ["sea", "land", "borders", "country-labels"]);
+    assert_eq!(
+        style["sources"]["fences"]["url"],
+        app.url("/tiles/fences?token=t")
+    );
+    app.stop().await;
+
+    let plain = spawn_app().await;
+    let style = json_with_status(plain.get("/styles/default.json").await, 200).await;
+    assert!(
+        style["metadata"].get("geotrack:basemap").is_none(),
+        "{}",
+        style["metadata"]
+    );
+    plain.stop().await;
+}
+
+#[tokio::test]
+async fn a_basemap_style_that_is_no_web_url_is_refused_at_start() {
+    let mut config = geotrack::Config {
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        migrate_on_start: false,
+        ..geotrack::Config::default()
+    };
+    config.tiles.basemap_style = Some("file:///etc/passwd".into());
+    let error = geotrack::Application::build(config).await.expect_err("refused");
+    assert!(error.to_string().contains("basemap_style"), "{error}");
 }
