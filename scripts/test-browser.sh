@@ -3,8 +3,9 @@
 # playwright-core when missing, starts the server with its demo fleet on a fresh database, and
 # drives the web map (tests/browser/map.test.mjs) headless; then the Leaflet and OpenLayers
 # examples (tests/browser/examples.test.mjs) against a second server with tokens, on a database
-# of its own. Screenshots land in target/browser/. The port (BROWSER_TEST_PORT, and the next one)
-# also names the databases, so runs from two checkouts do not collide.
+# of its own with the built-in countries. Screenshots land in target/browser/. The port
+# (BROWSER_TEST_PORT, and the next one) also names the databases, so runs from two checkouts do
+# not collide.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x /usr/bin/chromium ]; then
@@ -23,12 +24,17 @@ for db in "$DB" "$TOKENS_DB"; do
 done
 cargo build --quiet
 mkdir -p target/browser
-GEOTRACK_LOG=warn "${CARGO_TARGET_DIR:-target}/debug/geotrack" serve --demo --bind "127.0.0.1:$PORT" --database-url "$URL" \
+# The examples draw the server's style: give their server the built-in countries too (`--demo`
+# loads them for the other one).
+GEOTRACK="${CARGO_TARGET_DIR:-target}/debug/geotrack"
+TOKENS_URL="postgres://postgres@127.0.0.1:5432/$TOKENS_DB"
+"$GEOTRACK" --database-url "$TOKENS_URL" migrate > target/browser/server-tokens.log 2>&1
+"$GEOTRACK" --database-url "$TOKENS_URL" import basemap >> target/browser/server-tokens.log 2>&1
+GEOTRACK_LOG=warn "$GEOTRACK" serve --demo --bind "127.0.0.1:$PORT" --database-url "$URL" \
   > target/browser/server.log 2>&1 &
 SERVER=$!
-GEOTRACK_LOG=warn GEOTRACK_TOKENS="$TOKEN=admin" "${CARGO_TARGET_DIR:-target}/debug/geotrack" serve \
-  --bind "127.0.0.1:$TOKENS_PORT" --database-url "postgres://postgres@127.0.0.1:5432/$TOKENS_DB" \
-  > target/browser/server-tokens.log 2>&1 &
+GEOTRACK_LOG=warn GEOTRACK_TOKENS="$TOKEN=admin" "$GEOTRACK" serve --bind "127.0.0.1:$TOKENS_PORT" --database-url "$TOKENS_URL" \
+  >> target/browser/server-tokens.log 2>&1 &
 TOKENS_SERVER=$!
 trap 'kill -TERM $SERVER $TOKENS_SERVER 2>/dev/null; wait $SERVER $TOKENS_SERVER 2>/dev/null || true' EXIT
 status=0

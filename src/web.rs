@@ -1,13 +1,14 @@
 //! The web map, served from the binary: `web/` (the page, its scripts and style), the Leaflet
-//! and OpenLayers example pages (`web/examples`), MapLibre GL JS, Leaflet, Leaflet.VectorGrid
-//! and OpenLayers vendored from npm (`web/vendor`) and the Natural Earth countries for the
-//! basemap (`web/data`), embedded at compile time so the server needs no files and no internet.
+//! and OpenLayers example pages (`web/examples`), MapLibre GL JS, Leaflet, maplibre-gl-leaflet,
+//! OpenLayers and ol-mapbox-style vendored from npm (`web/vendor`; its glyphs are served by
+//! `routes::glyphs`) and the Natural Earth countries for the basemap (`web/data`), embedded at
+//! compile time so the server needs no files and no internet.
 
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 /// Path, media type, bytes.
-const ASSETS: [(&str, &str, &[u8]); 18] = [
+const ASSETS: [(&str, &str, &[u8]); 19] = [
     (
         "/",
         "text/html; charset=utf-8",
@@ -79,14 +80,19 @@ const ASSETS: [(&str, &str, &[u8]); 18] = [
         include_bytes!("../web/vendor/leaflet.css"),
     ),
     (
-        "/vendor/Leaflet.VectorGrid.bundled.min.js",
+        "/vendor/leaflet-maplibre-gl.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../web/vendor/Leaflet.VectorGrid.bundled.min.js"),
+        include_bytes!("../web/vendor/leaflet-maplibre-gl.js"),
     ),
     (
         "/vendor/ol.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../web/vendor/ol.js"),
+    ),
+    (
+        "/vendor/olms.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/vendor/olms.js"),
     ),
     (
         "/vendor/ol.css",

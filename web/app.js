@@ -3,7 +3,8 @@
 // /ws/positions (moving smoothly between updates) and an alerts panel from /ws/alerts that
 // resumes from its cursor after a reconnect. Fences are drawn and edited in draw.js; the nearest
 // vehicles to a point are listed by nearby.js; a vehicle's popup lists its trips (trips.js) and
-// opens its track replay (replay.js). No framework, no external requests.
+// opens its track replay (replay.js). No framework, no external requests (but the outside
+// basemap, when the server names one).
 import * as maplibregl from '/vendor/maplibre-gl.mjs';
 import { enableDrawing } from '/draw.js';
 import { enableNearby } from '/nearby.js';
@@ -21,10 +22,24 @@ const authHeaders = () => (token ? { authorization: `Bearer ${token}` } : {});
 const state = { devices: new Map(), alerts: 0, sockets: {}, open: {}, loaded: false, animating: false, group: '' };
 const groupParam = () => (state.group ? `&group=${encodeURIComponent(state.group)}` : '');
 
-// The server's default style (basemap, fences and positions tiles); vehicles are added on load
-// from the live socket instead of the one-second positions tiles.
-const map = new maplibregl.Map({ container: 'map', style: withToken(`${location.origin}/styles/default.json`) });
+// The server's default style (basemap, fences and positions tiles, labels); vehicles are added
+// on load from the live socket instead of the one-second positions tiles. When the server is
+// configured with an outside basemap (`[tiles] basemap_style`, named in the style's metadata),
+// the map starts from that style and puts geotrack's own layers on top of it.
+const ownStyle = await fetch(withToken(`${location.origin}/styles/default.json`)).then((r) => r.json());
+const basemap = ownStyle.metadata?.['geotrack:basemap'];
+const map = new maplibregl.Map({ container: 'map', style: basemap ?? ownStyle,
+  transformStyle: basemap ? (_, base) => onTop(base, ownStyle) : undefined });
 window.geotrack = { map, state }; // for tests and the curious
+
+// `base` (an outside style) with the layers of `own` that are not its basemap, and their
+// sources, on top; `own`'s view. The base keeps its glyphs (labels use its fonts) if it has any.
+function onTop(base, own) {
+  const layers = own.layers.filter((l) => !l.metadata?.['geotrack:basemap']);
+  const sources = Object.fromEntries(Object.entries(own.sources).filter(([id]) => layers.some((l) => l.source === id)));
+  return { ...base, center: own.center, zoom: own.zoom, glyphs: base.glyphs ?? own.glyphs,
+    sources: { ...base.sources, ...sources }, layers: [...base.layers, ...layers] };
+}
 
 function status() {
   const live = Object.entries(state.sockets).filter(([, up]) => up).map(([name]) => name);
@@ -89,12 +104,17 @@ function view() {
 
 map.on('load', () => {
   state.loaded = true;
-  map.setLayoutProperty('positions', 'visibility', 'none');
+  for (const id of ['positions', 'position-labels']) map.setLayoutProperty(id, 'visibility', 'none');
   map.addSource('vehicles', { type: 'geojson', data: { type: 'FeatureCollection', features: [] } });
   map.addLayer({ id: 'vehicles', type: 'circle', source: 'vehicles', filter: ['==', ['geometry-type'], 'Point'],
     paint: { 'circle-radius': 6, 'circle-color': '#e4572e', 'circle-stroke-color': '#fff', 'circle-stroke-width': 2 } });
   map.addLayer({ id: 'headings', type: 'line', source: 'vehicles', filter: ['==', ['geometry-type'], 'LineString'],
     paint: { 'line-color': '#e4572e', 'line-width': 2 } });
+  // Vehicle ids from close enough in; overlapping labels are left out rather than stacked.
+  map.addLayer({ id: 'vehicle-labels', type: 'symbol', source: 'vehicles', minzoom: 12, filter: ['==', ['geometry-type'], 'Point'],
+    layout: { 'text-field': ['get', 'device'], 'text-font': ['Noto Sans Regular'], 'text-size': 11, 'text-anchor': 'top',
+      'text-offset': [0, 0.8] },
+    paint: { 'text-color': '#3a2a22', 'text-halo-color': '#ffffff', 'text-halo-width': 1.2 } });
   window.geotrack.replay = enableReplay(map, authHeaders);
   window.geotrack.nearby = enableNearby(map, authHeaders, groupParam);
   enableDrawing(map, authHeaders, window.geotrack.nearby.picking);

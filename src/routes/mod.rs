@@ -7,6 +7,7 @@ mod devices;
 mod dispatch;
 mod fences;
 mod geojson;
+mod glyphs;
 mod groups;
 mod live;
 mod ogc;
@@ -235,6 +236,7 @@ fn documented_routes(ingest: &Arc<Ingest>) -> OpenApiRouter<AppState> {
         .routes(routes!(ogc::collection))
         .routes(routes!(ogc::items::items))
         .routes(routes!(ogc::items::item))
+        .routes(routes!(glyphs::glyphs))
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))

@@ -1,5 +1,6 @@
 //! What leads a map client to the tiles: `GET /tiles` (the catalog), `GET /tiles/{layer}`
-//! (TileJSON 3.0, for one layer or several joined as `a,b`) and `GET /styles/{name}.json` (MapLibre styles from `styles/`). URLs handed
+//! (TileJSON 3.0, for one layer or several joined as `a,b`) and `GET /styles/{name}.json`
+//! (MapLibre styles from `styles/`, naming the configured outside basemap). URLs handed
 //! out use the address the request came to (`Host`, and `X-Forwarded-*` behind a proxy) and
 //! carry the request's `?token=` (and, for `tracks`, its `from`/`to`).
 
@@ -155,16 +156,24 @@ fn kept_query(uri: &Uri) -> String {
 /// Styles embedded from `styles/`: name, document.
 const STYLES: [(&str, &str); 1] = [("default", include_str!("../../styles/default.json"))];
 
-/// `GET /styles/{name}.json`: a MapLibre style whose tile and data URLs point at this server
-/// (as the client reached it) and carry the request's `?token=`.
+/// `GET /styles/{name}.json`: a MapLibre style whose tile, data and glyph URLs point at this
+/// server (as the client reached it) and carry the request's `?token=`; with `[tiles]
+/// basemap_style` configured, its `metadata` names that style as `geotrack:basemap`.
 #[utoipa::path(get, path = "/styles/{file}", operation_id = "get_style", tag = "tiles",
     params(("file" = String, Path, description = "Style file name, e.g. default.json")),
-    responses((status = 200, description = "MapLibre style JSON, with an ETag (clients revalidate)", body = serde_json::Value,
+    responses((status = 200, description = "MapLibre style JSON, with an ETag (clients revalidate); `metadata.geotrack:basemap`: \
+            the configured basemap style (tiles.basemap_style) that maps draw under the layers not marked `geotrack:basemap`",
+            body = serde_json::Value,
             headers(("ETag" = String), ("Cache-Control" = String))),
         (status = 304, description = "The client's copy (If-None-Match) is current", headers(("ETag" = String))),
         (status = 400, description = "Not a file name", body = ErrorBody),
         (status = 404, description = "Unknown style", body = ErrorBody)))]
-pub async fn style(PathId(file): PathId, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+pub async fn style(
+    State(tiles): State<Arc<TileStore>>,
+    PathId(file): PathId,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
     let name = file.strip_suffix(".json").unwrap_or(&file);
     let Some((_, document)) = STYLES.iter().find(|(n, _)| *n == name) else {
         let known: Vec<String> = STYLES.iter().map(|(n, _)| format!("{n}.json")).collect();
@@ -178,8 +187,13 @@ pub async fn style(PathId(file): PathId, headers: HeaderMap, uri: Uri) -> Result
         let quoted = serde_json::to_string(&text).unwrap_or_default();
         quoted[1..quoted.len() - 1].to_owned()
     };
-    let body = document
+    let mut body = document
         .replace("{base}", &inside_string(super::base_url(&headers)))
         .replace("{token}", &inside_string(kept_query(&uri)));
+    if let Some(basemap) = tiles.basemap_style() {
+        let mut style: Value = serde_json::from_str(&body).map_err(|e| ApiError::internal(&e))?;
+        style["metadata"]["geotrack:basemap"] = json!(basemap);
+        body = style.to_string();
+    }
     Ok(conditional::json_document(&headers, body.into_bytes()))
 }

@@ -94,7 +94,10 @@ fn cache_control(layers: &[LayerId], window: Option<Window>) -> &'static str {
     if layers.contains(&LayerId::POSITIONS) || window.is_some_and(|w| !w.absolute) {
         // Live positions change every second; the tile cache keeps them that long too.
         "public, max-age=1"
-    } else if layers.iter().all(|&layer| layer == LayerId::COUNTRIES) {
+    } else if layers
+        .iter()
+        .all(|&layer| layer == LayerId::COUNTRIES || layer == LayerId::COUNTRY_LABELS)
+    {
         // The basemap changes only when an operator imports another: kept an hour.
         "public, max-age=3600"
     } else {

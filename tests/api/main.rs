@@ -31,6 +31,7 @@ mod proximity;
 mod security;
 mod server;
 mod simulate;
+mod styles;
 mod tile_layers;
 mod tiles;
 mod trips;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::helpers::{json_with_status, spawn_app};
 
 /// Every route of the service, as the README documents them.
-const ROUTES: [(&str, &str); 53] = [
+const ROUTES: [(&str, &str); 54] = [
     ("get", "/"),
     ("post", "/"),
     ("get", "/osmand"),
@@ -51,6 +51,7 @@ const ROUTES: [(&str, &str); 53] = [
     ("get", "/tiles"),
     ("get", "/tiles/{layer}"),
     ("get", "/styles/{file}"),
+    ("get", "/fonts/{fontstack}/{range}"),
     ("get", "/health"),
     ("get", "/ogc"),
     ("get", "/ogc/conformance"),

@@ -23,6 +23,17 @@ async fn the_basemap_serves_countries_split_at_the_antimeridian_and_reloads_on_i
     .expect("query");
     assert_eq!(outside, 0, "every country valid and within ±180");
     assert_eq!(names_at(&app, "countries", 2.35, 48.85, 8, "").await, ["France"]);
+    // One label point per country, on its mainland: France's in France (not in Guiana), once.
+    assert_eq!(
+        names_at(&app, "country_labels", 2.41, 46.67, 8, "").await,
+        ["France"]
+    );
+    assert!(
+        !names_at(&app, "country_labels", -53.0, 4.0, 5, "")
+            .await
+            .contains(&"France".to_owned()),
+        "no second label in Guiana"
+    );
     let world = app.get("/tiles/countries/0/0/0").await;
     assert_eq!(world.status(), 200);
     assert_eq!(
@@ -76,6 +87,11 @@ async fn the_basemap_serves_countries_split_at_the_antimeridian_and_reloads_on_i
         eventually(async || names_at(&app, "countries", 2.35, 48.85, 8, "").await == ["République française"])
             .await,
         "the cached tile was dropped on import"
+    );
+    assert_eq!(
+        names_at(&app, "country_labels", 2.41, 46.67, 8, "").await,
+        ["République française"],
+        "the labels' cached tile too"
     );
     app.stop().await;
 }

@@ -394,7 +394,7 @@ async fn the_default_style_points_its_sources_at_this_server_with_the_token() {
     );
     assert_eq!(
         style["sources"]["countries"]["url"],
-        app.url("/tiles/countries?token=abc%22def")
+        app.url("/tiles/countries,country_labels?token=abc%22def")
     );
     let layers: Vec<&str> = style["layers"]
         .as_array()

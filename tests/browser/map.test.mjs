@@ -2,12 +2,14 @@
 // the map loads (its `load` event: `map.loaded()` is rarely true on a live map, whose vehicle
 // source changes every frame while vehicles glide) with no console error, vehicles of the demo
 // fleet appear, a fence created through the API shows up on the map without a reload (via
-// /ws/tiles), a polygon drawn in the page is stored and drawn, a fence clicked in delete mode
-// is deleted, a polygon's and a circle's shapes edited with the mouse are stored (and an
+// /ws/tiles), fence names and vehicle ids are labelled, a polygon drawn in the page is stored
+// and drawn, a fence clicked in delete mode is deleted, a polygon's and a circle's shapes edited with the mouse are stored (and an
 // invalid shape shows the API's reason), a vehicle's popup lists its trips, a device's track
 // replays under the time slider, the nearest vehicles to a clicked point are listed and ringed
-// (all, then a device group's only), and an alert reaches the panel. Asserts on state, not pixels; saves screenshots (map.png,
-// edit.png, replay.png, nearby.png). Usage: node map.test.mjs URL SCREENSHOT_DIR
+// (all, then a device group's only), and an alert reaches the panel; then, on a fresh page, an
+// outside basemap named by the style is drawn under geotrack's layers. Asserts on state, not
+// pixels; saves screenshots (map.png, edit.png, replay.png, nearby.png, basemap.png).
+// Usage: node map.test.mjs URL SCREENSHOT_DIR
 import { api, launch, run, serverReady, step } from './harness.mjs';
 
 const [base, shots] = process.argv.slice(2);
@@ -28,6 +30,10 @@ const ok = await run(browser, `${shots}/map.png`, async (page, errors) => {
       geometry: { type: 'Point', coordinates: [2.3522, 48.8566] }, properties: { name: 'Browser test', radius_m: 900 } });
     await rendered('Browser test');
   });
+  await step('fence names and vehicle ids are labelled (glyphs from the server)', () => page.waitForFunction(() => {
+    const labels = (id) => window.geotrack.map.queryRenderedFeatures({ layers: [id] });
+    return labels('fence-labels').length > 0 && labels('vehicle-labels').length > 0;
+  }, null, { timeout: 20000 }));
   const fenceNamed = async (name) => (await api(base, 'GET', 'api/v1/fences')).features.find((f) => f.properties.name === name);
   const hint = (prefix) => page.waitForFunction((p) => document.getElementById('draw-hint').textContent.startsWith(p),
     prefix, { timeout: 10000 });
@@ -224,5 +230,33 @@ const ok = await run(browser, `${shots}/map.png`, async (page, errors) => {
     if (errors.length) throw new Error(errors.join('\n'));
   });
 });
+// An outside basemap: the server names it in the style's metadata when `[tiles] basemap_style`
+// is set (tests/api/styles.rs); here the style and the outside style are answered by the test.
+// The map starts from the outside style and puts geotrack's layers, not its basemap, on top.
+const outside = await run(browser, `${shots}/basemap.png`, async (page, errors) => {
+  const basemapUrl = 'https://basemap.invalid/style.json';
+  await page.route(basemapUrl, (r) => r.fulfill({ headers: { 'access-control-allow-origin': '*' }, json: {
+    version: 8, sources: {}, layers: [{ id: 'outside-background', type: 'background', paint: { 'background-color': '#e8e0c8' } }] } }));
+  await page.route(`${base}styles/default.json*`, async (r) => {
+    const style = await (await r.fetch()).json();
+    await r.fulfill({ json: { ...style, metadata: { ...style.metadata, 'geotrack:basemap': basemapUrl } } });
+  });
+  await step('with an outside basemap, the map loads on it with geotrack\'s layers on top', async () => {
+    await page.goto(base);
+    await page.waitForFunction(() => window.geotrack?.state?.loaded, null, { timeout: 30000 });
+    const ids = await page.evaluate(() => window.geotrack.map.getStyle().layers.map((l) => l.id));
+    if (ids[0] !== 'outside-background' || ['sea', 'land', 'country-labels'].some((id) => ids.includes(id))
+      || !['fences', 'fence-labels', 'vehicles', 'vehicle-labels'].every((id) => ids.includes(id))) {
+      throw new Error(`layers: ${ids.join(', ')}`);
+    }
+  });
+  await step('on the outside basemap, fences and labels are drawn', () => page.waitForFunction(() => {
+    const drawn = (id) => window.geotrack.map.queryRenderedFeatures({ layers: [id] }).length > 0;
+    return drawn('fences') && drawn('fence-labels') && drawn('vehicle-labels');
+  }, null, { timeout: 30000 }));
+  await step('on the outside basemap, no console error', async () => {
+    if (errors.length) throw new Error(errors.join('\n'));
+  });
+});
 await browser.close();
-process.exit(ok ? 0 : 1);
+process.exit(ok && outside ? 0 : 1);

@@ -1,11 +1,12 @@
 //! `geotrack import basemap [FILE]`: loads countries into `basemap_countries`, the table behind
-//! the `countries` tile layer, replacing what was there in one transaction.
+//! the `countries` and `country_labels` tile layers, replacing what was there in one transaction.
 //!
 //! The input is planar GeoJSON as `scripts/prepare-basemap.py` writes it from the npm package
 //! `world-atlas` (Natural Earth, public domain): rings are continuous, so a country crossing the
 //! antimeridian has longitudes beyond ±180. PostGIS splits them back into [-180, 180]
 //! (`ST_WrapX`) and repairs what the split or the source leaves invalid. Running servers are
-//! told through `NOTIFY geotrack_tiles, 'countries'` and drop the layer's cached tiles.
+//! told through `NOTIFY geotrack_tiles, 'countries'` (and `'country_labels'`) and drop the
+//! layers' cached tiles.
 
 use std::sync::Arc;
 
@@ -58,9 +59,11 @@ pub async fn import(pool: &PgPool, geojson: &[u8]) -> Result<usize, Error> {
         .await
         .map_err(|e| Error::BasemapInput(format!("feature {index} ({name}): {e}")))?;
     }
-    crate::notify::tiles_changed(&mut *tx, "countries")
-        .await
-        .map_err(database)?;
+    for layer in ["countries", "country_labels"] {
+        crate::notify::tiles_changed(&mut *tx, layer)
+            .await
+            .map_err(database)?;
+    }
     tx.commit().await.map_err(database)?;
     // Fresh statistics: the TileJSON's bounds come from the planner's estimate of the extent.
     sqlx::query("ANALYZE basemap_countries")

@@ -25,6 +25,7 @@ impl LayerId {
     pub const POSITIONS: Self = Self(1);
     pub const TRACKS: Self = Self(2);
     pub const COUNTRIES: Self = Self(3);
+    pub const COUNTRY_LABELS: Self = Self(4);
 
     /// For per-layer arrays.
     pub fn index(self) -> usize {
@@ -147,20 +148,8 @@ impl Catalog {
                 None,
                 1.0 + BUFFER,
             ),
-            LayerInfo::table(&TableLayerConfig {
-                name: "countries".into(),
-                table: BASEMAP_TABLE.into(),
-                geometry: Some("geom".into()),
-                columns: Some(vec!["name".into(), "iso_n3".into()]),
-                id: Some("fid".into()),
-                description: "Natural Earth countries (public domain), from geotrack import basemap".into(),
-                attribution: "<a href=\"https://www.naturalearthdata.com/\">Natural Earth</a>".into(),
-                minzoom: 0,
-                maxzoom: crate::MAX_ZOOM,
-                // Replaced only by `geotrack import basemap`, which notifies servers.
-                ttl_s: 0,
-            }),
         ];
+        layers.extend(basemap_layers().iter().map(LayerInfo::table));
         for table in &config.tables {
             check_table(table)?;
             if layers.iter().any(|l| l.name == table.name) {
@@ -237,6 +226,36 @@ impl Catalog {
             },
         }
     }
+}
+
+/// The basemap's layers over [`BASEMAP_TABLE`]: the countries, and one point per country for
+/// its name (the `label` column PostgreSQL keeps, see `migrations/`). Replaced only by
+/// `geotrack import basemap`, which notifies servers: cached until then.
+fn basemap_layers() -> [TableLayerConfig; 2] {
+    let layer = |name: &str, geometry: &str, description: &str| TableLayerConfig {
+        name: name.into(),
+        table: BASEMAP_TABLE.into(),
+        geometry: Some(geometry.into()),
+        columns: Some(vec!["name".into(), "iso_n3".into()]),
+        id: Some("fid".into()),
+        description: description.into(),
+        attribution: "<a href=\"https://www.naturalearthdata.com/\">Natural Earth</a>".into(),
+        minzoom: 0,
+        maxzoom: crate::MAX_ZOOM,
+        ttl_s: 0,
+    };
+    [
+        layer(
+            "countries",
+            "geom",
+            "Natural Earth countries (public domain), from geotrack import basemap",
+        ),
+        layer(
+            "country_labels",
+            "label",
+            "Where the countries' names go: one point per country, inside its largest part",
+        ),
+    ]
 }
 
 /// A configured table layer's name and zoom range are usable.
@@ -403,9 +422,17 @@ mod tests {
         let catalog = Catalog::new(&config).expect("catalog");
         assert_eq!(
             catalog.names(),
-            ["fences", "positions", "tracks", "countries", "roads"]
+            [
+                "fences",
+                "positions",
+                "tracks",
+                "countries",
+                "country_labels",
+                "roads"
+            ]
         );
         assert_eq!(catalog.find("countries"), Some(LayerId::COUNTRIES));
+        assert_eq!(catalog.find("country_labels"), Some(LayerId::COUNTRY_LABELS));
         let roads = catalog.get(catalog.find("roads").expect("roads"));
         assert_eq!((roads.maxzoom, roads.ttl), (14, Some(Duration::from_secs(60))));
         assert_eq!(catalog.find("nope"), None);

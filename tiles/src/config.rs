@@ -1,5 +1,6 @@
 //! The `[tiles]` section of the service's configuration: cache size, feature cap, `tracks`
-//! windows and the operator's tables served as layers (`[[tiles.tables]]`).
+//! windows, the operator's tables served as layers (`[[tiles.tables]]`) and an outside basemap
+//! style for map clients (`basemap_style`).
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,11 @@ pub struct TilesConfig {
     pub tracks_max_window_s: u64,
     /// Operator tables and views served as layers.
     pub tables: Vec<TableLayerConfig>,
+    /// A MapLibre style (an `http(s)://` URL) to draw under geotrack's layers instead of the
+    /// `countries` basemap. `/styles/default.json` names it in its metadata
+    /// (`geotrack:basemap`); the web map loads it and adds geotrack's own layers on top.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basemap_style: Option<String>,
 }
 
 impl Default for TilesConfig {
@@ -27,6 +33,7 @@ impl Default for TilesConfig {
             tracks_window_s: 3_600,
             tracks_max_window_s: 7 * 86_400,
             tables: Vec::new(),
+            basemap_style: None,
         }
     }
 }

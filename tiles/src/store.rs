@@ -18,12 +18,20 @@ pub struct TileStore {
     cache: TileCache,
     pool: PgPool,
     windows: Windows,
+    basemap_style: Option<String>,
 }
 
 impl TileStore {
     /// The built-in layers plus the configured tables, with an empty cache.
     pub fn new(config: &TilesConfig, pool: PgPool) -> Result<Self, Error> {
         let catalog = Catalog::new(config)?;
+        if let Some(url) = &config.basemap_style
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(Error::Config(format!(
+                "tiles.basemap_style {url:?} must be an http:// or https:// URL"
+            )));
+        }
         Ok(Self {
             cache: TileCache::new(config.cache_mb.saturating_mul(1 << 20), Arc::new(catalog)),
             pool,
@@ -31,6 +39,7 @@ impl TileStore {
                 default: std::time::Duration::from_secs(config.tracks_window_s.max(1)),
                 max: std::time::Duration::from_secs(config.tracks_max_window_s.max(1)),
             },
+            basemap_style: config.basemap_style.clone(),
         })
     }
 
@@ -44,6 +53,11 @@ impl TileStore {
 
     pub fn windows(&self) -> &Windows {
         &self.windows
+    }
+
+    /// The outside basemap style maps draw under geotrack's layers, when one is configured.
+    pub fn basemap_style(&self) -> Option<&str> {
+        self.basemap_style.as_deref()
     }
 
     /// The layer's SQL and fields (a table layer is described by the database once).
