@@ -226,6 +226,13 @@ impl From<crate::fence_registry::RegistryError> for ApiError {
             E::Unsigned(_) => Self::bad_request("webhooks_unsigned", message),
             E::Exists(_) => Self::new(StatusCode::CONFLICT, "fence_exists", message),
             E::NotFound(_) => Self::not_found("fence_not_found", message),
+            E::Precondition { current, .. } => {
+                let error = Self::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", message);
+                match current {
+                    Some(version) => error.with_detail("etag", json!(format!("\"{version}\""))),
+                    None => error,
+                }
+            }
             E::IdMismatch { .. } => Self::bad_request("id_mismatch", message),
             E::Collection(CollectionError::NotACollection) => {
                 Self::bad_request("not_a_feature_collection", message)

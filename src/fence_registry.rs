@@ -9,8 +9,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use alerts::SharedIndex;
+use alerts::fence_store::{self, Conditional};
 use alerts::webhooks::Policy;
-use alerts::{SharedIndex, fence_store};
 use fences::collection::{CollectionError, IdSource, ids_to_generate, prepare_collection};
 use fences::feature::{fence_from_feature, to_feature};
 use fences::{Bbox, Fence, FenceError, FenceLimits, IndexedFence, PreparedFence};
@@ -34,6 +35,12 @@ pub enum RegistryError {
     Exists(String),
     #[error("there is no fence {0:?}")]
     NotFound(String),
+    /// `If-Match` / `If-None-Match` were not met by the stored version (`current`, `None`
+    /// when there is no such fence).
+    #[error(
+        "fence {id:?} is not in the version the request's If-Match or If-None-Match names; read it again"
+    )]
+    Precondition { id: String, current: Option<String> },
     #[error("the Feature's id {given} differs from the path's {path:?}")]
     IdMismatch { given: Value, path: String },
     #[error("{0}")]
@@ -135,6 +142,18 @@ impl FenceRegistry {
             .ok_or_else(|| RegistryError::NotFound(id.to_owned()))
     }
 
+    /// The fence `id` as stored, as a Feature, with its version (the database's copy, so that
+    /// the version and the Feature always agree, whichever node wrote it last).
+    pub async fn versioned(&self, id: &str) -> Result<(Value, String), RegistryError> {
+        self.loaded()?;
+        let (definition, version) = fence_store::stored_with_version(&self.pool, id)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))?;
+        let fence: Fence = serde_json::from_value(definition)
+            .map_err(|e| RegistryError::Database(sqlx::Error::Decode(Box::new(e))))?;
+        Ok((to_feature(&fence), version))
+    }
+
     /// A page of the fences (those whose area meets `bbox`, when given) as Features: the first
     /// `limit` after the id `after`, in byte order of their ids.
     pub async fn page(
@@ -169,18 +188,27 @@ impl FenceRegistry {
 
     /// Creates a fence from a Feature (an id is generated when it has none); refuses an id that
     /// exists. Returns the stored Feature.
-    pub async fn create(&self, feature: &Value) -> Result<Value, RegistryError> {
+    pub async fn create(&self, feature: &Value) -> Result<(Value, String), RegistryError> {
         let generated = fence_store::next_id(&self.pool).await?;
         let fence = self.prepare(fence_from_feature(feature, || generated)).await?;
         let _writing = self.writes.lock().await;
-        if self.index.read().get(fence.id()).is_some() {
-            return Err(RegistryError::Exists(fence.id().to_owned()));
-        }
-        self.write(fence).await
+        let id = fence.id().to_owned();
+        self.write(fence, &Expected::absent())
+            .await
+            .map_err(|error| match error {
+                RegistryError::Precondition { .. } => RegistryError::Exists(id),
+                other => other,
+            })
     }
 
-    /// Creates or replaces the fence `id`; returns the stored Feature and whether it existed.
-    pub async fn put(&self, id: &str, mut feature: Value) -> Result<(Value, bool), RegistryError> {
+    /// Creates or replaces the fence `id` if its stored version is `expected`; returns the
+    /// stored Feature, its new version and whether it existed.
+    pub async fn put(
+        &self,
+        id: &str,
+        mut feature: Value,
+        expected: &Expected,
+    ) -> Result<(Value, String, bool), RegistryError> {
         match feature.get("id") {
             None | Some(Value::Null) => {}
             Some(given) if given.as_str() == Some(id) || *given == json!(id) => {}
@@ -199,18 +227,23 @@ impl FenceRegistry {
             .await?;
         let _writing = self.writes.lock().await;
         let existed = self.index.read().get(id).is_some();
-        Ok((self.write(fence).await?, existed))
+        let (feature, version) = self.write(fence, expected).await?;
+        Ok((feature, version, existed))
     }
 
-    /// Deletes the fence `id`.
-    pub async fn delete(&self, id: &str) -> Result<(), RegistryError> {
+    /// Deletes the fence `id` if its stored version is `expected`.
+    pub async fn delete(&self, id: &str, expected: &Expected) -> Result<(), RegistryError> {
         let _writing = self.writes.lock().await;
-        let mut tx = self.pool.begin().await?;
-        if !fence_store::delete(&mut tx, id).await? {
-            return Err(RegistryError::NotFound(id.to_owned()));
+        match fence_store::delete_if(&self.pool, &self.origin, id, |v| expected.allows(v)).await? {
+            Conditional::Done(_) => {}
+            Conditional::Refused(None) => return Err(RegistryError::NotFound(id.to_owned())),
+            Conditional::Refused(current) => {
+                return Err(RegistryError::Precondition {
+                    id: id.to_owned(),
+                    current,
+                });
+            }
         }
-        fence_store::announce(&mut tx, &self.origin, &[id]).await?;
-        tx.commit().await?;
         self.apply(Vec::new(), &[id]);
         Ok(())
     }
@@ -300,26 +333,47 @@ impl FenceRegistry {
             .map_err(RegistryError::Invalid)
     }
 
-    /// Stores `fence`, then puts it in the index and invalidates the tiles its old and new
-    /// extents touch. Returns its Feature. Call with the write lock.
-    async fn write(&self, fence: IndexedFence) -> Result<Value, RegistryError> {
-        self.store(&[fence.fence()]).await?;
+    /// Stores `fence` if its stored version is `expected`, then puts it in the index and
+    /// invalidates the tiles its old and new extents touch. Returns its Feature and new
+    /// version. Call with the write lock.
+    async fn write(
+        &self,
+        fence: IndexedFence,
+        expected: &Expected,
+    ) -> Result<(Value, String), RegistryError> {
+        self.writable(&[fence.fence()])?;
+        let written =
+            fence_store::store_if(&self.pool, &self.origin, fence.fence(), |v| expected.allows(v)).await?;
+        let version = match written {
+            Conditional::Done(version) => version.unwrap_or_default(),
+            Conditional::Refused(current) => {
+                return Err(RegistryError::Precondition {
+                    id: fence.id().to_owned(),
+                    current,
+                });
+            }
+        };
         let feature = to_feature(fence.fence().fence());
         // Before the reply: the next tile request must see this write.
         self.apply(vec![fence], &[]);
-        Ok(feature)
+        Ok((feature, version))
     }
 
     /// Stores `fences` in one transaction and announces them. Call with the write lock.
     async fn store(&self, fences: &[&PreparedFence]) -> Result<(), RegistryError> {
-        self.loaded()?;
-        if !self.webhooks.signed
-            && let Some(fence) = fences.iter().find(|f| !f.fence().webhooks.is_empty())
-        {
-            return Err(RegistryError::Unsigned(fence.id().to_owned()));
-        }
+        self.writable(fences)?;
         fence_store::store_and_announce(&self.pool, &self.origin, fences).await?;
         Ok(())
+    }
+
+    /// Whether `fences` may be stored now: the index is loaded (a write before would be lost
+    /// by the load), and webhooks are named only when they can be signed.
+    fn writable(&self, fences: &[&PreparedFence]) -> Result<(), RegistryError> {
+        self.loaded()?;
+        match fences.iter().find(|f| !f.fence().webhooks.is_empty()) {
+            Some(fence) if !self.webhooks.signed => Err(RegistryError::Unsigned(fence.id().to_owned())),
+            _ => Ok(()),
+        }
     }
 
     /// Puts `fences` (already stored) into the index in place of their old versions, removes
@@ -343,6 +397,43 @@ impl FenceRegistry {
                 .cache()
                 .invalidate(LayerId::FENCES, Change::within(touched));
         }
+    }
+}
+
+/// What a write asks of the fence's stored version, from `If-Match` and `If-None-Match`
+/// (RFC 9110, 13.1.1 and 13.1.2): versions are compared as entity tags (`"..."`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expected {
+    /// `If-Match`: one of these tags (strong comparison), or `*` (any stored version).
+    pub if_match: Option<Vec<String>>,
+    /// `If-None-Match`: none of these tags (weak comparison), or `*` (no stored version).
+    pub if_none_match: Option<Vec<String>>,
+}
+
+impl Expected {
+    /// Only when there is no such fence yet (`If-None-Match: *`).
+    pub fn absent() -> Self {
+        Self {
+            if_match: None,
+            if_none_match: Some(vec!["*".into()]),
+        }
+    }
+
+    /// Whether a fence whose stored version is `current` (`None`: not stored) may be written.
+    pub fn allows(&self, current: Option<&str>) -> bool {
+        let tag = current.map(|v| format!("\"{v}\""));
+        let if_match = self.if_match.as_ref().is_none_or(|tags| {
+            tag.as_ref()
+                .is_some_and(|tag| tags.iter().any(|t| t == "*" || t == tag))
+        });
+        let if_none_match = self.if_none_match.as_ref().is_none_or(|tags| {
+            tag.as_ref().is_none_or(|tag| {
+                !tags
+                    .iter()
+                    .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag)
+            })
+        });
+        if_match && if_none_match
     }
 }
 

@@ -125,8 +125,12 @@ export function enableDrawing(map, authHeaders, busy = () => false) {
     hint(mode ? text : IDLE_HINT);
   };
   const name = () => $('fence-name').value.trim() || `Drawn ${mode}`;
-  const send = (method, id, feature) => fetch(`/api/v1/fences${id ? `/${encodeURIComponent(id)}` : ''}`, {
-    method, headers: { 'content-type': 'application/json', ...authHeaders() }, body: feature && JSON.stringify(feature) })
+  // `etag`: the version the editor opened (If-Match), so a fence someone else changed since is
+  // not overwritten (412).
+  const send = (method, id, feature, etag) => fetch(`/api/v1/fences${id ? `/${encodeURIComponent(id)}` : ''}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...authHeaders(), ...(etag ? { 'if-match': etag } : {}) },
+    body: feature && JSON.stringify(feature) })
     .catch((e) => e); // a network failure is reported like a refusal
   const save = async (feature) => {
     const reply = await send('POST', null, feature);
@@ -134,9 +138,10 @@ export function enableDrawing(map, authHeaders, busy = () => false) {
     start(null, '');
     hint(text);
   };
-  const remove = async (id) => {
-    const reply = await send('DELETE', id);
-    const text = reply.ok ? `deleted ${id}` : `not deleted: ${await problem(reply)}`;
+  const STALE = 'someone changed this fence since you opened it; open it again';
+  const remove = async (id, etag) => {
+    const reply = await send('DELETE', id, null, etag);
+    const text = reply.ok ? `deleted ${id}` : `not deleted: ${reply.status === 412 ? STALE : await problem(reply)}`;
     start(null, '');
     hint(text);
   };
@@ -167,11 +172,12 @@ export function enableDrawing(map, authHeaders, busy = () => false) {
     const reply = await fetch(`/api/v1/fences/${encodeURIComponent(id)}`, { headers: authHeaders() }).catch((e) => e);
     if (ticket !== selecting) return;
     if (!reply.ok) { hint(`cannot edit ${id}: ${await problem(reply)}`); return; }
+    const etag = reply.headers.get('etag');
     const next = editable(await reply.json());
     if (ticket !== selecting) return;
     if (!next) { hint(`${id} has no geometry this editor can change`); return; }
     close();
-    edit = next;
+    edit = { ...next, etag };
     $('edit-name').textContent = edit.properties.name ?? edit.id;
     $('edit-help').textContent = edit.centre
       ? 'drag the centre to move it, the edge handle (or the field) to resize it.'
@@ -235,13 +241,13 @@ export function enableDrawing(map, authHeaders, busy = () => false) {
     const feature = { type: 'Feature', id, geometry: geometryOf(edit),
       properties: edit.centre ? { ...properties, radius_m: Math.round(edit.radius * 10) / 10 } : properties };
     $('edit-save').disabled = true;
-    const reply = await send('PUT', id, feature).finally(() => { $('edit-save').disabled = false; });
-    if (!reply.ok) { hint(`not saved: ${await problem(reply)}`); return; }
+    const reply = await send('PUT', id, feature, edit.etag).finally(() => { $('edit-save').disabled = false; });
+    if (!reply.ok) { hint(`not saved: ${reply.status === 412 ? STALE : await problem(reply)}`); return; }
     close();
     hint(`saved ${id}`);
   };
   $('edit-cancel').onclick = () => { close(); hint(IDLE_HINT); };
-  $('edit-delete').onclick = () => remove(edit.id);
+  $('edit-delete').onclick = () => remove(edit.id, edit.etag);
   document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && edit && !drag) { close(); hint(IDLE_HINT); } });
 
   $('draw-circle').onclick = () => start('circle', 'click the centre, then a point on the edge');

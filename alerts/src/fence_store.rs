@@ -70,6 +70,87 @@ pub async fn store_and_announce(
     tx.commit().await
 }
 
+/// The version of a stored fence: the MD5 of its definition as PostgreSQL writes it (`jsonb`
+/// text, keys sorted), so every node computes the same one from the row, whoever wrote it.
+const VERSION: &str = "md5(definition::text)";
+
+/// What a conditional write found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conditional {
+    /// Written (or deleted); the fence's new version (`None` after a delete).
+    Done(Option<String>),
+    /// The stored version (`None`: no such fence) did not satisfy the condition: nothing written.
+    Refused(Option<String>),
+}
+
+/// Stores and announces one fence if `accept` accepts its stored version (`None` when there is
+/// none), in one transaction that holds the fence's row (and, for a fence not yet stored, an
+/// advisory lock on its id) from the check to the commit, so two nodes cannot both pass the
+/// same check.
+pub async fn store_if(
+    pool: &PgPool,
+    origin: &str,
+    fence: &PreparedFence,
+    accept: impl FnOnce(Option<&str>) -> bool,
+) -> Result<Conditional, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let current = lock_version(&mut tx, fence.id()).await?;
+    if !accept(current.as_deref()) {
+        return Ok(Conditional::Refused(current));
+    }
+    upsert(&mut tx, &[fence]).await?;
+    announce(&mut tx, origin, &[fence.id()]).await?;
+    let version = sqlx::query_scalar(&format!("SELECT {VERSION} FROM fences WHERE id = $1"))
+        .bind(fence.id())
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Conditional::Done(Some(version)))
+}
+
+/// Deletes and announces the fence `id` if `accept` accepts its stored version; `Refused(None)`
+/// when there is no such fence (and `accept` took that).
+pub async fn delete_if(
+    pool: &PgPool,
+    origin: &str,
+    id: &str,
+    accept: impl FnOnce(Option<&str>) -> bool,
+) -> Result<Conditional, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let current = lock_version(&mut tx, id).await?;
+    if current.is_none() || !accept(current.as_deref()) {
+        return Ok(Conditional::Refused(current));
+    }
+    delete(&mut tx, id).await?;
+    announce(&mut tx, origin, &[id]).await?;
+    tx.commit().await?;
+    Ok(Conditional::Done(None))
+}
+
+/// The version of the fence `id` within `tx`, its row locked (and its id, in case it has no row
+/// yet) until `tx` ends.
+async fn lock_version(tx: &mut Transaction<'_, Postgres>, id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('geotrack.fence:' || $1, 0))")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query_scalar(&format!("SELECT {VERSION} FROM fences WHERE id = $1 FOR UPDATE"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+/// The stored fence `id` (its definition) and its version.
+pub async fn stored_with_version(
+    pool: &PgPool,
+    id: &str,
+) -> Result<Option<(serde_json::Value, String)>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT definition, {VERSION} FROM fences WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
 /// The stored fences among `ids` (id, definition); the others no longer exist.
 pub async fn stored_by_ids(pool: &PgPool, ids: &[String]) -> Result<Vec<(String, serde_json::Value)>, Error> {
     Ok(

@@ -17,6 +17,7 @@ use crate::error::{ApiError, ErrorBody, FencesUnavailable, TokenRefusals};
 use crate::extract::{Params, PathId, RawBody};
 use crate::fence_imports::{ImportJobs, Outcome, Reply, Status as ImportStatus};
 use crate::fence_registry::FenceRegistry;
+use crate::routes::conditional;
 use crate::routes::geojson::{Feature, FeatureCollection};
 use crate::routes::paging::Paging;
 
@@ -70,9 +71,12 @@ pub(super) fn for_reader(mut feature: Value, reader: &Principal) -> Value {
     feature
 }
 
-/// `GET /api/v1/fences/{id}`.
+/// `GET /api/v1/fences/{id}`: the fence as stored, with its version as `ETag` (send it back in
+/// `If-Match` to write only that version).
 #[utoipa::path(get, path = "/api/v1/fences/{id}", operation_id = "get_fence", tag = "fences", security(("bearer" = [])), params(("id" = String, Path, description = "Fence id")),
-    responses((status = 200, description = "The fence as a Feature", body = Feature),
+    responses((status = 200, description = "The fence as a Feature", body = Feature,
+            headers(("ETag" = String, description = "The stored version"))),
+        (status = 304, description = "The client's copy (If-None-Match) is current", headers(("ETag" = String))),
         (status = 400, description = "Not a fence id", body = ErrorBody),
         (status = 404, description = "Unknown fence", body = ErrorBody),
         FencesUnavailable,
@@ -81,8 +85,14 @@ pub async fn get_one(
     State(fences): State<Arc<FenceRegistry>>,
     reader: Authorized<scope::Read>,
     PathId(id): PathId,
-) -> Result<Json<Feature>, ApiError> {
-    Ok(Json(Feature(for_reader(fences.feature(&id)?, &reader))))
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (feature, version) = fences.versioned(&id).await?;
+    let etag = conditional::etag(&version);
+    if conditional::client_has(&headers, |tag| tag == etag.1.as_bytes()) {
+        return Ok((StatusCode::NOT_MODIFIED, [etag]).into_response());
+    }
+    Ok(([etag], Json(Feature(for_reader(feature, &reader)))).into_response())
 }
 
 /// `POST /api/v1/fences`: creates a fence from a Feature (409 if its id exists).
@@ -90,7 +100,8 @@ pub async fn get_one(
     request_body(content = serde_json::Value, description = "A GeoJSON Feature", content_type = "application/json",
         example = json!({"type": "Feature", "id": "depot", "geometry": {"type": "Point", "coordinates": [2.35, 48.85]},
             "properties": {"name": "Depot", "radius_m": 150, "dwell_s": 300}})),
-    responses((status = 201, description = "Created: the fence as stored", body = Feature),
+    responses((status = 201, description = "Created: the fence as stored", body = Feature,
+            headers(("ETag" = String, description = "The stored version"))),
         (status = 400, description = "Not JSON, or an invalid fence (the reason and where)", body = ErrorBody),
         (status = 409, description = "The id exists", body = ErrorBody),
         (status = 413, description = "Body over 2 MiB", body = ErrorBody),
@@ -101,19 +112,32 @@ pub async fn create(
     _admin: Authorized<scope::Admin>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let feature = fences.create(&crate::extract::json_body(&body)?).await?;
-    Ok((StatusCode::CREATED, Json(Feature(feature))).into_response())
+    let (feature, version) = fences.create(&crate::extract::json_body(&body)?).await?;
+    Ok((
+        StatusCode::CREATED,
+        [conditional::etag(&version)],
+        Json(Feature(feature)),
+    )
+        .into_response())
 }
 
-/// `PUT /api/v1/fences/{id}`: creates or replaces the fence with that id.
-#[utoipa::path(put, path = "/api/v1/fences/{id}", operation_id = "put_fence", tag = "fences", security(("bearer" = [])), params(("id" = String, Path, description = "Fence id")),
+/// `PUT /api/v1/fences/{id}`: creates or replaces the fence with that id; with `If-Match`, only
+/// the version named (412 otherwise), with `If-None-Match: *` only when there is none.
+#[utoipa::path(put, path = "/api/v1/fences/{id}", operation_id = "put_fence", tag = "fences", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Fence id"),
+        ("If-Match" = Option<String>, Header, description = "The ETag of the version this replaces (or `*`: any)"),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
     request_body(content = serde_json::Value, description = "A GeoJSON Feature", content_type = "application/json",
         example = json!({"type": "Feature", "geometry": {"type": "Polygon",
             "coordinates": [[[2.30, 48.83], [2.40, 48.83], [2.40, 48.88], [2.30, 48.88], [2.30, 48.83]]]},
             "properties": {"name": "City", "speed_limit_mps": 8}})),
-    responses((status = 200, description = "Replaced: the fence as stored", body = Feature),
-        (status = 201, description = "Created: the fence as stored", body = Feature),
+    responses((status = 200, description = "Replaced: the fence as stored", body = Feature,
+            headers(("ETag" = String, description = "The new version"))),
+        (status = 201, description = "Created: the fence as stored", body = Feature,
+            headers(("ETag" = String, description = "The new version"))),
         (status = 400, description = "Not a fence id, not JSON, an invalid fence, or a Feature `id` other than the path's", body = ErrorBody),
+        (status = 412, description = "If-Match or If-None-Match not met: the fence changed (or exists, or does not); \
+            nothing written. `etag` beside `error` is the stored version", body = ErrorBody),
         (status = 413, description = "Body over 2 MiB", body = ErrorBody),
         FencesUnavailable,
         TokenRefusals))]
@@ -121,25 +145,37 @@ pub async fn put(
     State(fences): State<Arc<FenceRegistry>>,
     _admin: Authorized<scope::Admin>,
     PathId(id): PathId,
+    headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let (feature, existed) = fences.put(&id, crate::extract::json_body(&body)?).await?;
-    Ok(super::put_reply(!existed, Feature(feature)))
+    let expected = conditional::expected(&headers);
+    let (feature, version, existed) = fences
+        .put(&id, crate::extract::json_body(&body)?, &expected)
+        .await?;
+    let mut reply = super::put_reply(!existed, Feature(feature));
+    let (name, value) = conditional::etag(&version);
+    reply.headers_mut().insert(name, value);
+    Ok(reply)
 }
 
-/// `DELETE /api/v1/fences/{id}`.
-#[utoipa::path(delete, path = "/api/v1/fences/{id}", operation_id = "delete_fence", tag = "fences", security(("bearer" = [])), params(("id" = String, Path, description = "Fence id")),
+/// `DELETE /api/v1/fences/{id}`: with `If-Match`, only the version named.
+#[utoipa::path(delete, path = "/api/v1/fences/{id}", operation_id = "delete_fence", tag = "fences", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Fence id"),
+        ("If-Match" = Option<String>, Header, description = "The ETag of the version this deletes")),
     responses((status = 200, description = "Deleted", body = Deleted),
         (status = 400, description = "Not a fence id", body = ErrorBody),
         (status = 404, description = "Unknown fence", body = ErrorBody),
+        (status = 412, description = "If-Match not met: the fence changed since; nothing deleted. `etag` beside `error` \
+            is the stored version", body = ErrorBody),
         FencesUnavailable,
         TokenRefusals))]
 pub async fn delete(
     State(fences): State<Arc<FenceRegistry>>,
     _admin: Authorized<scope::Admin>,
     PathId(id): PathId,
+    headers: HeaderMap,
 ) -> Result<Json<Deleted>, ApiError> {
-    fences.delete(&id).await?;
+    fences.delete(&id, &conditional::expected(&headers)).await?;
     tracing::info!(fence = %id, "fence deleted");
     Ok(Json(Deleted { deleted: id }))
 }

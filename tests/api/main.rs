@@ -15,6 +15,7 @@ mod dispatch;
 mod durability;
 mod faults;
 mod fence_imports;
+mod fence_versions;
 mod fences;
 mod groups;
 mod helpers;
