@@ -34,6 +34,11 @@ impl Collector for ProcessMetrics {
         let cache = self.tiles.stats();
         for (name, help, value) in [
             (
+                "geotrack_tiles_hits",
+                "Tiles served from the cache (counted per thread, summed at the scrape).",
+                cache.hits,
+            ),
+            (
                 "geotrack_tiles_built",
                 "Tiles built from the database (cache misses, stale hits, uncached tiles).",
                 cache.built,

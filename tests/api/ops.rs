@@ -23,8 +23,8 @@ async fn health_ready_and_metrics() {
         202,
     )
     .await;
-    // Built once, then served from the cache.
-    for _ in 0..2 {
+    // Built once, then served from the cache twice.
+    for _ in 0..3 {
         assert!(app.get("/tiles/fences/0/0/0").await.status().is_success());
     }
     let metrics = app.get("/metrics").await;
@@ -46,6 +46,7 @@ async fn health_ready_and_metrics() {
         "geotrack_db_pool_connections_in_use ",
         "geotrack_db_pool_connections_max ",
         "geotrack_tiles_built_total 1",
+        "geotrack_tiles_hits_total 2",
         "geotrack_tiles_evicted_total 0",
         "geotrack_tiles_cached ",
         "geotrack_ws_connected 0",

@@ -27,6 +27,7 @@ use moka::future::Cache;
 
 use crate::catalog::{Catalog, LayerId};
 use crate::front::Front;
+use crate::hits::ThreadCounter;
 pub use crate::tile::{Tile, TileKey};
 
 /// Log entries kept per layer for staleness checks (older ones are merged).
@@ -118,6 +119,8 @@ pub struct TileCache {
     catalog: Arc<Catalog>,
     changes: Arc<[Changes]>,
     announce: tokio::sync::broadcast::Sender<TileChange>,
+    /// Tiles served from the cache (its front or moka).
+    hits: Arc<ThreadCounter>,
     /// Tiles built from the database (misses, stale hits and uncached builds).
     built: Arc<AtomicU64>,
     /// Tiles dropped to make room.
@@ -127,6 +130,8 @@ pub struct TileCache {
 /// What the cache holds and has done, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStats {
+    /// Tiles served from the cache since start.
+    pub hits: u64,
     /// Tiles built from the database since start.
     pub built: u64,
     /// Tiles kept (approximate: the cache counts lazily).
@@ -162,6 +167,7 @@ impl TileCache {
             changes: catalog.ids().map(|_| Changes::default()).collect(),
             catalog,
             announce: tokio::sync::broadcast::channel(256).0,
+            hits: Arc::default(),
             built: Arc::default(),
             evicted,
         }
@@ -170,6 +176,7 @@ impl TileCache {
     /// What the cache holds and has built.
     pub fn stats(&self) -> CacheStats {
         CacheStats {
+            hits: self.hits.sum(),
             built: self.built.load(Ordering::Relaxed),
             entries: self.tiles.entry_count(),
             bytes: self.tiles.weighted_size(),
@@ -223,11 +230,13 @@ impl TileCache {
         if let Some(tile) = self.front.get(&key)
             && self.servable(&key, &tile, Instant::now)
         {
+            self.hits.add_one();
             return Ok(tile);
         }
         if let Some(tile) = self.tiles.get(&key).await
             && !self.is_stale(&key, &tile)
         {
+            self.hits.add_one();
             self.front.insert(key, &tile);
             return Ok(tile);
         }

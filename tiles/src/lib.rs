@@ -21,6 +21,7 @@ mod coord;
 mod error;
 pub mod extent;
 mod front;
+mod hits;
 pub mod layer;
 pub mod notify;
 mod store;
