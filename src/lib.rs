@@ -20,6 +20,7 @@ pub mod limits;
 mod listen;
 mod process_metrics;
 mod prometheus_text;
+mod request_id;
 mod routes;
 pub mod server;
 pub mod startup;

@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
@@ -35,6 +34,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+use crate::routes::HttpService;
 
 /// Connection limits and timeouts (`[http]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,7 +93,7 @@ pub fn connection_cap(config: &HttpConfig) -> usize {
 /// Serves `router` on `listener` until `shutdown`, then waits for open connections to finish.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    router: HttpService,
     config: &HttpConfig,
     max_connections: usize,
     shutdown: CancellationToken,
@@ -139,7 +140,7 @@ pub async fn serve(
 async fn serve_connection(
     io: Counted,
     peer: SocketAddr,
-    router: Router,
+    router: HttpService,
     timeout: Duration,
     shutdown: CancellationToken,
 ) {

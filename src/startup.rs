@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alerts::{AlertMetrics, SharedIndex};
-use axum::Router;
 use dispatch::{Dispatch, SharedLiveIndex};
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
@@ -60,7 +59,7 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    router: Router,
+    router: crate::routes::HttpService,
     http: HttpConfig,
     max_connections: usize,
     shutdown_timeout: Duration,
