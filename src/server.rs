@@ -34,8 +34,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
 
-use crate::routes::HttpService;
+/// What serves every request: the routes inside their middleware (`routes::router`).
+pub type HttpService = BoxCloneSyncService<Request<Body>, axum::response::Response, std::convert::Infallible>;
 
 /// Connection limits and timeouts (`[http]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -59,7 +59,7 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    router: crate::routes::HttpService,
+    router: crate::server::HttpService,
     http: HttpConfig,
     max_connections: usize,
     shutdown_timeout: Duration,

@@ -19,13 +19,11 @@ mod tile_meta;
 mod tiles;
 mod trips;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
-use axum::http::Request;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -51,10 +49,8 @@ use crate::guard::LocalOnly;
 use crate::http_metrics::{self, HttpMetrics};
 use crate::ingest::Ingest;
 use crate::request_id::SequentialIds;
+use crate::server::HttpService;
 use crate::state::AppState;
-
-/// What serves every request: the routes inside the middleware stack.
-pub type HttpService = BoxCloneSyncService<Request<Body>, Response, Infallible>;
 
 /// The routes with the middleware every request goes through. `local_only` (for a server
 /// without tokens) refuses other host names and cross-site requests, and no CORS is offered;
