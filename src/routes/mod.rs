@@ -180,13 +180,16 @@ fn panic_response() -> Response {
 /// what is served.
 fn routes(state: AppState) -> Router {
     let (router, mut spec) = documented_routes(&state.ingest).split_for_parts();
-    // Tiles are kept compressed in every coding they are served in and negotiate it themselves
-    // (`content_coding`, which also knows brotli): the compression layer only parses the
-    // request's `Accept-Encoding` again, on the route that serves the most requests.
-    let (tiles, tiles_spec) = OpenApiRouter::new()
+    // Not behind the compression layer, which parses every request's `Accept-Encoding` and
+    // wraps every response body: tiles, kept compressed in every coding they are served in,
+    // negotiate it themselves (`content_coding`, which also knows brotli), on the route that
+    // serves the most requests; `/health` and `/ready` answer a few bytes, probed often.
+    let (uncompressed, uncompressed_spec) = OpenApiRouter::new()
         .routes(routes!(tiles::tile))
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::ready))
         .split_for_parts();
-    spec.merge(tiles_spec);
+    spec.merge(uncompressed_spec);
     unique_operation_ids(&mut spec);
     let spec = Arc::new(spec);
     let router = crate::web::paths().fold(router, |router, path| router.route(path, get(crate::web::asset)));
@@ -197,7 +200,7 @@ fn routes(state: AppState) -> Router {
         )
         .fallback(not_found)
         .layer(CompressionLayer::new())
-        .merge(tiles)
+        .merge(uncompressed)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
@@ -258,8 +261,6 @@ fn documented_routes(ingest: &Arc<Ingest>) -> OpenApiRouter<AppState> {
         .routes(routes!(ogc::items::items))
         .routes(routes!(ogc::items::item))
         .routes(routes!(glyphs::glyphs))
-        .routes(routes!(ops::health))
-        .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))
 }
 
