@@ -229,7 +229,9 @@ impl From<crate::fence_registry::RegistryError> for ApiError {
             E::Precondition { current, .. } => {
                 let error = Self::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", message);
                 match current {
-                    Some(version) => error.with_detail("etag", json!(format!("\"{version}\""))),
+                    Some(version) => {
+                        error.with_detail("etag", json!(crate::fence_registry::entity_tag(&version)))
+                    }
                     None => error,
                 }
             }

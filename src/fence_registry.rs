@@ -421,7 +421,7 @@ impl Expected {
 
     /// Whether a fence whose stored version is `current` (`None`: not stored) may be written.
     pub fn allows(&self, current: Option<&str>) -> bool {
-        let tag = current.map(|v| format!("\"{v}\""));
+        let tag = current.map(entity_tag);
         let if_match = self.if_match.as_ref().is_none_or(|tags| {
             tag.as_ref()
                 .is_some_and(|tag| tags.iter().any(|t| t == "*" || t == tag))
@@ -435,6 +435,11 @@ impl Expected {
         });
         if_match && if_none_match
     }
+}
+
+/// A stored version as the entity tag `ETag`, `If-Match` and `If-None-Match` carry (`"v"`).
+pub fn entity_tag(version: &str) -> String {
+    format!("\"{version}\"")
 }
 
 /// One page of the fence listing.

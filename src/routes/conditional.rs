@@ -62,7 +62,7 @@ pub fn expected(headers: &HeaderMap) -> Expected {
 
 /// The `ETag` header of a stored version.
 pub fn etag(version: &str) -> (HeaderName, HeaderValue) {
-    let value =
-        HeaderValue::try_from(format!("\"{version}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
+    let value = HeaderValue::try_from(crate::fence_registry::entity_tag(version))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"\""));
     (header::ETAG, value)
 }

@@ -53,32 +53,46 @@ pub async fn list(
 ) -> Result<Json<FeatureCollection>, ApiError> {
     let paging = Paging::new(params.limit, params.after)?;
     let bbox = params.bbox.as_deref().map(crate::extract::bbox).transpose()?;
-    let query = ListQuery {
-        after: paging.after.clone(),
-        limit: paging.limit as i64 + 1,
-        bbox,
-        devices: super::groups::narrowed(
-            principal.device_filter(),
-            &dispatch.groups,
-            params.group.as_deref(),
-        )?,
-    };
-    let mut positions = tracker::latest::list(&db, &query).await?;
-    let more = positions.len() > paging.limit;
-    positions.truncate(paging.limit);
+    let devices = super::groups::narrowed(
+        principal.device_filter(),
+        &dispatch.groups,
+        params.group.as_deref(),
+    )?;
+    let (positions, next_after) = live_page(&db, &paging, bbox, devices).await?;
     let features = positions
         .iter()
         .map(|p| Feature(tracker::latest::to_feature(p)))
         .collect();
     let mut collection = FeatureCollection::new(features);
-    if let (true, Some(last)) = (more, positions.last()) {
+    if let Some(last) = next_after {
         let filters = [
             ("bbox", params.bbox.as_deref()),
             ("group", params.group.as_deref()),
         ];
-        collection = collection.with_next(paging.next("/api/v1/devices", &last.device, &filters));
+        collection = collection.with_next(paging.next("/api/v1/devices", &last, &filters));
     }
     Ok(Json(collection))
+}
+
+/// A page of live positions in device-id order (those in `bbox`, of `devices`), and the id to
+/// ask for the next page after while more follow.
+pub(super) async fn live_page(
+    db: &PgPool,
+    paging: &Paging,
+    bbox: Option<fences::Bbox>,
+    devices: Option<fences::DeviceFilter>,
+) -> Result<(Vec<tracker::Fix>, Option<String>), ApiError> {
+    let query = ListQuery {
+        after: paging.after.clone(),
+        limit: paging.limit as i64 + 1,
+        bbox,
+        devices,
+    };
+    let mut positions = tracker::latest::list(db, &query).await?;
+    let more = positions.len() > paging.limit;
+    positions.truncate(paging.limit);
+    let next_after = more.then(|| positions.last().map(|p| p.device.clone())).flatten();
+    Ok((positions, next_after))
 }
 
 /// `GET /api/v1/devices/{id}`: the latest position as a GeoJSON Feature.

@@ -141,16 +141,8 @@ async fn devices(
     bbox: Option<fences::Bbox>,
     window: Option<Window>,
 ) -> Result<(Vec<Feature>, Option<String>), ApiError> {
-    let query = tracker::latest::ListQuery {
-        after: paging.after.clone(),
-        limit: paging.limit as i64 + 1,
-        bbox,
-        devices: reader.device_filter().cloned(),
-    };
-    let mut positions = tracker::latest::list(db, &query).await?;
-    let more = positions.len() > paging.limit;
-    positions.truncate(paging.limit);
-    let next_after = more.then(|| positions.last().map(|p| p.device.clone())).flatten();
+    let (positions, next_after) =
+        super::super::devices::live_page(db, paging, bbox, reader.device_filter().cloned()).await?;
     let features = positions
         .iter()
         .filter(|p| window.is_none_or(|w| w.contains(p.ts)))
