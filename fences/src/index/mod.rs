@@ -23,6 +23,8 @@
 
 mod bands;
 mod cover;
+mod grid;
+mod hot;
 mod tiles;
 
 use std::collections::{BTreeMap, HashMap};
@@ -36,6 +38,8 @@ use crate::exact::{PreparedFence, Shape, circle_contains};
 use crate::geodesy;
 use bands::Bands;
 use cover::{CellTest, Cover, Found, cell_test};
+use grid::{Cell, Grid};
+use hot::{Hot, HotTest};
 use tiles::{Tiles, entry_holds, tiles_of};
 
 /// Index tuning.
@@ -112,6 +116,10 @@ pub struct IndexStats {
     pub boundary_entries: usize,
     /// Edge or segment references kept by boundary cells.
     pub boundary_edges: usize,
+    /// Cells of the lon/lat grids of polygons tested by bands, and how many of
+    /// them the boundary crosses (the rest answer without an edge read).
+    pub grid_cells: usize,
+    pub grid_boundary_cells: usize,
     /// Cells per resolution in use.
     pub cells_per_resolution: Vec<(u8, usize)>,
     /// Rough heap size of the index structures, fence geometry included.
@@ -128,37 +136,12 @@ struct Slot {
     cover: Option<Cover>,
     /// What full exact tests of covered, polar or many-edged polygons use.
     bands: Option<Bands>,
+    /// The grid of a many-edged polygon without a cover, until it moves to
+    /// the fence's [`Hot`] entry when the slot is attached.
+    grid: Option<Grid>,
     /// Tiles the fence is listed in.
     tiles: Box<[u32]>,
     polar: bool,
-}
-
-/// What a lookup reads of a fence before its record, in a dense array indexed
-/// like the slots: its id, whether it has a cover, and a circle's centre and
-/// radius. A record (`Slot`) spans about ten cache lines, and reading a
-/// candidate's cover, bands and shape from it cost three or four misses: 47%
-/// of a lookup among 110,000 fences. A circle is now tested, and any fence
-/// named, from this array alone.
-#[derive(Debug)]
-struct Hot {
-    id: Box<str>,
-    covered: bool,
-    /// A circle's centre and radius, for `circle_contains` (what `PreparedFence::contains` runs).
-    circle: Option<(Coord, f64)>,
-}
-
-impl Hot {
-    fn of(slot: &Slot) -> Self {
-        let circle = match &slot.fence.shape {
-            Shape::Circle { centre, radius_m } => Some((*centre, *radius_m)),
-            _ => None,
-        };
-        Self {
-            id: slot.fence.id().into(),
-            covered: slot.cover.is_some(),
-            circle,
-        }
-    }
 }
 
 /// A fence with everything the index keeps about it (cover, bands, tiles), built
@@ -337,10 +320,18 @@ impl FenceIndex {
     pub fn contains(&self, lon: f64, lat: f64) -> Result<Vec<&str>, FenceError> {
         let mut out = Vec::new();
         self.visit(lon, lat, |hot, s, p, test| {
-            let inside = match (test, hot.circle) {
+            let exact = |test| self.slot(s).is_some_and(|slot| slot.test(test, p));
+            let inside = match (test, &hot.test) {
                 (None, _) => true,
-                (Some(CellTest::Full), Some((centre, radius_m))) => circle_contains(centre, radius_m, p),
-                (Some(test), _) => self.slot(s).is_some_and(|slot| slot.test(test, p)),
+                (Some(CellTest::Full), HotTest::Circle(centre, radius_m)) => {
+                    circle_contains(*centre, *radius_m, p)
+                }
+                (Some(test @ CellTest::Full), HotTest::Grid(grid)) => match grid.at(p) {
+                    Cell::Inside => true,
+                    Cell::Outside => false,
+                    Cell::Boundary => exact(test),
+                },
+                (Some(test), _) => exact(test),
             };
             if inside {
                 out.push(&*hot.id);
@@ -383,6 +374,14 @@ impl FenceIndex {
                 + self.hot.capacity() * size_of::<Option<Hot>>(),
             ..IndexStats::default()
         };
+        for hot in self.hot.iter().flatten() {
+            if let HotTest::Grid(grid) = &hot.test {
+                let (boundary, all) = grid.counts();
+                st.grid_cells += all;
+                st.grid_boundary_cells += boundary;
+                st.approx_bytes += grid.approx_bytes();
+            }
+        }
         let mut per_res: BTreeMap<u8, usize> = BTreeMap::new();
         for slot in self.slots.iter().flatten() {
             st.approx_bytes += slot.tiles.len() * 4
@@ -412,13 +411,13 @@ impl FenceIndex {
         self.slots.get(s as usize).and_then(Option::as_ref)
     }
 
-    fn attach(&mut self, slot: Slot) {
+    fn attach(&mut self, mut slot: Slot) {
         let s = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.hot.push(None);
             (self.slots.len() - 1) as u32
         });
-        self.hot[s as usize] = Some(Hot::of(&slot));
+        self.hot[s as usize] = Some(Hot::of(&mut slot));
         for rect in slot.fence.bboxes() {
             self.boxes.insert(box_of(rect, s));
         }
@@ -460,7 +459,7 @@ impl FenceIndex {
             }
             let s = entry.slot;
             let Some(hot) = self.hot(s) else { continue };
-            if !hot.covered {
+            if !matches!(hot.test, HotTest::Covered) {
                 f(hot, s, p, Some(&FULL));
                 continue;
             }
@@ -556,10 +555,15 @@ fn build_slot(fence: PreparedFence, config: &IndexConfig) -> Result<Slot, FenceE
         let (cover, tiles) = cover::cover(&fence, config, bands.as_ref())?;
         (Some(cover), tiles)
     };
+    let grid = match (&fence.shape, &bands, &cover) {
+        (Shape::Area { edges, .. }, Some(bands), None) => Grid::new(edges, bands),
+        _ => None,
+    };
     Ok(Slot {
         fence,
         cover,
         bands,
+        grid,
         tiles: tiles.into_boxed_slice(),
         polar,
     })

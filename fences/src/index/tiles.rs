@@ -171,8 +171,10 @@ fn outward(r: &Rect) -> [f32; 4] {
 /// not exact at tile edges (`-1e-300 + 180.0` rounds to 180, so that point
 /// lands in the tile east of 0°), and nothing may assume it is.
 fn tile_of(x: f64, y: f64) -> usize {
-    let col = (x + 180.0).floor().clamp(0.0, (COLS - 1) as f64) as usize;
-    let row = (y + 90.0).floor().clamp(0.0, (ROWS - 1) as f64) as usize;
+    // Saturating casts: floor for the non-negative values, 0 below (and for NaN),
+    // without the call to `floor` that baseline x86-64 makes.
+    let col = ((x + 180.0) as usize).min(COLS - 1);
+    let row = ((y + 90.0) as usize).min(ROWS - 1);
     row * COLS + col
 }
 
