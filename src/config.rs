@@ -18,6 +18,7 @@ use tiles::TilesConfig;
 use crate::auth::TokensSetting;
 use crate::limits::LimitsConfig;
 use crate::server::HttpConfig;
+use crate::tcp::config::TcpConfig;
 use crate::upkeep::HistoryConfig;
 
 /// Everything the server can be configured with.
@@ -53,6 +54,8 @@ pub struct Config {
     /// Cluster mode on NATS JetStream (off unless `cluster.nats_url` is set).
     pub cluster: ClusterConfig,
     pub dispatch: DispatchConfig,
+    /// Hardware trackers over TCP (each listener off unless given an address).
+    pub tcp: TcpConfig,
 }
 
 /// WebSocket sessions.
@@ -167,6 +170,7 @@ impl Default for Config {
             tiles: TilesConfig::default(),
             cluster: ClusterConfig::default(),
             dispatch: DispatchConfig::default(),
+            tcp: TcpConfig::default(),
         }
     }
 }

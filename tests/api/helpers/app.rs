@@ -25,6 +25,8 @@ pub(super) fn server_url() -> String {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The Teltonika listener's address, when `tcp.teltonika` is configured.
+    pub teltonika: Option<SocketAddr>,
     pub client: reqwest::Client,
     /// A pool of the test's own, to look at what the server stored.
     pub db: PgPool,
@@ -79,6 +81,7 @@ pub async fn spawn_on(db_name: String, tweak: impl FnOnce(&mut Config)) -> TestA
     let wait_until_ready = config.migrate_on_start;
     let app = Application::build(config).await.expect("the application starts");
     let addr = app.local_addr();
+    let teltonika = app.tcp_addr("teltonika");
     let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
@@ -90,6 +93,7 @@ pub async fn spawn_on(db_name: String, tweak: impl FnOnce(&mut Config)) -> TestA
     }
     TestApp {
         addr,
+        teltonika,
         client: reqwest::Client::new(),
         db: PgPool::connect(&db_url).await.expect("test pool"),
         db_name,

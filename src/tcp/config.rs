@@ -1,0 +1,58 @@
+//! `[tcp]`: the listeners of hardware trackers, each off unless given an address.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// The TCP listeners and the limits they share.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TcpConfig {
+    /// Teltonika (Codec 8, 8 Extended, 16), e.g. `0.0.0.0:5027`; off when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teltonika: Option<SocketAddr>,
+    /// The configured token the listeners act as, when tokens are configured: it needs the
+    /// `ingest` scope, and a device's IMEI must be within its device limit (exact ids, `prefix*`
+    /// or `group:NAME`) for the handshake to be accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// A device silent for this long is disconnected.
+    pub idle_timeout_s: u64,
+    /// Open connections per listener at most; more are closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        Self {
+            teltonika: None,
+            token: None,
+            // Teltonika devices close an idle link after 300 s by default ("Open Link Timeout"):
+            // twice that leaves the closing to them.
+            idle_timeout_s: 600,
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl TcpConfig {
+    /// The configured listeners: protocol name and address.
+    pub fn listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        self.teltonika
+            .map(|addr| ("teltonika", addr))
+            .into_iter()
+            .collect()
+    }
+}
+
+impl fmt::Debug for TcpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpConfig")
+            .field("teltonika", &self.teltonika)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("idle_timeout_s", &self.idle_timeout_s)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}

@@ -1,0 +1,151 @@
+//! Hardware trackers over TCP: one listener per configured protocol (`[tcp]`), each with a
+//! connection cap, an idle timeout and its own connection tasks, stopped with the server.
+//! The protocols' framing lives in `tracker::tcp`; here are the sockets, the device check at
+//! the handshake, and the acknowledgement, sent only once the records are durable (through
+//! [`crate::ingest::Ingest::store`], exactly as HTTP ingest).
+
+pub mod config;
+mod teltonika;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracker::metrics::ProtocolLabel;
+use tracker::tcp::metrics::{TcpMetrics, reason};
+
+pub use config::TcpConfig;
+
+use crate::state::AppState;
+
+/// What the connections of every listener share.
+#[derive(Debug)]
+pub struct Context {
+    pub state: AppState,
+    pub metrics: TcpMetrics,
+    /// The token the listeners act as (`tcp.token`).
+    pub token: Option<String>,
+    pub idle_timeout: Duration,
+    /// Longest wait for a packet's records to be committed before the connection is closed
+    /// without an acknowledgement.
+    pub store_timeout: Duration,
+}
+
+/// The bound listeners, not yet accepting.
+#[derive(Debug)]
+pub struct Listeners {
+    bound: Vec<(&'static str, TcpListener)>,
+    max_connections: usize,
+}
+
+impl Listeners {
+    /// Binds every configured listener; the address that could not be bound on failure.
+    pub async fn bind(config: &TcpConfig) -> Result<Self, (SocketAddr, std::io::Error)> {
+        let mut bound = Vec::new();
+        for (protocol, addr) in config.listeners() {
+            let listener = TcpListener::bind(addr).await.map_err(|e| (addr, e))?;
+            bound.push((protocol, listener));
+        }
+        Ok(Self {
+            bound,
+            max_connections: config.max_connections.max(1),
+        })
+    }
+
+    /// The address a protocol's listener is bound to (the real port when configured with 0).
+    pub fn addr(&self, protocol: &str) -> Option<SocketAddr> {
+        self.bound
+            .iter()
+            .find(|(p, _)| *p == protocol)
+            .and_then(|(_, l)| l.local_addr().ok())
+    }
+
+    /// Starts accepting. The returned tracker holds the accept loops and every connection:
+    /// after `shutdown`, the loops stop, idle connections close, and a connection storing a
+    /// packet finishes it (acknowledging it if it commits) first.
+    pub fn spawn(self, context: Context, shutdown: &CancellationToken) -> TaskTracker {
+        let tasks = TaskTracker::new();
+        let context = Arc::new(context);
+        for (protocol, listener) in self.bound {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(protocol, %addr, "listening for trackers");
+            }
+            let accept = Accept {
+                protocol,
+                listener,
+                room: Arc::new(Semaphore::new(self.max_connections)),
+                context: context.clone(),
+                tasks: tasks.clone(),
+            };
+            tasks.spawn(accept.run(shutdown.clone()));
+        }
+        tasks
+    }
+}
+
+/// One listener's accept loop.
+struct Accept {
+    protocol: &'static str,
+    listener: TcpListener,
+    room: Arc<Semaphore>,
+    context: Arc<Context>,
+    tasks: TaskTracker,
+}
+
+impl Accept {
+    async fn run(self, shutdown: CancellationToken) {
+        let label = ProtocolLabel {
+            protocol: self.protocol,
+        };
+        loop {
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => return,
+                accepted = self.listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, mostly: wait instead of spinning.
+                    tracing::warn!(protocol = self.protocol, %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            self.context.metrics.connections_total.get_or_create(&label).inc();
+            let Ok(permit) = self.room.clone().try_acquire_owned() else {
+                self.context.metrics.error(self.protocol, reason::OVER_CAPACITY);
+                tracing::warn!(protocol = self.protocol, %peer, "connection refused: the listener is at max_connections");
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let open = self.context.metrics.connections.get_or_create(&label).clone();
+            let context = self.context.clone();
+            let stop = shutdown.clone();
+            let protocol = self.protocol;
+            self.tasks.spawn(async move {
+                open.inc();
+                serve(protocol, stream, peer, &context, &stop).await;
+                open.dec();
+                drop(permit);
+            });
+        }
+    }
+}
+
+async fn serve(
+    protocol: &'static str,
+    stream: TcpStream,
+    peer: SocketAddr,
+    context: &Context,
+    shutdown: &CancellationToken,
+) {
+    match protocol {
+        "teltonika" => teltonika::connection(stream, peer, context, shutdown).await,
+        other => tracing::error!(protocol = other, "no handler for this protocol"),
+    }
+}
