@@ -127,3 +127,23 @@ pub fn osmand_speed_unit(config: &Config) -> Result<SpeedUnit, ConfigError> {
         .parse()
         .map_err(|e: tracker::protocols::osmand::OsmandError| ConfigError::SpeedUnit(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_tracker_listener_must_stay_on_loopback_unless_insecure() {
+        let mut config = Config::default();
+        config.tcp.teltonika = Some("0.0.0.0:5027".parse().expect("addr"));
+        let err = configuration(&config).expect_err("open to anyone");
+        assert!(err.to_string().contains("0.0.0.0:5027"), "{err}");
+        config.insecure = true;
+        assert!(configuration(&config).is_ok());
+        config.tcp.token = Some("some-token-0000001".into());
+        assert!(matches!(
+            configuration(&config),
+            Err(ConfigError::TcpTokenWithoutTokens)
+        ));
+    }
+}

@@ -312,6 +312,23 @@ mod tests {
     }
 
     #[test]
+    fn tracker_listeners_are_off_until_given_an_address() {
+        Jail::expect_with(|jail| {
+            let config = Config::load(None, &Overrides::default()).map_err(|e| *e)?;
+            assert!(config.tcp.listeners().is_empty());
+            jail.set_env("GEOTRACK_TCP__TELTONIKA", "0.0.0.0:5027");
+            jail.set_env("GEOTRACK_TCP__IDLE_TIMEOUT_S", "120");
+            let config = Config::load(None, &Overrides::default()).map_err(|e| *e)?;
+            assert_eq!(
+                config.tcp.listeners(),
+                vec![("teltonika", "0.0.0.0:5027".parse().expect("addr"))]
+            );
+            assert_eq!(config.tcp.idle_timeout_s, 120);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn typos_and_missing_files_are_errors() {
         Jail::expect_with(|jail| {
             jail.set_env("GEOTRACK_INGEST__SHARSD", "3");

@@ -221,6 +221,33 @@ async fn records_are_stored_under_the_imei_and_acknowledged_by_count() {
 }
 
 #[tokio::test]
+async fn a_packet_of_records_that_fail_validation_is_still_acknowledged() {
+    let app = app(|_| {}).await;
+    let (mut tracker, answer) = Tracker::handshake(&app, IMEI).await;
+    assert_eq!(answer, 0x01);
+    // Two years old (beyond ingest.max_age_days) and an hour ahead of the server clock.
+    tracker
+        .send(&packet(&[
+            record(2 * 366 * 86_400, 1.0, 1.0),
+            record(-3_600, 1.0, 1.0),
+        ]))
+        .await;
+    assert_eq!(
+        tracker.ack().await,
+        Some(2),
+        "or the device would resend them forever"
+    );
+    assert_eq!(app.stored().await, 0);
+    let text = metrics(&app).await;
+    for reason in ["ts_too_old", "ts_in_future"] {
+        let line =
+            format!("geotrack_ingest_fixes_rejected_total{{protocol=\"teltonika\",reason=\"{reason}\"}}");
+        assert_eq!(metric(&text, &line), Some(1.0), "{reason}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn imeis_outside_the_tokens_device_limit_are_refused() {
     let app = app(|c| {
         c.tokens = TokensSetting::Compact("tracker-token-0001=ingest@35*".into());
