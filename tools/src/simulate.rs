@@ -2,6 +2,9 @@
 //! to a server, as device apps would. Seeded, so a run can be repeated. `--demo` also draws
 //! fences where the vehicles drive (circles, a polygon, a corridor, a speed zone) and a
 //! proximity rule between the vehicles, so alerts fire within a minute; `geotrack serve --demo` runs it inside the server for `make run`.
+//! `--protocol teltonika` drives the vehicles as Teltonika trackers over TCP ([`teltonika`]).
+
+pub mod teltonika;
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +25,9 @@ pub enum Protocol {
     Json,
     /// `POST /osmand?id=&lat=&lon=...`, one request per fix (OsmAnd, Traccar Client).
     Osmand,
+    /// Teltonika trackers over TCP (`--tcp`): one connection per vehicle, one Codec 8 packet per
+    /// fix, each acknowledged; device ids are IMEIs (`35` and the vehicle's number).
+    Teltonika,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -47,6 +53,9 @@ pub struct SimulateArgs {
     pub seed: u64,
     #[arg(long, value_enum, default_value_t = Protocol::Json)]
     pub protocol: Protocol,
+    /// `host:port` of the server's Teltonika listener (default: the URL's host, port 5027).
+    #[arg(long)]
+    pub tcp: Option<String>,
     /// Also create demo fences where the vehicles drive.
     #[arg(long)]
     pub demo: bool,
@@ -70,6 +79,7 @@ impl SimulateArgs {
             radius_m: 3_000.0,
             seed: 1,
             protocol: Protocol::Json,
+            tcp: None,
             demo: true,
             token: None,
             quiet: false,
@@ -155,6 +165,8 @@ pub async fn run(args: &SimulateArgs, stop: CancellationToken) -> Result<Report,
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     });
+    let mut trackers =
+        (args.protocol == Protocol::Teltonika).then(|| teltonika::Trackers::new(tcp_addr(args), fleet.len()));
     let mut report = Report::default();
     let started = Instant::now();
     let every = Duration::from_secs_f64(args.interval_s.max(0.05));
@@ -171,7 +183,10 @@ pub async fn run(args: &SimulateArgs, stop: CancellationToken) -> Result<Report,
         for v in &mut fleet {
             drive(v, &mut rng, every.as_secs_f64(), centre, args.radius_m);
         }
-        post(&client, args, &fleet, &mut report).await;
+        match &mut trackers {
+            Some(trackers) => trackers.send(&fleet, &mut report).await,
+            None => post(&client, args, &fleet, &mut report).await,
+        }
         if let Some(bar) = &progress {
             bar.set_message(format!("{report}"));
         }
@@ -207,6 +222,17 @@ async fn wait_until_ready(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The Teltonika listener: `--tcp`, else the server URL's host on port 5027.
+fn tcp_addr(args: &SimulateArgs) -> String {
+    args.tcp.clone().unwrap_or_else(|| {
+        let host = reqwest::Url::parse(&args.url)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "127.0.0.1".into());
+        format!("{host}:5027")
+    })
 }
 
 fn parse_centre(text: &str) -> Result<[f64; 2], Error> {
@@ -278,6 +304,8 @@ async fn post(client: &reqwest::Client, args: &SimulateArgs, fleet: &[Vehicle], 
                 _ => report.failed_requests += 1,
             }
         }
+        // Sent over TCP by `teltonika::Trackers`, never posted.
+        Protocol::Teltonika => {}
         Protocol::Osmand => {
             let timestamp = chrono::Utc::now().timestamp();
             let requests = fleet.iter().map(|v| {
