@@ -3,5 +3,6 @@
 //! turns their positions into unchecked [`crate::fix::RawFix`] values. No sockets here: the
 //! binary's listeners own the connections, authentication and acknowledgements.
 
+pub mod gt06;
 pub mod metrics;
 pub mod teltonika;
