@@ -1,4 +1,5 @@
-//! `[tcp]`: the listeners of hardware trackers, each off unless given an address.
+//! `[tcp]`: the listeners of hardware trackers (Teltonika, GT06), each off unless given an
+//! address.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -12,6 +13,9 @@ pub struct TcpConfig {
     /// Teltonika (Codec 8, 8 Extended, 16), e.g. `0.0.0.0:5027`; off when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub teltonika: Option<SocketAddr>,
+    /// GT06 (Concox and clones), e.g. `0.0.0.0:5023`; off when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gt06: Option<SocketAddr>,
     /// The configured token the listeners act as, when tokens are configured: it needs the
     /// `ingest` scope, and a device's IMEI must be within its device limit (exact ids, `prefix*`
     /// or `group:NAME`) for the handshake to be accepted.
@@ -27,6 +31,7 @@ impl Default for TcpConfig {
     fn default() -> Self {
         Self {
             teltonika: None,
+            gt06: None,
             token: None,
             // Teltonika devices close an idle link after 300 s by default ("Open Link Timeout"):
             // twice that leaves the closing to them.
@@ -39,9 +44,9 @@ impl Default for TcpConfig {
 impl TcpConfig {
     /// The configured listeners: protocol name and address.
     pub fn listeners(&self) -> Vec<(&'static str, SocketAddr)> {
-        self.teltonika
-            .map(|addr| ("teltonika", addr))
+        [("teltonika", self.teltonika), ("gt06", self.gt06)]
             .into_iter()
+            .filter_map(|(protocol, addr)| addr.map(|a| (protocol, a)))
             .collect()
     }
 }
@@ -50,6 +55,7 @@ impl fmt::Debug for TcpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpConfig")
             .field("teltonika", &self.teltonika)
+            .field("gt06", &self.gt06)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("idle_timeout_s", &self.idle_timeout_s)
             .field("max_connections", &self.max_connections)

@@ -5,6 +5,7 @@
 //! [`crate::ingest::Ingest::store`], exactly as HTTP ingest).
 
 pub mod config;
+mod gt06;
 mod teltonika;
 
 use std::net::SocketAddr;
@@ -20,6 +21,8 @@ use tracker::tcp::metrics::{TcpMetrics, reason};
 
 pub use config::TcpConfig;
 
+use crate::auth::Principal;
+use crate::ingest::Outcome;
 use crate::state::AppState;
 
 /// What the connections of every listener share.
@@ -146,6 +149,56 @@ async fn serve(
 ) {
     match protocol {
         "teltonika" => teltonika::connection(stream, peer, context, shutdown).await,
+        "gt06" => gt06::connection(stream, peer, context, shutdown).await,
         other => tracing::error!(protocol = other, "no handler for this protocol"),
     }
+}
+
+/// The principal a device may write as, when the listener's token allows its IMEI; counts and
+/// logs a refusal.
+fn admit(context: &Context, protocol: &'static str, peer: SocketAddr, imei: &str) -> Option<Principal> {
+    let principal = context
+        .state
+        .auth
+        .device_listener(context.token.as_deref())
+        .filter(|p| p.allows_device(imei));
+    if principal.is_none() {
+        context.metrics.error(protocol, reason::REFUSED_DEVICE);
+        tracing::warn!(protocol, %peer, imei, "tracker refused: tcp.token may not write this IMEI");
+    }
+    principal
+}
+
+/// Stores a packet's records as HTTP ingest does and waits for their commit; `None` (counted
+/// and logged) when they cannot be made durable now or not within the store timeout.
+async fn store(
+    context: &Context,
+    protocol: &'static str,
+    principal: &Principal,
+    imei: &str,
+    records: tracker::decode::Records,
+) -> Option<Outcome> {
+    let stored = tokio::time::timeout(
+        context.store_timeout,
+        context.state.ingest.store(principal, protocol, records),
+    )
+    .await;
+    let failure = match stored {
+        Ok(Ok(outcome)) => {
+            for (index, rejection) in &outcome.rejected {
+                tracing::debug!(protocol, imei, index, code = rejection.code, reason = %rejection.message, "tracker record not stored");
+            }
+            return Some(outcome);
+        }
+        Ok(Err(error)) => error.code(),
+        Err(_) => "commit_timeout",
+    };
+    context.metrics.error(protocol, reason::NOT_STORED);
+    tracing::warn!(
+        protocol,
+        imei,
+        code = failure,
+        "records not stored; no acknowledgement, closing"
+    );
+    None
 }

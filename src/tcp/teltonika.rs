@@ -69,7 +69,7 @@ pub(super) async fn connection(
         let open = match frame {
             Frame::Imei(imei) => handshake(context, peer, imei, &mut write, &mut device).await,
             Frame::Packet(packet) => match &device {
-                Some(device) => store(context, peer, device, packet, &mut write).await,
+                Some(device) => store(context, device, packet, &mut write).await,
                 // The codec yields the handshake first: a packet cannot come before it.
                 None => false,
             },
@@ -88,14 +88,7 @@ async fn handshake(
     write: &mut OwnedWriteHalf,
     device: &mut Option<Device>,
 ) -> bool {
-    let principal = context
-        .state
-        .auth
-        .device_listener(context.token.as_deref())
-        .filter(|p| p.allows_device(&imei));
-    let Some(principal) = principal else {
-        context.metrics.error(PROTOCOL, reason::REFUSED_DEVICE);
-        tracing::warn!(%peer, imei, "tracker refused: tcp.token may not write this IMEI");
+    let Some(principal) = super::admit(context, PROTOCOL, peer, &imei) else {
         let _ = write.write_all(&[0x00]).await;
         return false;
     };
@@ -106,36 +99,15 @@ async fn handshake(
 
 /// Stores a packet's records and acknowledges them once committed; whether the connection
 /// stays open.
-async fn store(
-    context: &Context,
-    peer: SocketAddr,
-    device: &Device,
-    packet: Packet,
-    write: &mut OwnedWriteHalf,
-) -> bool {
+async fn store(context: &Context, device: &Device, packet: Packet, write: &mut OwnedWriteHalf) -> bool {
     let count = packet.records.len();
     context.metrics.records.get_or_create(&LABEL).inc_by(count as u64);
     let records = packet.records.iter().map(|r| r.raw_fix(&device.imei)).collect();
-    let stored = tokio::time::timeout(
-        context.store_timeout,
-        context.state.ingest.store(&device.principal, PROTOCOL, records),
-    )
-    .await;
-    let outcome = match stored {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(error)) => {
-            context.metrics.error(PROTOCOL, reason::NOT_STORED);
-            tracing::warn!(%peer, imei = device.imei, code = error.code(), "records not stored; no acknowledgement, closing");
-            return false;
-        }
-        Err(_) => {
-            context.metrics.error(PROTOCOL, reason::NOT_STORED);
-            tracing::warn!(%peer, imei = device.imei, "records not committed in time; no acknowledgement, closing");
-            return false;
-        }
-    };
-    for (index, rejection) in &outcome.rejected {
-        tracing::debug!(imei = device.imei, index, code = rejection.code, reason = %rejection.message, "Teltonika record not stored");
+    if super::store(context, PROTOCOL, &device.principal, &device.imei, records)
+        .await
+        .is_none()
+    {
+        return false;
     }
     let ack = u32::try_from(count).unwrap_or(u32::MAX).to_be_bytes();
     write.write_all(&ack).await.is_ok()

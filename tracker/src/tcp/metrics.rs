@@ -22,6 +22,10 @@ pub mod reason {
     /// The records could not be made durable now (queue full, database or fix log down,
     /// rate limit): no acknowledgement, the device sends them again.
     pub const NOT_STORED: &str = "not_stored";
+    /// GT06: a packet other than a login before the login.
+    pub const BEFORE_LOGIN: &str = "before_login";
+    /// GT06: a packet too short for its protocol number.
+    pub const MALFORMED: &str = "malformed";
 }
 
 #[derive(Clone, Debug)]
