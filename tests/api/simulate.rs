@@ -1,5 +1,6 @@
 //! The fleet simulator against a real server: demo fences are drawn, every fix it sends is
-//! accepted and stored, over the JSON batch endpoint, the OsmAnd protocol and Teltonika over TCP.
+//! accepted and stored, over the JSON batch endpoint, the OsmAnd protocol, and Teltonika and GT06
+//! over TCP.
 
 use tokio_util::sync::CancellationToken;
 use tools::simulate::{self, Protocol, SimulateArgs};
@@ -74,6 +75,38 @@ async fn the_fleet_drives_as_teltonika_trackers_over_tcp() {
     assert_eq!(devices, imeis);
     // Acknowledged means stored: every acknowledged fix is there (none shares a device and a
     // millisecond with another).
+    assert_eq!(app.stored().await, i64::try_from(report.accepted).expect("count"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_fleet_drives_as_gt06_trackers_over_tcp() {
+    let app = spawn_with(|c| c.tcp.gt06 = Some("127.0.0.1:0".parse().expect("addr"))).await;
+    let args = SimulateArgs {
+        url: app.url(""),
+        tcp: app.gt06.map(|a| a.to_string()),
+        protocol: Protocol::Gt06,
+        devices: 5,
+        interval_s: 1.1,
+        duration_s: 3,
+        quiet: true,
+        demo: false,
+        ..SimulateArgs::demo()
+    };
+    let report = simulate::run(&args, CancellationToken::new()).await.expect("run");
+    assert!(report.sent >= 10, "{report}");
+    assert_eq!(
+        (report.accepted, report.failed_requests),
+        (report.sent, 0),
+        "{report}"
+    );
+    let devices: Vec<String> = sqlx::query_scalar("SELECT DISTINCT device FROM positions ORDER BY device")
+        .fetch_all(&app.db)
+        .await
+        .expect("devices");
+    let imeis: Vec<String> = (0..5).map(simulate::gt06::imei).collect();
+    assert_eq!(devices, imeis);
+    // GT06 times are whole seconds: fixes over a second apart never share one.
     assert_eq!(app.stored().await, i64::try_from(report.accepted).expect("count"));
     app.stop().await;
 }

@@ -15,6 +15,8 @@
 //! degree), speed (km/h), then the course and status word: bit 12 set = "GPS positioned",
 //! bit 11 set = west longitude, bit 10 set = north latitude, bits 0-9 the course in degrees.
 
+pub mod encode;
+
 use bytes::{Buf, Bytes, BytesMut};
 use chrono::{NaiveDate, TimeZone, Utc};
 use serde_json::{Map, Value};

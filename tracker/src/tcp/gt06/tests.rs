@@ -4,6 +4,7 @@
 //!   several open-source decoders (e.g. comments and tests of GT06 parsers on GitHub).
 
 use bytes::BytesMut;
+use chrono::DateTime;
 use tokio_util::codec::Decoder;
 
 use super::*;
@@ -202,4 +203,40 @@ fn broken_packets_are_errors() {
     let frame = [&[0x78, 0x78][..], &content, &[0x0D, 0x0A]].concat();
     let packets = decode_chunks([&frame[..]]).expect("frames");
     assert!(packets[0].message().is_err());
+}
+
+#[test]
+fn encoded_packets_decode_to_what_was_encoded() {
+    let ts = DateTime::parse_from_rfc3339("2026-12-07T05:04:03Z")
+        .expect("time")
+        .to_utc();
+    let stream = [
+        encode::login("864717003283581", 1).expect("digits"),
+        encode::heartbeat(2),
+        encode::location(ts, -79.25, 43.97, 36.4, 271.0, 3),
+        encode::location(ts, 106.79, -6.13, 0.0, 0.0, 4),
+    ]
+    .concat();
+    // traccar's login packet, byte for byte.
+    assert_eq!(encode::login("864717003283581", 9), Some(hex(LOGIN)));
+    let packets = decode_chunks([&stream[..]]).expect("decodes");
+    let messages: Vec<Message> = packets.iter().map(|p| p.message().expect("message")).collect();
+    assert_eq!(
+        messages[0],
+        Message::Login {
+            imei: "864717003283581".into()
+        }
+    );
+    assert_eq!(messages[1], Message::Heartbeat);
+    let Message::Position { fix, alarm: false } = &messages[2] else {
+        panic!("{:?}", messages[2])
+    };
+    assert_eq!(fix.ts, Some(ts));
+    assert!(close(fix.lon, -79.25) && close(fix.lat, 43.97) && fix.positioned);
+    assert_eq!((fix.speed_kmh, fix.course_deg, fix.satellites), (36, 271, 9));
+    let Message::Position { fix, .. } = &messages[3] else {
+        panic!("{:?}", messages[3])
+    };
+    assert!(close(fix.lon, 106.79) && close(fix.lat, -6.13));
+    assert!(encode::login("86471700328358x", 1).is_none());
 }
