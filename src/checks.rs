@@ -73,7 +73,7 @@ fn tcp(config: &Config, tokens: &Tokens) -> Result<(), ConfigError> {
     for (protocol, _) in listeners {
         let principal = config.tcp.token.as_deref().and_then(|t| tokens.lookup(t));
         if !principal.is_some_and(|p| p.has(crate::auth::Scope::Ingest)) {
-            return Err(ConfigError::TcpToken(protocol));
+            return Err(ConfigError::TcpToken(protocol.name()));
         }
     }
     Ok(())

@@ -321,7 +321,10 @@ mod tests {
             let config = Config::load(None, &Overrides::default()).map_err(|e| *e)?;
             assert_eq!(
                 config.tcp.listeners(),
-                vec![("teltonika", "0.0.0.0:5027".parse().expect("addr"))]
+                vec![(
+                    crate::tcp::config::Protocol::Teltonika,
+                    "0.0.0.0:5027".parse().expect("addr")
+                )]
             );
             assert_eq!(config.tcp.idle_timeout_s, 120);
             Ok(())

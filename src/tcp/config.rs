@@ -6,6 +6,23 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+/// The protocols of hardware trackers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Teltonika,
+    Gt06,
+}
+
+impl Protocol {
+    /// Its name in configuration keys, logs and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Teltonika => "teltonika",
+            Self::Gt06 => "gt06",
+        }
+    }
+}
+
 /// The TCP listeners and the limits they share.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -42,9 +59,9 @@ impl Default for TcpConfig {
 }
 
 impl TcpConfig {
-    /// The configured listeners: protocol name and address.
-    pub fn listeners(&self) -> Vec<(&'static str, SocketAddr)> {
-        [("teltonika", self.teltonika), ("gt06", self.gt06)]
+    /// The configured listeners: protocol and address.
+    pub fn listeners(&self) -> Vec<(Protocol, SocketAddr)> {
+        [(Protocol::Teltonika, self.teltonika), (Protocol::Gt06, self.gt06)]
             .into_iter()
             .filter_map(|(protocol, addr)| addr.map(|a| (protocol, a)))
             .collect()

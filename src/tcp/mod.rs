@@ -12,14 +12,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracker::metrics::ProtocolLabel;
 use tracker::tcp::metrics::{TcpMetrics, reason};
 
-pub use config::TcpConfig;
+pub use config::{Protocol, TcpConfig};
 
 use crate::auth::Principal;
 use crate::ingest::Outcome;
@@ -41,7 +41,7 @@ pub struct Context {
 /// The bound listeners, not yet accepting.
 #[derive(Debug)]
 pub struct Listeners {
-    bound: Vec<(&'static str, TcpListener)>,
+    bound: Vec<(Protocol, TcpListener)>,
     max_connections: usize,
 }
 
@@ -63,7 +63,7 @@ impl Listeners {
     pub fn addr(&self, protocol: &str) -> Option<SocketAddr> {
         self.bound
             .iter()
-            .find(|(p, _)| *p == protocol)
+            .find(|(p, _)| p.name() == protocol)
             .and_then(|(_, l)| l.local_addr().ok())
     }
 
@@ -75,7 +75,7 @@ impl Listeners {
         let context = Arc::new(context);
         for (protocol, listener) in self.bound {
             if let Ok(addr) = listener.local_addr() {
-                tracing::info!(protocol, %addr, "listening for trackers");
+                tracing::info!(protocol = protocol.name(), %addr, "listening for trackers");
             }
             let accept = Accept {
                 protocol,
@@ -92,7 +92,7 @@ impl Listeners {
 
 /// One listener's accept loop.
 struct Accept {
-    protocol: &'static str,
+    protocol: Protocol,
     listener: TcpListener,
     room: Arc<Semaphore>,
     context: Arc<Context>,
@@ -101,9 +101,8 @@ struct Accept {
 
 impl Accept {
     async fn run(self, shutdown: CancellationToken) {
-        let label = ProtocolLabel {
-            protocol: self.protocol,
-        };
+        let name = self.protocol.name();
+        let label = ProtocolLabel { protocol: name };
         loop {
             let accepted = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -113,44 +112,47 @@ impl Accept {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors, mostly: wait instead of spinning.
-                    tracing::warn!(protocol = self.protocol, %error, "accept failed");
+                    tracing::warn!(protocol = name, %error, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };
             self.context.metrics.connections_total.get_or_create(&label).inc();
             let Ok(permit) = self.room.clone().try_acquire_owned() else {
-                self.context.metrics.error(self.protocol, reason::OVER_CAPACITY);
-                tracing::warn!(protocol = self.protocol, %peer, "connection refused: the listener is at max_connections");
+                self.context.metrics.error(name, reason::OVER_CAPACITY);
+                tracing::warn!(protocol = name, %peer, "connection refused: the listener is at max_connections");
                 drop(stream);
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let open = self.context.metrics.connections.get_or_create(&label).clone();
+            let open = Open::new(self.context.metrics.connections.get_or_create(&label).clone());
             let context = self.context.clone();
             let stop = shutdown.clone();
             let protocol = self.protocol;
             self.tasks.spawn(async move {
-                open.inc();
-                serve(protocol, stream, peer, &context, &stop).await;
-                open.dec();
-                drop(permit);
+                match protocol {
+                    Protocol::Teltonika => teltonika::connection(stream, peer, &context, &stop).await,
+                    Protocol::Gt06 => gt06::connection(stream, peer, &context, &stop).await,
+                }
+                drop((open, permit));
             });
         }
     }
 }
 
-async fn serve(
-    protocol: &'static str,
-    stream: TcpStream,
-    peer: SocketAddr,
-    context: &Context,
-    shutdown: &CancellationToken,
-) {
-    match protocol {
-        "teltonika" => teltonika::connection(stream, peer, context, shutdown).await,
-        "gt06" => gt06::connection(stream, peer, context, shutdown).await,
-        other => tracing::error!(protocol = other, "no handler for this protocol"),
+/// Counts a connection as open for as long as it lives (a panicking task included).
+struct Open(prometheus_client::metrics::gauge::Gauge);
+
+impl Open {
+    fn new(gauge: prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
