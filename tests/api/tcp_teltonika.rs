@@ -425,3 +425,26 @@ async fn the_server_shuts_down_with_trackers_connected() {
     assert!(stopped.is_ok(), "shutdown waited for an idle tracker");
     tracker.expect_closed().await;
 }
+
+#[tokio::test]
+async fn in_cluster_mode_the_fix_log_acknowledges_and_the_partition_owner_stores() {
+    let prefix = crate::helpers::cluster_prefix("tcp-teltonika");
+    let app = app(|c| c.cluster = crate::helpers::cluster_config(&prefix, "n0", 4, 2)).await;
+    let (mut tracker, answer) = Tracker::handshake(&app, IMEI).await;
+    assert_eq!(answer, 0x01);
+    tracker
+        .send(&packet(&[
+            record(3, 4.35, 50.85),
+            record(2, 4.36, 50.85),
+            record(1, 4.37, 50.85),
+        ]))
+        .await;
+    assert_eq!(tracker.ack().await, Some(3));
+    assert!(
+        eventually(async || app.stored().await == 3).await,
+        "the owner of the device's partition stores the acknowledged records"
+    );
+    drop(tracker);
+    app.stop().await;
+    crate::helpers::destroy_cluster(&prefix, 4).await;
+}
