@@ -32,6 +32,12 @@ pub enum ConfigError {
     Tiles(#[from] tiles::Error),
     #[error("fences: {0}")]
     Fences(#[from] fences::FenceError),
+    #[error(
+        "tcp.{0} is set, so tcp.token must name a configured token with the ingest scope (the IMEIs it may write are the devices it is limited to)"
+    )]
+    TcpToken(&'static str),
+    #[error("tcp.token is set but no tokens are configured: configure tokens, or remove tcp.token")]
+    TcpTokenWithoutTokens,
 }
 
 /// Checks everything but the speed unit (see [`osmand_speed_unit`]); returns the tokens.
@@ -43,8 +49,34 @@ pub fn configuration(config: &Config) -> Result<Tokens, ConfigError> {
         });
     }
     let tokens = access(config)?;
+    tcp(config, &tokens)?;
     webhooks(config)?;
     Ok(tokens)
+}
+
+/// Tracker listeners follow the HTTP rule: with tokens configured they act as `tcp.token`,
+/// which must exist with the ingest scope; without, they may listen on loopback only unless
+/// `insecure`.
+fn tcp(config: &Config, tokens: &Tokens) -> Result<(), ConfigError> {
+    let listeners = config.tcp.listeners();
+    if tokens.is_open() {
+        if config.tcp.token.is_some() {
+            return Err(ConfigError::TcpTokenWithoutTokens);
+        }
+        if let Some((_, addr)) = listeners.iter().find(|(_, a)| !a.ip().is_loopback())
+            && !config.insecure
+        {
+            return Err(ConfigError::OpenToAnyone(*addr));
+        }
+        return Ok(());
+    }
+    for (protocol, _) in listeners {
+        let principal = config.tcp.token.as_deref().and_then(|t| tokens.lookup(t));
+        if !principal.is_some_and(|p| p.has(crate::auth::Scope::Ingest)) {
+            return Err(ConfigError::TcpToken(protocol.name()));
+        }
+    }
+    Ok(())
 }
 
 /// Loads the tokens and refuses an open server on a non-loopback address unless `insecure`.
@@ -94,4 +126,24 @@ pub fn osmand_speed_unit(config: &Config) -> Result<SpeedUnit, ConfigError> {
         .osmand_speed_unit
         .parse()
         .map_err(|e: tracker::protocols::osmand::OsmandError| ConfigError::SpeedUnit(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_tracker_listener_must_stay_on_loopback_unless_insecure() {
+        let mut config = Config::default();
+        config.tcp.teltonika = Some("0.0.0.0:5027".parse().expect("addr"));
+        let err = configuration(&config).expect_err("open to anyone");
+        assert!(err.to_string().contains("0.0.0.0:5027"), "{err}");
+        config.insecure = true;
+        assert!(configuration(&config).is_ok());
+        config.tcp.token = Some("some-token-0000001".into());
+        assert!(matches!(
+            configuration(&config),
+            Err(ConfigError::TcpTokenWithoutTokens)
+        ));
+    }
 }

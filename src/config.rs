@@ -18,6 +18,7 @@ use tiles::TilesConfig;
 use crate::auth::TokensSetting;
 use crate::limits::LimitsConfig;
 use crate::server::HttpConfig;
+use crate::tcp::config::TcpConfig;
 use crate::upkeep::HistoryConfig;
 
 /// Everything the server can be configured with.
@@ -53,6 +54,8 @@ pub struct Config {
     /// Cluster mode on NATS JetStream (off unless `cluster.nats_url` is set).
     pub cluster: ClusterConfig,
     pub dispatch: DispatchConfig,
+    /// Hardware trackers over TCP (each listener off unless given an address).
+    pub tcp: TcpConfig,
 }
 
 /// WebSocket sessions.
@@ -167,6 +170,7 @@ impl Default for Config {
             tiles: TilesConfig::default(),
             cluster: ClusterConfig::default(),
             dispatch: DispatchConfig::default(),
+            tcp: TcpConfig::default(),
         }
     }
 }
@@ -303,6 +307,26 @@ mod tests {
                 2,
                 "environment wins"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tracker_listeners_are_off_until_given_an_address() {
+        Jail::expect_with(|jail| {
+            let config = Config::load(None, &Overrides::default()).map_err(|e| *e)?;
+            assert!(config.tcp.listeners().is_empty());
+            jail.set_env("GEOTRACK_TCP__TELTONIKA", "0.0.0.0:5027");
+            jail.set_env("GEOTRACK_TCP__IDLE_TIMEOUT_S", "120");
+            let config = Config::load(None, &Overrides::default()).map_err(|e| *e)?;
+            assert_eq!(
+                config.tcp.listeners(),
+                vec![(
+                    crate::tcp::config::Protocol::Teltonika,
+                    "0.0.0.0:5027".parse().expect("addr")
+                )]
+            );
+            assert_eq!(config.tcp.idle_timeout_s, 120);
             Ok(())
         });
     }

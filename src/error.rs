@@ -123,6 +123,11 @@ impl ApiError {
     }
 
     /// The JSON body: `{"error": {code, message}}` and the detail beside it.
+    /// The stable code (`queue_full`, `forbidden`...), for logs of callers that are not HTTP.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
     pub fn body(&self) -> serde_json::Value {
         let mut body = json!(ErrorBody {
             error: ErrorDetail {

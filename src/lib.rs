@@ -25,6 +25,7 @@ mod routes;
 pub mod server;
 pub mod startup;
 pub mod state;
+pub mod tcp;
 mod upkeep;
 pub mod web;
 pub mod ws;

@@ -63,6 +63,8 @@ pub struct Application {
     http: HttpConfig,
     max_connections: usize,
     shutdown_timeout: Duration,
+    /// The hardware trackers' listeners, and what their connections share.
+    trackers: (crate::tcp::Listeners, crate::tcp::Context),
 }
 
 impl Application {
@@ -78,6 +80,9 @@ impl Application {
                 addr: config.bind,
                 source,
             })?;
+        let trackers = crate::tcp::Listeners::bind(&config.tcp)
+            .await
+            .map_err(|(addr, source)| StartError::Bind { addr, source })?;
         let pool = crate::db::pool(&config.database_url, pool_size(&config))?;
         let nats = if config.cluster.enabled() {
             Some(Box::pin(cluster::nats::Nats::connect(&config.cluster)).await?)
@@ -86,6 +91,7 @@ impl Application {
         };
         let mut registry = Registry::default();
         let http_metrics = HttpMetrics::register(&mut registry);
+        let tcp_metrics = tracker::tcp::metrics::TcpMetrics::register(&mut registry);
         // Boxed: connecting to NATS and starting the cluster make a large future.
         let state = Box::pin(start(&config, pool, tokens, registry, nats)).await?;
         state.sessions.tasks.spawn(crate::upkeep::run(
@@ -113,7 +119,9 @@ impl Application {
             Duration::from_secs(config.request_timeout_s),
             local_only,
         );
+        let trackers = (trackers, tcp_context(&config, state.clone(), tcp_metrics));
         Ok(Self {
+            trackers,
             listener,
             state,
             router,
@@ -128,6 +136,11 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The address a hardware-tracker listener is bound to (`"teltonika"`), if configured.
+    pub fn tcp_addr(&self, protocol: &str) -> Option<SocketAddr> {
+        self.trackers.0.addr(protocol)
     }
 
     pub fn state(&self) -> &AppState {
@@ -147,6 +160,7 @@ impl Application {
             http,
             max_connections,
             shutdown_timeout,
+            trackers: (trackers, tcp_context),
         } = self;
         let stop = state.sessions.shutdown.clone();
         let ingest = state.ingest.clone();
@@ -163,12 +177,21 @@ impl Application {
             }
         });
         let stop = state.sessions.shutdown.clone();
+        let trackers = trackers.spawn(tcp_context, &stop);
         let serve = crate::server::serve(listener, router, &http, max_connections, stop.clone());
         tokio::select! {
             () = serve => {}
             () = async { stop.cancelled().await; tokio::time::sleep(shutdown_timeout).await } => {
                 tracing::warn!(?shutdown_timeout, "connections still open after the shutdown timeout; closing them");
             }
+        }
+        // Tracker connections storing a packet finish it before the pipeline closes.
+        trackers.close();
+        if tokio::time::timeout(shutdown_timeout, trackers.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("tracker connections still storing after the shutdown timeout");
         }
         let _ = drained.await;
         tracing::info!(
@@ -181,6 +204,21 @@ impl Application {
         state.db.close().await;
         tracing::info!("shutdown complete");
         Ok(())
+    }
+}
+
+/// What the hardware trackers' connections share.
+fn tcp_context(
+    config: &Config,
+    state: AppState,
+    metrics: tracker::tcp::metrics::TcpMetrics,
+) -> crate::tcp::Context {
+    crate::tcp::Context {
+        state,
+        metrics,
+        token: config.tcp.token.clone(),
+        idle_timeout: Duration::from_secs(config.tcp.idle_timeout_s.max(1)),
+        store_timeout: Duration::from_secs(config.request_timeout_s.max(1)),
     }
 }
 

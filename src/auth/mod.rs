@@ -66,6 +66,20 @@ impl Auth {
         }
         Ok(principal.resolved(&self.groups))
     }
+
+    /// The principal a TCP listener of hardware trackers acts as (`tcp.token`): everything when
+    /// access is open, else that token if it is configured with the `ingest` scope, its device
+    /// groups resolved as they are now. `None`: no device may connect. Not rate-limited per
+    /// call: devices are limited by their fixes, like every other device.
+    pub fn device_listener(&self, token: Option<&str>) -> Option<Principal> {
+        if self.tokens.is_open() {
+            return Some(Principal::open());
+        }
+        let principal = self.tokens.lookup(token?)?;
+        principal
+            .has(Scope::Ingest)
+            .then(|| principal.resolved(&self.groups))
+    }
 }
 
 /// Why a request was refused.

@@ -33,6 +33,8 @@ mod security;
 mod server;
 mod simulate;
 mod styles;
+mod tcp_gt06;
+mod tcp_teltonika;
 mod tile_layers;
 mod tiles;
 mod trips;

@@ -1,10 +1,11 @@
 //! The fleet simulator against a real server: demo fences are drawn, every fix it sends is
-//! accepted and stored, over both the JSON batch endpoint and the OsmAnd protocol.
+//! accepted and stored, over the JSON batch endpoint, the OsmAnd protocol, and Teltonika and GT06
+//! over TCP.
 
 use tokio_util::sync::CancellationToken;
 use tools::simulate::{self, Protocol, SimulateArgs};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_with};
 
 #[tokio::test]
 async fn the_demo_fleet_draws_its_fences_and_every_fix_is_stored() {
@@ -42,5 +43,70 @@ async fn the_demo_fleet_draws_its_fences_and_every_fix_is_stored() {
         .await
         .expect("run");
     assert!(report.accepted > 0 && report.failed_requests == 0, "{report}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_fleet_drives_as_teltonika_trackers_over_tcp() {
+    let app = spawn_with(|c| c.tcp.teltonika = Some("127.0.0.1:0".parse().expect("addr"))).await;
+    let args = SimulateArgs {
+        url: app.url(""),
+        tcp: app.teltonika.map(|a| a.to_string()),
+        protocol: Protocol::Teltonika,
+        devices: 5,
+        interval_s: 0.1,
+        duration_s: 2,
+        quiet: true,
+        demo: false,
+        ..SimulateArgs::demo()
+    };
+    let report = simulate::run(&args, CancellationToken::new()).await.expect("run");
+    assert!(report.sent >= 50, "{report}");
+    assert_eq!(
+        (report.accepted, report.failed_requests),
+        (report.sent, 0),
+        "{report}"
+    );
+    let devices: Vec<String> = sqlx::query_scalar("SELECT DISTINCT device FROM positions ORDER BY device")
+        .fetch_all(&app.db)
+        .await
+        .expect("devices");
+    let imeis: Vec<String> = (0..5).map(simulate::teltonika::imei).collect();
+    assert_eq!(devices, imeis);
+    // Acknowledged means stored: every acknowledged fix is there (none shares a device and a
+    // millisecond with another).
+    assert_eq!(app.stored().await, i64::try_from(report.accepted).expect("count"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_fleet_drives_as_gt06_trackers_over_tcp() {
+    let app = spawn_with(|c| c.tcp.gt06 = Some("127.0.0.1:0".parse().expect("addr"))).await;
+    let args = SimulateArgs {
+        url: app.url(""),
+        tcp: app.gt06.map(|a| a.to_string()),
+        protocol: Protocol::Gt06,
+        devices: 5,
+        interval_s: 1.1,
+        duration_s: 3,
+        quiet: true,
+        demo: false,
+        ..SimulateArgs::demo()
+    };
+    let report = simulate::run(&args, CancellationToken::new()).await.expect("run");
+    assert!(report.sent >= 10, "{report}");
+    assert_eq!(
+        (report.accepted, report.failed_requests),
+        (report.sent, 0),
+        "{report}"
+    );
+    let devices: Vec<String> = sqlx::query_scalar("SELECT DISTINCT device FROM positions ORDER BY device")
+        .fetch_all(&app.db)
+        .await
+        .expect("devices");
+    let imeis: Vec<String> = (0..5).map(simulate::gt06::imei).collect();
+    assert_eq!(devices, imeis);
+    // GT06 times are whole seconds: fixes over a second apart never share one.
+    assert_eq!(app.stored().await, i64::try_from(report.accepted).expect("count"));
     app.stop().await;
 }

@@ -2,6 +2,11 @@
 //! to a server, as device apps would. Seeded, so a run can be repeated. `--demo` also draws
 //! fences where the vehicles drive (circles, a polygon, a corridor, a speed zone) and a
 //! proximity rule between the vehicles, so alerts fire within a minute; `geotrack serve --demo` runs it inside the server for `make run`.
+//! `--protocol teltonika|gt06` drives the vehicles as hardware trackers over TCP ([`teltonika`],
+//! [`gt06`]).
+
+pub mod gt06;
+pub mod teltonika;
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +27,13 @@ pub enum Protocol {
     Json,
     /// `POST /osmand?id=&lat=&lon=...`, one request per fix (OsmAnd, Traccar Client).
     Osmand,
+    /// Teltonika trackers over TCP (`--tcp`): one connection per vehicle, one Codec 8 packet per
+    /// fix, each acknowledged; device ids are IMEIs (`35` and the vehicle's number).
+    Teltonika,
+    /// GT06 trackers over TCP (`--tcp`): one connection per vehicle, a location packet and a
+    /// heartbeat per fix (the heartbeat's answer confirms the location); device ids `86` and
+    /// the vehicle's number.
+    Gt06,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -47,6 +59,10 @@ pub struct SimulateArgs {
     pub seed: u64,
     #[arg(long, value_enum, default_value_t = Protocol::Json)]
     pub protocol: Protocol,
+    /// `host:port` of the server's Teltonika or GT06 listener (default: the URL's host, port
+    /// 5027 for Teltonika, 5023 for GT06).
+    #[arg(long)]
+    pub tcp: Option<String>,
     /// Also create demo fences where the vehicles drive.
     #[arg(long)]
     pub demo: bool,
@@ -70,6 +86,7 @@ impl SimulateArgs {
             radius_m: 3_000.0,
             seed: 1,
             protocol: Protocol::Json,
+            tcp: None,
             demo: true,
             token: None,
             quiet: false,
@@ -155,6 +172,7 @@ pub async fn run(args: &SimulateArgs, stop: CancellationToken) -> Result<Report,
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     });
+    let mut trackers = Trackers::new(args, fleet.len());
     let mut report = Report::default();
     let started = Instant::now();
     let every = Duration::from_secs_f64(args.interval_s.max(0.05));
@@ -171,7 +189,11 @@ pub async fn run(args: &SimulateArgs, stop: CancellationToken) -> Result<Report,
         for v in &mut fleet {
             drive(v, &mut rng, every.as_secs_f64(), centre, args.radius_m);
         }
-        post(&client, args, &fleet, &mut report).await;
+        match &mut trackers {
+            Trackers::Teltonika(trackers) => trackers.send(&fleet, &mut report).await,
+            Trackers::Gt06(trackers) => trackers.send(&fleet, &mut report).await,
+            Trackers::None => post(&client, args, &fleet, &mut report).await,
+        }
         if let Some(bar) = &progress {
             bar.set_message(format!("{report}"));
         }
@@ -207,6 +229,35 @@ async fn wait_until_ready(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The fleet's TCP connections, for the protocols that use them.
+#[derive(Debug)]
+enum Trackers {
+    None,
+    Teltonika(teltonika::Trackers),
+    Gt06(gt06::Trackers),
+}
+
+impl Trackers {
+    fn new(args: &SimulateArgs, vehicles: usize) -> Self {
+        match args.protocol {
+            Protocol::Json | Protocol::Osmand => Self::None,
+            Protocol::Teltonika => Self::Teltonika(teltonika::Trackers::new(tcp_addr(args, 5027), vehicles)),
+            Protocol::Gt06 => Self::Gt06(gt06::Trackers::new(tcp_addr(args, 5023), vehicles)),
+        }
+    }
+}
+
+/// The tracker listener: `--tcp`, else the server URL's host on `port`.
+fn tcp_addr(args: &SimulateArgs, port: u16) -> String {
+    args.tcp.clone().unwrap_or_else(|| {
+        let host = reqwest::Url::parse(&args.url)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "127.0.0.1".into());
+        format!("{host}:{port}")
+    })
 }
 
 fn parse_centre(text: &str) -> Result<[f64; 2], Error> {
@@ -278,6 +329,8 @@ async fn post(client: &reqwest::Client, args: &SimulateArgs, fleet: &[Vehicle], 
                 _ => report.failed_requests += 1,
             }
         }
+        // Sent over TCP by `Trackers`, never posted.
+        Protocol::Teltonika | Protocol::Gt06 => {}
         Protocol::Osmand => {
             let timestamp = chrono::Utc::now().timestamp();
             let requests = fleet.iter().map(|v| {

@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod protocols;
 pub mod registry;
 pub mod shard;
+pub mod tcp;
 mod writer;
 
 pub use fix::{Fix, Limits, Rejection};

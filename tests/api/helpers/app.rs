@@ -25,6 +25,10 @@ pub(super) fn server_url() -> String {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The Teltonika listener's address, when `tcp.teltonika` is configured.
+    pub teltonika: Option<SocketAddr>,
+    /// The GT06 listener's address, when `tcp.gt06` is configured.
+    pub gt06: Option<SocketAddr>,
     pub client: reqwest::Client,
     /// A pool of the test's own, to look at what the server stored.
     pub db: PgPool,
@@ -79,6 +83,8 @@ pub async fn spawn_on(db_name: String, tweak: impl FnOnce(&mut Config)) -> TestA
     let wait_until_ready = config.migrate_on_start;
     let app = Application::build(config).await.expect("the application starts");
     let addr = app.local_addr();
+    let teltonika = app.tcp_addr("teltonika");
+    let gt06 = app.tcp_addr("gt06");
     let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
@@ -90,6 +96,8 @@ pub async fn spawn_on(db_name: String, tweak: impl FnOnce(&mut Config)) -> TestA
     }
     TestApp {
         addr,
+        teltonika,
+        gt06,
         client: reqwest::Client::new(),
         db: PgPool::connect(&db_url).await.expect("test pool"),
         db_name,
