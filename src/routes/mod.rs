@@ -66,7 +66,7 @@ pub fn router(
     request_timeout: Duration,
     local_only: Option<LocalOnly>,
 ) -> HttpService {
-    let routes = routes(state).route_layer(middleware::from_fn_with_state(metrics, http_metrics::track));
+    let routes = routes(state).route_layer(http_metrics::TrackLayer::new(metrics));
     let (guard, cors) = match local_only {
         Some(guard) => (
             Some(middleware::from_fn_with_state(guard, crate::guard::local_only)),
@@ -134,12 +134,21 @@ fn cors() -> CorsLayer {
 
 /// The log span of a request: method and path only, never the query (it may carry a token).
 fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
-    let id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
-    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), id)
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        id = tracing::field::Empty
+    );
+    // The header is looked up only when the span is recorded (logging at info or finer).
+    if !span.is_disabled() {
+        let id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok());
+        span.record("id", id.unwrap_or("-"));
+    }
+    span
 }
 
 /// The access log: one line per response, at info under the target `geotrack::access`, with
