@@ -1,5 +1,6 @@
 -- wrk script for scripts/bench-tiles.sh: requests the paths listed (one per line) in the file
--- named by $BENCH_PATHS, as a map client would (with $BENCH_ACCEPT as Accept-Encoding).
+-- named by $BENCH_PATHS, as a map client would (with $BENCH_ACCEPT as Accept-Encoding; an empty
+-- $BENCH_ACCEPT sends none).
 --   BENCH_MODE=random      each request picks a path at random (warm runs);
 --   BENCH_MODE=sequential  each thread walks its own slice of the list once (cold runs: the list
 --                          is longer than a run can exhaust, so every request is a first one).
@@ -22,7 +23,10 @@ function init(args)
   last_index = next_index + slice - 1
   exhausted = false
   math.randomseed(42 + id)
-  wrk.headers["Accept-Encoding"] = os.getenv("BENCH_ACCEPT") or "gzip"
+  local accept = os.getenv("BENCH_ACCEPT") or "gzip"
+  if accept ~= "" then
+    wrk.headers["Accept-Encoding"] = accept
+  end
 end
 
 function request()
