@@ -56,6 +56,8 @@ pub enum Command {
     BenchOverload(tools::bench_overload::BenchOverloadArgs),
     /// Drive ingest and alerts over the nodes of a cluster (with failover); check nothing lost.
     BenchCluster(tools::bench_cluster::BenchClusterArgs),
+    /// Measure Teltonika TCP ingest against HTTP ingest in the same run (fixes/s, ratio, CPU).
+    BenchTcp(tools::bench_tcp::BenchTcpArgs),
     /// Cluster mode administration (uses the `[cluster]` configuration).
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -164,6 +166,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::BenchAlerts(args) => tools::bench_alerts::run(&args, &config.database_url).await?,
         Command::BenchOverload(args) => tools::bench_overload::run(&args, &config.database_url).await?,
         Command::BenchCluster(args) => tools::bench_cluster::run(&args, &config.database_url).await?,
+        Command::BenchTcp(args) => tools::bench_tcp::run(&args, &config.database_url).await?,
         Command::Cluster(ClusterCommand::Destroy) => {
             cluster::nats::destroy(&config.cluster).await?;
             println!("cluster {:?}: fix log and buckets deleted", config.cluster.prefix);

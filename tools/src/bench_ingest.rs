@@ -226,7 +226,7 @@ async fn post_all(args: &BenchIngestArgs, bodies: Vec<Bytes>) -> Result<HttpResu
 }
 
 /// Posts one body; returns how many fixes the server accepted.
-async fn post_one(client: &reqwest::Client, url: &str, body: Bytes) -> Result<u64, Error> {
+pub(crate) async fn post_one(client: &reqwest::Client, url: &str, body: Bytes) -> Result<u64, Error> {
     const ACTION: &str = "POST /api/v1/positions";
     let reply = client
         .post(url)
@@ -292,7 +292,7 @@ async fn copy_baseline(database_url: &str, file: &std::path::Path, run_id: i64) 
     Ok(elapsed)
 }
 
-async fn checkpoint(database_url: &str) -> Result<(), Error> {
+pub(crate) async fn checkpoint(database_url: &str) -> Result<(), Error> {
     let mut conn = PgConnection::connect(database_url)
         .await
         .map_err(Error::database("cannot connect to the database"))?;

@@ -87,6 +87,16 @@ pub enum Error {
     /// The server acknowledged fewer fixes than were posted.
     #[error("only {accepted} of {sent} fixes were accepted")]
     Incomplete { accepted: usize, sent: usize },
+    /// A Teltonika connection of `bench-tcp` failed.
+    #[error("Teltonika connection {connection}: {reason}")]
+    Tracker { connection: usize, reason: String },
+    /// The server acknowledged fixes that are not in `positions`, or stored more.
+    #[error("{phase}: {acknowledged} fixes acknowledged but {stored} stored")]
+    NotStored {
+        phase: &'static str,
+        acknowledged: usize,
+        stored: i64,
+    },
 }
 
 impl Error {
