@@ -10,7 +10,6 @@
 
 use std::net::SocketAddr;
 
-use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -43,26 +42,11 @@ pub(super) async fn connection(
     let mut packets = FramedRead::new(read, Gt06Codec);
     let mut device: Option<Device> = None;
     loop {
-        let next = tokio::select! {
-            () = shutdown.cancelled() => return,
-            next = tokio::time::timeout(context.idle_timeout, packets.next()) => next,
-        };
         let imei = device.as_ref().map(|d| d.imei.as_str());
-        let packet = match next {
-            Err(_) => {
-                context.metrics.error(PROTOCOL, reason::IDLE_TIMEOUT);
-                tracing::debug!(%peer, imei, "idle tracker disconnected");
-                return;
-            }
-            Ok(None) => return,
-            Ok(Some(Err(error))) => {
-                context.metrics.error(PROTOCOL, error.reason());
-                tracing::warn!(%peer, imei, %error, "unreadable GT06 stream; closing");
-                return;
-            }
-            Ok(Some(Ok(packet))) => packet,
+        let Some(packet) = super::next_frame(&mut packets, context, PROTOCOL, peer, imei, shutdown).await
+        else {
+            return;
         };
-        context.metrics.packets.get_or_create(&LABEL).inc();
         if !handle(context, peer, packet, &mut write, &mut device).await {
             return;
         }

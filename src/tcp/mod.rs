@@ -12,11 +12,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use tokio::net::TcpListener;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::Semaphore;
+use tokio_util::codec::{Decoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracker::metrics::ProtocolLabel;
+use tracker::tcp::FrameError;
 use tracker::tcp::metrics::{TcpMetrics, reason};
 
 pub use config::{Protocol, TcpConfig};
@@ -153,6 +157,49 @@ impl Open {
 impl Drop for Open {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+/// The next frame of a connection, counted; `None` when the connection is to close: on shutdown,
+/// when the device closed it, after the idle timeout (counted), or on an unreadable stream
+/// (counted and logged; nothing of it is acknowledged, and past a framing error the stream
+/// cannot be trusted to be in step).
+async fn next_frame<D>(
+    frames: &mut FramedRead<OwnedReadHalf, D>,
+    context: &Context,
+    protocol: &'static str,
+    peer: SocketAddr,
+    imei: Option<&str>,
+    shutdown: &CancellationToken,
+) -> Option<D::Item>
+where
+    D: Decoder,
+    D::Error: FrameError,
+{
+    let next = tokio::select! {
+        () = shutdown.cancelled() => return None,
+        next = tokio::time::timeout(context.idle_timeout, frames.next()) => next,
+    };
+    match next {
+        Err(_) => {
+            context.metrics.error(protocol, reason::IDLE_TIMEOUT);
+            tracing::debug!(protocol, %peer, imei, "idle tracker disconnected");
+            None
+        }
+        Ok(None) => None,
+        Ok(Some(Err(error))) => {
+            context.metrics.error(protocol, error.reason());
+            tracing::warn!(protocol, %peer, imei, %error, "unreadable tracker stream; closing, nothing acknowledged");
+            None
+        }
+        Ok(Some(Ok(frame))) => {
+            context
+                .metrics
+                .packets
+                .get_or_create(&ProtocolLabel { protocol })
+                .inc();
+            Some(frame)
+        }
     }
 }
 

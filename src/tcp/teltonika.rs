@@ -13,14 +13,12 @@
 
 use std::net::SocketAddr;
 
-use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracker::metrics::ProtocolLabel;
-use tracker::tcp::metrics::reason;
 use tracker::tcp::teltonika::{Frame, Packet, TeltonikaCodec};
 
 use super::Context;
@@ -46,26 +44,11 @@ pub(super) async fn connection(
     let mut frames = FramedRead::new(read, TeltonikaCodec::new());
     let mut device: Option<Device> = None;
     loop {
-        let next = tokio::select! {
-            () = shutdown.cancelled() => return,
-            next = tokio::time::timeout(context.idle_timeout, frames.next()) => next,
-        };
         let imei = device.as_ref().map(|d| d.imei.as_str());
-        let frame = match next {
-            Err(_) => {
-                context.metrics.error(PROTOCOL, reason::IDLE_TIMEOUT);
-                tracing::debug!(%peer, imei, "idle tracker disconnected");
-                return;
-            }
-            Ok(None) => return,
-            Ok(Some(Err(error))) => {
-                context.metrics.error(PROTOCOL, error.reason());
-                tracing::warn!(%peer, imei, %error, "unreadable Teltonika stream; closing, nothing acknowledged");
-                return;
-            }
-            Ok(Some(Ok(frame))) => frame,
+        let Some(frame) = super::next_frame(&mut frames, context, PROTOCOL, peer, imei, shutdown).await
+        else {
+            return;
         };
-        context.metrics.packets.get_or_create(&LABEL).inc();
         let open = match frame {
             Frame::Imei(imei) => handshake(context, peer, imei, &mut write, &mut device).await,
             Frame::Packet(packet) => match &device {

@@ -40,7 +40,7 @@ impl Hot {
         let test = match (&slot.fence.shape, &slot.cover, slot.grid.take()) {
             (_, Some(_), _) => HotTest::Covered,
             (Shape::Circle { centre, radius_m }, ..) => HotTest::Circle(*centre, *radius_m),
-            (_, None, Some(grid)) => HotTest::Grid(grid),
+            (_, None, Some(grid)) => HotTest::Grid(*grid),
             _ => HotTest::Exact,
         };
         Self {

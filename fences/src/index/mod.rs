@@ -137,8 +137,9 @@ struct Slot {
     /// What full exact tests of covered, polar or many-edged polygons use.
     bands: Option<Bands>,
     /// The grid of a many-edged polygon without a cover, until it moves to
-    /// the fence's [`Hot`] entry when the slot is attached.
-    grid: Option<Grid>,
+    /// the fence's [`Hot`] entry when the slot is attached (boxed: the empty
+    /// field stays in every record).
+    grid: Option<Box<Grid>>,
     /// Tiles the fence is listed in.
     tiles: Box<[u32]>,
     polar: bool,
@@ -556,7 +557,7 @@ fn build_slot(fence: PreparedFence, config: &IndexConfig) -> Result<Slot, FenceE
         (Some(cover), tiles)
     };
     let grid = match (&fence.shape, &bands, &cover) {
-        (Shape::Area { edges, .. }, Some(bands), None) => Grid::new(edges, bands),
+        (Shape::Area { edges, .. }, Some(bands), None) => Grid::new(edges, bands).map(Box::new),
         _ => None,
     };
     Ok(Slot {

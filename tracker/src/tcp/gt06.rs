@@ -63,8 +63,8 @@ pub enum Gt06Error {
     Io(#[from] std::io::Error),
 }
 
-impl Gt06Error {
-    pub fn reason(&self) -> &'static str {
+impl super::FrameError for Gt06Error {
+    fn reason(&self) -> &'static str {
         match self {
             Self::Start => "bad_start",
             Self::Length(_) => "bad_length",

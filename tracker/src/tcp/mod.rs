@@ -6,3 +6,9 @@
 pub mod gt06;
 pub mod metrics;
 pub mod teltonika;
+
+/// A framing error of a tracker protocol.
+pub trait FrameError: std::error::Error {
+    /// A short, stable label for metrics.
+    fn reason(&self) -> &'static str;
+}

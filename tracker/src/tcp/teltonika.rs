@@ -103,9 +103,8 @@ pub enum TeltonikaError {
     Io(#[from] std::io::Error),
 }
 
-impl TeltonikaError {
-    /// A short, stable label for metrics.
-    pub fn reason(&self) -> &'static str {
+impl super::FrameError for TeltonikaError {
+    fn reason(&self) -> &'static str {
         match self {
             Self::ImeiLength(_) | Self::ImeiNotDigits => "bad_imei",
             Self::Preamble => "bad_preamble",

@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_util::codec::Decoder;
 
+use crate::tcp::FrameError;
+
 use super::*;
 
 /// traccar: the handshake of IMEI 123456789012345.
