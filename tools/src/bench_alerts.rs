@@ -6,6 +6,9 @@
 //! its fix reached the server (`received_at`, same clock), so a subscriber's receive time minus
 //! it is the latency from ingest to socket. Reports latency percentiles over every delivery,
 //! alerts/s, and whether every subscriber saw exactly the alerts in the table, in id order.
+//! With `--stalled-subscribers N`, N more sockets connect and then never read: the server must
+//! drop them (their send buffers fill, their pings go unanswered) while the others go on as
+//! before; the report gives the server's dropped and lagged session counts over the run.
 //! With `--idle-subscribers N` it instead holds N idle sockets open and reports the server's
 //! memory per socket.
 
@@ -43,6 +46,9 @@ pub struct BenchAlertsArgs {
     /// Fixes per request.
     #[arg(long, default_value_t = 250)]
     pub batch: usize,
+    /// Sockets that subscribe and then never read (consumers that stop), beside the others.
+    #[arg(long, default_value_t = 0)]
+    pub stalled_subscribers: usize,
     /// Instead of driving: hold this many idle sockets and report memory per socket.
     #[arg(long, default_value_t = 0)]
     pub idle_subscribers: usize,
@@ -73,15 +79,30 @@ pub async fn run(args: &BenchAlertsArgs, database_url: &str) -> Result<(), Error
         let socket = subscribe(&args.url).await?;
         subscribers.push(tokio::spawn(collect(socket, stop.clone())));
     }
+    let mut stalled = Vec::with_capacity(args.stalled_subscribers);
+    for _ in 0..args.stalled_subscribers {
+        stalled.push(subscribe(&args.url).await?);
+    }
+    let sessions_before = ws_sessions(&client, &args.url).await;
     println!(
-        "{} fences, {} subscribers; driving {} devices at {} fixes/s for {} s ...",
-        args.fences, args.subscribers, args.devices, args.rate, args.duration_s
+        "{} fences, {} subscribers ({} more that never read); driving {} devices at {} fixes/s for {} s ...",
+        args.fences, args.subscribers, args.stalled_subscribers, args.devices, args.rate, args.duration_s
     );
     let cpu_before = cpu_seconds(args.server_pid);
     let drive = drive(&client, args).await;
     let cpu_after = cpu_seconds(args.server_pid);
     let (seen, stored) = finish(subscribers, &stop, &db, start_cursor).await?;
     report(args, &drive, &stored, &seen);
+    if !stalled.is_empty() {
+        let after = ws_sessions(&client, &args.url).await;
+        println!(
+            "sessions the server dropped (a peer not reading or answering pings) during the run: {}, lagged: {} ({} stalled sockets)",
+            after.0.saturating_sub(sessions_before.0),
+            after.1.saturating_sub(sessions_before.1),
+            stalled.len()
+        );
+    }
+    drop(stalled);
     if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
         let secs = drive.elapsed.as_secs_f64();
         println!(
@@ -329,6 +350,29 @@ fn report(args: &BenchAlertsArgs, drive: &Drive, stored: &[i64], seen: &[Vec<(i6
         at(0.99),
         at(1.0)
     );
+}
+
+/// The server's `geotrack_ws_dropped_total` and `geotrack_ws_lagged_total` (0 when unreadable).
+async fn ws_sessions(client: &reqwest::Client, url: &str) -> (u64, u64) {
+    let text = match client.get(format!("{url}/metrics")).send().await {
+        Ok(reply) => reply.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .map_or(0, |v| v as u64)
+    };
+    (
+        value("geotrack_ws_dropped_total"),
+        value("geotrack_ws_lagged_total"),
+    )
 }
 
 /// Holds `idle_subscribers` open sockets and reports the server's memory per socket.
