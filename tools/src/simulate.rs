@@ -106,6 +106,22 @@ pub struct Report {
     latencies: Vec<f64>,
 }
 
+impl Report {
+    /// Counts sends that each carried one fix: whether it was acknowledged, and its latency in
+    /// milliseconds.
+    fn count(&mut self, outcomes: Vec<(bool, f64)>) {
+        for (ok, ms) in outcomes {
+            self.sent += 1;
+            if ok {
+                self.accepted += 1;
+                self.latencies.push(ms);
+            } else {
+                self.failed_requests += 1;
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
@@ -349,15 +365,7 @@ async fn post(client: &reqwest::Client, args: &SimulateArgs, fleet: &[Vehicle], 
                     (ok, started.elapsed().as_secs_f64() * 1e3)
                 }
             });
-            for (ok, ms) in futures_util::future::join_all(requests).await {
-                report.sent += 1;
-                if ok {
-                    report.accepted += 1;
-                    report.latencies.push(ms);
-                } else {
-                    report.failed_requests += 1;
-                }
-            }
+            report.count(futures_util::future::join_all(requests).await);
         }
     }
 }

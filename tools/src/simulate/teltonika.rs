@@ -53,15 +53,7 @@ impl Trackers {
                 (sent.is_ok(), started.elapsed().as_secs_f64() * 1e3)
             },
         );
-        for (ok, ms) in futures_util::future::join_all(sends).await {
-            report.sent += 1;
-            if ok {
-                report.accepted += 1;
-                report.latencies.push(ms);
-            } else {
-                report.failed_requests += 1;
-            }
-        }
+        report.count(futures_util::future::join_all(sends).await);
     }
 }
 
