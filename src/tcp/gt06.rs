@@ -19,17 +19,10 @@ use tracker::metrics::ProtocolLabel;
 use tracker::tcp::gt06::{Gt06Codec, Gt06Fix, Message, Packet, reply};
 use tracker::tcp::metrics::reason;
 
-use super::Context;
-use crate::auth::Principal;
+use super::{Context, Device};
 
 const PROTOCOL: &str = "gt06";
 const LABEL: ProtocolLabel = ProtocolLabel { protocol: PROTOCOL };
-
-/// The device of a connection, once logged in.
-struct Device {
-    imei: String,
-    principal: Principal,
-}
 
 /// Serves one connection until the device closes it, an error, the idle timeout or shutdown.
 pub(super) async fn connection(

@@ -160,6 +160,12 @@ impl Drop for Open {
     }
 }
 
+/// The device of a connection, once its handshake (Teltonika) or login (GT06) was accepted.
+struct Device {
+    imei: String,
+    principal: Principal,
+}
+
 /// The next frame of a connection, counted; `None` when the connection is to close: on shutdown,
 /// when the device closed it, after the idle timeout (counted), or on an unreadable stream
 /// (counted and logged; nothing of it is acknowledged, and past a framing error the stream

@@ -21,17 +21,10 @@ use tokio_util::sync::CancellationToken;
 use tracker::metrics::ProtocolLabel;
 use tracker::tcp::teltonika::{Frame, Packet, TeltonikaCodec};
 
-use super::Context;
-use crate::auth::Principal;
+use super::{Context, Device};
 
 const PROTOCOL: &str = "teltonika";
 const LABEL: ProtocolLabel = ProtocolLabel { protocol: PROTOCOL };
-
-/// The device of a connection, once its handshake was accepted.
-struct Device {
-    imei: String,
-    principal: Principal,
-}
 
 /// Serves one connection until the device closes it, an error, the idle timeout or shutdown.
 pub(super) async fn connection(
