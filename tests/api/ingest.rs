@@ -215,3 +215,65 @@ async fn a_late_fix_goes_to_history_but_does_not_move_the_live_position() {
     assert_eq!(live["geometry"]["coordinates"], json!([5.0, 5.0]));
     app.stop().await;
 }
+
+/// A batch is stored by a binary `COPY`, or, when it holds a duplicate, by an `INSERT` that
+/// skips it: both must store a fix to the microsecond and the bit, live row and registry too.
+#[tokio::test]
+async fn a_batch_with_a_duplicate_stores_its_new_fixes_exactly_as_one_without() {
+    let app = spawn_app().await;
+    let ts = (chrono::Utc::now() - chrono::Duration::minutes(3))
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let full = |device: &str| {
+        json!({"device": device, "ts": ts, "lon": -179.999_999_9, "lat": 0.1 + 0.2,
+               "speed_mps": 1e-300, "heading_deg": 359.5, "altitude_m": -412.25, "battery": 0.0,
+               "attrs": {"note": "tab\there \\ \"quoted\" ünï", "n": [1, 2.5, null]}})
+    };
+    let bare = |device: &str| json!({"device": device, "ts": ts, "lon": 1.0, "lat": 2.0});
+    let body = json!([full("copied"), bare("copied-bare")]);
+    assert_eq!(
+        json_with_status(app.post_json(&body).await, 202).await["accepted"],
+        2
+    );
+    // The re-sent fix makes the COPY fail; the new ones go in by the INSERT.
+    let body = json!([full("inserted"), full("copied"), bare("inserted-bare")]);
+    assert_eq!(
+        json_with_status(app.post_json(&body).await, 202).await["accepted"],
+        3
+    );
+    assert_eq!(app.stored().await, 4);
+    assert_eq!(app.state.ingest.pipeline.metrics().duplicates.get(), 1);
+
+    let row = |table: &'static str, device: &'static str| {
+        let db = app.db.clone();
+        async move {
+            let sql = format!(
+                "SELECT to_jsonb(t) - 'device' - 'received_at' - 'seq' - 'geom'
+                        || jsonb_build_object('geom', ST_AsEWKB(geom)::text)
+                 FROM {table} t WHERE device = $1"
+            );
+            let row: Value = sqlx::query_scalar(&sql)
+                .bind(device)
+                .fetch_one(&db)
+                .await
+                .expect("row");
+            row
+        }
+    };
+    for table in ["positions", "devices_latest"] {
+        let (copied, inserted) = (row(table, "copied").await, row(table, "inserted").await);
+        assert_eq!(copied, inserted, "{table}");
+        let stored_ts = copied["ts"].as_str().unwrap_or_default();
+        assert_eq!(stored_ts.get(..26), ts.get(..26), "{table}: to the microsecond");
+        let (copied, inserted) = (row(table, "copied-bare").await, row(table, "inserted-bare").await);
+        assert_eq!(copied, inserted, "{table} without optional fields");
+    }
+    let devices = ["copied", "copied-bare", "inserted", "inserted-bare"];
+    let registered: i64 = sqlx::query_scalar("SELECT count(*) FROM devices WHERE id = ANY($1)")
+        .bind(&devices[..])
+        .fetch_one(&app.db)
+        .await
+        .expect("devices");
+    assert_eq!(registered, 4);
+    app.stop().await;
+}

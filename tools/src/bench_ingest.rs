@@ -1,6 +1,7 @@
 //! `geotrack bench-ingest`: end-to-end ingest throughput against a running server, with the
 //! ceiling measured in the same run: a raw `COPY` (through `psql`) of the very same rows into a
-//! table shaped like `positions` (same unique key and indexes). Request bodies and the COPY file
+//! table with `positions`' columns, its unique key on (device, ts) and a BRIN index on the time,
+//! nothing else. Request bodies and the COPY file
 //! are generated before any clock starts. Reports fixes/s, the ratio to COPY, CPU-seconds per
 //! million fixes of the server and of PostgreSQL (from /proc), and the server's peak RSS.
 
@@ -246,14 +247,17 @@ pub(crate) async fn post_one(client: &reqwest::Client, url: &str, body: Bytes) -
     Ok(reply["accepted"].as_u64().unwrap_or(0))
 }
 
-/// Times `psql -c "\copy ..."` of the same rows into a fresh table shaped like `positions`.
+/// Times `psql -c "\copy ..."` of the same rows into a fresh table with `positions`' columns,
+/// the unique key on (device, ts) and a BRIN index on ts.
 async fn copy_baseline(database_url: &str, file: &std::path::Path, run_id: i64) -> Result<Duration, Error> {
     let table = format!("bench_copy_{run_id}");
     let mut conn = PgConnection::connect(database_url)
         .await
         .map_err(Error::database("cannot connect to the database"))?;
     sqlx::raw_sql(&format!(
-        "CREATE TABLE {table} (LIKE positions INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)"
+        "CREATE TABLE {table} (LIKE positions INCLUDING DEFAULTS INCLUDING CONSTRAINTS, \
+                               PRIMARY KEY (device, ts));
+         CREATE INDEX ON {table} USING brin (ts)"
     ))
     .execute(&mut conn)
     .await
