@@ -13,8 +13,9 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 bash scripts/ensure-postgis.sh >/dev/null 2>&1
 psql -X -q -h 127.0.0.1 -U postgres -d postgres -c "drop database if exists $DB with (force)" -c "create database $DB"
 cargo build --release --quiet
+# Every bench socket comes from 127.0.0.1: lift the per-address connection cap (4,096).
 # BENCH_SERVER_BIN: another build of the server to measure (an A/B run against this one).
-GEOTRACK_LOG=warn GEOTRACK_ALERTS__HUB_CAPACITY=65536 "${BENCH_SERVER_BIN:-./target/release/geotrack}" serve --bind "127.0.0.1:$PORT" --database-url "$URL" &
+GEOTRACK_LOG=warn GEOTRACK_ALERTS__HUB_CAPACITY=65536 GEOTRACK_HTTP__MAX_CONNECTIONS_PER_IP=0 "${BENCH_SERVER_BIN:-./target/release/geotrack}" serve --bind "127.0.0.1:$PORT" --database-url "$URL" &
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null && break; sleep 0.2; done
