@@ -242,7 +242,13 @@ async fn a_batch_with_a_duplicate_stores_its_new_fixes_exactly_as_one_without() 
         3
     );
     assert_eq!(app.stored().await, 4);
-    assert_eq!(app.state.ingest.pipeline.metrics().duplicates.get(), 1);
+    let metrics = app.state.ingest.pipeline.metrics();
+    assert_eq!(metrics.duplicates.get(), 1);
+    assert_eq!(
+        metrics.rewritten_batches.get(),
+        1,
+        "only the batch with the re-sent fix"
+    );
 
     let row = |table: &'static str, device: &'static str| {
         let db = app.db.clone();

@@ -47,6 +47,9 @@ pub struct IngestMetrics {
     pub stored: Counter,
     /// Fixes that were already in history (same device and time).
     pub duplicates: Counter,
+    /// Batches written a second time, by the statement that skips duplicates, because their
+    /// `COPY` met a fix already stored (see `writer`).
+    pub rewritten_batches: Counter,
     /// Fixes waiting in each shard's queue or being written.
     pub queue_depth: Family<ShardLabel, Gauge>,
     /// Requests turned away because a shard queue stayed full.
@@ -68,6 +71,7 @@ impl IngestMetrics {
             ignored: Family::default(),
             stored: Counter::default(),
             duplicates: Counter::default(),
+            rewritten_batches: Counter::default(),
             queue_depth: Family::default(),
             queue_full: Counter::default(),
             write_errors: Family::default(),
@@ -103,6 +107,11 @@ impl IngestMetrics {
             "fixes_duplicate",
             "Fixes already in history",
             metrics.duplicates.clone(),
+        );
+        registry.register(
+            "batches_rewritten",
+            "Batches written again, skipping duplicates, after their COPY met a fix already stored",
+            metrics.rewritten_batches.clone(),
         );
         registry.register(
             "queue_depth",

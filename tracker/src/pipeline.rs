@@ -479,6 +479,9 @@ impl Writer {
         self.metrics.batch_fixes.observe(fixes.len() as f64);
         self.metrics.stored.inc_by(stored.new);
         self.metrics.duplicates.inc_by(fixes.len() as u64 - stored.new);
+        if stored.rewritten {
+            self.metrics.rewritten_batches.inc();
+        }
     }
 
     /// A transaction failed for a reason other than its data (its senders will retry). The first

@@ -159,6 +159,8 @@ pub(crate) struct Stored {
     pub(crate) new: u64,
     /// The largest `seq` given to them.
     pub(crate) max_seq: Option<i64>,
+    /// Whether the batch was written twice: its `COPY` met a duplicate.
+    pub(crate) rewritten: bool,
 }
 
 /// How a batch goes into `positions`.
@@ -212,6 +214,7 @@ async fn write_batch(
             History::Copy(_) => Some(last_seq),
             History::InsertNew { .. } => max_seq,
         },
+        rewritten: matches!(history, History::InsertNew { .. }),
     })
 }
 
