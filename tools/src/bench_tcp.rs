@@ -19,11 +19,12 @@ use clap::Args;
 use sqlx::{Connection, PgConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tracker::tcp::teltonika::{AvlRecord, Codec, IoElement, IoValue, encode};
+use tracker::tcp::teltonika::{AvlRecord, Codec, encode};
 
 use crate::Error;
 use crate::bench_ingest::{checkpoint, post_one};
 use crate::process::{Cpu, cpu_seconds, peak_rss};
+use crate::simulate::teltonika::moving_record;
 
 #[derive(Debug, Args)]
 pub struct BenchTcpArgs {
@@ -87,28 +88,9 @@ impl Fleet {
     fn record(&self, index: usize, k: usize) -> AvlRecord {
         let lon = -170.0 + (index as f64 * 0.0341) % 340.0 + k as f64 * 1e-4;
         let lat = -60.0 + (index as f64 * 0.0173) % 120.0;
-        AvlRecord {
-            timestamp_ms: self.base_ms + 1_000 * k as u64,
-            priority: 0,
-            lon_e7: (lon * 1e7).round() as i32,
-            lat_e7: (lat * 1e7).round() as i32,
-            altitude_m: 35,
-            angle_deg: ((index + k) % 360) as u16,
-            satellites: 10,
-            speed_kmh: (k % 90) as u16,
-            event_io: 0,
-            generation: None,
-            io: vec![
-                IoElement {
-                    id: 239,
-                    value: IoValue::U8(1),
-                },
-                IoElement {
-                    id: 66,
-                    value: IoValue::U16(12_800),
-                },
-            ],
-        }
+        let angle = ((index + k) % 360) as u16;
+        let speed_kmh = (k % 90) as u16;
+        moving_record(self.base_ms + 1_000 * k as u64, [lon, lat], angle, speed_kmh)
     }
 
     /// Every device's packets, in sending order.

@@ -57,17 +57,30 @@ impl Trackers {
     }
 }
 
-/// A vehicle's fix as a record: ignition on (IO 239) and 12.8 V external voltage (IO 66).
+/// A vehicle's fix as a record.
 fn record(vehicle: &Vehicle, timestamp_ms: u64) -> AvlRecord {
+    let heading = compass(vehicle.heading).round() as u16 % 360;
+    let speed_kmh = (vehicle.speed * 3.6).round() as u16;
+    moving_record(timestamp_ms, vehicle.pos, heading, speed_kmh)
+}
+
+/// A Codec 8 record of a moving vehicle at `[lon, lat]`: 35 m up, 10 satellites, ignition on
+/// (IO 239) and 12.8 V external voltage (IO 66).
+pub(crate) fn moving_record(
+    timestamp_ms: u64,
+    [lon, lat]: [f64; 2],
+    angle_deg: u16,
+    speed_kmh: u16,
+) -> AvlRecord {
     AvlRecord {
         timestamp_ms,
         priority: 0,
-        lon_e7: (vehicle.pos[0] * 1e7).round() as i32,
-        lat_e7: (vehicle.pos[1] * 1e7).round() as i32,
+        lon_e7: (lon * 1e7).round() as i32,
+        lat_e7: (lat * 1e7).round() as i32,
         altitude_m: 35,
-        angle_deg: compass(vehicle.heading).round() as u16 % 360,
+        angle_deg,
         satellites: 10,
-        speed_kmh: (vehicle.speed * 3.6).round() as u16,
+        speed_kmh,
         event_io: 0,
         generation: None,
         io: vec![
