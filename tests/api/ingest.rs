@@ -221,9 +221,8 @@ async fn a_late_fix_goes_to_history_but_does_not_move_the_live_position() {
 #[tokio::test]
 async fn a_batch_with_a_duplicate_stores_its_new_fixes_exactly_as_one_without() {
     let app = spawn_app().await;
-    let ts = (chrono::Utc::now() - chrono::Duration::minutes(3))
-        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string();
+    let at = chrono::Utc::now() - chrono::Duration::minutes(3);
+    let ts = at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
     let full = |device: &str| {
         json!({"device": device, "ts": ts, "lon": -179.999_999_9, "lat": 0.1 + 0.2,
                "speed_mps": 1e-300, "heading_deg": 359.5, "altitude_m": -412.25, "battery": 0.0,
@@ -269,8 +268,14 @@ async fn a_batch_with_a_duplicate_stores_its_new_fixes_exactly_as_one_without() 
     for table in ["positions", "devices_latest"] {
         let (copied, inserted) = (row(table, "copied").await, row(table, "inserted").await);
         assert_eq!(copied, inserted, "{table}");
-        let stored_ts = copied["ts"].as_str().unwrap_or_default();
-        assert_eq!(stored_ts.get(..26), ts.get(..26), "{table}: to the microsecond");
+        // `extract` is an exact numeric since PostgreSQL 14: no float rounding in between.
+        let sql = format!("SELECT (extract(epoch FROM ts) * 1000000)::int8 FROM {table} WHERE device = $1");
+        let micros: i64 = sqlx::query_scalar(&sql)
+            .bind("copied")
+            .fetch_one(&app.db)
+            .await
+            .expect("ts");
+        assert_eq!(micros, at.timestamp_micros(), "{table}: to the microsecond");
         let (copied, inserted) = (row(table, "copied-bare").await, row(table, "inserted-bare").await);
         assert_eq!(copied, inserted, "{table} without optional fields");
     }
