@@ -34,9 +34,6 @@ use tower::util::BoxCloneSyncService;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::compression::CompressionLayer;
-use tower_http::cors::CorsLayer;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
@@ -44,11 +41,13 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
+use crate::cors::CorsLayer;
+use crate::deadline::DeadlineLayer;
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::guard::LocalOnly;
 use crate::http_metrics::{self, HttpMetrics};
 use crate::ingest::Ingest;
-use crate::request_id::SequentialIds;
+use crate::request_id::RequestIdLayer;
 use crate::server::HttpService;
 use crate::state::AppState;
 
@@ -75,61 +74,23 @@ pub fn router(
         // Maps and dashboards on other origins read tiles and the API. Safe to allow any origin
         // when tokens are on: credentials are explicit tokens, never cookies, so there is
         // nothing ambient to abuse.
-        None => (None, Some(cors())),
+        None => (None, Some(CorsLayer)),
     };
     let stack = ServiceBuilder::new()
         .map_response(|response: axum::http::Response<_>| response.map(Body::new))
-        .layer(SetRequestIdLayer::x_request_id(SequentialIds::default()))
+        .layer(RequestIdLayer::default())
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
                 .on_response(log_response)
                 .on_failure(log_failure),
         )
-        .layer(PropagateRequestIdLayer::x_request_id())
         .layer(CatchPanicLayer::custom(|_| panic_response()))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            request_timeout,
-        ))
+        .layer(DeadlineLayer::new(request_timeout))
         .option_layer(cors)
         .option_layer(guard)
         .service(routes);
     BoxCloneSyncService::new(stack)
-}
-
-/// CORS when tokens are on: any origin and method; the request headers the API reads, named
-/// (the Fetch standard does not let `Access-Control-Allow-Headers: *` cover `Authorization`, so
-/// `CorsLayer::permissive` made browsers refuse every cross-origin request with a bearer token);
-/// the response headers clients read; preflights cached for a day.
-fn cors() -> CorsLayer {
-    use axum::http::{HeaderName, header};
-    use tower_http::cors::Any;
-    const PREFER: HeaderName = HeaderName::from_static("prefer");
-    const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-    CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods(Any)
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::ACCEPT,
-            header::IF_NONE_MATCH,
-            header::IF_MATCH,
-            PREFER,
-            REQUEST_ID,
-        ])
-        .expose_headers([
-            header::ETAG,
-            header::LOCATION,
-            header::RETRY_AFTER,
-            header::CONTENT_DISPOSITION,
-            REQUEST_ID,
-        ])
-        .max_age(Duration::from_secs(86_400))
-        // Every origin gets the same answer (`*`, fixed lists), so caches need no `Vary: Origin`;
-        // and an empty list is not copied into every request, as the default one was.
-        .vary([])
 }
 
 /// The log span of a request: method and path only, never the query (it may carry a token).
