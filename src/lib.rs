@@ -8,6 +8,7 @@ pub mod auth;
 mod checks;
 pub mod cluster;
 pub mod config;
+mod connection;
 mod cors;
 pub mod db;
 mod deadline;

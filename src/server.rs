@@ -9,7 +9,8 @@
 //!   cap is accepted and closed at once, so its file descriptor is freed immediately; an
 //!   upgraded connection (a WebSocket) counts until its socket closes;
 //! - accept errors (out of file descriptors) **back off** instead of spinning;
-//! - each request carries the client's address ([`ConnectInfo`]) for per-address limits.
+//! - each request carries the client's address (`ConnectInfo`, [`ConnectionService`]) for
+//!   per-address limits.
 //!
 //! HTTP/1.1 only: browsers speak HTTP/2 only over TLS, which a proxy in front terminates.
 //! Shutdown is graceful: no new connection is accepted, open ones finish their request.
@@ -22,22 +23,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::Request;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
-use tower::util::BoxCloneSyncService;
 
-/// What serves every request: the routes inside their middleware (`routes::router`).
-pub type HttpService = BoxCloneSyncService<Request<Body>, axum::response::Response, std::convert::Infallible>;
+use crate::connection::ConnectionService;
+pub use crate::connection::HttpService;
 
 /// Connection limits and timeouts (`[http]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,14 +140,10 @@ async fn serve_connection(
     timeout: Duration,
     shutdown: CancellationToken,
 ) {
-    let service = router.map_request(move |mut request: Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
-        request.map(Body::new)
-    });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(timeout);
     let connection = http
-        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+        .serve_connection(TokioIo::new(io), ConnectionService::new(router, peer))
         .with_upgrades();
     tokio::pin!(connection);
     tokio::select! {
