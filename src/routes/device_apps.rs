@@ -15,8 +15,8 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{OriginalUri, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
@@ -47,7 +47,7 @@ const OWN_PARAMS: [&str; 2] = ["token", "speed_unit"];
 pub async fn osmand(
     State(state): State<Arc<Ingest>>,
     principal: DeviceToken,
-    OriginalUri(uri): OriginalUri,
+    uri: Uri,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
@@ -81,7 +81,7 @@ pub async fn osmand(
 pub async fn root_get(
     state: State<Arc<Ingest>>,
     auth: Result<DeviceToken, Response>,
-    uri: OriginalUri,
+    uri: Uri,
     method: axum::http::Method,
     headers: HeaderMap,
     body: RawBody,
@@ -108,7 +108,7 @@ pub async fn root_get(
 pub async fn root_post(
     state: State<Arc<Ingest>>,
     auth: Result<DeviceToken, Response>,
-    uri: OriginalUri,
+    uri: Uri,
     headers: HeaderMap,
     body: RawBody,
 ) -> Result<Response, ApiError> {
@@ -177,7 +177,7 @@ fn decode_osmand(
 pub async fn owntracks(
     State(state): State<Arc<Ingest>>,
     principal: DeviceToken,
-    OriginalUri(uri): OriginalUri,
+    uri: Uri,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
@@ -221,7 +221,7 @@ fn basic_user(headers: &HeaderMap) -> Option<String> {
 pub async fn overland(
     State(state): State<Arc<Ingest>>,
     principal: DeviceToken,
-    OriginalUri(uri): OriginalUri,
+    uri: Uri,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let query = match form::pairs(uri.query().unwrap_or("").as_bytes()) {
