@@ -4,7 +4,9 @@
 //! handlers, authentication and WebSocket sessions; `main.rs` and `cli/` parse the command line
 //! and call into here, so tests run the real application.
 
+mod access_log;
 pub mod auth;
+mod catch_panic;
 mod checks;
 pub mod cluster;
 pub mod config;

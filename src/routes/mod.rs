@@ -22,7 +22,6 @@ mod trips;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware;
@@ -31,16 +30,15 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::compression::CompressionLayer;
-use tower_http::trace::TraceLayer;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
+use crate::access_log::AccessLogLayer;
+use crate::catch_panic::CatchPanicLayer;
 use crate::cors::CorsLayer;
 use crate::deadline::DeadlineLayer;
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
@@ -77,72 +75,14 @@ pub fn router(
         None => (None, Some(CorsLayer)),
     };
     let stack = ServiceBuilder::new()
-        .map_response(|response: axum::http::Response<_>| response.map(Body::new))
         .layer(RequestIdLayer::default())
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(request_span)
-                .on_response(log_response)
-                .on_failure(log_failure),
-        )
-        .layer(CatchPanicLayer::custom(|_| panic_response()))
+        .layer(AccessLogLayer)
+        .layer(CatchPanicLayer)
         .layer(DeadlineLayer::new(request_timeout))
         .option_layer(cors)
         .option_layer(guard)
         .service(routes);
     BoxCloneSyncService::new(stack)
-}
-
-/// The log span of a request: method and path only, never the query (it may carry a token).
-fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
-    let span = tracing::info_span!(
-        "request",
-        method = %request.method(),
-        path = %request.uri().path(),
-        id = tracing::field::Empty
-    );
-    // The header is looked up only when the span is recorded (logging at info or finer).
-    if !span.is_disabled() {
-        let id = request
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok());
-        span.record("id", id.unwrap_or("-"));
-    }
-    span
-}
-
-/// The access log: one line per response, at info under the target `geotrack::access`, with
-/// the route template (`/api/v1/devices/{id}`, or `unmatched`), the status and the time taken;
-/// method, path and request id are the span's. Never the query: it may carry a token.
-fn log_response<B>(response: &axum::http::Response<B>, latency: Duration, _: &tracing::Span) {
-    let route = response
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or("unmatched", axum::extract::MatchedPath::as_str);
-    tracing::info!(
-        target: "geotrack::access",
-        route,
-        status = response.status().as_u16(),
-        duration_ms = (latency.as_secs_f64() * 1e6).round() / 1e3,
-        "response"
-    );
-}
-
-/// A 5xx is logged as an error, except 503: that is backpressure (a full ingest queue, the
-/// database away), counted in the metrics; an overloaded server would otherwise write an
-/// error line per refused request just when it has the least time for it.
-fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _: &tracing::Span) {
-    match class {
-        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
-            tracing::debug!(?latency, "503: refused for now, the client retries");
-        }
-        class => tracing::error!(classification = %class, ?latency, "response failed"),
-    }
-}
-
-fn panic_response() -> Response {
-    ApiError::internal(&"a request handler panicked").into_response()
 }
 
 /// Every route of the service, with response compression but without the other middleware.
