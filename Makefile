@@ -3,7 +3,7 @@ DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/geotrack
 export DATABASE_URL
 CARGO ?= cargo
 
-.PHONY: run test test-browser schemathesis deny db nats lint fmt build release bench-ingest
+.PHONY: run test test-browser schemathesis deny db nats lint fmt build release
 
 ## Start the service on http://127.0.0.1:8080 against the local PostgreSQL (installs PostGIS if
 ## needed), with a demo fleet of 50 vehicles and demo fences in Paris. Ctrl-C stops both.
