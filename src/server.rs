@@ -30,8 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::ConnectionService;
-pub use crate::connection::HttpService;
+use crate::connection::{ConnectionService, HttpService};
 
 /// Connection limits and timeouts (`[http]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -59,7 +59,7 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    router: crate::server::HttpService,
+    router: crate::connection::HttpService,
     http: HttpConfig,
     max_connections: usize,
     shutdown_timeout: Duration,

@@ -39,6 +39,7 @@ use utoipa_axum::routes;
 
 use crate::access_log::AccessLogLayer;
 use crate::catch_panic::CatchPanicLayer;
+use crate::connection::HttpService;
 use crate::cors::CorsLayer;
 use crate::deadline::DeadlineLayer;
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
@@ -46,7 +47,6 @@ use crate::guard::LocalOnly;
 use crate::http_metrics::{self, HttpMetrics};
 use crate::ingest::Ingest;
 use crate::request_id::RequestIdLayer;
-use crate::server::HttpService;
 use crate::state::AppState;
 
 /// The routes with the middleware every request goes through. `local_only` (for a server
