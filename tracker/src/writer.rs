@@ -334,17 +334,22 @@ fn encode_copy(fixes: &[&Fix], shard: i16, out: &mut Vec<u8>) {
         ] {
             match value {
                 Some(v) => field(out, &v.to_be_bytes()),
-                None => out.extend_from_slice(&(-1_i32).to_be_bytes()),
+                None => null(out),
             }
         }
         match &fix.attrs {
             Some(attrs) => jsonb(out, attrs),
-            None => out.extend_from_slice(&(-1_i32).to_be_bytes()),
+            None => null(out),
         }
         timestamp(out, fix.received_at);
         field(out, &shard.to_be_bytes());
     }
     out.extend_from_slice(&(-1_i16).to_be_bytes());
+}
+
+/// A NULL field: length -1, no value.
+fn null(out: &mut Vec<u8>) {
+    out.extend_from_slice(&(-1_i32).to_be_bytes());
 }
 
 fn field(out: &mut Vec<u8>, value: &[u8]) {
