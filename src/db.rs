@@ -9,12 +9,30 @@ use sqlx::{PgPool, Postgres};
 /// The migrations in `migrations/`, compiled into the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
+/// A pooled connection idle for longer than this is pinged before it is handed out.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// A pool that connects on first use, so the server starts (and reports not ready) while the
 /// database is down.
+///
+/// A connection that sat idle for over [`PING_AFTER_IDLE`] is checked with a ping before use
+/// (one that died meanwhile, with a database restart, is replaced); one in steady use is not,
+/// which spares every query a round trip to the database. sqlx's default pings before every
+/// use. A connection that dies while in use fails its query: the ingest writers and the alert
+/// writer retry on a fresh one, and an API request answers 503.
 pub fn pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_AFTER_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy(url)
 }
 
