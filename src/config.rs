@@ -133,7 +133,8 @@ pub struct IngestConfig {
     pub max_waiting_fixes: usize,
     /// Largest batch a writer commits at once.
     pub batch_max_fixes: usize,
-    /// How long a writer waits for more fixes before committing a partial batch.
+    /// How long a writer waits for more fixes before committing a partial batch, when requests
+    /// reach its shard more often than that (at a lower rate it commits at once).
     pub batch_linger_ms: u64,
     /// Most fixes in one request to `POST /api/v1/positions`.
     pub max_request_fixes: usize,

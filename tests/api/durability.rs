@@ -1,5 +1,6 @@
 //! "Acknowledged means durable": acks only after commit, one poisonous fix never fails the
-//! others, shutdown flushes queued fixes, full queues and a lost database answer 503.
+//! others, a writer lingers for fuller batches only when requests come often enough, shutdown
+//! flushes queued fixes, full queues and a lost database answer 503.
 
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,36 @@ async fn one_poisonous_fix_is_isolated_and_the_rest_of_the_batch_is_stored() {
         .await
         .expect("count");
     assert_eq!(live, 9, "the poisonous fix moved no live position either");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn requests_further_apart_than_the_linger_are_not_held_for_it() {
+    // A writer lingers for more requests only while they arrive more often than the linger.
+    let linger = Duration::from_millis(1_500);
+    let app = spawn_with(|c| {
+        c.ingest.shards = 1;
+        c.ingest.batch_linger_ms = u64::try_from(linger.as_millis()).expect("ms");
+    })
+    .await;
+    let post = async |i: i64| {
+        let started = Instant::now();
+        let reply = app.post_json(&fix("sparse", 100 - i, 1.0, 1.0)).await;
+        assert_eq!(reply.status(), 202);
+        started.elapsed()
+    };
+    assert!(
+        post(0).await >= linger,
+        "before the rate is known, the writer lingers"
+    );
+    for i in 1..3 {
+        tokio::time::sleep(linger).await;
+        let took = post(i).await;
+        assert!(
+            took < linger / 2,
+            "request {i}, {took:?}: a rate below one request per linger is not held for the linger"
+        );
+    }
     app.stop().await;
 }
 

@@ -5,6 +5,7 @@
 //! Nothing here knows HTTP: the binary's handlers call [`decode`] to parse a body, hand the
 //! accepted fixes to a [`Pipeline`], and answer only once the pipeline says they are committed.
 
+mod arrivals;
 pub mod decode;
 pub mod export;
 pub mod fix;

@@ -7,8 +7,9 @@
 //! for room, a request is refused at once instead of joining them, so the fixes held by the
 //! pipeline (queued, in flight or waiting) stay bounded under any load and any number of
 //! connections. A writer takes
-//! whatever is queued (lingering a few ms for more, up to `batch_max_fixes`), writes it in one
-//! transaction and only then answers the requests in it. A batch that fails because of its
+//! whatever is queued (up to `batch_max_fixes`, lingering a few ms for more when requests have
+//! been arriving faster than that, see [`crate::arrivals`]), writes it in one transaction and
+//! only then answers the requests in it. A batch that fails because of its
 //! data is split in halves until the fix responsible is isolated and rejected alone.
 //! Shutdown has two steps: [`Pipeline::flush_now`] (at the signal) makes writers commit at once
 //! instead of lingering, while requests already in flight can still queue; [`Pipeline::close`]
@@ -23,6 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::arrivals::Arrivals;
 use crate::fix::{Fix, Rejection};
 use crate::metrics::{ErrorKindLabel, IngestMetrics, ShardLabel};
 use crate::outbox::{Committed, OutboxSender};
@@ -44,7 +46,8 @@ pub struct PipelineConfig {
     pub max_waiting_fixes: usize,
     /// A writer stops adding requests to a batch at this many fixes.
     pub batch_max_fixes: usize,
-    /// How long a writer waits for more requests before writing a batch that is not full.
+    /// How long a writer waits for more requests before writing a batch that is not full, when
+    /// requests have been arriving faster than that.
     pub batch_linger: Duration,
 }
 
@@ -121,6 +124,8 @@ struct Job {
     /// Cluster mode: the owner's epoch and the fix log sequence these fixes were read up to.
     fence: Option<Fence>,
     reply: oneshot::Sender<JobOutcome>,
+    /// When it was queued: the writer's measure of the arrival rate.
+    queued_at: tokio::time::Instant,
     _room: OwnedSemaphorePermit,
 }
 
@@ -159,6 +164,7 @@ impl Pipeline {
                     outbox: outboxes.next(),
                     on_commit: on_commit.cloned(),
                     jobs: rx,
+                    arrivals: Arrivals::new(config.batch_linger),
                     config: config.clone(),
                     metrics: metrics.clone(),
                     depth: depth.clone(),
@@ -261,6 +267,7 @@ impl Pipeline {
                     fixes,
                     fence,
                     reply,
+                    queued_at: tokio::time::Instant::now(),
                     _room: room,
                 })
                 .map_err(|_| SubmitError::ShuttingDown)?;
@@ -327,6 +334,7 @@ struct Writer {
     outbox: Option<OutboxSender>,
     on_commit: Option<CommitHook>,
     jobs: mpsc::Receiver<Job>,
+    arrivals: Arrivals,
     config: PipelineConfig,
     metrics: IngestMetrics,
     depth: prometheus_client::metrics::gauge::Gauge,
@@ -352,21 +360,25 @@ impl Writer {
         tracing::debug!("ingest writer flushed and stopped");
     }
 
-    /// Adds queued jobs to `first` until the batch is full or the linger time is over.
+    /// Adds queued jobs to `first` until the batch is full or the linger time is over (no
+    /// lingering when requests arrive further apart than that).
     async fn gather(&mut self, first: Job) -> Vec<Job> {
+        self.arrivals.record(first.queued_at);
         let mut size = first.fixes.len();
         let mut batch = vec![first];
-        let linger_until = tokio::time::Instant::now() + self.config.batch_linger;
+        let linger = self.arrivals.linger();
+        let linger_until = tokio::time::Instant::now() + linger;
         while size < self.config.batch_max_fixes {
             let next = match self.jobs.try_recv() {
                 Ok(job) => Some(job),
-                Err(_) if self.flushing.is_cancelled() => None,
+                Err(_) if linger.is_zero() || self.flushing.is_cancelled() => None,
                 Err(_) => tokio::select! {
                     job = tokio::time::timeout_at(linger_until, self.jobs.recv()) => job.ok().flatten(),
                     () = self.flushing.cancelled() => None,
                 },
             };
             let Some(job) = next else { break };
+            self.arrivals.record(job.queued_at);
             size += job.fixes.len();
             batch.push(job);
         }
