@@ -6,6 +6,8 @@
 //! its fix reached the server (`received_at`, same clock), so a subscriber's receive time minus
 //! it is the latency from ingest to socket. Reports latency percentiles over every delivery,
 //! alerts/s, and whether every subscriber saw exactly the alerts in the table, in id order.
+//! The first `--warmup-s` seconds, when every device sends its first fix (its registration, its
+//! first fence states), are reported apart from the steady state that follows, and together.
 //! With `--stalled-subscribers N`, N more sockets connect and then never read: the server must
 //! drop them (their send buffers fill, their pings go unanswered) while the others go on as
 //! before; the report gives the server's dropped and lagged session counts over the run.
@@ -46,6 +48,10 @@ pub struct BenchAlertsArgs {
     /// Fixes per request.
     #[arg(long, default_value_t = 250)]
     pub batch: usize,
+    /// Seconds at the start of the drive whose alerts' latency is reported apart (the devices'
+    /// first fixes) besides the steady state after them.
+    #[arg(long, default_value_t = 3)]
+    pub warmup_s: u64,
     /// Sockets that subscribe and then never read (consumers that stop), beside the others.
     #[arg(long, default_value_t = 0)]
     pub stalled_subscribers: usize,
@@ -189,8 +195,17 @@ async fn subscribe(url: &str) -> Result<Socket, Error> {
     Err(Error::NotLive { url: ws_url })
 }
 
-/// (alert id, latency in ms) of every alert a subscriber received, in arrival order.
-async fn collect(mut socket: Socket, stop: CancellationToken) -> Vec<(i64, f64)> {
+/// What a subscriber saw of one alert.
+struct Delivery {
+    id: i64,
+    /// From the fix's arrival at the server to this socket.
+    latency_ms: f64,
+    /// When the fix arrived.
+    received: chrono::DateTime<chrono::Utc>,
+}
+
+/// Every alert a subscriber received, in arrival order.
+async fn collect(mut socket: Socket, stop: CancellationToken) -> Vec<Delivery> {
     let mut seen = Vec::new();
     loop {
         let message = tokio::select! {
@@ -209,11 +224,13 @@ async fn collect(mut socket: Socket, stop: CancellationToken) -> Vec<(i64, f64)>
         let Ok(received) = chrono::DateTime::parse_from_rfc3339(received) else {
             continue;
         };
-        let latency = (now - received.with_timezone(&chrono::Utc))
-            .num_microseconds()
-            .unwrap_or(0) as f64
-            / 1e3;
-        seen.push((id, latency));
+        let received = received.with_timezone(&chrono::Utc);
+        let latency_ms = (now - received).num_microseconds().unwrap_or(0) as f64 / 1e3;
+        seen.push(Delivery {
+            id,
+            latency_ms,
+            received,
+        });
     }
 }
 
@@ -267,6 +284,8 @@ impl Fleet {
 }
 
 struct Drive {
+    /// When the first request was sent.
+    started_at: chrono::DateTime<chrono::Utc>,
     sent: usize,
     accepted: Arc<AtomicUsize>,
     failed: Arc<AtomicUsize>,
@@ -285,6 +304,7 @@ async fn drive(client: &reqwest::Client, args: &BenchAlertsArgs) -> Drive {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
+    let started_at = chrono::Utc::now();
     let mut late = 0;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..requests {
@@ -309,6 +329,7 @@ async fn drive(client: &reqwest::Client, args: &BenchAlertsArgs) -> Drive {
     }
     while tasks.join_next().await.is_some() {}
     Drive {
+        started_at,
         sent: requests * batch,
         accepted,
         failed,
@@ -317,7 +338,7 @@ async fn drive(client: &reqwest::Client, args: &BenchAlertsArgs) -> Drive {
     }
 }
 
-fn report(args: &BenchAlertsArgs, drive: &Drive, stored: &[i64], seen: &[Vec<(i64, f64)>]) {
+fn report(args: &BenchAlertsArgs, drive: &Drive, stored: &[i64], seen: &[Vec<Delivery>]) {
     let secs = drive.elapsed.as_secs_f64();
     println!(
         "fixes: {} sent in {secs:.1} s ({:.0}/s, target {}), {} acknowledged, {} failed; {} sends waited for room",
@@ -331,20 +352,37 @@ fn report(args: &BenchAlertsArgs, drive: &Drive, stored: &[i64], seen: &[Vec<(i6
     println!("alerts: {} ({:.0}/s)", stored.len(), stored.len() as f64 / secs);
     let exact = seen
         .iter()
-        .filter(|s| s.iter().map(|(id, _)| *id).eq(stored.iter().copied()))
+        .filter(|s| s.iter().map(|d| d.id).eq(stored.iter().copied()))
         .count();
     println!(
         "subscribers whose stream equals the table, in id order: {exact}/{}",
         seen.len()
     );
-    let mut latencies: Vec<f64> = seen.iter().flatten().map(|(_, ms)| *ms).collect();
+    let steady_from = drive.started_at + chrono::Duration::seconds(args.warmup_s as i64);
+    let all = seen.iter().flatten();
+    print_latency("all", all.clone().map(|d| d.latency_ms));
+    print_latency(
+        &format!("first {} s (each device's first fixes)", args.warmup_s),
+        all.clone()
+            .filter(|d| d.received < steady_from)
+            .map(|d| d.latency_ms),
+    );
+    print_latency(
+        "steady state after them",
+        all.filter(|d| d.received >= steady_from).map(|d| d.latency_ms),
+    );
+}
+
+/// Prints the percentiles of `latencies` (ms) against the target.
+fn print_latency(what: &str, latencies: impl Iterator<Item = f64>) {
+    let mut latencies: Vec<f64> = latencies.collect();
     if latencies.is_empty() {
         return;
     }
     latencies.sort_by(f64::total_cmp);
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
     println!(
-        "latency received → on the socket over {} deliveries: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (target p99 < 25 ms)",
+        "latency received → on the socket, {what}, over {} deliveries: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (target p99 < 25 ms)",
         latencies.len(),
         at(0.5),
         at(0.99),
