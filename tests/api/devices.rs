@@ -32,6 +32,33 @@ async fn the_live_position_is_a_feature_with_all_fields() {
 }
 
 #[tokio::test]
+async fn numbers_at_the_ends_of_the_double_range_read_back_as_they_were_written() {
+    // PostgreSQL prints a jsonb number in full (309 digits for 1.7976931348623155e308): it
+    // must parse back to the same double, in the registry and in a fix's attributes.
+    let app = spawn_app().await;
+    let numbers = json!({"max": f64::MAX, "near_min": -1.797_693_134_862_315_5e308,
+                         "tiny": 5e-324, "small": -2.225_073_858_507_201_4e-308, "third": 1.0 / 3.0});
+    let registered = json_with_status(
+        app.send_json(
+            reqwest::Method::PUT,
+            "/api/v1/devices/extreme",
+            &json!({"attributes": numbers}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert_eq!(registered["attributes"], numbers);
+    let body = json!({"device": "extreme", "ts": chrono::Utc::now().to_rfc3339(), "lon": 1.0,
+                      "lat": 2.0, "attrs": numbers});
+    json_with_status(app.post_json(&body).await, 202).await;
+    let feature = json_with_status(app.get("/api/v1/devices/extreme").await, 200).await;
+    assert_eq!(feature["properties"]["attrs"], numbers);
+    assert_eq!(feature["properties"]["attributes"], numbers);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_unknown_device_is_a_json_404() {
     let app = spawn_app().await;
     let reply = json_with_status(app.get("/api/v1/devices/nobody").await, 404).await;
