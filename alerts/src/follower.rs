@@ -1,6 +1,6 @@
 //! Cluster mode: feeds this node's hub with every alert committed by any node, in id order.
 //!
-//! Alert commits are serialised in the database ([`crate::store::lock_alert_order`]) and each
+//! Alert commits are serialised in the database ([`crate::store::commit`]) and each
 //! one notifies `geotrack_alerts`; this task listens, reads the alerts past the last one it
 //! published and publishes them. Reading from the table rather than taking the alerts from
 //! the notification (or from a NATS subject) is what makes every node's hub identical: the

@@ -181,32 +181,17 @@ impl Merged {
 /// Channel notified (with the newest alert id) by every commit that stores alerts.
 pub const ALERTS_CHANNEL: &str = "geotrack_alerts";
 
-/// Serialises alert commits across every process of a database: ids are drawn and committed in
-/// the same order, so a reader that has seen alert N has seen every alert before it, and a
-/// cursor never skips an alert that commits later. Taken first in the transaction.
-pub async fn lock_alert_order(tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('geotrack.alerts'))")
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Cluster mode: which of these (shard, epoch) pairs still own their shard, locking their
-/// `partition_owners` rows until the transaction ends so no newer owner can claim them before
-/// it commits.
-pub async fn owning(
-    tx: &mut Transaction<'_, Postgres>,
-    claims: &[(i16, i64)],
-) -> Result<Vec<(i16, i64)>, sqlx::Error> {
+/// Cluster mode: which of these (partition, epoch) pairs still own their partition, as of now
+/// (the commit checks again, under lock).
+pub async fn owning(pool: &PgPool, claims: &[(i16, i64)]) -> Result<Vec<(i16, i64)>, sqlx::Error> {
     let (shards, epochs): (Vec<i16>, Vec<i64>) = claims.iter().copied().unzip();
     sqlx::query_as(
         "SELECT partition, epoch FROM partition_owners
-         WHERE (partition, epoch) IN (SELECT * FROM unnest($1::int2[], $2::int8[]))
-         FOR SHARE",
+         WHERE (partition, epoch) IN (SELECT * FROM unnest($1::int2[], $2::int8[]))",
     )
     .bind(&shards)
     .bind(&epochs)
-    .fetch_all(&mut **tx)
+    .fetch_all(pool)
     .await
 }
 
@@ -217,28 +202,8 @@ pub struct Mark<'a> {
     pub commit_id: i64,
 }
 
-/// Records `mark` in `tx`, with the ids of the alerts it stores.
-pub async fn record_mark(
-    tx: &mut Transaction<'_, Postgres>,
-    mark: Mark<'_>,
-    alerts: &[Alert],
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO alert_commit_marks (writer, commit_id, first_id, last_id) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (writer) DO UPDATE SET commit_id = EXCLUDED.commit_id,
-             first_id = EXCLUDED.first_id, last_id = EXCLUDED.last_id, at = now()",
-    )
-    .bind(mark.writer)
-    .bind(mark.commit_id)
-    .bind(alerts.first().map(|a| a.id))
-    .bind(alerts.last().map(|a| a.id))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// Whether the commit `mark` happened (its answer may have been lost); if so, its alerts.
-/// They are contiguous: alert commits are serialised ([`lock_alert_order`]).
+/// They are contiguous: alert commits are serialised ([`commit`]).
 pub async fn committed(pool: &PgPool, mark: Mark<'_>) -> Result<Option<Vec<Alert>>, sqlx::Error> {
     let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
         "SELECT first_id, last_id FROM alert_commit_marks WHERE writer = $1 AND commit_id = $2",
@@ -265,236 +230,85 @@ pub async fn prune_marks(pool: &PgPool) -> Result<u64, sqlx::Error> {
     Ok(done.rows_affected())
 }
 
-/// Writes merged changes in `tx`; returns the stored alerts in id order.
-/// `webhooks` are the URLs every alert is delivered to, besides its fence's own.
-pub async fn write(
-    tx: &mut Transaction<'_, Postgres>,
+/// The alert commit: one call of `commit_alert_changes` (see its migration) outside any
+/// transaction block, so the call is its own transaction and the whole commit one round trip.
+const COMMIT: &str = "SELECT stored_id, stored_at FROM commit_alert_changes(
+    $1, $2, $3, $4::int2[], $5::int8[], $6::text[], $7::text[], $8::text[], $9::text[],
+    $10::int2[], $11::timestamptz[], $12::bool[], $13::bool[], $14::text[], $15::text[],
+    $16::timestamptz[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[],
+    $22::text[], $23::timestamptz[], $24::text[], $25::text[], $26::text[], $27::text[],
+    $28::timestamptz[], $29::float8[], $30::float8[], $31::float8[], $32::bool[],
+    $33::timestamptz[], $34::text[], $35::text[], $36::float8[], $37::int4[], $38::text[],
+    $39::int2[], $40::int8[])";
+
+/// Commits `merged` as commit `mark` of its writer, in one round trip, and returns the stored
+/// alerts in id order. `claims` (cluster mode) are the (partition, epoch) pairs the steps were
+/// evaluated with: if any no longer owns its partition, nothing is stored and the error is
+/// SQLSTATE GT001 ([`tracker::ownership::is_deposed`]). `webhooks` are the URLs every alert is
+/// delivered to, besides its fence's own.
+pub async fn commit(
+    pool: &PgPool,
     merged: &Merged,
+    claims: &[(i16, i64)],
     webhooks: &[String],
+    mark: Mark<'_>,
 ) -> Result<Vec<Alert>, sqlx::Error> {
-    write_visits(tx, merged).await?;
-    write_offline(tx, merged).await?;
-    write_pairs(tx, merged).await?;
-    let alerts = insert_alerts(tx, &merged.alerts).await?;
-    queue_webhooks(tx, &merged.alerts, &alerts, webhooks).await?;
-    if let Some(newest) = alerts.last() {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(ALERTS_CHANNEL)
-            .bind(newest.id.to_string())
-            .execute(&mut **tx)
-            .await?;
-    }
-    let (shards, seqs): (Vec<i16>, Vec<i64>) = merged.watermarks.iter().map(|(s, q)| (*s, *q)).unzip();
-    if !shards.is_empty() {
-        sqlx::query(
-            "INSERT INTO eval_watermarks (shard, seq) SELECT * FROM unnest($1::int2[], $2::int8[])
-             ON CONFLICT (shard) DO UPDATE SET seq = GREATEST(eval_watermarks.seq, EXCLUDED.seq)",
-        )
-        .bind(&shards)
-        .bind(&seqs)
-        .execute(&mut **tx)
+    let (claim_partitions, claim_epochs): (Vec<i16>, Vec<i64>) = claims.iter().copied().unzip();
+    let visits = VisitColumns::of(merged);
+    let offline = OfflineColumns::of(merged);
+    let pairs = PairColumns::of(merged);
+    let alerts = AlertColumns::of(&merged.alerts);
+    let hooks = HookColumns::of(&merged.alerts, webhooks);
+    let (watermark_shards, watermark_seqs): (Vec<i16>, Vec<i64>) =
+        merged.watermarks.iter().map(|(s, q)| (*s, *q)).unzip();
+    let rows: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(COMMIT)
+        .bind(mark.writer)
+        .bind(mark.commit_id)
+        .bind(ALERTS_CHANNEL)
+        .bind(&claim_partitions)
+        .bind(&claim_epochs)
+        .bind(&visits.gone_devices)
+        .bind(&visits.gone_fences)
+        .bind(&visits.devices)
+        .bind(&visits.fences)
+        .bind(&visits.shards)
+        .bind(&visits.entered_at)
+        .bind(&visits.dwell_fired)
+        .bind(&visits.overspeed_fired)
+        .bind(&offline.back)
+        .bind(&offline.gone)
+        .bind(&offline.since)
+        .bind(&pairs.apart[0])
+        .bind(&pairs.apart[1])
+        .bind(&pairs.apart[2])
+        .bind(&pairs.near[0])
+        .bind(&pairs.near[1])
+        .bind(&pairs.near[2])
+        .bind(&pairs.since)
+        .bind(&alerts.devices)
+        .bind(&alerts.fences)
+        .bind(&alerts.fence_names)
+        .bind(&alerts.kinds)
+        .bind(&alerts.ts)
+        .bind(&alerts.lons)
+        .bind(&alerts.lats)
+        .bind(&alerts.speeds)
+        .bind(&alerts.interpolated)
+        .bind(&alerts.received_at)
+        .bind(&alerts.rules)
+        .bind(&alerts.others)
+        .bind(&alerts.distances)
+        .bind(&hooks.alerts)
+        .bind(&hooks.urls)
+        .bind(&watermark_shards)
+        .bind(&watermark_seqs)
+        .fetch_all(pool)
         .await?;
-    }
-    Ok(alerts)
-}
-
-/// Visits to store, as columns for `unnest`.
-#[derive(Default)]
-struct KeptVisits<'a> {
-    devices: Vec<&'a str>,
-    fences: Vec<&'a str>,
-    shards: Vec<i16>,
-    entered_at: Vec<DateTime<Utc>>,
-    dwell_fired: Vec<bool>,
-    overspeed_fired: Vec<bool>,
-}
-
-async fn write_visits(tx: &mut Transaction<'_, Postgres>, merged: &Merged) -> Result<(), sqlx::Error> {
-    let (mut gone_devices, mut gone_fences) = (Vec::new(), Vec::new());
-    let mut kept = KeptVisits::default();
-    for ((device, fence), (shard, visit)) in &merged.visits {
-        match visit {
-            None => {
-                gone_devices.push(device.as_str());
-                gone_fences.push(fence.as_str());
-            }
-            Some(v) => {
-                kept.devices.push(device);
-                kept.fences.push(fence);
-                kept.shards.push(*shard);
-                kept.entered_at.push(time_of_ms(v.entered_at_ms));
-                kept.dwell_fired.push(v.dwell_fired);
-                kept.overspeed_fired.push(v.overspeed_fired);
-            }
-        }
-    }
-    if !gone_devices.is_empty() {
-        sqlx::query(
-            "DELETE FROM fence_states s USING unnest($1::text[], $2::text[]) AS g(device, fence)
-             WHERE s.device = g.device AND s.fence = g.fence",
-        )
-        .bind(&gone_devices)
-        .bind(&gone_fences)
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !kept.devices.is_empty() {
-        sqlx::query(
-            "INSERT INTO fence_states (device, fence, shard, entered_at, dwell_fired, overspeed_fired)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::int2[], $4::timestamptz[], $5::bool[], $6::bool[])
-             ON CONFLICT (device, fence) DO UPDATE SET shard = EXCLUDED.shard,
-                 entered_at = EXCLUDED.entered_at, dwell_fired = EXCLUDED.dwell_fired,
-                 overspeed_fired = EXCLUDED.overspeed_fired",
-        )
-        .bind(&kept.devices)
-        .bind(&kept.fences)
-        .bind(&kept.shards)
-        .bind(&kept.entered_at)
-        .bind(&kept.dwell_fired)
-        .bind(&kept.overspeed_fired)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-async fn write_offline(tx: &mut Transaction<'_, Postgres>, merged: &Merged) -> Result<(), sqlx::Error> {
-    let mut back = Vec::new();
-    let (mut gone, mut since) = (Vec::new(), Vec::new());
-    for (device, offline) in &merged.offline {
-        match offline {
-            None => back.push(device.as_str()),
-            Some(t) => {
-                gone.push(device.as_str());
-                since.push(*t);
-            }
-        }
-    }
-    if !back.is_empty() {
-        sqlx::query("DELETE FROM offline_devices WHERE device = ANY($1)")
-            .bind(&back)
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !gone.is_empty() {
-        sqlx::query(
-            "INSERT INTO offline_devices (device, since) SELECT * FROM unnest($1::text[], $2::timestamptz[])
-             ON CONFLICT (device) DO UPDATE SET since = EXCLUDED.since",
-        )
-        .bind(&gone)
-        .bind(&since)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-async fn write_pairs(tx: &mut Transaction<'_, Postgres>, merged: &Merged) -> Result<(), sqlx::Error> {
-    let (mut gone, mut near): (Vec<&PairKey>, Vec<(&PairKey, DateTime<Utc>)>) = (Vec::new(), Vec::new());
-    for (key, since) in &merged.pairs {
-        match since {
-            None => gone.push(key),
-            Some(since) => near.push((key, *since)),
-        }
-    }
-    let columns = |keys: &mut dyn Iterator<Item = &PairKey>| {
-        let mut cols: [Vec<String>; 3] = Default::default();
-        for key in keys {
-            cols[0].push(key.rule.clone());
-            cols[1].push(key.device.clone());
-            cols[2].push(key.other.clone());
-        }
-        cols
-    };
-    if !gone.is_empty() {
-        let [rules, devices, others] = columns(&mut gone.into_iter());
-        sqlx::query(
-            "DELETE FROM proximity_pairs p USING unnest($1::text[], $2::text[], $3::text[]) AS g(rule, device, other)
-             WHERE p.rule = g.rule AND p.device = g.device AND p.other = g.other",
-        )
-        .bind(&rules)
-        .bind(&devices)
-        .bind(&others)
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !near.is_empty() {
-        let [rules, devices, others] = columns(&mut near.iter().map(|(k, _)| *k));
-        let since: Vec<DateTime<Utc>> = near.iter().map(|(_, s)| *s).collect();
-        sqlx::query(
-            "INSERT INTO proximity_pairs (rule, device, other, since)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-             ON CONFLICT (rule, device, other) DO UPDATE SET since = EXCLUDED.since",
-        )
-        .bind(&rules)
-        .bind(&devices)
-        .bind(&others)
-        .bind(&since)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-/// Inserts alerts in their order: ids are drawn row by row in that order, so they grow with it.
-async fn insert_alerts(
-    tx: &mut Transaction<'_, Postgres>,
-    alerts: &[NewAlert],
-) -> Result<Vec<Alert>, sqlx::Error> {
-    if alerts.is_empty() {
-        return Ok(Vec::new());
-    }
-    let column = |f: fn(&NewAlert) -> Option<f64>| alerts.iter().map(f).collect::<Vec<_>>();
-    let proximity = |f: fn(&Proximity) -> &str| {
-        alerts
-            .iter()
-            .map(|a| a.event.proximity.as_ref().map(f))
-            .collect::<Vec<_>>()
-    };
-    let rows: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
-        "INSERT INTO alerts (device, fence, fence_name, kind, ts, geom, speed_mps, interpolated, received_at,
-                             rule, other_device, distance_m)
-         SELECT device, fence, fence_name, kind, ts,
-                CASE WHEN lon IS NULL THEN NULL ELSE ST_SetSRID(ST_MakePoint(lon, lat), 4326) END,
-                speed, interpolated, received_at, rule, other_device, distance_m
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[],
-                     $7::float8[], $8::float8[], $9::bool[], $10::timestamptz[], $11::text[], $12::text[],
-                     $13::float8[])
-              WITH ORDINALITY AS a(device, fence, fence_name, kind, ts, lon, lat, speed, interpolated,
-                                   received_at, rule, other_device, distance_m, ord)
-         ORDER BY ord
-         RETURNING id, created_at",
-    )
-    .bind(alerts.iter().map(|a| a.event.device.as_str()).collect::<Vec<_>>())
-    .bind(
-        alerts
-            .iter()
-            .map(|a| a.event.fence.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        alerts
-            .iter()
-            .map(|a| a.event.fence_name.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(alerts.iter().map(|a| a.event.kind.as_str()).collect::<Vec<_>>())
-    .bind(alerts.iter().map(|a| a.event.ts).collect::<Vec<_>>())
-    .bind(column(|a| a.event.position.map(|p| p[0])))
-    .bind(column(|a| a.event.position.map(|p| p[1])))
-    .bind(column(|a| a.event.speed_mps))
-    .bind(alerts.iter().map(|a| a.event.interpolated).collect::<Vec<_>>())
-    .bind(alerts.iter().map(|a| a.event.received_at).collect::<Vec<_>>())
-    .bind(proximity(|p| p.rule.as_str()))
-    .bind(proximity(|p| p.other.as_str()))
-    .bind(column(|a| a.event.proximity.as_ref().map(|p| p.distance_m)))
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut ids: Vec<(i64, DateTime<Utc>)> = rows;
-    ids.sort_unstable_by_key(|(id, _)| *id);
-    Ok(alerts
+    // Ids were drawn in the alerts' order.
+    Ok(merged
+        .alerts
         .iter()
-        .zip(ids)
+        .zip(rows)
         .map(|(a, (id, created_at))| Alert {
             id,
             event: a.event.clone(),
@@ -503,29 +317,153 @@ async fn insert_alerts(
         .collect())
 }
 
-async fn queue_webhooks(
-    tx: &mut Transaction<'_, Postgres>,
-    new: &[NewAlert],
-    stored: &[Alert],
-    webhooks: &[String],
-) -> Result<(), sqlx::Error> {
-    let (mut ids, mut urls) = (Vec::new(), Vec::new());
-    for (alert, row) in new.iter().zip(stored) {
-        for url in webhooks.iter().chain(&alert.webhooks) {
-            ids.push(row.id);
-            urls.push(url.as_str());
+/// Alerts as columns, in their order.
+struct AlertColumns<'a> {
+    devices: Vec<&'a str>,
+    fences: Vec<Option<&'a str>>,
+    fence_names: Vec<Option<&'a str>>,
+    kinds: Vec<&'static str>,
+    ts: Vec<DateTime<Utc>>,
+    lons: Vec<Option<f64>>,
+    lats: Vec<Option<f64>>,
+    speeds: Vec<Option<f64>>,
+    interpolated: Vec<bool>,
+    received_at: Vec<Option<DateTime<Utc>>>,
+    rules: Vec<Option<&'a str>>,
+    others: Vec<Option<&'a str>>,
+    distances: Vec<Option<f64>>,
+}
+
+impl<'a> AlertColumns<'a> {
+    fn of(alerts: &'a [NewAlert]) -> Self {
+        let events = || alerts.iter().map(|a| &a.event);
+        let proximity = || events().map(|e| e.proximity.as_ref());
+        Self {
+            devices: events().map(|e| e.device.as_str()).collect(),
+            fences: events().map(|e| e.fence.as_deref()).collect(),
+            fence_names: events().map(|e| e.fence_name.as_deref()).collect(),
+            kinds: events().map(|e| e.kind.as_str()).collect(),
+            ts: events().map(|e| e.ts).collect(),
+            lons: events().map(|e| e.position.map(|p| p[0])).collect(),
+            lats: events().map(|e| e.position.map(|p| p[1])).collect(),
+            speeds: events().map(|e| e.speed_mps).collect(),
+            interpolated: events().map(|e| e.interpolated).collect(),
+            received_at: events().map(|e| e.received_at).collect(),
+            rules: proximity().map(|p| p.map(|p| p.rule.as_str())).collect(),
+            others: proximity().map(|p| p.map(|p| p.other.as_str())).collect(),
+            distances: proximity().map(|p| p.map(|p| p.distance_m)).collect(),
         }
     }
-    if !ids.is_empty() {
-        sqlx::query(
-            "INSERT INTO webhook_deliveries (alert_id, url) SELECT * FROM unnest($1::int8[], $2::text[])",
-        )
-        .bind(&ids)
-        .bind(&urls)
-        .execute(&mut **tx)
-        .await?;
+}
+
+/// Webhook deliveries to queue: the alert's 1-based position and the URL, as columns.
+struct HookColumns<'a> {
+    alerts: Vec<i32>,
+    urls: Vec<&'a str>,
+}
+
+impl<'a> HookColumns<'a> {
+    /// Every alert goes to `webhooks` and to its fence's own.
+    fn of(alerts: &'a [NewAlert], webhooks: &'a [String]) -> Self {
+        let (mut positions, mut urls) = (Vec::new(), Vec::new());
+        for (position, alert) in (1_i32..).zip(alerts) {
+            for url in webhooks.iter().chain(&alert.webhooks) {
+                positions.push(position);
+                urls.push(url.as_str());
+            }
+        }
+        Self {
+            alerts: positions,
+            urls,
+        }
     }
-    Ok(())
+}
+
+/// Fence states to delete (`gone_*`) and to store, as columns.
+#[derive(Default)]
+struct VisitColumns<'a> {
+    gone_devices: Vec<&'a str>,
+    gone_fences: Vec<&'a str>,
+    devices: Vec<&'a str>,
+    fences: Vec<&'a str>,
+    shards: Vec<i16>,
+    entered_at: Vec<DateTime<Utc>>,
+    dwell_fired: Vec<bool>,
+    overspeed_fired: Vec<bool>,
+}
+
+impl<'a> VisitColumns<'a> {
+    fn of(merged: &'a Merged) -> Self {
+        let mut columns = Self::default();
+        for ((device, fence), (shard, visit)) in &merged.visits {
+            match visit {
+                None => {
+                    columns.gone_devices.push(device);
+                    columns.gone_fences.push(fence);
+                }
+                Some(v) => {
+                    columns.devices.push(device);
+                    columns.fences.push(fence);
+                    columns.shards.push(*shard);
+                    columns.entered_at.push(time_of_ms(v.entered_at_ms));
+                    columns.dwell_fired.push(v.dwell_fired);
+                    columns.overspeed_fired.push(v.overspeed_fired);
+                }
+            }
+        }
+        columns
+    }
+}
+
+/// Devices that reported again (`back`) and devices gone offline since when, as columns.
+#[derive(Default)]
+struct OfflineColumns<'a> {
+    back: Vec<&'a str>,
+    gone: Vec<&'a str>,
+    since: Vec<DateTime<Utc>>,
+}
+
+impl<'a> OfflineColumns<'a> {
+    fn of(merged: &'a Merged) -> Self {
+        let mut columns = Self::default();
+        for (device, offline) in &merged.offline {
+            match offline {
+                None => columns.back.push(device),
+                Some(t) => {
+                    columns.gone.push(device);
+                    columns.since.push(*t);
+                }
+            }
+        }
+        columns
+    }
+}
+
+/// Proximity pairs no longer near and pairs near since when, as (rule, device, other) columns.
+#[derive(Default)]
+struct PairColumns<'a> {
+    apart: [Vec<&'a str>; 3],
+    near: [Vec<&'a str>; 3],
+    since: Vec<DateTime<Utc>>,
+}
+
+impl<'a> PairColumns<'a> {
+    fn of(merged: &'a Merged) -> Self {
+        let mut columns = Self::default();
+        for (key, since) in &merged.pairs {
+            let side = match since {
+                None => &mut columns.apart,
+                Some(t) => {
+                    columns.since.push(*t);
+                    &mut columns.near
+                }
+            };
+            side[0].push(&key.rule);
+            side[1].push(&key.device);
+            side[2].push(&key.other);
+        }
+        columns
+    }
 }
 
 /// Erases what evaluation stored about a device: its alerts (proximity alerts naming it on

@@ -1,13 +1,14 @@
 //! The node's one alert writer. Every shard's evaluator sends its [`Changes`] here; the writer
-//! commits whatever has queued up in one transaction and only then publishes the alerts on
-//! the hub, sorted by id. Commits of alerts are serialised across every process of the
-//! database ([`store::lock_alert_order`]), so ids grow from one commit to the next and a
-//! cursor never skips an alert that commits later (concurrent writers could commit 1042
-//! before 1041).
+//! commits whatever has queued up in one transaction, a single round trip to the database
+//! ([`store::commit`]), and only then publishes the alerts on the hub, sorted by id. Commits of
+//! alerts are serialised across every process of the database, so ids grow from one commit to
+//! the next and a cursor never skips an alert that commits later (concurrent writers could
+//! commit 1042 before 1041).
 //!
-//! In cluster mode each step carries its evaluator's epoch; the transaction locks the
-//! partitions' ownership rows and leaves out the steps of an epoch that no longer owns its
-//! partition (a newer owner evaluates those fixes again from the committed watermark). There
+//! In cluster mode each step carries its evaluator's epoch; the commit locks the partitions'
+//! ownership rows and refuses to store anything if one of those epochs no longer owns its
+//! partition. The writer then leaves out the steps of such epochs (a newer owner evaluates those
+//! fixes again from the committed watermark) and commits the rest. There
 //! the writer does not publish: every node's hub is fed from the database in commit order
 //! ([`crate::follower`]), this node's included.
 //!
@@ -127,20 +128,24 @@ impl AlertWriter {
         }
     }
 
+    /// One commit of `steps`. When an epoch of them was deposed, its steps are left out and the
+    /// rest committed.
     async fn try_commit(&self, steps: &[Changes], mark: Mark<'_>) -> Result<Vec<Alert>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        store::lock_alert_order(&mut tx).await?;
         let mut claims: Vec<(i16, i64)> = steps
             .iter()
             .filter_map(|step| step.epoch.map(|epoch| (step.shard, epoch)))
             .collect();
         claims.sort_unstable();
         claims.dedup();
-        let owning = if claims.is_empty() {
-            Vec::new()
-        } else {
-            store::owning(&mut tx, &claims).await?
-        };
+        let mut merged = Merged::default();
+        for step in steps {
+            merged.add(step);
+        }
+        match store::commit(&self.pool, &merged, &claims, &self.webhooks, mark).await {
+            Err(error) if tracker::ownership::is_deposed(&error) => {}
+            result => return result,
+        }
+        let owning = store::owning(&self.pool, &claims).await?;
         let mut merged = Merged::default();
         for step in steps {
             match step.epoch {
@@ -156,10 +161,8 @@ impl AlertWriter {
                 _ => merged.add(step),
             }
         }
-        let alerts = store::write(&mut tx, &merged, &self.webhooks).await?;
-        store::record_mark(&mut tx, mark, &alerts).await?;
-        tx.commit().await?;
-        Ok(alerts)
+        // Ownership may have changed again meanwhile: then this fails too and is retried.
+        store::commit(&self.pool, &merged, &owning, &self.webhooks, mark).await
     }
 
     /// Counts committed alerts and, on a single node, publishes them on the hub.

@@ -41,11 +41,9 @@ async fn a_commit_is_found_by_its_mark_with_its_alerts_and_no_other_is() {
         writer: "writer-1",
         commit_id: 7,
     };
-    let mut tx = app.db.begin().await.expect("tx");
-    store::lock_alert_order(&mut tx).await.expect("lock");
-    let stored = store::write(&mut tx, &merged, &[]).await.expect("write");
-    store::record_mark(&mut tx, mark, &stored).await.expect("mark");
-    tx.commit().await.expect("commit");
+    let stored = store::commit(&app.db, &merged, &[], &[], mark)
+        .await
+        .expect("commit");
 
     let found = store::committed(&app.db, mark)
         .await
@@ -78,9 +76,9 @@ async fn a_commit_is_found_by_its_mark_with_its_alerts_and_no_other_is() {
         writer: "writer-1",
         commit_id: 9,
     };
-    let mut tx = app.db.begin().await.expect("tx");
-    store::record_mark(&mut tx, empty, &[]).await.expect("mark");
-    tx.commit().await.expect("commit");
+    store::commit(&app.db, &Merged::default(), &[], &[], empty)
+        .await
+        .expect("commit");
     assert_eq!(
         store::committed(&app.db, empty).await.expect("lookup"),
         Some(Vec::new())
@@ -110,6 +108,19 @@ async fn steps_of_a_deposed_epoch_are_left_out_and_the_rest_committed() {
         changes.alerts.push(offline(device));
         changes
     };
+    // Committed alone, the deposed epoch's step stores nothing, not even the commit's mark.
+    let mut deposed = Merged::default();
+    deposed.add(&step(4, "old-owner"));
+    let mark = Mark {
+        writer: "deposed",
+        commit_id: 1,
+    };
+    let refused = store::commit(&app.db, &deposed, &[(0, 4)], &[], mark)
+        .await
+        .expect_err("a deposed epoch cannot commit");
+    assert!(ownership::is_deposed(&refused), "{refused}");
+    assert_eq!(store::committed(&app.db, mark).await.expect("lookup"), None);
+
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = alerts::AlertMetrics::register(&mut registry);
     let (sender, changes) = tokio::sync::mpsc::channel(8);
