@@ -23,6 +23,8 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::Span;
 
+use crate::request_id::X_REQUEST_ID;
+
 /// Logs every request (see the module).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AccessLogLayer;
@@ -75,10 +77,7 @@ fn request_span(request: &Request<Body>) -> Span {
     );
     // The header is looked up only when the span is recorded (logging at info or finer).
     if !span.is_disabled() {
-        let id = request
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok());
+        let id = request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok());
         span.record("id", id.unwrap_or("-"));
     }
     span

@@ -18,7 +18,8 @@ use axum::http::{HeaderName, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The header that carries a request's id, on the request and on its response.
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// `PREFIX-COUNTER`, both in hexadecimal.
 #[derive(Debug, Clone)]
