@@ -4,11 +4,14 @@
 # repeatable number). Starts the release server under callgrind twice on a fresh database, sends
 # FEW and then MANY identical keep-alive requests of each PATH, and prints
 # (instructions of the MANY run - of the FEW run) / (MANY - FEW): start-up and shutdown cancel
-# out. Tokens are on (as on an exposed server: CORS and auth on every request).
+# out. Tokens are on (as on an exposed server: CORS and auth on every request), unless OPEN=1
+# (no tokens, as in `bench-vs-martin.sh`: the local-only guard instead of CORS and auth).
+# callgrind runs no SHA extensions, so a token's SHA-256 digest counts about 3,500 instructions
+# here, several times what it takes on a CPU with them.
 #
 #   bash scripts/callgrind-requests.sh [PATH...]     # default: /health /tiles/countries/0/0/0
 #
-# Environment: FEW (default 200), MANY (default 1200), KEEP=1 keeps the callgrind files in
+# Environment: FEW (default 200), MANY (default 1200), OPEN=1 (no tokens), KEEP=1 keeps the callgrind files in
 # target/callgrind/ for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +35,9 @@ run() {
   local path=$1 count=$2 port file
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   file="$out/$(echo "$path" | tr -c 'a-z0-9' '_')-$count.out"
-  GEOTRACK_LOG=warn GEOTRACK_TOKENS="$token=admin" GEOTRACK_LIMITS__TOKEN_REQUESTS_PER_S=0 \
+  local tokens="$token=admin"
+  [ "${OPEN:-0}" = 1 ] && tokens=""
+  GEOTRACK_LOG=warn GEOTRACK_TOKENS="$tokens" GEOTRACK_LIMITS__TOKEN_REQUESTS_PER_S=0 \
     GEOTRACK_INGEST__SHARDS=1 \
     valgrind --tool=callgrind --callgrind-out-file="$file" \
     ./target/release/geotrack serve --bind "127.0.0.1:$port" --database-url "$url" 2>/dev/null &

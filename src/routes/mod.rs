@@ -65,10 +65,7 @@ pub fn router(
 ) -> HttpService {
     let routes = routes(state).route_layer(http_metrics::TrackLayer::new(metrics));
     let (guard, cors) = match local_only {
-        Some(guard) => (
-            Some(middleware::from_fn_with_state(guard, crate::guard::local_only)),
-            None,
-        ),
+        Some(guard) => (Some(guard), None),
         // Maps and dashboards on other origins read tiles and the API. Safe to allow any origin
         // when tokens are on: credentials are explicit tokens, never cookies, so there is
         // nothing ambient to abuse.
