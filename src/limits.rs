@@ -2,6 +2,9 @@
 //! one flooding device cannot starve the others. Buckets live in a cache bounded in entries
 //! that forgets idle ones, so memory stays bounded however many devices appear.
 
+use std::borrow::Borrow;
+use std::hash::Hash;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,12 +45,12 @@ impl Default for LimitsConfig {
     }
 }
 
-/// One family of token buckets (per token, or per device).
+/// One family of token buckets, by key: a token, a device id, a client address.
 #[derive(Debug, Clone)]
-pub struct RateLimiter {
+pub struct RateLimiter<K: Hash + Eq + Send + Sync + 'static = String> {
     rate: f64,
     burst: f64,
-    buckets: moka::sync::Cache<String, Arc<Mutex<Bucket>>>,
+    buckets: moka::sync::Cache<K, Arc<Mutex<Bucket>>>,
 }
 
 #[derive(Debug)]
@@ -56,7 +59,7 @@ struct Bucket {
     updated: Instant,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq + Send + Sync + 'static> RateLimiter<K> {
     pub fn new(rate_per_s: f64, burst: f64, max_tracked: u64) -> Self {
         // A bucket idle long enough to refill completely holds no state worth keeping.
         let refill = if rate_per_s > 0.0 { burst / rate_per_s } else { 1.0 };
@@ -71,8 +74,21 @@ impl RateLimiter {
     }
 
     /// Takes `n` units for `key`, or says how long until they would be there.
-    pub fn try_take(&self, key: &str, n: f64) -> Result<(), Duration> {
-        self.with_bucket(key, |bucket, rate, burst| {
+    pub fn try_take<Q>(&self, key: &Q, n: f64) -> Result<(), Duration>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let bucket = self.buckets.get_with_by_ref(key, || {
+            Arc::new(Mutex::new(Bucket {
+                tokens: self.burst,
+                updated: Instant::now(),
+            }))
+        });
+        self.refilled(&bucket, |bucket, rate, burst| {
             // A request larger than the burst passes when the bucket is full, and is charged in
             // full: the bucket goes into debt, so the next requests wait for all of it.
             let wanted = n.min(burst);
@@ -85,9 +101,20 @@ impl RateLimiter {
         })
     }
 
-    /// Whether `n` units are there for `key` now (taking none), or how long until they are.
-    pub fn check(&self, key: &str, n: f64) -> Result<(), Duration> {
-        self.with_bucket(key, |bucket, rate, burst| {
+    /// Whether `n` units are there for `key` now (taking none), or how long until they are. A
+    /// key without a bucket has a full one, and checking does not make it one.
+    pub fn check<Q>(&self, key: &Q, n: f64) -> Result<(), Duration>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let Some(bucket) = self.buckets.get(key) else {
+            return Ok(());
+        };
+        self.refilled(&bucket, |bucket, rate, burst| {
             let wanted = n.min(burst);
             if bucket.tokens >= wanted {
                 Ok(())
@@ -97,21 +124,12 @@ impl RateLimiter {
         })
     }
 
-    /// Runs `f` on `key`'s bucket, refilled to now (a zero rate is no limit).
-    fn with_bucket(
+    /// Runs `f` on `bucket`, refilled to now.
+    fn refilled(
         &self,
-        key: &str,
+        bucket: &Mutex<Bucket>,
         f: impl FnOnce(&mut Bucket, f64, f64) -> Result<(), Duration>,
     ) -> Result<(), Duration> {
-        if self.rate <= 0.0 {
-            return Ok(());
-        }
-        let bucket = self.buckets.get_with_by_ref(key, || {
-            Arc::new(Mutex::new(Bucket {
-                tokens: self.burst,
-                updated: Instant::now(),
-            }))
-        });
         let mut bucket = bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         let refilled = bucket.tokens + now.duration_since(bucket.updated).as_secs_f64() * self.rate;
@@ -133,7 +151,7 @@ impl LimitsConfig {
     }
 
     /// Failed authentications per client address.
-    pub fn failed_auths(&self) -> RateLimiter {
+    pub fn failed_auths(&self) -> RateLimiter<IpAddr> {
         RateLimiter::new(
             self.failed_auth_per_min / 60.0,
             self.failed_auth_burst,
@@ -166,6 +184,21 @@ mod tests {
         assert!(
             wait > Duration::from_secs(45),
             "the debt of 45 fixes is waited out: {wait:?}"
+        );
+    }
+
+    #[test]
+    fn checking_takes_nothing_and_keeps_no_bucket_for_an_unseen_key() {
+        let limiter = RateLimiter::<IpAddr>::new(1.0, 2.0, 100);
+        let client = IpAddr::from([192, 0, 2, 1]);
+        assert!(limiter.check(&client, 1.0).is_ok());
+        limiter.buckets.run_pending_tasks();
+        assert_eq!(limiter.buckets.entry_count(), 0, "no bucket for a check");
+        assert!(limiter.try_take(&client, 2.0).is_ok());
+        assert!(limiter.check(&client, 1.0).is_err(), "emptied by the take");
+        assert!(
+            limiter.check(&IpAddr::from([192, 0, 2, 2]), 1.0).is_ok(),
+            "per address"
         );
     }
 

@@ -145,7 +145,7 @@ impl<S: Required, C: Credentials> FromRequestParts<AppState> for Authorized<S, C
             .map(|ConnectInfo(address)| address.ip());
         let principal = state
             .auth
-            .resolve(C::presented(parts), client)
+            .resolve(|| C::presented(parts), client)
             .map_err(C::refuse)?;
         if !principal.has(S::SCOPE) {
             let message = format!("this token lacks the {:?} scope", S::SCOPE).to_lowercase();

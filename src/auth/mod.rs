@@ -34,20 +34,24 @@ pub struct Auth {
     /// Requests per token.
     pub limiter: RateLimiter,
     /// Failed authentications per client address: guessing tokens is slowed to a trickle.
-    pub failures: RateLimiter,
+    pub failures: RateLimiter<IpAddr>,
     /// Device groups, for tokens limited to groups.
     pub groups: fences::Groups,
 }
 
 impl Auth {
-    /// The principal of the token presented from `client`, charged one request against its
-    /// rate limit. An address that presented too many unknown tokens is refused first.
-    pub fn resolve(&self, presented: Option<String>, client: Option<IpAddr>) -> Result<Principal, AuthError> {
+    /// The principal of the token `presented` (asked for only when tokens are on) from
+    /// `client`, charged one request against its rate limit. An address that presented too
+    /// many unknown tokens is refused first.
+    pub fn resolve(
+        &self,
+        presented: impl FnOnce() -> Option<String>,
+        client: Option<IpAddr>,
+    ) -> Result<Principal, AuthError> {
         if self.tokens.is_open() {
             return Ok(Principal::open());
         }
-        let presented = presented.ok_or(AuthError::Missing)?;
-        let client = client.map(|ip| ip.to_string());
+        let presented = presented().ok_or(AuthError::Missing)?;
         if let Some(client) = &client {
             self.failures
                 .check(client, 1.0)
