@@ -15,6 +15,8 @@
 # (`cargo install martin --version 1.14.0 --no-default-features --features postgres`: the
 # newest release this machine's Rust builds; about 10 minutes on 2 cores) and never committed.
 # Usage: bash scripts/bench-vs-martin.sh [seconds per run, default 10]   (BENCH_ROUNDS=3)
+# BENCH_SERVER_BIN: another build of the server to measure (for an A/B of two builds, each
+# against Martin in its own run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${1:-10}
@@ -103,7 +105,7 @@ postgres:
         name: text
         iso_n3: text
 YAML
-GEOTRACK_LOG=error ./target/release/geotrack serve --config "$WORK/geotrack.toml" \
+GEOTRACK_LOG=error "${BENCH_SERVER_BIN:-./target/release/geotrack}" serve --config "$WORK/geotrack.toml" \
   --bind "127.0.0.1:$GT_PORT" --database-url "$URL" &
 PIDS+=($!)
 RUST_LOG=error "$MARTIN" --config "$WORK/martin.yaml" > "$WORK/martin.log" 2>&1 &

@@ -15,7 +15,6 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::MatchedPath;
 use axum::http::{Request, StatusCode};
 use axum::response::Response;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
@@ -23,6 +22,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::Span;
 
+use crate::http_metrics::Route;
 use crate::request_id::X_REQUEST_ID;
 
 /// Logs every request (see the module).
@@ -124,8 +124,8 @@ where
 fn log_response(response: &Response, latency: Duration) {
     let route = response
         .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
+        .get::<Route>()
+        .map_or("unmatched", Route::as_str);
     tracing::info!(
         target: "geotrack::access",
         route,

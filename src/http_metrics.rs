@@ -23,7 +23,7 @@ use prometheus_client::registry::Registry;
 use tower::{Layer, Service};
 
 /// A request's labels, made without copying text: the method is a static name, the route the
-/// router's own template (shared, not copied).
+/// router's own template (shared, not copied) or a static one.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     method: &'static str,
@@ -31,13 +31,25 @@ pub struct RequestLabels {
     status: u16,
 }
 
-/// The route template a request matched (`None`: no route did).
+/// The route template a request matched, as the metrics and the access log name it (left on
+/// the response for the access log).
 #[derive(Clone, Debug)]
-struct Route(Option<MatchedPath>);
+pub enum Route {
+    /// Matched by the router.
+    Router(MatchedPath),
+    /// Matched by hand in front of the router (`routes::tile_front`).
+    Fixed(&'static str),
+    /// No route matched.
+    Unmatched,
+}
 
 impl Route {
-    fn as_str(&self) -> &str {
-        self.0.as_ref().map_or("unmatched", MatchedPath::as_str)
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Router(matched) => matched.as_str(),
+            Self::Fixed(template) => template,
+            Self::Unmatched => "unmatched",
+        }
     }
 }
 
@@ -184,15 +196,30 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let matched = request.extensions().get::<MatchedPath>().cloned();
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or(Route::Unmatched, |matched| Route::Router(matched.clone()));
         let method = method_name(request.method());
-        TrackFuture {
-            started: Instant::now(),
-            inner: self.inner.call(request),
-            metrics: self.metrics.clone(),
-            matched,
-            method,
-        }
+        track(&self.metrics, method, route, self.inner.call(request))
+    }
+}
+
+impl TrackLayer {
+    /// Counts the answer `inner` gives to a request with `method` that matched `route`
+    /// outside the router.
+    pub fn track<F>(&self, method: &Method, route: &'static str, inner: F) -> TrackFuture<F> {
+        track(&self.0, method_name(method), Route::Fixed(route), inner)
+    }
+}
+
+fn track<F>(metrics: &Arc<HttpMetrics>, method: &'static str, route: Route, inner: F) -> TrackFuture<F> {
+    TrackFuture {
+        started: Instant::now(),
+        inner,
+        metrics: metrics.clone(),
+        route: Some(route),
+        method,
     }
 }
 
@@ -202,7 +229,7 @@ pin_project! {
         #[pin]
         inner: F,
         metrics: Arc<HttpMetrics>,
-        matched: Option<MatchedPath>,
+        route: Option<Route>,
         method: &'static str,
         started: Instant,
     }
@@ -217,17 +244,17 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = ready!(this.inner.poll(cx))?;
-        let matched = this.matched.take();
+        let route = this.route.take().unwrap_or(Route::Unmatched);
         // Only for the access log, and only when it is on: a response's first extension
         // allocates.
-        if let Some(matched) = &matched
+        if !matches!(route, Route::Unmatched)
             && tracing::enabled!(target: "geotrack::access", tracing::Level::INFO)
         {
-            response.extensions_mut().insert(matched.clone());
+            response.extensions_mut().insert(route.clone());
         }
         let labels = RequestLabels {
             method: this.method,
-            route: Route(matched),
+            route,
             status: response.status().as_u16(),
         };
         this.metrics.record(labels, this.started.elapsed().as_secs_f64());

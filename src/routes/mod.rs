@@ -15,6 +15,7 @@ mod ops;
 mod paging;
 mod positions;
 mod proximity;
+mod tile_front;
 mod tile_meta;
 mod tiles;
 mod trips;
@@ -63,7 +64,9 @@ pub fn router(
     request_timeout: Duration,
     local_only: Option<LocalOnly>,
 ) -> HttpService {
-    let routes = routes(state).route_layer(http_metrics::TrackLayer::new(metrics));
+    let track = http_metrics::TrackLayer::new(metrics);
+    let routes = routes(state.clone()).route_layer(track.clone());
+    let routes = tile_front::TileFront::new(routes, state, track);
     let (guard, cors) = match local_only {
         Some(guard) => (Some(guard), None),
         // Maps and dashboards on other origins read tiles and the API. Safe to allow any origin

@@ -28,7 +28,7 @@ use tiles::{Change, Coding, LayerId, Tile, TileCoord, TileStore, Validators, Win
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::ToSchema;
 
-use crate::auth::{Authorized, BearerOrQuery, DeviceApp, scope};
+use crate::auth::{Authorized, BearerOrQuery, DeviceApp, Principal, scope};
 use crate::error::{ApiError, DeviceAppRefusals, ErrorBody, TokenRefusals};
 use crate::extract::PathId;
 use crate::ws::{Gone, Sessions};
@@ -59,18 +59,30 @@ pub async fn tile(
     request: Request,
 ) -> Result<Response, ApiError> {
     let params = params.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
-    let [layer, z, x, y] = ["layer", "z", "x", "y"].map(|name| {
+    let path = ["layer", "z", "x", "y"].map(|name| {
         params
             .iter()
             .find_map(|(key, value)| (key == name).then_some(value))
             .unwrap_or("")
     });
+    serve(&tiles, &reader, path, request.uri(), request.headers()).await
+}
+
+/// The tile at `[layer, z, x, y]` (the path's parameters, percent-decoded) for `reader`: the
+/// route's work, whether the router matched it ([`tile`]) or `tile_front` did.
+pub(super) async fn serve(
+    tiles: &TileStore,
+    reader: &Principal,
+    [layer, z, x, y]: [&str; 4],
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let catalog = tiles.catalog();
     let layers = layer_list(catalog, layer)?;
     let tile = TileCoord::parse(z, x, y)?;
     // Only `tracks` is drawn over a time window; other layers ignore `from` and `to`.
     let window = if layers.contains(&LayerId::TRACKS) {
-        Some(window(&tiles, request.uri())?)
+        Some(window(tiles, uri)?)
     } else {
         None
     };
@@ -82,11 +94,7 @@ pub async fn tile(
         }
         built.push(tiles.tile(layer, tile, window, reader.device_filter()).await?);
     }
-    Ok(tile_response(
-        &built,
-        cache_control(&layers, window),
-        request.headers(),
-    ))
+    Ok(tile_response(&built, cache_control(&layers, window), headers))
 }
 
 /// How long clients may keep a tile of `layers`.

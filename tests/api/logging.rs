@@ -95,6 +95,13 @@ async fn json_logs_are_one_object_per_line_with_an_access_line_per_response_and_
         .await
         .expect("request");
     assert_eq!(nowhere.status(), 404);
+    // Matched in front of the router (`routes::tile_front`), logged under the same template.
+    let tile = client
+        .get(url(&format!("/tiles/fences/0/0/0?token={secret}")))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(tile.status(), 204, "no fence yet");
 
     let routed = access_line(&lines, "/api/v1/devices/van-1").await;
     assert_eq!(routed["route"], "/api/v1/devices/{id}", "{routed}");
@@ -111,6 +118,9 @@ async fn json_logs_are_one_object_per_line_with_an_access_line_per_response_and_
     );
     let unmatched = access_line(&lines, "/no/such/route").await;
     assert_eq!(unmatched["route"], "unmatched", "{unmatched}");
+    let tile = access_line(&lines, "/tiles/fences/0/0/0").await;
+    assert_eq!(tile["route"], "/tiles/{layer}/{z}/{x}/{y}", "{tile}");
+    assert_eq!(tile["status"], 204, "{tile}");
 
     child.start_kill().expect("SIGKILL");
     child.wait().await.expect("reaped");

@@ -23,10 +23,22 @@ async fn health_ready_and_metrics() {
         202,
     )
     .await;
-    // Built once, then served from the cache twice.
-    for _ in 0..3 {
-        assert!(app.get("/tiles/fences/0/0/0").await.status().is_success());
+    // Built once, then served from the cache three times: three times matched in front of
+    // the router (`routes::tile_front`), once by the router (a percent-escaped segment), all
+    // counted under the route's template; `HEAD` goes through the router too.
+    for path in [
+        "/tiles/fences/0/0/0",
+        "/tiles/fences/0/0/0",
+        "/tiles/fen%63es/0/0/0",
+        "/tiles/fences/0/0/0",
+    ] {
+        assert_eq!(app.get(path).await.status(), 204, "{path}: no fence, no feature");
     }
+    let head = app
+        .request(reqwest::Method::HEAD, "/tiles/fences/0/0/0")
+        .send()
+        .await;
+    assert_eq!(head.status(), 204);
     let metrics = app.get("/metrics").await;
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.expect("text");
@@ -45,8 +57,10 @@ async fn health_ready_and_metrics() {
         "process_open_fds ",
         "geotrack_db_pool_connections_in_use ",
         "geotrack_db_pool_connections_max ",
+        "geotrack_http_requests_total{method=\"GET\",route=\"/tiles/{layer}/{z}/{x}/{y}\",status=\"204\"} 4",
+        "geotrack_http_requests_total{method=\"HEAD\",route=\"/tiles/{layer}/{z}/{x}/{y}\",status=\"204\"} 1",
         "geotrack_tiles_built_total 1",
-        "geotrack_tiles_hits_total 2",
+        "geotrack_tiles_hits_total 4",
         "geotrack_tiles_evicted_total 0",
         "geotrack_tiles_cached ",
         "geotrack_ws_connected 0",
