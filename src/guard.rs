@@ -17,15 +17,14 @@
 //! ignoring case rather than through a lower-cased copy of each: about 3,000 of the 24,000
 //! instructions of a `/health` request (`OPEN=1 scripts/callgrind-requests.sh`).
 
-use std::future::Future;
-use std::pin::Pin;
+use std::future::{Ready, ready};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use pin_project_lite::pin_project;
+use futures_util::future::Either;
 use tower::{Layer, Service};
 
 use crate::error::ApiError;
@@ -33,8 +32,8 @@ use crate::error::ApiError;
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
 
-/// Host names a tokenless server answers to (lower case, without port); the layer refusing
-/// every other request a tokenless server must not serve (see the module), with 403.
+/// Host names a tokenless server answers to (without port, compared ignoring case); the layer
+/// refusing every other request a tokenless server must not serve (see the module), with 403.
 #[derive(Debug, Clone)]
 pub struct LocalOnly {
     hosts: Arc<[String]>,
@@ -48,7 +47,7 @@ impl LocalOnly {
             std::net::IpAddr::V6(ip) => format!("[{ip}]"),
             std::net::IpAddr::V4(ip) => ip.to_string(),
         });
-        hosts.extend(extra.iter().map(|h| h.to_ascii_lowercase()));
+        hosts.extend(extra.iter().cloned());
         Self { hosts: hosts.into() }
     }
 
@@ -130,7 +129,8 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = GuardFuture<S::Future>;
+    /// The refusal, or the route's answer.
+    type Future = Either<Ready<Result<Response, S::Error>>, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -138,37 +138,11 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         match self.guard.refusal(&request) {
-            None => GuardFuture::Call {
-                inner: self.inner.call(request),
-            },
-            Some(reason) => GuardFuture::Refused { reason },
-        }
-    }
-}
-
-pin_project! {
-    /// The route's answer, or the refusal.
-    #[project = GuardProjection]
-    pub enum GuardFuture<F> {
-        Refused { reason: &'static str },
-        Call { #[pin] inner: F },
-    }
-}
-
-impl<F, E> Future for GuardFuture<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            GuardProjection::Refused { reason } => {
-                Poll::Ready(Ok(
-                    ApiError::new(StatusCode::FORBIDDEN, "not_local", *reason).into_response()
-                ))
+            None => Either::Right(self.inner.call(request)),
+            Some(reason) => {
+                let refusal = ApiError::new(StatusCode::FORBIDDEN, "not_local", reason);
+                Either::Left(ready(Ok(refusal.into_response())))
             }
-            GuardProjection::Call { inner } => inner.poll(cx),
         }
     }
 }
