@@ -218,7 +218,7 @@ fn track<F>(metrics: &Arc<HttpMetrics>, method: &'static str, route: Route, inne
         started: Instant::now(),
         inner,
         metrics: metrics.clone(),
-        route: Some(route),
+        route,
         method,
     }
 }
@@ -229,7 +229,7 @@ pin_project! {
         #[pin]
         inner: F,
         metrics: Arc<HttpMetrics>,
-        route: Option<Route>,
+        route: Route,
         method: &'static str,
         started: Instant,
     }
@@ -244,7 +244,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = ready!(this.inner.poll(cx))?;
-        let route = this.route.take().unwrap_or(Route::Unmatched);
+        let route = std::mem::replace(this.route, Route::Unmatched);
         // Only for the access log, and only when it is on: a response's first extension
         // allocates.
         if !matches!(route, Route::Unmatched)
