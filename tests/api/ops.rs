@@ -23,9 +23,10 @@ async fn health_ready_and_metrics() {
         202,
     )
     .await;
-    // Built once, then served from the cache three times: three times matched in front of
-    // the router (`routes::tile_front`), once by the router (a percent-escaped segment), all
-    // counted under the route's template; `HEAD` goes through the router too.
+    // Built once, then served from the cache four times (`HEAD` included). Three of the GETs
+    // are matched in front of the router (`routes::tile_front`), one by the router (a
+    // percent-escaped segment), all counted under the route's template; `HEAD` goes through
+    // the router too.
     for path in [
         "/tiles/fences/0/0/0",
         "/tiles/fences/0/0/0",
