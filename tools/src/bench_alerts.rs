@@ -5,7 +5,8 @@
 //! reply) at `--rate` fixes/s for `--duration-s` seconds over HTTP. Each alert carries the time
 //! its fix reached the server (`received_at`, same clock), so a subscriber's receive time minus
 //! it is the latency from ingest to socket. Reports latency percentiles over every delivery,
-//! alerts/s, and whether every subscriber saw exactly the alerts in the table, in id order.
+//! alerts/s, and whether every subscriber saw exactly the alerts in the table, in id order,
+//! then where the time went: the server's own histograms of each stage over the drive.
 //! The first `--warmup-s` seconds, when every device sends its first fix (its registration, its
 //! first fence states), are reported apart from the steady state that follows, and together.
 //! With `--stalled-subscribers N`, N more sockets connect and then never read: the server must
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Error;
 use crate::process::{cpu_seconds, peak_rss, rss_kib};
 use crate::simulate::{Rng, offset};
+use crate::stages::Snapshot;
 
 #[derive(Debug, Args)]
 pub struct BenchAlertsArgs {
@@ -95,10 +97,18 @@ pub async fn run(args: &BenchAlertsArgs, database_url: &str) -> Result<(), Error
         args.fences, args.subscribers, args.stalled_subscribers, args.devices, args.rate, args.duration_s
     );
     let cpu_before = cpu_seconds(args.server_pid);
+    let stages_before = Snapshot::read(&client, &args.url).await;
+    let stages_warm = read_stages_later(&client, &args.url, Duration::from_secs(args.warmup_s));
     let drive = drive(&client, args).await;
     let cpu_after = cpu_seconds(args.server_pid);
     let (seen, stored) = finish(subscribers, &stop, &db, start_cursor).await?;
     report(args, &drive, &stored, &seen);
+    let stages_warm = stages_warm.await.map_err(|source| Error::Task {
+        what: "metrics reader",
+        source,
+    })?;
+    let stages_after = Snapshot::read(&client, &args.url).await;
+    report_stages(args.warmup_s, [&stages_before, &stages_warm, &stages_after]);
     if !stalled.is_empty() {
         let after = ws_sessions(&client, &args.url).await;
         println!(
@@ -124,6 +134,19 @@ pub async fn run(args: &BenchAlertsArgs, database_url: &str) -> Result<(), Error
         );
     }
     Ok(())
+}
+
+/// Reads the server's histograms `after` from now, in a task of its own.
+fn read_stages_later(
+    client: &reqwest::Client,
+    url: &str,
+    after: Duration,
+) -> tokio::task::JoinHandle<Snapshot> {
+    let (client, url) = (client.clone(), url.to_owned());
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        Snapshot::read(&client, &url).await
+    })
 }
 
 /// After a drive: lets the last alerts reach every socket, stops the subscribers, and returns
@@ -371,6 +394,36 @@ fn report(args: &BenchAlertsArgs, drive: &Drive, stored: &[i64], seen: &[Vec<Del
         "steady state after them",
         all.filter(|d| d.received >= steady_from).map(|d| d.latency_ms),
     );
+}
+
+/// Prints where the server's time went, stage by stage along an alert's way: over the first
+/// `warmup_s` seconds and over the rest of the drive, from three readings of its histograms.
+fn report_stages(warmup_s: u64, [before, warm, after]: [&Snapshot; 3]) {
+    for (during, from, to) in [
+        (format!("the first {warmup_s} s"), before, warm),
+        ("the rest of the drive".to_owned(), warm, after),
+    ] {
+        println!("stages over {during}, from the server's histograms:");
+        for (what, name, unit) in [
+            ("fixes per batch", "geotrack_ingest_batch_fixes", ""),
+            ("batch write up to commit", "geotrack_ingest_commit_seconds", "ms"),
+            (
+                "fix received → evaluated",
+                "geotrack_alerts_evaluation_lag_seconds",
+                "ms",
+            ),
+            ("alert commit", "geotrack_alerts_commit_seconds", "ms"),
+            (
+                "fix received → alert published",
+                "geotrack_alerts_latency_seconds",
+                "ms",
+            ),
+        ] {
+            if let Some(line) = to.since(from, name, unit) {
+                println!("  {what}: {line}");
+            }
+        }
+    }
 }
 
 /// Prints the percentiles of `latencies` (ms) against the target.

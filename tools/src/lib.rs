@@ -14,5 +14,6 @@ pub mod bench_tcp;
 mod error;
 pub mod process;
 pub mod simulate;
+mod stages;
 
 pub use error::Error;
