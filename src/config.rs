@@ -133,6 +133,9 @@ pub struct IngestConfig {
     pub max_waiting_fixes: usize,
     /// Largest batch a writer commits at once.
     pub batch_max_fixes: usize,
+    /// Batches up to this many fixes are written as one statement, in one round trip to the
+    /// database; larger ones by `COPY`, cheaper per fix (0: always `COPY`).
+    pub statement_max_fixes: usize,
     /// How long a writer waits for more fixes before committing a partial batch, when requests
     /// reach its shard more often than that (at a lower rate it commits at once).
     pub batch_linger_ms: u64,
@@ -186,6 +189,7 @@ impl Default for IngestConfig {
             enqueue_wait_ms: duration_ms(pipeline.enqueue_wait),
             max_waiting_fixes: pipeline.max_waiting_fixes,
             batch_max_fixes: pipeline.batch_max_fixes,
+            statement_max_fixes: pipeline.statement_max_fixes,
             batch_linger_ms: duration_ms(pipeline.batch_linger),
             max_request_fixes: 10_000,
             max_body_bytes: 32 * 1024 * 1024,
@@ -208,6 +212,7 @@ impl IngestConfig {
             enqueue_wait: Duration::from_millis(self.enqueue_wait_ms),
             max_waiting_fixes: self.max_waiting_fixes.max(1),
             batch_max_fixes: self.batch_max_fixes.max(1),
+            statement_max_fixes: self.statement_max_fixes,
             batch_linger: Duration::from_millis(self.batch_linger_ms),
         }
     }

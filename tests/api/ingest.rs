@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{fix, json_with_status, spawn_app, spawn_with};
+use crate::helpers::{fix, fix_at, json_with_status, spawn_app, spawn_with};
 
 #[derive(Debug, PartialEq, sqlx::FromRow)]
 struct StoredFix {
@@ -213,14 +213,33 @@ async fn a_late_fix_goes_to_history_but_does_not_move_the_live_position() {
     json_with_status(app.post_json(&batch).await, 202).await;
     let live = json_with_status(app.get("/api/v1/devices/late").await, 200).await;
     assert_eq!(live["geometry"]["coordinates"], json!([5.0, 5.0]));
+
+    // Of two fixes at the same time in one batch, the first is kept, in history and live.
+    let at = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let batch = json!([fix_at("tie", at, 1.0, 1.0), fix_at("tie", at, 2.0, 2.0)]);
+    json_with_status(app.post_json(&batch).await, 202).await;
+    let live = json_with_status(app.get("/api/v1/devices/tie").await, 200).await;
+    assert_eq!(live["geometry"]["coordinates"], json!([1.0, 1.0]));
+    let stored: (f64, i64) =
+        sqlx::query_as("SELECT ST_X(geom), count(*) OVER () FROM positions WHERE device = 'tie'")
+            .fetch_one(&app.db)
+            .await
+            .expect("history");
+    assert_eq!(stored, (1.0, 1));
     app.stop().await;
 }
 
-/// A batch is stored by a binary `COPY`, or, when it holds a duplicate, by an `INSERT` that
-/// skips it: both must store a fix to the microsecond and the bit, live row and registry too.
+/// A small batch is stored by one statement, a larger one by a binary `COPY`, or, when it holds
+/// a duplicate, by an `INSERT` that skips it: all three must store a fix to the microsecond and
+/// the bit, live row and registry too.
 #[tokio::test]
-async fn a_batch_with_a_duplicate_stores_its_new_fixes_exactly_as_one_without() {
-    let app = spawn_app().await;
+async fn every_write_path_stores_a_fix_exactly_alike() {
+    // One shard, so a request is one batch: up to two fixes one statement, more a `COPY`.
+    let app = spawn_with(|c| {
+        c.ingest.shards = 1;
+        c.ingest.statement_max_fixes = 2;
+    })
+    .await;
     let at = chrono::Utc::now() - chrono::Duration::minutes(3);
     let ts = at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
     let full = |device: &str| {
@@ -229,24 +248,27 @@ async fn a_batch_with_a_duplicate_stores_its_new_fixes_exactly_as_one_without() 
                "attrs": {"note": "tab\there \\ \"quoted\" ünï", "n": [1, 2.5, null]}})
     };
     let bare = |device: &str| json!({"device": device, "ts": ts, "lon": 1.0, "lat": 2.0});
-    let body = json!([full("copied"), bare("copied-bare")]);
-    assert_eq!(
-        json_with_status(app.post_json(&body).await, 202).await["accepted"],
-        2
-    );
-    // The re-sent fix makes the COPY fail; the new ones go in by the INSERT.
-    let body = json!([full("inserted"), full("copied"), bare("inserted-bare")]);
-    assert_eq!(
-        json_with_status(app.post_json(&body).await, 202).await["accepted"],
-        3
-    );
-    assert_eq!(app.stored().await, 4);
+    let batches = [
+        // A `COPY`.
+        json!([full("copied"), bare("copied-bare"), bare("filler")]),
+        // One statement.
+        json!([full("statement"), bare("statement-bare")]),
+        // The re-sent fix makes the `COPY` fail; the new ones go in by the `INSERT`.
+        json!([full("inserted"), full("copied"), bare("inserted-bare")]),
+        // One statement skips a re-sent fix by itself.
+        json!([full("statement"), full("statement-2")]),
+    ];
+    for body in &batches {
+        let accepted = json_with_status(app.post_json(body).await, 202).await["accepted"].clone();
+        assert_eq!(accepted, json!(body.as_array().map_or(0, Vec::len)), "{body}");
+    }
+    assert_eq!(app.stored().await, 8);
     let metrics = app.state.ingest.pipeline.metrics();
-    assert_eq!(metrics.duplicates.get(), 1);
+    assert_eq!(metrics.duplicates.get(), 2);
     assert_eq!(
         metrics.rewritten_batches.get(),
         1,
-        "only the batch with the re-sent fix"
+        "only the `COPY` with the re-sent fix"
     );
 
     let row = |table: &'static str, device: &'static str| {
@@ -266,8 +288,10 @@ async fn a_batch_with_a_duplicate_stores_its_new_fixes_exactly_as_one_without() 
         }
     };
     for table in ["positions", "devices_latest"] {
-        let (copied, inserted) = (row(table, "copied").await, row(table, "inserted").await);
-        assert_eq!(copied, inserted, "{table}");
+        let copied = row(table, "copied").await;
+        for other in ["inserted", "statement", "statement-2"] {
+            assert_eq!(copied, row(table, other).await, "{table}: {other}");
+        }
         // `extract` is an exact numeric since PostgreSQL 14: no float rounding in between.
         let sql = format!("SELECT (extract(epoch FROM ts) * 1000000)::int8 FROM {table} WHERE device = $1");
         let micros: i64 = sqlx::query_scalar(&sql)
@@ -276,15 +300,30 @@ async fn a_batch_with_a_duplicate_stores_its_new_fixes_exactly_as_one_without() 
             .await
             .expect("ts");
         assert_eq!(micros, at.timestamp_micros(), "{table}: to the microsecond");
-        let (copied, inserted) = (row(table, "copied-bare").await, row(table, "inserted-bare").await);
-        assert_eq!(copied, inserted, "{table} without optional fields");
+        let copied = row(table, "copied-bare").await;
+        for other in ["inserted-bare", "statement-bare"] {
+            assert_eq!(
+                copied,
+                row(table, other).await,
+                "{table} without optional fields: {other}"
+            );
+        }
     }
-    let devices = ["copied", "copied-bare", "inserted", "inserted-bare"];
+    let devices = [
+        "copied",
+        "copied-bare",
+        "filler",
+        "statement",
+        "statement-bare",
+        "inserted",
+        "inserted-bare",
+        "statement-2",
+    ];
     let registered: i64 = sqlx::query_scalar("SELECT count(*) FROM devices WHERE id = ANY($1)")
         .bind(&devices[..])
         .fetch_one(&app.db)
         .await
         .expect("devices");
-    assert_eq!(registered, 4);
+    assert_eq!(registered, 8);
     app.stop().await;
 }

@@ -46,6 +46,9 @@ pub struct PipelineConfig {
     pub max_waiting_fixes: usize,
     /// A writer stops adding requests to a batch at this many fixes.
     pub batch_max_fixes: usize,
+    /// Batches up to this many fixes are written as one statement, larger ones by `COPY`
+    /// (see [`crate::writer`]).
+    pub statement_max_fixes: usize,
     /// How long a writer waits for more requests before writing a batch that is not full, when
     /// requests have been arriving faster than that.
     pub batch_linger: Duration,
@@ -59,6 +62,7 @@ impl Default for PipelineConfig {
             enqueue_wait: Duration::from_secs(2),
             max_waiting_fixes: 50_000,
             batch_max_fixes: 5_000,
+            statement_max_fixes: 256,
             batch_linger: Duration::from_millis(2),
         }
     }
@@ -160,7 +164,7 @@ impl Pipeline {
                     })
                     .clone();
                 let writer = Writer {
-                    db: ShardWriter::new(shard, pool.clone()),
+                    db: ShardWriter::new(shard, pool.clone(), config.statement_max_fixes),
                     outbox: outboxes.next(),
                     on_commit: on_commit.cloned(),
                     jobs: rx,
