@@ -1,17 +1,20 @@
-//! What the benchmarks read about processes from `/proc`: CPU time (of the server and of
-//! PostgreSQL) and memory (peak and current resident size).
+//! What the benchmarks read about processes from `/proc`: CPU time (of the server, of
+//! PostgreSQL and of the benchmark itself) and memory (peak and current resident size).
 
-/// CPU seconds (user + system) of the server and of every `postgres` process.
+/// CPU seconds (user + system) of the server, of every `postgres` process and of this process
+/// (the benchmark's client, which shares the machine).
 #[derive(Debug, Clone, Copy)]
 pub struct Cpu {
     pub server: f64,
     pub postgres: f64,
+    pub client: f64,
 }
 
-/// User + system CPU seconds of the server process and of all `postgres` processes; `None`
-/// where `/proc` cannot be read.
+/// User + system CPU seconds of the server process, of all `postgres` processes and of this
+/// one; `None` where `/proc` cannot be read.
 pub fn cpu_seconds(server_pid: Option<u32>) -> Option<Cpu> {
     let server = server_pid.map_or(Some(0.0), |pid| process_cpu(&format!("/proc/{pid}/stat")))?;
+    let client = process_cpu("/proc/self/stat")?;
     let mut postgres = 0.0;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let stat = entry.path().join("stat");
@@ -21,7 +24,11 @@ pub fn cpu_seconds(server_pid: Option<u32>) -> Option<Cpu> {
             postgres += process_cpu(&stat.to_string_lossy()).unwrap_or(0.0);
         }
     }
-    Some(Cpu { server, postgres })
+    Some(Cpu {
+        server,
+        postgres,
+        client,
+    })
 }
 
 fn process_cpu(stat_path: &str) -> Option<f64> {
