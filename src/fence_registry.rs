@@ -193,12 +193,14 @@ impl FenceRegistry {
         let fence = self.prepare(fence_from_feature(feature, || generated)).await?;
         let _writing = self.writes.lock().await;
         let id = fence.id().to_owned();
-        self.write(fence, &Expected::absent())
-            .await
-            .map_err(|error| match error {
-                RegistryError::Precondition { .. } => RegistryError::Exists(id),
-                other => other,
-            })
+        let (feature, version, _) =
+            self.write(fence, &Expected::absent())
+                .await
+                .map_err(|error| match error {
+                    RegistryError::Precondition { .. } => RegistryError::Exists(id),
+                    other => other,
+                })?;
+        Ok((feature, version))
     }
 
     /// Creates or replaces the fence `id` if its stored version is `expected`; returns the
@@ -226,16 +228,14 @@ impl FenceRegistry {
             .prepare(fence_from_feature(&feature, || id.to_owned()))
             .await?;
         let _writing = self.writes.lock().await;
-        let existed = self.index.read().get(id).is_some();
-        let (feature, version) = self.write(fence, expected).await?;
-        Ok((feature, version, existed))
+        self.write(fence, expected).await
     }
 
     /// Deletes the fence `id` if its stored version is `expected`.
     pub async fn delete(&self, id: &str, expected: &Expected) -> Result<(), RegistryError> {
         let _writing = self.writes.lock().await;
         match fence_store::delete_if(&self.pool, &self.origin, id, |v| expected.allows(v)).await? {
-            Conditional::Done(_) => {}
+            Conditional::Done { .. } => {}
             Conditional::Refused(None) => return Err(RegistryError::NotFound(id.to_owned())),
             Conditional::Refused(current) => {
                 return Err(RegistryError::Precondition {
@@ -334,18 +334,20 @@ impl FenceRegistry {
     }
 
     /// Stores `fence` if its stored version is `expected`, then puts it in the index and
-    /// invalidates the tiles its old and new extents touch. Returns its Feature and new
-    /// version. Call with the write lock.
+    /// invalidates the tiles its old and new extents touch. Returns its Feature, its new
+    /// version and whether a version of it was stored before. Call with the write lock.
     async fn write(
         &self,
         fence: IndexedFence,
         expected: &Expected,
-    ) -> Result<(Value, String), RegistryError> {
+    ) -> Result<(Value, String, bool), RegistryError> {
         self.writable(&[fence.fence()])?;
         let written =
             fence_store::store_if(&self.pool, &self.origin, fence.fence(), |v| expected.allows(v)).await?;
-        let version = match written {
-            Conditional::Done(version) => version.unwrap_or_default(),
+        // Whether it existed is the database's answer: another node's write may not have
+        // reached this node's index yet.
+        let (version, existed) = match written {
+            Conditional::Done { previous, version } => (version.unwrap_or_default(), previous.is_some()),
             Conditional::Refused(current) => {
                 return Err(RegistryError::Precondition {
                     id: fence.id().to_owned(),
@@ -356,7 +358,7 @@ impl FenceRegistry {
         let feature = to_feature(fence.fence().fence());
         // Before the reply: the next tile request must see this write.
         self.apply(vec![fence], &[]);
-        Ok((feature, version))
+        Ok((feature, version, existed))
     }
 
     /// Stores `fences` in one transaction and announces them. Call with the write lock.

@@ -77,8 +77,14 @@ const VERSION: &str = "md5(definition::text)";
 /// What a conditional write found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Conditional {
-    /// Written (or deleted); the fence's new version (`None` after a delete).
-    Done(Option<String>),
+    /// Written (or deleted). `previous`: the version the condition was checked against (`None`:
+    /// the fence was not stored, so this write created it); `version`: the new one (`None`
+    /// after a delete). Both are the database's, read under the lock, whatever this node's
+    /// index holds yet.
+    Done {
+        previous: Option<String>,
+        version: Option<String>,
+    },
     /// The stored version (`None`: no such fence) did not satisfy the condition: nothing written.
     Refused(Option<String>),
 }
@@ -105,7 +111,10 @@ pub async fn store_if(
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(Conditional::Done(Some(version)))
+    Ok(Conditional::Done {
+        previous: current,
+        version: Some(version),
+    })
 }
 
 /// Deletes and announces the fence `id` if `accept` accepts its stored version; `Refused(None)`
@@ -124,7 +133,10 @@ pub async fn delete_if(
     delete(&mut tx, id).await?;
     announce(&mut tx, origin, &[id]).await?;
     tx.commit().await?;
-    Ok(Conditional::Done(None))
+    Ok(Conditional::Done {
+        previous: current,
+        version: None,
+    })
 }
 
 /// The version of the fence `id` within `tx`, its row locked (and its id, in case it has no row

@@ -183,3 +183,38 @@ async fn two_nodes_writing_the_same_version_at_once_let_exactly_one_through() {
     two.shutdown().await;
     one.stop().await;
 }
+
+/// Whether a `PUT` created or replaced a fence is the database's answer, not the node's index:
+/// a fence another node wrote, whose announcement has not reached this node yet, is replaced
+/// (200), not created (201).
+#[tokio::test]
+async fn a_put_over_a_fence_this_node_has_not_heard_of_yet_replaces_it() {
+    let app = spawn_app().await;
+    let created = app
+        .send_json(Method::POST, "/api/v1/fences", &square("heard", 2.0, 48.0, 0.01))
+        .await;
+    assert_eq!(created.status(), 201);
+    // Another node's write that was not announced: a copy of the row under another id.
+    sqlx::query(
+        "INSERT INTO fences
+         SELECT (jsonb_populate_record(f, jsonb_build_object('id', 'unheard', 'definition',
+                 CASE WHEN f.definition ? 'id' THEN jsonb_set(f.definition, '{id}', '\"unheard\"')
+                      ELSE f.definition END))).*
+         FROM fences f WHERE id = 'heard'",
+    )
+    .execute(&app.db)
+    .await
+    .expect("a fence written behind the node's back");
+    let stored = app.get("/api/v1/fences/unheard").await;
+    assert_eq!(stored.status(), 200, "reads go to the database");
+    let version = etag(&stored);
+    let replaced = put(
+        &app,
+        "unheard",
+        &square("unheard", 2.0, 48.0, 0.02),
+        Some(("if-match", &version)),
+    )
+    .await;
+    assert_eq!(replaced.status(), 200, "it was stored: replaced, not created");
+    app.stop().await;
+}
