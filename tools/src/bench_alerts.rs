@@ -453,21 +453,8 @@ fn print_latency(what: &str, latencies: impl Iterator<Item = f64>) {
 
 /// The server's `geotrack_ws_dropped_total` and `geotrack_ws_lagged_total` (0 when unreadable).
 async fn ws_sessions(client: &reqwest::Client, url: &str) -> (u64, u64) {
-    let text = match client.get(format!("{url}/metrics")).send().await {
-        Ok(reply) => reply.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix(name)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .map_or(0, |v| v as u64)
-    };
+    let metrics = Snapshot::read(client, url).await;
+    let value = |name: &str| metrics.value(name).map_or(0, |v| v as u64);
     (
         value("geotrack_ws_dropped_total"),
         value("geotrack_ws_lagged_total"),

@@ -1,5 +1,6 @@
 //! Where a benchmark's time went inside the server: the server's own latency histograms
-//! (`/metrics`), read before and after a drive, so the difference covers the drive alone.
+//! (`/metrics`), read before and after a drive, so the difference covers the drive alone. The
+//! same reading gives the server's plain counters and gauges.
 //!
 //! Each histogram gives a mean (its sum over its count) and, from its cumulative buckets, the
 //! upper bound of the bucket holding the 50th and the 99th percentile: the buckets double, so
@@ -15,9 +16,12 @@ struct Totals {
     buckets: Vec<(f64, f64)>,
 }
 
-/// Every unlabelled histogram of a `/metrics` text, by name.
+/// Every unlabelled histogram and every unlabelled value of a `/metrics` text, by name.
 #[derive(Debug, Default)]
-pub(crate) struct Snapshot(HashMap<String, Totals>);
+pub(crate) struct Snapshot {
+    histograms: HashMap<String, Totals>,
+    values: HashMap<String, f64>,
+}
 
 impl Snapshot {
     /// Reads the server's `/metrics`; an unreadable answer gives an empty snapshot.
@@ -30,6 +34,7 @@ impl Snapshot {
 
     fn parse(text: &str) -> Self {
         let mut histograms: HashMap<String, Totals> = HashMap::new();
+        let mut values = HashMap::new();
         for line in text.lines().filter(|line| !line.starts_with('#')) {
             let Some((key, value)) = line.rsplit_once(' ') else {
                 continue;
@@ -37,6 +42,9 @@ impl Snapshot {
             let Ok(value) = value.parse::<f64>() else {
                 continue;
             };
+            if !key.contains('{') {
+                values.insert(key.to_owned(), value);
+            }
             if let Some(name) = key.strip_suffix("_sum") {
                 histograms.entry(name.to_owned()).or_default().sum = value;
             } else if let Some(name) = key.strip_suffix("_count") {
@@ -55,15 +63,20 @@ impl Snapshot {
                     .push((bound, value));
             }
         }
-        Self(histograms)
+        Self { histograms, values }
+    }
+
+    /// The value of the unlabelled counter or gauge `name`, if the server reported it.
+    pub(crate) fn value(&self, name: &str) -> Option<f64> {
+        self.values.get(name).copied()
     }
 
     /// `name`'s observations since `before`, as one line of milliseconds (or of plain values
     /// when `unit` is empty); `None` when the histogram saw nothing in between.
     pub(crate) fn since(&self, before: &Self, name: &str, unit: &str) -> Option<String> {
-        let after = self.0.get(name)?;
+        let after = self.histograms.get(name)?;
         let empty = Totals::default();
-        let before = before.0.get(name).unwrap_or(&empty);
+        let before = before.histograms.get(name).unwrap_or(&empty);
         let count = after.count - before.count;
         if count <= 0.0 {
             return None;
@@ -122,6 +135,15 @@ other_total 4
             line.as_deref(),
             Some("mean 3.00ms, p50 ≤ 1.000ms, p99 ≤ 2.000ms over 100")
         );
+    }
+
+    #[test]
+    fn plain_values_are_read_and_labelled_ones_left_out() {
+        let snapshot = Snapshot::parse(AFTER);
+        assert_eq!(snapshot.value("other_total"), Some(4.0));
+        assert_eq!(snapshot.value("x_seconds_count"), Some(110.0));
+        assert_eq!(snapshot.value("x_seconds_bucket"), None);
+        assert_eq!(snapshot.value("missing"), None);
     }
 
     #[test]
