@@ -240,9 +240,7 @@ enum History<'a> {
 
 /// Writes a small batch in one statement, committed on its own ([`WRITE_SMALL`]).
 async fn write_small(conn: &mut PgConnection, fixes: &[&Fix], shard: i16) -> Result<Stored, sqlx::Error> {
-    let mut args = Columns::of(fixes.iter().copied()).arguments()?;
-    args.add(shard).map_err(sqlx::Error::Encode)?;
-    let (new, max_seq): (i64, Option<i64>) = sqlx::query_as_with(WRITE_SMALL, args).fetch_one(conn).await?;
+    let (new, max_seq) = insert_new(conn, WRITE_SMALL, fixes, shard).await?;
     Ok(Stored {
         new: u64::try_from(new).unwrap_or(0),
         max_seq,
@@ -274,13 +272,7 @@ async fn write_batch(
             let new = copy.finish().await?;
             (i64::try_from(new).unwrap_or(i64::MAX), None)
         }
-        History::InsertNew { shard } => {
-            let mut args = Columns::of(fixes.iter().copied()).arguments()?;
-            args.add(shard).map_err(sqlx::Error::Encode)?;
-            sqlx::query_as_with(INSERT_NEW_POSITIONS, args)
-                .fetch_one(&mut *tx)
-                .await?
-        }
+        History::InsertNew { shard } => insert_new(&mut tx, INSERT_NEW_POSITIONS, fixes, shard).await?,
     };
     let args = Columns::of(newest_per_device(fixes)).arguments()?;
     let last_seq: i64 = sqlx::query_scalar_with(MOVE_LATEST, args)
@@ -295,6 +287,19 @@ async fn write_batch(
         },
         rewritten: matches!(history, History::InsertNew { .. }),
     })
+}
+
+/// Runs `statement`, one built on [`insert_new_positions`] (the fixes as $1 to $11, the shard
+/// as $12); returns how many fixes were new to history and the largest `seq` drawn for them.
+async fn insert_new(
+    conn: &mut PgConnection,
+    statement: &'static str,
+    fixes: &[&Fix],
+    shard: i16,
+) -> Result<(i64, Option<i64>), sqlx::Error> {
+    let mut args = Columns::of(fixes.iter().copied()).arguments()?;
+    args.add(shard).map_err(sqlx::Error::Encode)?;
+    sqlx::query_as_with(statement, args).fetch_one(conn).await
 }
 
 /// A unique violation: some fix of the batch is stored already or is in it twice.
