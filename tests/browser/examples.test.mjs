@@ -74,8 +74,13 @@ for (const [name, offset] of [['leaflet', 0], ['openlayers', 0.01]]) {
       }
       if (!alerts.every((u) => new URL(u).searchParams.get('since') === '0')) throw new Error(`alerts: ${alerts}`);
     });
+    // The page fetches its style and opens its alerts socket independently: either may come first.
     await step(`${name}: the server's style is loaded with the token`, async () => {
-      if (!styles.some(([status, t]) => status === 200 && t === token)) throw new Error(`style answers: ${JSON.stringify(styles)}`);
+      const deadline = Date.now() + 20000;
+      while (!styles.some(([status, t]) => status === 200 && t === token)) {
+        if (Date.now() > deadline) throw new Error(`style answers: ${JSON.stringify(styles)}`);
+        await page.waitForTimeout(100);
+      }
     });
     await step(`${name}: fences and positions tiles arrive`, async () => {
       const deadline = Date.now() + 20000;
