@@ -52,6 +52,8 @@ pub enum Command {
     Simulate(tools::simulate::SimulateArgs),
     /// Measure alert latency (fix received to alert on a WebSocket) under an open-loop drive.
     BenchAlerts(tools::bench_alerts::BenchAlertsArgs),
+    /// Measure delivery to many WebSocket subscribers at a high alert rate, slow ones beside them.
+    BenchFanout(tools::bench_fanout::BenchFanoutArgs),
     /// Drive ingest at a multiple of its sustainable rate; check refusals, /health, nothing lost.
     BenchOverload(tools::bench_overload::BenchOverloadArgs),
     /// Drive ingest and alerts over the nodes of a cluster (with failover); check nothing lost.
@@ -164,6 +166,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::BenchIngest(args) => tools::bench_ingest::run(&args, &config.database_url).await?,
         Command::BenchAlerts(args) => tools::bench_alerts::run(&args, &config.database_url).await?,
+        Command::BenchFanout(args) => tools::bench_fanout::run(&args, &config.database_url).await?,
         Command::BenchOverload(args) => tools::bench_overload::run(&args, &config.database_url).await?,
         Command::BenchCluster(args) => tools::bench_cluster::run(&args, &config.database_url).await?,
         Command::BenchTcp(args) => tools::bench_tcp::run(&args, &config.database_url).await?,

@@ -100,7 +100,13 @@ pub async fn run(args: &BenchAlertsArgs, database_url: &str) -> Result<(), Error
     let cpu_before = cpu_seconds(args.server_pid);
     let stages_before = Snapshot::read(&client, &args.url).await;
     let stages_warm = read_stages_later(&client, &args.url, Duration::from_secs(args.warmup_s));
-    let drive = drive(&client, args).await;
+    let schedule = Schedule {
+        rate: args.rate,
+        duration_s: args.duration_s,
+        batch: args.batch,
+    };
+    let mut fleet = Fleet::new(args.devices, args.rate);
+    let drive = drive(&client, &args.url, schedule, |n, ts| fleet.fixes(n, ts)).await;
     let cpu_after = cpu_seconds(args.server_pid);
     let (seen, stored) = finish(subscribers, &stop, &db, start_cursor).await?;
     report(args, &drive, &stored, &seen);
@@ -314,22 +320,50 @@ impl Fleet {
     }
 }
 
-struct Drive {
+/// A drive's send schedule: `rate` fixes/s for `duration_s` seconds, `batch` fixes a request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Schedule {
+    pub rate: usize,
+    pub duration_s: u64,
+    pub batch: usize,
+}
+
+pub(crate) struct Drive {
     /// When the first request was sent.
-    started_at: chrono::DateTime<chrono::Utc>,
+    pub started_at: chrono::DateTime<chrono::Utc>,
     sent: usize,
     accepted: Arc<AtomicUsize>,
     failed: Arc<AtomicUsize>,
     late: usize,
-    elapsed: Duration,
+    pub elapsed: Duration,
 }
 
-/// Sends the fixes on a fixed schedule; a request never waits for the previous one's reply.
-async fn drive(client: &reqwest::Client, args: &BenchAlertsArgs) -> Drive {
-    let batch = args.batch.max(1);
-    let mut fleet = Fleet::new(args.devices, args.rate);
-    let requests = (args.rate as u64 * args.duration_s) as usize / batch;
-    let every = Duration::from_secs_f64(batch as f64 / args.rate.max(1) as f64);
+impl Drive {
+    /// Prints what was sent and acknowledged against the schedule.
+    pub(crate) fn print(&self, rate: usize) {
+        let secs = self.elapsed.as_secs_f64();
+        println!(
+            "fixes: {} sent in {secs:.1} s ({:.0}/s, target {rate}), {} acknowledged, {} failed; {} sends waited for room",
+            self.sent,
+            self.sent as f64 / secs,
+            self.accepted.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            self.late
+        );
+    }
+}
+
+/// Posts the fixes `next(n, ts)` gives, `n` at a time, to `url` on a fixed schedule; a request
+/// never waits for the previous one's reply.
+pub(crate) async fn drive(
+    client: &reqwest::Client,
+    url: &str,
+    schedule: Schedule,
+    mut next: impl FnMut(usize, &str) -> Vec<Value>,
+) -> Drive {
+    let batch = schedule.batch.max(1);
+    let requests = (schedule.rate as u64 * schedule.duration_s) as usize / batch;
+    let every = Duration::from_secs_f64(batch as f64 / schedule.rate.max(1) as f64);
     let in_flight = Arc::new(Semaphore::new(512));
     let (accepted, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut ticks = tokio::time::interval(every);
@@ -341,14 +375,14 @@ async fn drive(client: &reqwest::Client, args: &BenchAlertsArgs) -> Drive {
     for _ in 0..requests {
         ticks.tick().await;
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let fixes = fleet.fixes(batch, &now);
+        let fixes = next(batch, &now);
         let permit = if let Ok(permit) = in_flight.clone().try_acquire_owned() {
             permit
         } else {
             late += 1; // the server is behind: this send waits, the schedule slips
             in_flight.clone().acquire_owned().await.expect("never closed")
         };
-        let request = client.post(format!("{}/api/v1/positions", args.url)).json(&fixes);
+        let request = client.post(format!("{url}/api/v1/positions")).json(&fixes);
         let (accepted, failed) = (accepted.clone(), failed.clone());
         tasks.spawn(async move {
             match request.send().await {
@@ -371,15 +405,7 @@ async fn drive(client: &reqwest::Client, args: &BenchAlertsArgs) -> Drive {
 
 fn report(args: &BenchAlertsArgs, drive: &Drive, stored: &[i64], seen: &[Vec<Delivery>]) {
     let secs = drive.elapsed.as_secs_f64();
-    println!(
-        "fixes: {} sent in {secs:.1} s ({:.0}/s, target {}), {} acknowledged, {} failed; {} sends waited for room",
-        drive.sent,
-        drive.sent as f64 / secs,
-        args.rate,
-        drive.accepted.load(Ordering::Relaxed),
-        drive.failed.load(Ordering::Relaxed),
-        drive.late
-    );
+    drive.print(args.rate);
     println!("alerts: {} ({:.0}/s)", stored.len(), stored.len() as f64 / secs);
     let exact = seen
         .iter()
@@ -452,7 +478,7 @@ fn print_latency(what: &str, latencies: impl Iterator<Item = f64>) {
 }
 
 /// The server's `geotrack_ws_dropped_total` and `geotrack_ws_lagged_total` (0 when unreadable).
-async fn ws_sessions(client: &reqwest::Client, url: &str) -> (u64, u64) {
+pub(crate) async fn ws_sessions(client: &reqwest::Client, url: &str) -> (u64, u64) {
     let metrics = Snapshot::read(client, url).await;
     let value = |name: &str| metrics.value(name).map_or(0, |v| v as u64);
     (

@@ -69,6 +69,9 @@ pub enum Error {
         url: String,
         source: tokio_tungstenite::tungstenite::Error,
     },
+    /// A light subscriber's socket could not be opened or did not go live.
+    #[error("cannot subscribe to {url}: {reason}")]
+    Handshake { url: String, reason: String },
     /// A WebSocket opened but closed before the server said it was live.
     #[error("{url}: the socket closed before going live")]
     NotLive { url: String },
