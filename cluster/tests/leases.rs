@@ -238,6 +238,18 @@ struct Span {
     epoch: u64,
 }
 
+/// What happened to `partition` from `since` on, for a failure message.
+fn story(log: &[Record], partition: u16, since: Instant) -> Vec<(Duration, &str, Seen)> {
+    log.iter()
+        .filter(|r| {
+            let (Seen::Event(LeaseEvent::Acquired(l) | LeaseEvent::Lost(l) | LeaseEvent::HandOver(l))
+            | Seen::Stopped(l)) = r.seen;
+            l.partition == partition
+        })
+        .map(|r| (r.at.saturating_duration_since(since), r.node.as_str(), r.seen))
+        .collect()
+}
+
 fn record(log: &Mutex<Vec<Record>>, node: &str, seen: Seen) {
     let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
     log.push(Record {
@@ -382,7 +394,12 @@ async fn a_joining_node_gets_its_share_by_hand_over() {
             let step = |wanted: &dyn Fn(&Record) -> bool| {
                 log.iter()
                     .position(|r| r.at >= joined && wanted(r))
-                    .unwrap_or_else(|| panic!("partition {partition}: a step is missing"))
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "partition {partition}, held by {previous} before the join: a step is missing in {:#?}",
+                            story(&log, partition, joined)
+                        )
+                    })
             };
             let handed = step(&|r| {
                 &r.node == previous
