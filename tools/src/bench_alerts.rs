@@ -194,6 +194,15 @@ pub(crate) async fn load_fences(client: &reqwest::Client, url: &str, count: usiz
                    "properties": {"radius_m": 200.0 + rng.unit() * 600.0}})
         })
         .collect();
+    import_fences(client, url, features).await
+}
+
+/// Imports `features` (GeoJSON fences) through `url`'s bulk import.
+pub(crate) async fn import_fences(
+    client: &reqwest::Client,
+    url: &str,
+    features: Vec<Value>,
+) -> Result<(), Error> {
     let reply = client
         .post(format!("{url}/api/v1/fences/import"))
         .json(&json!({"type": "FeatureCollection", "features": features}))

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::bench_alerts::{Schedule, drive, finish, ws_sessions};
+use crate::bench_alerts::{Schedule, drive, finish, import_fences, ws_sessions};
 use crate::light_socket::{Closed, LightSocket};
 use crate::process::cpu_seconds;
 
@@ -144,16 +144,7 @@ async fn load_grid(client: &reqwest::Client, url: &str, count: usize) -> Result<
                    "properties": {"radius_m": 300.0}})
         })
         .collect();
-    let reply = client
-        .post(format!("{url}/api/v1/fences/import"))
-        .json(&json!({"type": "FeatureCollection", "features": features}))
-        .send()
-        .await
-        .map_err(Error::request("fence import"))?;
-    if !reply.status().is_success() {
-        return Err(Error::status("fence import", reply).await);
-    }
-    Ok(())
+    import_fences(client, url, features).await
 }
 
 /// The centre of fence `k` of `count`, on a square grid.
