@@ -23,6 +23,7 @@ mod http_metrics;
 pub mod ingest;
 pub mod limits;
 mod listen;
+pub mod log_sink;
 mod process_metrics;
 mod prometheus_text;
 mod request_id;

@@ -1,7 +1,8 @@
 //! Metrics read at each scrape: the process' CPU time, resident memory and open file
 //! descriptors (from `/proc/self`, under the names every Prometheus client library uses, so
-//! stock dashboards find them), the database pool's connections, and the tile cache's contents
-//! and builds (counted where a build happens, not on every hit, which stays free).
+//! stock dashboards find them), the database pool's connections, the tile cache's contents
+//! and builds (counted where a build happens, not on every hit, which stays free), and the log
+//! lines dropped.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -47,6 +48,11 @@ impl Collector for ProcessMetrics {
                 "geotrack_tiles_evicted",
                 "Tiles dropped from the cache to make room.",
                 cache.evicted,
+            ),
+            (
+                "geotrack_log_lines_dropped",
+                "Log lines dropped because standard error was not read fast enough.",
+                crate::log_sink::dropped_lines(),
             ),
         ] {
             let counter = ConstCounter::new(value);

@@ -12,6 +12,28 @@ use tokio::process::Command;
 
 use crate::helpers::{admin_exec, database_url, geotrack, new_database, poll_until};
 
+/// `geotrack <global_args> serve` on a free port with `GEOTRACK_LOG=info`, standard error piped
+/// (to be read, or not).
+fn serve(db_name: &str, global_args: &[&str]) -> (tokio::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_geotrack"))
+        .args(global_args)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", database_url(db_name))
+        .env("GEOTRACK_LOG", "info")
+        .env("GEOTRACK_INGEST__SHARDS", "2")
+        .env("GEOTRACK_DB_MAX_CONNECTIONS", "8")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the server binary starts");
+    (child, port)
+}
+
 /// The lines a child writes on standard error, as they come.
 fn collect_stderr(child: &mut tokio::process::Child) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));
@@ -47,27 +69,7 @@ async fn access_line(lines: &Mutex<Vec<String>>, path: &str) -> Value {
 #[tokio::test]
 async fn json_logs_are_one_object_per_line_with_an_access_line_per_response_and_no_query() {
     let db_name = new_database().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_geotrack"))
-        .args([
-            "--log-format",
-            "json",
-            "serve",
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("DATABASE_URL", database_url(&db_name))
-        .env("GEOTRACK_LOG", "info")
-        .env("GEOTRACK_INGEST__SHARDS", "2")
-        .env("GEOTRACK_DB_MAX_CONNECTIONS", "8")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the server binary starts");
+    let (mut child, port) = serve(&db_name, &["--log-format", "json"]);
     let lines = collect_stderr(&mut child);
     let client = reqwest::Client::new();
     let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
@@ -180,4 +182,64 @@ async fn text_logs_reach_a_pipe_without_colour_and_server_flags_belong_to_serve(
         "{serve_help}"
     );
     assert!(serve_help.contains("--log-format"), "{serve_help}");
+}
+
+/// Standard error's pipe holds 64 KiB; a reader that stops reading used to stop every request
+/// at its access line once it was full. Now the server goes on answering, drops the lines its
+/// queue cannot hold, and counts them.
+#[tokio::test]
+async fn a_log_reader_that_stops_reading_does_not_stop_the_server() {
+    let db_name = new_database().await;
+    let (mut child, port) = serve(&db_name, &[]);
+    // Held and never read: the pipe fills after a few hundred access lines.
+    let _unread = child.stderr.take().expect("stderr is piped");
+    let client = reqwest::Client::new();
+    let url = move |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let ready = poll_until(Duration::from_secs(20), Duration::from_millis(50), async || {
+        let reply = client.get(url("/ready")).send().await;
+        reply.is_ok_and(|reply| reply.status() == 200)
+    })
+    .await;
+    assert!(ready, "the server never got ready");
+    // More access lines than the pipe and the queue hold together.
+    let requests = geotrack::log_sink::QUEUED_LINES + 4_000;
+    let connections = 8;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let client = client.clone();
+        tasks.spawn(async move {
+            for _ in 0..requests / connections {
+                let reply = client
+                    .get(url("/health"))
+                    .timeout(Duration::from_secs(5))
+                    .send()
+                    .await
+                    .expect("/health answers while nobody reads the logs");
+                assert_eq!(reply.status(), 200);
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("a request task");
+    }
+    let metrics = client
+        .get(url("/metrics"))
+        .send()
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("body");
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("geotrack_log_lines_dropped_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no dropped-lines counter in:\n{metrics}"));
+    assert!(
+        dropped > 0,
+        "{requests} access lines, none dropped with an unread pipe"
+    );
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("reaped");
+    admin_exec(&format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)")).await;
 }
