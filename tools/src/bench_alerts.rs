@@ -435,8 +435,21 @@ fn report(args: &BenchAlertsArgs, drive: &Drive, stored: &[i64], seen: &[Vec<Del
     );
     print_latency(
         "steady state after them",
-        all.filter(|d| d.received >= steady_from).map(|d| d.latency_ms),
+        all.clone()
+            .filter(|d| d.received >= steady_from)
+            .map(|d| d.latency_ms),
     );
+    // The warm-up second by second: how long its burst lasts.
+    for k in 0..args.warmup_s {
+        let from = drive.started_at + chrono::Duration::seconds(k as i64);
+        let to = from + chrono::Duration::seconds(1);
+        print_latency(
+            &format!("second {} of the drive", k + 1),
+            all.clone()
+                .filter(|d| (from..to).contains(&d.received))
+                .map(|d| d.latency_ms),
+        );
+    }
 }
 
 /// Prints where the server's time went, stage by stage along an alert's way: over the first
