@@ -66,6 +66,11 @@ where
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_nanos();
+    // The lease task's log lines, in the test's output (shown when it fails).
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("cluster=info")
+        .try_init();
     let cluster = Cluster {
         prefix: format!("t-leases-{test}-{:x}", nanos & 0xff_ffff_ffff),
         partitions,
@@ -238,15 +243,23 @@ struct Span {
     epoch: u64,
 }
 
-/// What happened to `partition` from `since` on, for a failure message.
-fn story(log: &[Record], partition: u16, since: Instant) -> Vec<(Duration, &str, Seen)> {
+/// Everything that happened to `partition`, for a failure message: milliseconds from `since`
+/// (negative before it), node, event.
+fn story(log: &[Record], partition: u16, since: Instant) -> Vec<(f64, &str, Seen)> {
     log.iter()
         .filter(|r| {
             let (Seen::Event(LeaseEvent::Acquired(l) | LeaseEvent::Lost(l) | LeaseEvent::HandOver(l))
             | Seen::Stopped(l)) = r.seen;
             l.partition == partition
         })
-        .map(|r| (r.at.saturating_duration_since(since), r.node.as_str(), r.seen))
+        .map(|r| {
+            let ms = if r.at >= since {
+                (r.at - since).as_secs_f64() * 1e3
+            } else {
+                -(since - r.at).as_secs_f64() * 1e3
+            };
+            (ms, r.node.as_str(), r.seen)
+        })
         .collect()
 }
 

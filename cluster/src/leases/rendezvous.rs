@@ -9,9 +9,13 @@
 use xxhash_rust::xxh3::Xxh3;
 
 /// The desired owner of every partition `0..partitions` among `nodes` (`None` without nodes).
-/// The order of `nodes` never matters.
+/// `nodes` is a set: neither its order nor a name given twice changes anything (a listing of
+/// the node bucket can give a key twice, when a heartbeat lands while it is read).
 pub fn owners(partitions: u16, nodes: &[String]) -> Vec<Option<&str>> {
     let mut assigned: Vec<Option<&str>> = vec![None; usize::from(partitions)];
+    let mut nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
     if nodes.is_empty() {
         return assigned;
     }
@@ -21,7 +25,7 @@ pub fn owners(partitions: u16, nodes: &[String]) -> Vec<Option<&str>> {
         usize::from(partitions) % nodes.len(),
     );
     let mut pairs: Vec<(u64, &str, u16)> = (0..partitions)
-        .flat_map(|p| nodes.iter().map(move |n| (weight(n, p), n.as_str(), p)))
+        .flat_map(|p| nodes.iter().map(move |&n| (weight(n, p), n, p)))
         .collect();
     // Heaviest first; ties (equal hashes) by name, then partition, so the result is unique.
     pairs.sort_unstable_by(|a, b| b.cmp(a));
@@ -103,5 +107,14 @@ mod tests {
         let other = names(&["c", "a", "b"]);
         assert_eq!(owners(64, &one), owners(64, &other));
         assert_eq!(owners(3, &[]), vec![None, None, None]);
+    }
+
+    #[test]
+    fn a_node_listed_twice_counts_once() {
+        // Counted twice, `a` would cut every share to 12 / 3 and leave 4 partitions unowned.
+        let twice = names(&["a", "b", "a"]);
+        let once = names(&["a", "b"]);
+        assert_eq!(owners(12, &twice), owners(12, &once));
+        assert!(owners(12, &twice).iter().all(Option::is_some));
     }
 }

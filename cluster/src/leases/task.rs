@@ -131,9 +131,11 @@ async fn live_nodes(shared: &Shared) -> Option<Vec<String>> {
     };
     shared.contact();
     // Alive for sure, even if its own heartbeat failed.
-    if !live.contains(&shared.nats.node) {
-        live.push(shared.nats.node.clone());
-    }
+    live.push(shared.nats.node.clone());
+    // The listing reads the last entry of each key, then whatever is written meanwhile: a
+    // heartbeat landing during it lists its node twice.
+    live.sort_unstable();
+    live.dedup();
     Some(live)
 }
 
@@ -142,7 +144,7 @@ async fn live_nodes(shared: &Shared) -> Option<Vec<String>> {
 fn rebalance(shared: &Shared, live: &[String]) -> Vec<u16> {
     let me = Some(shared.nats.node.as_str());
     let mut claims = Vec::new();
-    let mut handed_over = false;
+    let mut handed_over = Vec::new();
     let mut state = shared.state();
     let state = &mut *state;
     if state.draining {
@@ -158,13 +160,14 @@ fn rebalance(shared: &Shared, live: &[String]) -> Vec<u16> {
                     partition,
                     epoch: held.epoch,
                 }));
-                handed_over = true;
+                handed_over.push(partition);
             }
             None if mine => claims.push(partition),
             _ => {}
         }
     }
-    if handed_over {
+    if !handed_over.is_empty() {
+        tracing::info!(partitions = ?handed_over, ?live, "handing partitions over to the live nodes that own them now");
         shared.wake.notify_one();
     }
     claims
