@@ -9,8 +9,8 @@
 //! against subscribers × alerts/s, the slowest second, how many subscribers received exactly
 //! the alerts of the table in id order, the latency from the fix reaching the server to the
 //! alert on the socket, how each slow consumer ended (the server tells one that falls a hub's
-//! capacity behind that it lagged and closes it), and the CPU of the server, PostgreSQL and
-//! this client.
+//! capacity behind that it lagged and closes it, and drops one whose send takes longer than
+//! `ws.send_timeout_s`), and the CPU of the server, PostgreSQL and this client.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
