@@ -127,13 +127,7 @@ pub async fn run(args: &BenchAlertsArgs, database_url: &str) -> Result<(), Error
     }
     drop(stalled);
     if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
-        let secs = drive.elapsed.as_secs_f64();
-        println!(
-            "CPU during the drive: server {:.0}%, PostgreSQL {:.0}%, this client {:.0}% (of one core; 2 cores shared)",
-            100.0 * (after.server - before.server) / secs,
-            100.0 * (after.postgres - before.postgres) / secs,
-            100.0 * (after.client - before.client) / secs
-        );
+        before.print_shares(&after, drive.elapsed.as_secs_f64());
     }
     if let Some(pid) = args.server_pid {
         println!(

@@ -120,12 +120,7 @@ pub async fn run(args: &BenchFanoutArgs, database_url: &str) -> Result<(), Error
         after.1.saturating_sub(sessions_before.1)
     );
     if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
-        println!(
-            "CPU during the drive: server {:.0}%, PostgreSQL {:.0}%, this client {:.0}% (of one core; 2 cores shared)",
-            100.0 * (after.server - before.server) / secs,
-            100.0 * (after.postgres - before.postgres) / secs,
-            100.0 * (after.client - before.client) / secs
-        );
+        before.print_shares(&after, secs);
     }
     Ok(())
 }

@@ -10,6 +10,18 @@ pub struct Cpu {
     pub client: f64,
 }
 
+impl Cpu {
+    /// Prints each process' share of one core from `self` to `after`, `secs` apart.
+    pub fn print_shares(&self, after: &Self, secs: f64) {
+        println!(
+            "CPU during the drive: server {:.0}%, PostgreSQL {:.0}%, this client {:.0}% (of one core; 2 cores shared)",
+            100.0 * (after.server - self.server) / secs,
+            100.0 * (after.postgres - self.postgres) / secs,
+            100.0 * (after.client - self.client) / secs
+        );
+    }
+}
+
 /// User + system CPU seconds of the server process, of all `postgres` processes and of this
 /// one; `None` where `/proc` cannot be read.
 pub fn cpu_seconds(server_pid: Option<u32>) -> Option<Cpu> {
