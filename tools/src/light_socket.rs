@@ -12,6 +12,7 @@ use std::io::Cursor;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, BytesMut};
+use memchr::memmem;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
@@ -96,7 +97,7 @@ impl LightSocket {
         let mut found = false;
         let closed = self
             .read(None, |text, _| {
-                found = found || contains(text, marker.as_bytes());
+                found = found || memmem::find(text, marker.as_bytes()).is_some();
                 !found
             })
             .await;
@@ -176,9 +177,4 @@ impl LightSocket {
             }
         }
     }
-}
-
-/// Whether `haystack` contains `needle`.
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
