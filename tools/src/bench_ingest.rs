@@ -86,9 +86,10 @@ pub async fn run(args: &BenchIngestArgs, database_url: &str) -> Result<(), Error
     if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
         let _ = writeln!(
             report,
-            "CPU-seconds per million fixes: server {:.2}, PostgreSQL {:.2}",
+            "CPU-seconds per million fixes: server {:.2}, PostgreSQL {:.2}; while posting, {} (of one core; 2 cores)",
             (after.server - before.server) * per_million,
-            (after.postgres - before.postgres) * per_million
+            (after.postgres - before.postgres) * per_million,
+            before.machine(&after, http.elapsed.as_secs_f64())
         );
     }
     if let Some(pid) = args.server_pid {
