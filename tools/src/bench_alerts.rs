@@ -1,6 +1,7 @@
 //! `geotrack bench-alerts`: end-to-end alert latency against a running server.
 //!
-//! Loads `--fences` circles, connects `--subscribers` WebSocket clients to `/ws/alerts`, then
+//! Loads `--fences` circles, connects `--subscribers` light WebSocket subscribers to
+//! `/ws/alerts` (see `light_socket`: the client shares the two cores with the server), then
 //! drives `--devices` simulated vehicles open loop (a fixed send schedule, not request after
 //! reply) at `--rate` fixes/s for `--duration-s` seconds over HTTP. Each alert carries the time
 //! its fix reached the server (`received_at`, same clock), so a subscriber's receive time minus
@@ -20,14 +21,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use futures_util::StreamExt;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
+use crate::light_socket::{AlertFields, LightSocket};
 use crate::process::{cpu_seconds, peak_rss, rss_kib};
 use crate::simulate::{Rng, offset};
 use crate::stages::Snapshot;
@@ -209,24 +208,11 @@ pub(crate) async fn import_fences(
     Ok(())
 }
 
-pub(crate) type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Connects to `/ws/alerts` and waits for the live marker.
-async fn subscribe(url: &str) -> Result<Socket, Error> {
-    let ws_url = format!("{}/ws/alerts", url.replacen("http", "ws", 1));
-    let (mut socket, _) = match tokio_tungstenite::connect_async(&ws_url).await {
-        Ok(connected) => connected,
-        Err(source) => return Err(Error::WebSocket { url: ws_url, source }),
-    };
-    while let Some(message) = socket.next().await {
-        if let Ok(Message::Text(text)) = message
-            && text.contains("\"live\"")
-        {
-            return Ok(socket);
-        }
-    }
-    Err(Error::NotLive { url: ws_url })
+/// Connects a light subscriber to `/ws/alerts` and waits for the live marker.
+async fn subscribe(url: &str) -> Result<LightSocket, Error> {
+    let mut socket = LightSocket::connect(url, "/ws/alerts").await?;
+    socket.wait_for("\"live\"").await?;
+    Ok(socket)
 }
 
 /// What a subscriber saw of one alert.
@@ -238,40 +224,26 @@ struct Delivery {
     received: chrono::DateTime<chrono::Utc>,
 }
 
-/// The fields of an alert message the latency needs (the `live` marker has neither).
-#[derive(Deserialize)]
-struct Seen {
-    id: i64,
-    received_at: chrono::DateTime<chrono::Utc>,
-}
-
-/// Every alert a subscriber received, in arrival order.
-async fn collect(mut socket: Socket, stop: CancellationToken) -> Vec<Delivery> {
+/// Every alert a subscriber received, in arrival order, until `stop` or the server closes.
+async fn collect(mut socket: LightSocket, stop: CancellationToken) -> Vec<Delivery> {
+    let fields = AlertFields::new();
     let mut seen = Vec::new();
-    loop {
-        let message = tokio::select! {
-            m = socket.next() => m,
-            () = stop.cancelled() => return seen,
-        };
-        let Some(Ok(message)) = message else { return seen };
-        let Message::Text(text) = message else { continue };
-        let now = chrono::Utc::now();
-        // Typed, two fields: a `Value` would allocate every field of every message, on cores
-        // this client shares with the server.
-        let Ok(Seen {
-            id,
-            received_at: received,
-        }) = serde_json::from_str::<Seen>(&text)
-        else {
-            continue;
-        };
-        let latency_ms = (now - received).num_microseconds().unwrap_or(0) as f64 / 1e3;
-        seen.push(Delivery {
-            id,
-            latency_ms,
-            received,
-        });
+    let read = socket.read(None, |message, at| {
+        if let Some((id, received)) = fields.alert(message) {
+            let latency = at.duration_since(received).unwrap_or_default();
+            seen.push(Delivery {
+                id,
+                latency_ms: latency.as_secs_f64() * 1e3,
+                received: received.into(),
+            });
+        }
+        true
+    });
+    tokio::select! {
+        _ = read => {}
+        () = stop.cancelled() => {}
     }
+    seen
 }
 
 /// Vehicles driving at 20 m/s in [`AREA`], turning a little at random, bouncing off its edges.

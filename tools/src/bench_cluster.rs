@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::bench_alerts::{Fleet, Socket, finish, load_fences};
+use crate::bench_alerts::{Fleet, finish, load_fences};
 
 #[derive(Debug, Args)]
 pub struct BenchClusterArgs {
@@ -52,6 +52,10 @@ pub struct BenchClusterArgs {
 
 /// What one subscriber received: (alert id, latency in ms, seconds since the drive started).
 type Seen = Vec<(i64, f64, f64)>;
+
+/// A full WebSocket client: a cluster subscriber reconnects with its cursor and reads every
+/// kind of message.
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub async fn run(args: &BenchClusterArgs, database_url: &str) -> Result<(), Error> {
     let db = sqlx::PgPool::connect(database_url)

@@ -14,16 +14,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use clap::Args;
-use memchr::memmem::Finder;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::bench_alerts::{Schedule, drive, finish, import_fences, ws_sessions};
-use crate::light_socket::{Closed, LightSocket};
+use crate::light_socket::{AlertFields, Closed, LightSocket};
 use crate::process::cpu_seconds;
 
 #[derive(Debug, Args)]
@@ -200,7 +199,7 @@ async fn listen(
     stop: CancellationToken,
     delivered: Arc<AtomicU64>,
 ) -> Tally {
-    let fields = Fields::new();
+    let fields = AlertFields::new();
     let mut tally = Tally {
         count: 0,
         digest: DIGEST_START,
@@ -227,40 +226,6 @@ async fn listen(
     };
     tally.closed = closed;
     tally
-}
-
-/// Finds an alert message's fields without parsing the rest of it.
-struct Fields {
-    received_at: Finder<'static>,
-    lagged: Finder<'static>,
-}
-
-/// How an alert message begins (`Published` writes `type` first, then `id`).
-const ALERT_PREFIX: &[u8] = b"{\"type\":\"alert\",\"id\":";
-
-impl Fields {
-    fn new() -> Self {
-        Self {
-            received_at: Finder::new(b"\"received_at\":\"").into_owned(),
-            lagged: Finder::new(b"\"type\":\"lagged\"").into_owned(),
-        }
-    }
-
-    /// An alert's id and the time its fix reached the server; `None` for other messages.
-    fn alert(&self, message: &[u8]) -> Option<(i64, SystemTime)> {
-        let rest = message.strip_prefix(ALERT_PREFIX)?;
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        let id = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
-        let start = self.received_at.find(rest)? + self.received_at.needle().len();
-        let length = rest[start..].iter().position(|&b| b == b'"')?;
-        let text = std::str::from_utf8(&rest[start..start + length]).ok()?;
-        let at = chrono::DateTime::parse_from_rfc3339(text).ok()?;
-        Some((id, at.into()))
-    }
-
-    fn lagged(&self, message: &[u8]) -> bool {
-        self.lagged.find(message).is_some()
-    }
 }
 
 const DIGEST_START: u64 = 0xcbf2_9ce4_8422_2325;
@@ -405,19 +370,6 @@ fn report_slow(slow: &[Tally]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_alert_message_gives_its_id_and_arrival_and_others_nothing() {
-        let fields = Fields::new();
-        let message = br#"{"type":"alert","id":4711,"device":"d","fence":"f","fence_name":null,"kind":"enter","ts":"2026-12-07T10:00:00Z","position":[1.0,2.0],"speed_mps":null,"interpolated":false,"received_at":"2026-12-07T10:00:00.250000Z","created_at":"2026-12-07T10:00:00.260000Z"}"#;
-        let (id, at) = fields.alert(message).expect("an alert");
-        assert_eq!(id, 4711);
-        let expected = chrono::DateTime::parse_from_rfc3339("2026-12-07T10:00:00.25Z").expect("time");
-        assert_eq!(at, SystemTime::from(expected));
-        assert!(fields.alert(br#"{"type":"live","cursor":3}"#).is_none());
-        assert!(fields.lagged(br#"{"type":"lagged","resume_from":9}"#));
-        assert!(!fields.lagged(message));
-    }
 
     #[test]
     fn the_digest_tells_order_and_gaps_apart() {

@@ -4,7 +4,7 @@
 //! callback as bytes, all of one read with the time that read returned. It answers pings, so
 //! the server keeps it; it never sends anything else.
 //!
-//! A full client (tokio-tungstenite, as `bench-alerts` uses) allocates and validates every
+//! A full client (tokio-tungstenite, as `bench-cluster` uses) allocates and validates every
 //! message and polls a stream per message: work that, a million times a second, the client
 //! would take from the two cores the server needs.
 
@@ -12,7 +12,7 @@ use std::io::Cursor;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, BytesMut};
-use memchr::memmem;
+use memchr::memmem::{self, Finder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
@@ -176,5 +176,57 @@ impl LightSocket {
                 return stop;
             }
         }
+    }
+}
+
+/// Finds an alert message's fields without parsing the rest of it.
+pub(crate) struct AlertFields {
+    received_at: Finder<'static>,
+    lagged: Finder<'static>,
+}
+
+/// How an alert message begins (`Published` writes `type` first, then `id`).
+const ALERT_PREFIX: &[u8] = b"{\"type\":\"alert\",\"id\":";
+
+impl AlertFields {
+    pub(crate) fn new() -> Self {
+        Self {
+            received_at: Finder::new(b"\"received_at\":\"").into_owned(),
+            lagged: Finder::new(b"\"type\":\"lagged\"").into_owned(),
+        }
+    }
+
+    /// An alert's id and the time its fix reached the server; `None` for other messages.
+    pub(crate) fn alert(&self, message: &[u8]) -> Option<(i64, SystemTime)> {
+        let rest = message.strip_prefix(ALERT_PREFIX)?;
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let id = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+        let start = self.received_at.find(rest)? + self.received_at.needle().len();
+        let length = rest[start..].iter().position(|&b| b == b'"')?;
+        let text = std::str::from_utf8(&rest[start..start + length]).ok()?;
+        let at = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+        Some((id, at.into()))
+    }
+
+    pub(crate) fn lagged(&self, message: &[u8]) -> bool {
+        self.lagged.find(message).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_message_gives_its_id_and_arrival_and_others_nothing() {
+        let fields = AlertFields::new();
+        let message = br#"{"type":"alert","id":4711,"device":"d","fence":"f","fence_name":null,"kind":"enter","ts":"2026-12-07T10:00:00Z","position":[1.0,2.0],"speed_mps":null,"interpolated":false,"received_at":"2026-12-07T10:00:00.250000Z","created_at":"2026-12-07T10:00:00.260000Z"}"#;
+        let (id, at) = fields.alert(message).expect("an alert");
+        assert_eq!(id, 4711);
+        let expected = chrono::DateTime::parse_from_rfc3339("2026-12-07T10:00:00.25Z").expect("time");
+        assert_eq!(at, SystemTime::from(expected));
+        assert!(fields.alert(br#"{"type":"live","cursor":3}"#).is_none());
+        assert!(fields.lagged(br#"{"type":"lagged","resume_from":9}"#));
+        assert!(!fields.lagged(message));
     }
 }
