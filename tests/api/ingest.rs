@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{fix, fix_at, json_with_status, spawn_app, spawn_with};
+use crate::helpers::{fix, fix_at, json_with_status, spawn_app, spawn_with, wait_until};
 
 #[derive(Debug, PartialEq, sqlx::FromRow)]
 struct StoredFix {
@@ -15,6 +15,39 @@ struct StoredFix {
     altitude_m: Option<f64>,
     battery: Option<f64>,
     attrs: Option<Value>,
+}
+
+/// Each shard writer opens its connection at start and runs its one-statement write with no
+/// fixes: the first fixes after a restart then find the backend ready instead of paying for it.
+#[tokio::test]
+async fn every_ingest_writer_opens_its_connection_at_start_and_stores_nothing() {
+    let app = spawn_app().await;
+    let warmed = async || -> i64 {
+        // A backend shows the last statement it ran; the writers' statement opens so.
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = $1 AND query LIKE 'WITH f AS (SELECT * FROM unnest($1::text[]%'",
+        )
+        .bind(&app.db_name)
+        .fetch_one(&app.db)
+        .await
+        .expect("pg_stat_activity")
+    };
+    wait_until("both shard writers' backends ran their write", async || {
+        warmed().await == 2
+    })
+    .await;
+    for table in ["positions", "devices_latest", "devices"] {
+        let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&app.db)
+            .await
+            .expect("count");
+        assert_eq!(rows, 0, "{table} holds rows after the warm-up");
+    }
+    // The warmed writers then store fixes as before.
+    let reply = json_with_status(app.post_json(&fix("after-warm-up", 0, 1.0, 2.0)).await, 202).await;
+    assert_eq!(reply["accepted"], 1);
+    assert_eq!(app.stored().await, 1);
 }
 
 #[tokio::test]

@@ -348,6 +348,9 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self) {
+        if let Err(error) = self.db.warm().await {
+            tracing::warn!(%error, "ingest writer cannot open its connection yet; its first batch will");
+        }
         loop {
             let first = tokio::select! {
                 job = self.jobs.recv() => job,
