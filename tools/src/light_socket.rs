@@ -2,7 +2,8 @@
 //! shares with the server: it reads the socket in large chunks and walks the frames in place
 //! (tungstenite's frame header parser, no message allocated), handing each text payload to a
 //! callback as bytes, all of one read with the time that read returned. It answers pings, so
-//! the server keeps it; it never sends anything else.
+//! the server keeps it; it never sends anything else. [`AlertFields`] finds an alert's id and
+//! the time its fix reached the server in such a payload without parsing the rest.
 //!
 //! A full client (tokio-tungstenite, as `bench-cluster` uses) allocates and validates every
 //! message and polls a stream per message: work that, a million times a second, the client
