@@ -10,34 +10,19 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::helpers::{admin_exec, database_url, geotrack, new_database, poll_until};
+use crate::helpers::{ServerProcess, admin_exec, database_url, geotrack, new_database, poll_until};
 
-/// `geotrack <global_args> serve` on a free port with `GEOTRACK_LOG=info`, standard error piped
-/// (to be read, or not).
-fn serve(db_name: &str, global_args: &[&str]) -> (tokio::process::Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_geotrack"))
-        .args(global_args)
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", database_url(db_name))
-        .env("GEOTRACK_LOG", "info")
-        .env("GEOTRACK_INGEST__SHARDS", "2")
-        .env("GEOTRACK_DB_MAX_CONNECTIONS", "8")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the server binary starts");
-    (child, port)
+/// `geotrack <global_args> serve` with `GEOTRACK_LOG=info`, standard error piped (to be read,
+/// or not).
+fn serve(db_name: &str, global_args: &[&str]) -> ServerProcess {
+    let env = [("GEOTRACK_LOG", "info".to_owned())];
+    ServerProcess::spawn(db_name, global_args, &env, Stdio::piped())
 }
 
-/// The lines a child writes on standard error, as they come.
-fn collect_stderr(child: &mut tokio::process::Child) -> Arc<Mutex<Vec<String>>> {
+/// The lines a server writes on standard error, as they come.
+fn collect_stderr(server: &mut ServerProcess) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));
-    let mut reader = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
+    let mut reader = BufReader::new(server.stderr()).lines();
     let sink = lines.clone();
     tokio::spawn(async move {
         while let Ok(Some(line)) = reader.next_line().await {
@@ -69,17 +54,12 @@ async fn access_line(lines: &Mutex<Vec<String>>, path: &str) -> Value {
 #[tokio::test]
 async fn json_logs_are_one_object_per_line_with_an_access_line_per_response_and_no_query() {
     let db_name = new_database().await;
-    let (mut child, port) = serve(&db_name, &["--log-format", "json"]);
-    let lines = collect_stderr(&mut child);
+    let mut server = serve(&db_name, &["--log-format", "json"]);
+    let lines = collect_stderr(&mut server);
     let client = reqwest::Client::new();
-    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
-    let ready = poll_until(Duration::from_secs(20), Duration::from_millis(50), async || {
-        let reply = client.get(url("/ready")).send().await;
-        reply.is_ok_and(|reply| reply.status() == 200)
-    })
-    .await;
+    let url = |path: &str| server.url(path);
     assert!(
-        ready,
+        server.ready().await,
         "the server never got ready: {:?}",
         lines.lock().expect("lines")
     );
@@ -124,8 +104,7 @@ async fn json_logs_are_one_object_per_line_with_an_access_line_per_response_and_
     assert_eq!(tile["route"], "/tiles/{layer}/{z}/{x}/{y}", "{tile}");
     assert_eq!(tile["status"], 204, "{tile}");
 
-    child.start_kill().expect("SIGKILL");
-    child.wait().await.expect("reaped");
+    server.kill().await;
     let lines = lines.lock().expect("lines").clone();
     assert!(lines.len() > 3, "{lines:?}");
     for line in &lines {
@@ -190,17 +169,13 @@ async fn text_logs_reach_a_pipe_without_colour_and_server_flags_belong_to_serve(
 #[tokio::test]
 async fn a_log_reader_that_stops_reading_does_not_stop_the_server() {
     let db_name = new_database().await;
-    let (mut child, port) = serve(&db_name, &[]);
+    let mut server = serve(&db_name, &[]);
     // Held and never read: the pipe fills after a few hundred access lines.
-    let _unread = child.stderr.take().expect("stderr is piped");
+    let _unread = server.stderr();
     let client = reqwest::Client::new();
+    let port = server.port;
     let url = move |path: &str| format!("http://127.0.0.1:{port}{path}");
-    let ready = poll_until(Duration::from_secs(20), Duration::from_millis(50), async || {
-        let reply = client.get(url("/ready")).send().await;
-        reply.is_ok_and(|reply| reply.status() == 200)
-    })
-    .await;
-    assert!(ready, "the server never got ready");
+    assert!(server.ready().await, "the server never got ready");
     // More access lines than the pipe and the queue hold together.
     let requests = geotrack::log_sink::QUEUED_LINES + 4_000;
     let connections = 8;
@@ -239,7 +214,6 @@ async fn a_log_reader_that_stops_reading_does_not_stop_the_server() {
         dropped > 0,
         "{requests} access lines, none dropped with an unread pipe"
     );
-    child.start_kill().expect("SIGKILL");
-    child.wait().await.expect("reaped");
+    server.kill().await;
     admin_exec(&format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)")).await;
 }

@@ -2,9 +2,10 @@
 //! (SIGKILL), pause it (SIGSTOP/SIGCONT) or stop it as an operator does (SIGTERM).
 
 use std::net::TcpListener;
+use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStderr, Command};
 
 use super::app::database_url;
 use super::wait::poll_until;
@@ -18,11 +19,20 @@ impl ServerProcess {
     /// Starts a server on `db_name` with these extra `GEOTRACK_*` variables, and waits until
     /// `/ready` answers 200 (20 s at most).
     pub async fn start(db_name: &str, env: &[(&str, String)]) -> Self {
+        let server = Self::spawn(db_name, &[], env, Stdio::inherit());
+        assert!(server.ready().await, "the server never got ready");
+        server
+    }
+
+    /// Starts `geotrack <global_args> serve` on `db_name` with these extra `GEOTRACK_*`
+    /// variables (they override the defaults here), its log lines on `stderr`; does not wait.
+    pub fn spawn(db_name: &str, global_args: &[&str], env: &[(&str, String)], stderr: Stdio) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
         let child = Command::new(env!("CARGO_BIN_EXE_geotrack"))
+            .args(global_args)
             .arg("serve")
             .env("DATABASE_URL", database_url(db_name))
             .env("GEOTRACK_BIND", format!("127.0.0.1:{port}"))
@@ -30,18 +40,26 @@ impl ServerProcess {
             .env("GEOTRACK_DB_MAX_CONNECTIONS", "8")
             .env("GEOTRACK_LOG", "warn")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .expect("the server binary starts");
-        let server = Self { child, port };
+        Self { child, port }
+    }
+
+    /// Whether `/ready` answers 200 within 20 s.
+    pub async fn ready(&self) -> bool {
         let client = reqwest::Client::new();
-        let ready = poll_until(Duration::from_secs(20), Duration::from_millis(50), async || {
-            let reply = client.get(server.url("/ready")).send().await;
+        poll_until(Duration::from_secs(20), Duration::from_millis(50), async || {
+            let reply = client.get(self.url("/ready")).send().await;
             reply.is_ok_and(|reply| reply.status() == 200)
         })
-        .await;
-        assert!(ready, "the server never got ready");
-        server
+        .await
+    }
+
+    /// Its standard error, when spawned with it piped (once).
+    pub fn stderr(&mut self) -> ChildStderr {
+        self.child.stderr.take().expect("stderr is piped")
     }
 
     pub fn url(&self, path: &str) -> String {
